@@ -1,0 +1,35 @@
+# NeuroMoCo toolkit: install, test, demo.
+# `make test` and `make demo` (re)create .venv when it is missing or older than pyproject.toml.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PIP    := $(BIN)/python -m pip
+# Lava is archived: its last releases declare Python < 3.11 and old pins, so they are installed
+# without their declared dependencies; their real runtime needs are in pyproject.toml.
+LAVA   := lava-nc==0.10.0 lava-dl==0.6.0
+
+.PHONY: install test demo lint bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	$(PIP) install -q --disable-pip-version-check --no-deps --ignore-requires-python $(LAVA)
+	touch $(STAMP)
+
+test: install
+	$(BIN)/python -m pytest -q
+
+demo: install
+	PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/demo.sh
+
+lint: install
+	$(BIN)/ruff check train deploy tests hardware_tests benchmarks
+
+bench: install
+	PATH="$(CURDIR)/$(BIN):$$PATH" bash benchmarks/run_all.sh
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,58 @@
+"""Make Lava 0.10 (archived, written for Python <= 3.10) importable on Python 3.11+.
+
+Python 3.11's ``dataclasses`` rejects a field whose default is an instance of an unhashable class
+(``ValueError: mutable default ... use default_factory``). ``lava.magma.compiler.var_model`` declares
+such fields (``x: ByteEncoder = ByteEncoder()``). While Lava is first imported, :func:`import_lava`
+wraps ``dataclasses._get_field`` so that, for classes defined in a ``lava`` module only, such a default
+becomes ``field(default_factory=<copy of the default>)`` -- the behaviour the authors intended. The
+wrapper is removed again afterwards; site-packages is never edited.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import importlib
+import sys
+import threading
+from types import ModuleType
+from typing import Iterator
+
+_lock = threading.Lock()
+_applied = False
+
+
+def _is_mutable_default(value: object) -> bool:
+    return (not isinstance(value, dataclasses.Field)
+            and value is not dataclasses.MISSING
+            and type(value).__hash__ is None)
+
+
+@contextlib.contextmanager
+def mutable_defaults_as_factories(module_prefix: str = "lava") -> Iterator[None]:
+    """Within the block, unhashable dataclass defaults in ``module_prefix`` modules become factories."""
+    original = dataclasses._get_field  # type: ignore[attr-defined]
+
+    def patched(cls: type, a_name: str, a_type: object, *args: object, **kwargs: object):
+        default = cls.__dict__.get(a_name, dataclasses.MISSING)
+        if str(getattr(cls, "__module__", "")).startswith(module_prefix) and _is_mutable_default(default):
+            setattr(cls, a_name, dataclasses.field(default_factory=lambda d=default: copy.deepcopy(d)))
+        return original(cls, a_name, a_type, *args, **kwargs)
+
+    dataclasses._get_field = patched  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        dataclasses._get_field = original  # type: ignore[attr-defined]
+
+
+def import_lava(module: str = "lava.magma.core.run_configs") -> ModuleType:
+    """Import a Lava module, applying the compatibility hook the first time Lava is imported."""
+    global _applied
+    with _lock:
+        if not _applied and "lava.magma.compiler.var_model" not in sys.modules:
+            with mutable_defaults_as_factories():
+                importlib.import_module("lava.magma.compiler.var_model")
+        _applied = True
+    return importlib.import_module(module)

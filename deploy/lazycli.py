@@ -1,0 +1,49 @@
+"""A small argparse front-end whose subcommands are imported only when they run.
+
+Each subcommand lives in its own module exposing ``add_arguments(parser)`` and ``run(args) -> int``;
+the table maps the command name to ``(module, one-line help)``. ``--help`` stays fast (no torch import)
+and adding a command touches one line. Errors that a user caused (:class:`UserError`) are printed as
+one clear line with exit code 2, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Mapping, Sequence
+
+
+class UserError(Exception):
+    """A problem with the user's input (missing file, bad graph, bad option): printed without traceback."""
+
+
+def build_parser(prog: str, description: str, commands: Mapping[str, tuple[str, str]],
+                 argv: Sequence[str]) -> tuple[argparse.ArgumentParser, str | None]:
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    for name, (module, help_text) in commands.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if name == chosen:  # only the command that runs pays for its imports
+            importlib.import_module(module).add_arguments(p)
+    return parser, chosen
+
+
+def run_cli(prog: str, description: str, commands: Mapping[str, tuple[str, str]],
+            argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser, _ = build_parser(prog, description, commands, argv)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    module = importlib.import_module(commands[args.command][0])
+    try:
+        return int(module.run(args) or 0)
+    except UserError as err:
+        print(f"{prog} {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog} {args.command}: interrupted (checkpoints written so far are kept)", file=sys.stderr)
+        return 130

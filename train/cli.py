@@ -1,0 +1,24 @@
+"""`train` command line: data, models, pretrain, finetune, linear, supervised, eval, export."""
+
+from __future__ import annotations
+
+from deploy.lazycli import run_cli
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "data": ("train.commands.data", "list datasets and their status; render samples as PNG"),
+    "models": ("train.commands.models", "list the model architectures with parameter counts"),
+    "pretrain": ("train.commands.pretrain", "self-supervised NeuroMoCo pre-training (labels unused)"),
+    "finetune": ("train.commands.downstream", "fine-tune the whole pre-trained network on labels"),
+    "linear": ("train.commands.downstream", "linear probe: frozen pre-trained encoder, trained linear head"),
+    "supervised": ("train.commands.downstream", "supervised training from scratch (the baseline)"),
+    "eval": ("train.commands.evaluate", "evaluate a checkpoint on a test split"),
+    "export": ("train.commands.export", "export a checkpoint as model.nir with its model card"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli("train", __doc__.splitlines()[0], COMMANDS, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
