@@ -1,0 +1,73 @@
+"""Frames for ``deploy run`` / ``parity`` / ``profile``, without importing ``train/``.
+
+Two sources: a pre-framed ``.npz`` file (``frames [N,T,C,H,W]``, ``labels [N]``; any tool can write one),
+or a dataset provider registered under the entry-point group ``neuromoco.datasets``. A provider is a
+function ``load_frames(dataset: dict, split: str, root: str | None, limit: int | None)`` returning
+``(frames, labels)`` or raising ``LookupError`` when the dataset is not its own. The project's own
+provider (``train.data.provider``) is one such plugin; deploy finds it by name, never by import.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deploy.card import ModelCard
+from deploy.lazycli import UserError
+
+GROUP = "neuromoco.datasets"
+
+
+def load_npz_frames(path: str | Path, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Frames and labels from an ``.npz`` file with arrays ``frames`` and ``labels``."""
+    try:
+        with np.load(path) as z:
+            frames, labels = z["frames"], z["labels"]
+    except FileNotFoundError:
+        raise UserError(f"frames file not found: {path}") from None
+    except (KeyError, ValueError, OSError) as err:
+        raise UserError(f"{path} is not a frames file with 'frames' and 'labels' arrays: {err}") from None
+    if frames.ndim != 5:
+        raise UserError(f"{path}: frames must be [N, T, C, H, W], got shape {list(frames.shape)}")
+    return frames[:limit].astype(np.float32), labels[:limit].astype(np.int64)
+
+
+def load_frames(card: ModelCard, dataset: str | None = None, split: str = "test",
+                root: str | None = None, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Frames ``[N, T, C, H, W]`` and labels for the graph's dataset (or ``dataset``, a name or ``.npz``).
+
+    The dataset's preprocessing (time steps, downsampling) comes from the model card, so the target sees
+    exactly what the model was trained on.
+    """
+    if dataset and dataset.endswith(".npz"):
+        frames, labels = load_npz_frames(dataset, limit)
+    else:
+        spec: dict[str, Any] = dict(card.dataset)
+        spec.setdefault("time_steps", card.time_steps)
+        if dataset:
+            spec["name"] = dataset
+        if not spec.get("name"):
+            raise UserError("no dataset: name one with --dataset (or a frames .npz file); the model card names none")
+        frames, labels = _from_providers(spec, split, root, limit)
+    expected = [card.time_steps, *card.input_shape]
+    if list(frames.shape[1:]) != expected:
+        raise UserError(f"dataset frames are [T, C, H, W] = {list(frames.shape[1:])} but the model card "
+                        f"expects {expected}")
+    return frames, labels
+
+
+def _from_providers(spec: dict[str, Any], split: str, root: str | None,
+                    limit: int | None) -> tuple[np.ndarray, np.ndarray]:
+    tried = []
+    for ep in entry_points(group=GROUP):
+        tried.append(ep.name)
+        try:
+            frames, labels = ep.load()(spec, split, root, limit)
+        except LookupError:
+            continue
+        return np.asarray(frames, dtype=np.float32), np.asarray(labels, dtype=np.int64)
+    raise UserError(f"no dataset provider knows {spec['name']!r} (providers: {', '.join(tried) or 'none'}); "
+                    "pass a frames .npz file instead")
