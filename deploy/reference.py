@@ -1,0 +1,344 @@
+"""The reference executor: a NIR graph run in PyTorch, batched over samples, on CPU or CUDA.
+
+Every target is compared with this. Its discrete-time meaning is :mod:`deploy.semantics` (forward Euler,
+Norse's evaluation order for the LIF, current before voltage for CubaLIF, reset to ``v_reset``), so a
+model trained with the project's Norse LIF and exported with ``train.export`` gives the same spikes bit
+for bit in float32 on CPU.
+
+How it runs:
+
+* Feed-forward parts (every node not on a cycle) go layer by layer over the whole sequence: a stateless
+  node (conv, pooling, affine, flatten, ...) sees all ``T * B`` frames at once, folded into its batch
+  dimension exactly as the training models fold them, and a neuron node loops over ``T`` on its own
+  state. This is fast and reproduces the training numerics.
+* A cycle (a recurrent layer) is stepped one time step at a time, its nodes in execution order. The
+  recurrent edge that closes the cycle (see :func:`deploy.graph.structure`) carries its source's output
+  of the previous step, zero at the first step: for an RNN ``input -> W_in -> neuron -> W_rec -> neuron``
+  the neuron at step t receives ``W_in x[t] + W_rec s[t-1]`` (snnTorch's RLeaky / RSynaptic meaning).
+* Several edges into one node add up, in file order.
+* Neuron state starts at zero (``v = 0``, ``i = 0``) for every sample.
+
+``float64`` mode (``dtype=torch.float64``) forms every constant in float64 too; use it to compare with
+Lava's floating-point simulation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import nir
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from deploy.graph import (
+    check_graph,
+    conv_geometry,
+    fit_param,
+    node_io_shapes,
+    normalize_graph,
+    pool_geometry,
+    structure,
+)
+from deploy.lazycli import UserError
+from deploy.result import RunResult
+from deploy.semantics import NEURON_TYPES, SPIKING_TYPES, DiscreteNeuron, discretize, euler_gain
+
+Tensor = torch.Tensor
+
+
+# ------------------------------------------------------------------------------------ neuron kernels
+
+class _Neuron:
+    """Forward-Euler neuron on a state ``[B, *shape]``; see :mod:`deploy.semantics` for the equations."""
+
+    def __init__(self, node: nir.NIRNode, shape: tuple[int, ...], dt: float | None, device: torch.device,
+                 dtype: torch.dtype, name: str) -> None:
+        self.kind = type(node).__name__
+        if dt is None and not isinstance(node, nir.IF):
+            raise UserError(f"node {name!r} ({self.kind}) needs dt: give it in the model card or with --dt")
+        n = discretize(node, float(dt) if dt is not None else 1.0)
+        npd = np.float64 if dtype == torch.float64 else np.float32
+        t = lambda a: torch.as_tensor(np.asarray(a, dtype=npd), device=device)
+        n = _fit_neuron(n, shape)
+        self.shape = shape
+        self.spiking = n.spiking
+        self.has_current = n.has_current
+        self.r = t(n.r)
+        self.r_one = bool(np.all(n.r == 1.0))
+        self.v_leak = t(n.v_leak)
+        self.v_leak_zero = bool(np.all(n.v_leak == 0.0))
+        self.leaky = n.tau_mem is not None
+        self.k_mem = t(euler_gain(n.dt, n.tau_mem, npd)) if self.leaky else None
+        self.v_th = t(n.v_threshold) if n.spiking else None
+        self.v_reset = t(n.v_reset)
+        if n.has_current:
+            self.k_syn = t(euler_gain(n.dt, n.tau_syn, npd))
+            self.w_in = t(n.w_in)
+            self.w_in_one = bool(np.all(n.w_in == 1.0))
+
+    def init(self, batch: int, like: Tensor) -> dict[str, Tensor]:
+        z = torch.zeros((batch, *self.shape), dtype=like.dtype, device=like.device)
+        return {"v": z, "i": z.clone()} if self.has_current else {"v": z}
+
+    def step(self, x: Tensor, state: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+        """One step: input ``x`` ``[B, *shape]`` -> output (spikes or voltage) and the new state."""
+        if self.has_current:  # i = i + k_syn * (w_in * I - i), then the membrane sees i
+            i = state["i"]
+            drive = x if self.w_in_one else self.w_in * x
+            i = i + self.k_syn * (drive - i)
+            x = i
+        v = state["v"]
+        ri = x if self.r_one else self.r * x
+        if self.leaky:  # Norse: v + dt * tau_inv * (I + v_leak - v)
+            v = v + self.k_mem * ((ri if self.v_leak_zero else ri + self.v_leak) - v)
+        else:  # IF: v + r * I
+            v = v + ri
+        new = {"v": v}
+        if self.has_current:
+            new["i"] = i
+        if not self.spiking:
+            return v, new
+        s = v > self.v_th
+        new["v_pre"] = v  # voltage before reset, for traces
+        new["v"] = torch.where(s, self.v_reset, v)
+        return s.to(v.dtype), new
+
+
+def _fit_neuron(n: DiscreteNeuron, shape: tuple[int, ...]) -> DiscreteNeuron:
+    """``n`` with every parameter array of exactly the node's state ``shape``."""
+    fit = lambda a: None if a is None else fit_param(a, shape)
+    return replace(n, shape=tuple(shape), tau_mem=fit(n.tau_mem), r=fit(n.r), v_leak=fit(n.v_leak),
+                   v_threshold=fit(n.v_threshold), v_reset=fit(n.v_reset), tau_syn=fit(n.tau_syn), w_in=fit(n.w_in))
+
+
+# --------------------------------------------------------------------------------- stateless kernels
+
+def _stateless(node: nir.NIRNode, name: str, in_shape: tuple[int, ...], out_shape: tuple[int, ...],
+               device: torch.device, dtype: torch.dtype) -> Callable[[Tensor], Tensor]:
+    """A function ``[N, *in_shape] -> [N, *out_shape]`` for a stateless node."""
+    t = lambda a: torch.as_tensor(np.array(a), device=device).to(dtype).contiguous()
+
+    def bias_of(b: object, n_out: int) -> Tensor | None:
+        if not np.any(np.asarray(b, dtype=np.float64)):
+            return None  # an all-zero bias adds nothing (and models without bias pass None too)
+        return t(fit_param(node.bias, (n_out,)))
+
+    if isinstance(node, (nir.Input, nir.Output)):
+        return lambda x: x
+    if isinstance(node, (nir.Affine, nir.Linear)):
+        w = t(node.weight)
+        b = bias_of(node.bias, w.shape[0]) if isinstance(node, nir.Affine) else None
+        return lambda x: F.linear(x, w, b)
+    if isinstance(node, (nir.Conv1d, nir.Conv2d)):
+        g = conv_geometry(node, name)
+        w = t(node.weight)
+        b = bias_of(node.bias, w.shape[0])
+        conv = F.conv1d if g["nd"] == 1 else F.conv2d
+        pads = g["padding"]
+        if all(p0 == p1 for p0, p1 in pads):
+            pad = tuple(p0 for p0, _ in pads)
+            return lambda x: conv(x, w, b, g["stride"], pad, g["dilation"], g["groups"])
+        flat = tuple(v for p in reversed(pads) for v in p)  # F.pad wants the last dim first
+        return lambda x: conv(F.pad(x, flat), w, b, g["stride"], 0, g["dilation"], g["groups"])
+    if isinstance(node, nir.SumPool2d):
+        g = pool_geometry(node, name)
+        return lambda x: F.avg_pool2d(x, g["kernel"], g["stride"], g["padding"], count_include_pad=True,
+                                      divisor_override=1)
+    if isinstance(node, nir.AvgPool2d):
+        g = pool_geometry(node, name)
+        return lambda x: F.avg_pool2d(x, g["kernel"], g["stride"], g["padding"], count_include_pad=True)
+    if isinstance(node, nir.Flatten):
+        return lambda x: x.reshape(x.shape[0], *out_shape)
+    if isinstance(node, nir.Scale):
+        s = t(fit_param(node.scale, in_shape))
+        return lambda x: x * s
+    if isinstance(node, nir.Threshold):
+        th = t(fit_param(node.threshold, in_shape))
+        return lambda x: (x > th).to(x.dtype)
+    raise UserError(f"node {name!r}: the reference executor has no kernel for {type(node).__name__}")
+
+
+# ------------------------------------------------------------------------------------------ executor
+
+@dataclass
+class _Plan:
+    name: str
+    kind: str
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+    fn: Callable[[Tensor], Tensor] | None  # stateless
+    neuron: _Neuron | None  # stateful
+
+
+class ReferenceExecutor:
+    """Run a checked NIR graph over frames ``[T, B, *input_shape]``.
+
+    ``dt`` is the Euler step in seconds (from the model card; may be None for graphs without leaky
+    neurons). ``record_spikes`` keeps the full 0/1 spike record of every spiking node in the result;
+    ``record_states`` keeps every neuron's state per step in :attr:`states` after :meth:`run`
+    (``{node: {"v": [T, B, *shape], "v_pre": voltage before reset, "i": current}}``, numpy).
+    """
+
+    def __init__(self, graph: nir.NIRGraph, dt: float | None, device: str | torch.device = "cpu",
+                 dtype: torch.dtype = torch.float32, record_spikes: bool = False, record_states: bool = False,
+                 input_shape: list[int] | None = None) -> None:
+        if dtype not in (torch.float32, torch.float64):
+            raise UserError(f"the reference runs in float32 or float64, not {dtype}")
+        self.graph = normalize_graph(graph)
+        check_graph(self.graph, input_shape=input_shape)
+        self.dt = dt
+        self.device = torch.device(device)
+        self.dtype = dtype
+        self.record_spikes = record_spikes
+        self.record_states = record_states
+        self.structure = structure(self.graph)
+        self.io_shapes = node_io_shapes(self.graph, input_shape)
+        self.input_shape = self.io_shapes[self.structure.input][1]
+        self.plans: dict[str, _Plan] = {}
+        for name in self.structure.order:
+            node = self.graph.nodes[name]
+            ins, outs = self.io_shapes[name]
+            if isinstance(node, NEURON_TYPES):
+                self.plans[name] = _Plan(name, type(node).__name__, ins, outs, None,
+                                         _Neuron(node, outs, dt, self.device, dtype, name))
+            else:
+                self.plans[name] = _Plan(name, type(node).__name__, ins, outs,
+                                         _stateless(node, name, ins, outs, self.device, dtype), None)
+        self.spiking = [n for n in self.structure.order if isinstance(self.graph.nodes[n], SPIKING_TYPES)]
+        self.states: dict[str, dict[str, np.ndarray]] = {}
+
+    # -- public API -------------------------------------------------------------------------------
+
+    def run(self, frames: np.ndarray | Tensor) -> RunResult:
+        """Frames ``[T, B, ...]`` -> output ``[T, B, n_out]`` (float64) and per-step spike counts."""
+        outs, counts, spikes = self._execute(frames, keep_all=False)
+        y = outs[self.structure.output]
+        output = y.reshape(y.shape[0], y.shape[1], -1).detach().to("cpu", torch.float64).numpy()
+        return RunResult(output=output, spike_counts=counts, spikes=spikes)
+
+    def trace(self, frames: np.ndarray | Tensor) -> dict[str, Tensor]:
+        """Every node's output ``[T, B, *shape]`` (torch tensors on the executor's device)."""
+        outs, _, _ = self._execute(frames, keep_all=True)
+        return outs
+
+    # -- internals --------------------------------------------------------------------------------
+
+    def _frames(self, frames: np.ndarray | Tensor) -> Tensor:
+        x = torch.as_tensor(frames) if not isinstance(frames, torch.Tensor) else frames
+        if x.dim() < 2:
+            raise UserError(f"frames must be [T, B, ...], got shape {tuple(x.shape)}")
+        want = self.input_shape
+        if tuple(x.shape[2:]) != tuple(want):
+            if int(np.prod(x.shape[2:])) != int(np.prod(want)):
+                raise UserError(f"frames of shape {list(x.shape[2:])} per step do not fit the graph's input "
+                                f"{list(want)}")
+            x = x.reshape(x.shape[0], x.shape[1], *want)
+        return x.to(device=self.device, dtype=self.dtype)
+
+    def _execute(self, frames: np.ndarray | Tensor, keep_all: bool
+                 ) -> tuple[dict[str, Tensor], dict[str, np.ndarray], dict[str, np.ndarray]]:
+        st = self.structure
+        x = self._frames(frames)
+        T, B = x.shape[:2]
+        remaining = {n: len(st.succs[n]) for n in st.order}
+        outs: dict[str, Tensor] = {}
+        counts: dict[str, np.ndarray] = {}
+        spikes: dict[str, np.ndarray] = {}
+        self.states = {}
+
+        def done_with(src: str) -> None:
+            remaining[src] -= 1
+            if remaining[src] == 0 and not keep_all and src != st.output:
+                outs.pop(src, None)
+
+        def record(name: str) -> None:
+            if name in self.spiking:
+                s = outs[name]
+                counts[name] = s.reshape(T, B, -1).sum(-1).to("cpu", torch.int64).numpy()
+                if self.record_spikes:
+                    spikes[name] = s.to("cpu", torch.uint8).numpy()
+
+        with torch.no_grad():
+            for comp in st.components:
+                if st.is_cyclic(comp):
+                    self._run_cycle(comp, outs, T, B)
+                    for name in comp:
+                        record(name)
+                    for name in comp:
+                        for src, _ in st.preds[name]:
+                            if src not in comp:
+                                done_with(src)
+                    continue
+                (name,) = comp
+                plan = self.plans[name]
+                if name == st.input:
+                    outs[name] = x
+                else:
+                    srcs = [src for src, _ in st.preds[name]]
+                    inp = outs[srcs[0]]
+                    for src in srcs[1:]:
+                        inp = inp + outs[src]
+                    for src in srcs:
+                        done_with(src)
+                    outs[name] = self._apply_all(plan, inp, T, B)
+                record(name)
+        return outs, counts, spikes
+
+    def _apply_all(self, plan: _Plan, inp: Tensor, T: int, B: int) -> Tensor:
+        """A node over the whole sequence: stateless with T folded into the batch, neurons looping over T."""
+        if plan.fn is not None:
+            y = plan.fn(inp.reshape(T * B, *plan.in_shape))
+            return y.reshape(T, B, *plan.out_shape)
+        neuron = plan.neuron
+        state = neuron.init(B, inp)
+        ys, trace = [], []
+        for t in range(T):
+            y, state = neuron.step(inp[t], state)
+            ys.append(y)
+            if self.record_states:
+                trace.append(state)
+        if self.record_states:
+            self._keep_states(plan.name, trace)
+        return torch.stack(ys)
+
+    def _keep_states(self, name: str, trace: list[dict[str, Tensor]]) -> None:
+        self.states[name] = {k: torch.stack([s[k] for s in trace]).to("cpu").numpy() for k in trace[0]}
+
+    def _run_cycle(self, comp: list[str], outs: dict[str, Tensor], T: int, B: int) -> None:
+        """Step a strongly connected component one time step at a time (recurrent edges delayed by one)."""
+        st = self.structure
+        members = set(comp)
+        prev: dict[str, Tensor] = {n: torch.zeros((B, *self.plans[n].out_shape), dtype=self.dtype,
+                                                  device=self.device) for n in comp}
+        states = {n: self.plans[n].neuron.init(B, prev[n]) for n in comp if self.plans[n].neuron is not None}
+        seqs: dict[str, list[Tensor]] = {n: [] for n in comp}
+        traces: dict[str, list[dict[str, Tensor]]] = {n: [] for n in states}
+        for t in range(T):
+            cur: dict[str, Tensor] = {}
+            for name in comp:
+                plan = self.plans[name]
+                inp = None
+                for src, rec in st.preds[name]:
+                    v = prev[src] if rec else (cur[src] if src in members else outs[src][t])
+                    inp = v if inp is None else inp + v
+                if plan.neuron is not None:
+                    y, states[name] = plan.neuron.step(inp, states[name])
+                    if self.record_states:
+                        traces[name].append(states[name])
+                else:
+                    y = plan.fn(inp)
+                cur[name] = y
+                seqs[name].append(y)
+            prev = cur
+        for name in comp:
+            outs[name] = torch.stack(seqs[name])
+        if self.record_states:
+            for name, tr in traces.items():
+                self._keep_states(name, tr)
+
+
+def run_reference(graph: nir.NIRGraph, frames: np.ndarray | Tensor, dt: float | None, **kwargs) -> RunResult:
+    """One-call form: build a :class:`ReferenceExecutor` and run ``frames``."""
+    return ReferenceExecutor(graph, dt, **kwargs).run(frames)

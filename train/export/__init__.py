@@ -1,0 +1,63 @@
+"""NIR export of trained deployable models: ``model.nir`` plus ``model_card.json``.
+
+The mapping is the project's own (:mod:`train.export.to_nir`), with BatchNorm folded first
+(:mod:`train.export.bn_fold`). ``deploy`` reads the result without importing ``train``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import nir
+from torch import nn
+
+from train.export.bn_fold import ExportError, flatten_modules, fold_batchnorm, fold_layers
+from train.export.to_nir import layer_names, plan_layers, to_nir
+
+MODEL_FILE = "model.nir"
+
+__all__ = [
+    "MODEL_FILE",
+    "ExportError",
+    "export_model",
+    "flatten_modules",
+    "fold_batchnorm",
+    "fold_layers",
+    "layer_names",
+    "plan_layers",
+    "to_nir",
+]
+
+
+def export_model(modules: list[nn.Module] | nn.Module, out_dir: Path, *, input_shape: list[int], time_steps: int,
+                 dt: float, dataset: dict[str, Any], class_names: list[str], accuracy: dict[str, float],
+                 model_name: str) -> Path:
+    """Write ``out_dir/model.nir`` and ``out_dir/model_card.json`` (each atomically); return the graph's path.
+
+    ``modules``: the deployable model's layer sequence (multi-step modules as trained; BatchNorm is folded
+    with its running statistics, Dropout dropped). ``input_shape``: one frame ``[C, H, W]``.
+    Raises :class:`ExportError` naming the module that has no exact NIR form.
+    """
+    from deploy import __version__ as deploy_version
+    from deploy.card import CARD_NAME, ModelCard
+    from deploy.io import atomic_write
+
+    try:
+        from train import __version__ as version
+    except ImportError:  # pragma: no cover
+        version = deploy_version
+    graph = to_nir(modules, list(input_shape), dt)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = atomic_write(out_dir / MODEL_FILE, lambda tmp: nir.write(tmp, graph))
+    card = ModelCard(
+        input_shape=[int(v) for v in input_shape], time_steps=int(time_steps), dt=float(dt), dataset=dict(dataset),
+        class_names=list(class_names), accuracy={k: float(v) for k, v in accuracy.items()}, model=model_name,
+        version=version,
+        extra={"exporter": "train.export", "nir_version": getattr(nir, "version", ""),
+               "readout": "prediction = arg-max over classes of the output node summed over time",
+               "initial_state": "all neuron states start at 0"},
+    )
+    card.save(out_dir / CARD_NAME)
+    return path
