@@ -6,6 +6,11 @@ such fields (``x: ByteEncoder = ByteEncoder()``). While Lava is first imported, 
 wraps ``dataclasses._get_field`` so that, for classes defined in a ``lava`` module only, such a default
 becomes ``field(default_factory=<copy of the default>)`` -- the behaviour the authors intended. The
 wrapper is removed again afterwards; site-packages is never edited.
+
+Lava's message infrastructure also calls ``multiprocessing.set_start_method('fork')`` when it is first
+imported, which raises ``RuntimeError: context has already been set`` if anything (a tqdm bar, say)
+touched multiprocessing before. :func:`import_lava` imports it with that call made tolerant: it is a
+no-op when the method is already ``fork``, and a clear error when another method was chosen.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import contextlib
 import copy
 import dataclasses
 import importlib
+import multiprocessing
 import sys
 import threading
 from types import ModuleType
@@ -47,12 +53,39 @@ def mutable_defaults_as_factories(module_prefix: str = "lava") -> Iterator[None]
         dataclasses._get_field = original  # type: ignore[attr-defined]
 
 
+@contextlib.contextmanager
+def tolerant_fork_start_method() -> Iterator[None]:
+    """Within the block, ``set_start_method('fork')`` succeeds when 'fork' is already the method."""
+    original = multiprocessing.set_start_method
+
+    def patched(method: str | None, force: bool = False) -> None:
+        current = multiprocessing.get_start_method(allow_none=True)
+        if current is None or force:
+            original(method, force=force)
+        elif current != method:
+            raise RuntimeError(f"Lava needs the '{method}' multiprocessing start method, but '{current}' "
+                               "was already chosen in this process")
+
+    multiprocessing.set_start_method = patched  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        multiprocessing.set_start_method = original  # type: ignore[assignment]
+
+
+_MP_MODULE = "lava.magma.runtime.message_infrastructure.multiprocessing"
+
+
 def import_lava(module: str = "lava.magma.core.run_configs") -> ModuleType:
-    """Import a Lava module, applying the compatibility hook the first time Lava is imported."""
+    """Import a Lava module, applying the compatibility hooks the first time Lava is imported."""
     global _applied
     with _lock:
-        if not _applied and "lava.magma.compiler.var_model" not in sys.modules:
-            with mutable_defaults_as_factories():
-                importlib.import_module("lava.magma.compiler.var_model")
-        _applied = True
+        if not _applied:
+            if "lava.magma.compiler.var_model" not in sys.modules:
+                with mutable_defaults_as_factories():
+                    importlib.import_module("lava.magma.compiler.var_model")
+            if _MP_MODULE not in sys.modules:
+                with tolerant_fork_start_method():
+                    importlib.import_module(_MP_MODULE)
+            _applied = True
     return importlib.import_module(module)

@@ -117,3 +117,15 @@ def _numpy_fixed_cuba(weights: np.ndarray, inp: np.ndarray, du: int, dv: int, vt
         out[t] = v > vth
         v[out[t]] = 0
     return out
+
+
+def test_lava_imports_after_multiprocessing_was_touched():
+    """A tqdm bar (or any lock) fixes the start method before Lava asks for 'fork': still importable."""
+    code = ("import tqdm; tqdm.tqdm(total=1, disable=True).close(); import multiprocessing as mp; mp.RLock();"
+            "from deploy.lava_compat import import_lava;"
+            "import_lava('lava.magma.runtime.message_infrastructure.multiprocessing'); print('ok')")
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]
