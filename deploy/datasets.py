@@ -65,7 +65,12 @@ def _from_providers(spec: dict[str, Any], split: str, root: str | None,
     for ep in entry_points(group=GROUP):
         tried.append(ep.name)
         try:
-            frames, labels = ep.load()(spec, split, root, limit)
+            provider = ep.load()
+        except ImportError as err:  # a provider whose package is broken or gone: say so, try the next
+            tried[-1] += f" (unavailable: {err})"
+            continue
+        try:
+            frames, labels = provider(spec, split, root, limit)
         except LookupError:
             continue
         return np.asarray(frames, dtype=np.float32), np.asarray(labels, dtype=np.int64)

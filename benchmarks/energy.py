@@ -1,0 +1,105 @@
+"""Energy per inference of the graphs in nir_models/ (or the ones named), written as JSON.
+
+    python benchmarks/energy.py [--model X.nir ...] [--target reference] [--samples 32] [--out FILE]
+
+For each graph: synaptic operations, neuron updates, spikes and input events per inference, and energy per
+inference under every model of ``deploy/energy_models.json`` (SNN, and the same network as an ANN where the
+model has an ANN figure), counted exactly as ``deploy profile`` counts them. Inputs are the model's own
+dataset (test split) when a dataset provider knows it, otherwise seeded Poisson event counts at the rate
+its model card states; the JSON says which. Default output: benchmarks/results/energy.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from deploy.card import ModelCard
+from deploy.commands.parity import build_runner
+from deploy.energy import Activity, energy, load_energy_models, profile
+from deploy.graph import load_graph
+from deploy.io import atomic_write_json
+from deploy.lazycli import UserError
+
+
+def inputs(card: ModelCard, samples: int, salt: str) -> tuple[np.ndarray, str]:
+    """Frames ``[N, T, C, H, W]`` of the model's dataset, or seeded Poisson counts when it is unavailable."""
+    from deploy.datasets import load_frames
+
+    try:
+        frames, _ = load_frames(card, None, "test", None, samples)
+        if len(frames):
+            return frames, f"dataset {card.dataset.get('name')} (test split)"
+    except (UserError, ImportError):  # no provider knows it (or the project's own is not installed)
+        pass
+    rate = float(((card.dataset or {}).get("preprocessing") or {}).get("rate", 0.3))
+    rng = np.random.default_rng(zlib.crc32(salt.encode()))
+    frames = rng.poisson(rate, size=(samples, card.time_steps, *card.input_shape)).astype(np.float32)
+    return frames, f"seeded Poisson event counts, rate {rate} per input per step"
+
+
+def measure(path: Path, target: str, samples: int, batch: int) -> dict:
+    card = ModelCard.load(ModelCard.beside(path))
+    graph = load_graph(path, input_shape=card.input_shape)
+    frames, source = inputs(card, samples, path.stem)
+    runner = build_runner(target, graph, card)
+    act = Activity()
+    t0 = time.perf_counter()
+    for i in range(0, len(frames), batch):
+        fr = np.ascontiguousarray(np.swapaxes(frames[i:i + batch], 0, 1))
+        act.update(runner.run(fr), fr)
+    seconds = time.perf_counter() - t0
+    prof = profile(graph, act, card.input_shape)
+    models = load_energy_models()
+    e = energy(prof, models)
+    return {
+        "model": str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path), "target": target,
+        "inputs": source, "samples": prof["samples"], "time_steps": prof["time_steps"],
+        "per_inference": prof["per_inference"], "exact_counts": prof["exact"],
+        "energy_per_inference_uj": {
+            name: {"snn": v["snn_pj"] * 1e-6, "ann": None if v["ann_pj"] is None else v["ann_pj"] * 1e-6,
+                   "ann_over_snn": v["ann_over_snn"]} for name, v in e.items()},
+        "run_seconds": seconds,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", action="append", help="a .nir graph (repeatable; default: all in nir_models/)")
+    p.add_argument("--target", default="reference", help="whose spikes are counted (default reference)")
+    p.add_argument("--samples", type=int, default=32, help="samples per graph (default 32)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "energy.json"))
+    args = p.parse_args(argv)
+    paths = [Path(m).resolve() for m in args.model] if args.model else sorted((ROOT / "nir_models").rglob("*.nir"))
+    results = []
+    for path in paths:
+        r = measure(path, args.target, args.samples, args.batch_size)
+        results.append(r)
+        e = r["energy_per_inference_uj"]
+        print(f"{r['model']}: {r['per_inference']['synops']:.4g} synops/inference; "
+              f"Loihi {e['loihi']['snn']:.4g} uJ; 45nm SNN {e['45nm']['snn']:.4g} uJ vs ANN {e['45nm']['ann']:.4g} uJ")
+    models = load_energy_models()
+    out = {
+        "benchmark": "energy per inference",
+        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+                    "python": platform.python_version()},
+        "energy_models": {k: {"energy_pj": v["energy_pj"], "source": v["source"]} for k, v in models.items()},
+        "results": results,
+    }
+    atomic_write_json(args.out, out)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,89 @@
+"""`deploy profile MODEL.nir --target NAME --dataset NAME [--energy-model loihi,45nm] --out DIR`
+
+Runs the graph on a target over a dataset split and, from the spikes of that run, counts synaptic
+operations per layer (each spike times its exact fan-out; the input events feed the first layer), neuron
+updates and spikes per inference, and estimates the energy per inference under named energy models
+(``deploy/energy_models.json``; extend it with ``--energy-models FILE``), for the SNN and for the same
+network run as an ANN. Writes ``energy.json``, ``energy.md`` and ``energy.png`` to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from deploy.commands.parity import (
+    add_data_arguments,
+    batches,
+    build_runner,
+    load_model,
+    progress,
+    target_options,
+)
+from deploy.energy import DEFAULT_MODELS
+from deploy.lazycli import UserError
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help="the .nir graph (its model card is model_card.json beside it, or --card)")
+    p.add_argument("--target", default="reference",
+                   help="target whose spikes are counted (default reference; e.g. lava-fixed, onnx-int8)")
+    add_data_arguments(p)
+    p.add_argument("--energy-model", default=",".join(DEFAULT_MODELS),
+                   help=f"comma-separated energy models, or 'all' (default {','.join(DEFAULT_MODELS)})")
+    p.add_argument("--energy-models", action="append", default=[], metavar="FILE",
+                   help="JSON file of further energy models ({\"models\": {NAME: {\"energy_pj\": {...}, "
+                        "\"source\": ...}}}); may be repeated")
+    p.add_argument("--out", required=True, help="folder for energy.json, energy.md and energy.png")
+
+
+def run(args: argparse.Namespace) -> int:
+    from deploy.energy import Activity, energy, load_energy_models, profile, select_models
+    from deploy.io import atomic_write_json
+    from deploy.parity import parse_names
+    from deploy.report import write_energy_report
+    from deploy.targets import TARGETS
+
+    if args.target not in TARGETS:
+        raise UserError(f"unknown target {args.target!r}; known: {', '.join(TARGETS)}")
+    table = load_energy_models(args.energy_models)
+    names = list(table) if args.energy_model.strip() == "all" else parse_names(args.energy_model)
+    models = select_models(table, names)
+    graph, card, frames, labels = load_model(args)
+    options = {"device": args.device} if args.target == "reference" else target_options(args)
+    try:
+        runner = build_runner(args.target, graph, card, **options)
+    except UserError:
+        raise
+    except Exception as err:  # noqa: BLE001 - any build failure becomes one clear line
+        raise UserError(f"target {args.target} could not be built: {type(err).__name__}: {err}") from None
+
+    activity = Activity()
+    correct = 0
+    bar = progress(len(frames), f"profile ({args.target})")
+    for fr, lab in batches(frames, labels, args.batch_size):
+        result = runner.run(fr)
+        activity.update(result, fr)
+        correct += int((result.predictions == lab).sum())
+        if bar is not None:
+            bar.update(len(lab))
+    if bar is not None:
+        bar.close()
+    prof = profile(graph, activity, card.input_shape)
+    data = {
+        "model": str(args.model), "target": args.target,
+        "dataset": args.dataset or card.dataset.get("name", ""), "split": args.split,
+        "accuracy": correct / len(frames), "profile": prof, "energy_pj": energy(prof, models),
+        "energy_models": models,
+    }
+    out = Path(args.out)
+    atomic_write_json(out / "energy.json", data)
+    report = write_energy_report(out, data)
+    t = prof["per_inference"]
+    print(f"{args.target}: per inference {t['synops']:.4g} synaptic ops, {t['neuron_updates']:.4g} neuron updates, "
+          f"{t['spikes']:.4g} spikes ({t['input_events']:.4g} input events); accuracy {data['accuracy']:.4f}")
+    for name, e in data["energy_pj"].items():
+        ann = "" if e["ann_pj"] is None else f", ANN {e['ann_pj'] * 1e-6:.4g} uJ (ANN/SNN {e['ann_over_snn']:.3g})"
+        print(f"  {name}: SNN {e['snn_pj'] * 1e-6:.4g} uJ per inference{ann}")
+    print(f"wrote {out / 'energy.json'} and {report}")
+    return 0

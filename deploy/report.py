@@ -1,0 +1,283 @@
+"""Readable reports for ``deploy parity`` and ``deploy profile``: Markdown with PNG plots beside it.
+
+Plots use matplotlib's Agg backend (no display needed). Every file is written atomically.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deploy.io import atomic_write, atomic_write_text
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig: Any, path: Path) -> str:
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight"))
+    _plt().close(fig)
+    return path.name
+
+
+def _fmt(x: Any, digits: int = 4) -> str:
+    if x is None:
+        return "–"
+    if isinstance(x, bool):
+        return "yes" if x else "no"
+    if isinstance(x, (int, np.integer)):
+        return f"{int(x):,}"
+    if isinstance(x, float):
+        if x == 0:
+            return "0"
+        if abs(x) >= 1e5 or abs(x) < 1e-3:
+            return f"{x:.3e}"
+        return f"{x:.{digits}f}".rstrip("0").rstrip(".")
+    return str(x)
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(_fmt(c) for c in row) + " |" for row in rows]
+    return lines
+
+
+def _cos(x: float | None) -> str:
+    """A cosine with enough digits to tell 0.99999 from 1."""
+    return "–" if x is None else f"{x:.6f}"
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
+
+
+# ---------------------------------------------------------------------------------------- parity plots
+def plot_layer_counts(path: Path, target: str, layers: dict[str, dict[str, Any]]) -> str:
+    plt = _plt()
+    names = list(layers)
+    ref = np.array([layers[k]["reference_spikes"] for k in names], dtype=float)
+    tgt = np.array([layers[k]["target_spikes"] for k in names], dtype=float)
+    x = np.arange(len(names))
+    fig, ax = plt.subplots(figsize=(max(5, 1.1 * len(names) + 2), 3.6))
+    ax.bar(x - 0.2, ref, 0.4, label="reference")
+    ax.bar(x + 0.2, tgt, 0.4, label=target)
+    ax.set_xticks(x, names, rotation=30, ha="right")
+    if ref.max(initial=0) > 0 and (ref.max() / max(ref[ref > 0].min(initial=1), 1)) > 50:
+        ax.set_yscale("log")
+    ax.set_ylabel("total spikes")
+    ax.set_title(f"Spikes per layer: reference vs {target}")
+    ax.legend()
+    return _save(fig, path)
+
+
+def plot_rate_scatter(path: Path, target: str, ref_rates: np.ndarray, tgt_rates: np.ndarray, basis: str) -> str:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(4.2, 4.2))
+    ax.scatter(ref_rates, tgt_rates, s=9, alpha=0.5, linewidths=0)
+    hi = float(max(ref_rates.max(initial=0), tgt_rates.max(initial=0), 1e-6)) * 1.05
+    ax.plot([0, hi], [0, hi], "k--", lw=0.8)
+    ax.set_xlim(0, hi)
+    ax.set_ylim(0, hi)
+    unit = "spikes / step" + (" (per neuron)" if basis == "per-neuron" else " (per layer)")
+    ax.set_xlabel(f"reference rate, {unit}")
+    ax.set_ylabel(f"{target} rate")
+    ax.set_title(f"Firing rates ({basis})")
+    return _save(fig, path)
+
+
+def plot_raster(path: Path, target: str, sample: int, ref: dict[str, np.ndarray], tgt: dict[str, np.ndarray]) -> str:
+    """Raster of one sample (``[T, *shape]`` 0/1 per layer) on both sides; target-only/reference-only marked."""
+    plt = _plt()
+    names = list(ref)
+    offsets, total = {}, 0
+    for k in names:
+        offsets[k] = total
+        total += int(np.prod(ref[k].shape[1:]))
+
+    def points(rec: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        ts, ns = [], []
+        for k in names:
+            flat = rec[k].reshape(rec[k].shape[0], -1)
+            t, n = np.nonzero(flat)
+            ts.append(t)
+            ns.append(n + offsets[k])
+        return np.concatenate(ts) if ts else np.zeros(0), np.concatenate(ns) if ns else np.zeros(0)
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), sharey=True)
+    rt, rn = points(ref)
+    tt, tn = points(tgt)
+    axes[0].scatter(rt, rn, s=14, marker="|", c="k", linewidths=0.8)
+    axes[0].set_title("reference")
+    axes[1].scatter(tt, tn, s=14, marker="|", c="k", linewidths=0.8)
+    diff = {k: (ref[k] != tgt[k]) & (tgt[k] > 0) for k in names}
+    miss = {k: (ref[k] != tgt[k]) & (ref[k] > 0) for k in names}
+    et, en = points(diff)
+    mt, mn = points(miss)
+    if et.size:
+        axes[1].scatter(et, en, s=30, marker="|", c="tab:red", label="only in target")
+    if mt.size:
+        axes[1].scatter(mt, mn, s=30, marker="|", c="tab:blue", label="only in reference")
+    if et.size or mt.size:
+        axes[1].legend(loc="upper right", fontsize=7)
+    axes[1].set_title(target)
+    for ax in axes:
+        ax.set_xlabel("time step")
+        for k in names:
+            ax.axhline(offsets[k] - 0.5, color="0.8", lw=0.5)
+    axes[0].set_ylabel("neuron (layers stacked: " + ", ".join(names) + ")")
+    fig.suptitle(f"Sample {sample}")
+    return _save(fig, path)
+
+
+def write_parity_report(out_dir: Path, summary: dict[str, Any], extras: dict[str, dict[str, Any]]) -> Path:
+    """``report.md`` (and PNGs) for a ``parity.json`` summary.
+
+    ``extras[target]`` may hold ``rates`` ``(ref, tgt)`` arrays and ``raster`` ``(sample, ref, tgt)``.
+    """
+    out_dir = Path(out_dir)
+    lines = [f"# Parity report: `{summary['model']}`", ""]
+    lines += [(f"Dataset: {summary['dataset']} ({summary['split']}), {summary['samples']} samples, "
+              f"{summary['time_steps']} time steps each."), ""]
+    lines += [("The reference executor runs the same samples; it runs in float64 for Lava targets (Lava's "
+              "floating-point simulation computes in float64) and in float32 for the others (ONNX computes "
+              "in float32). Exact targets are held to equality; the others to the tolerances below."), ""]
+    tol = summary["tolerances"]
+    lines += ["Tolerances: prediction agreement >= {}, per-layer spike-count relative difference <= {}, "
+              "firing-rate cosine >= {}{}. Exact targets: {}.".format(
+                  tol["min_agreement"], tol["max_count_rel_diff"], tol["min_rate_cosine"],
+                  "" if tol.get("max_accuracy_drop") is None else f", accuracy drop <= {tol['max_accuracy_drop']}",
+                  ", ".join(tol["exact"]) or "none"), ""]
+    rows = []
+    for name, t in summary["targets"].items():
+        m = t.get("metrics") or {}
+        rows.append([name, t["status"].upper(), t.get("reference_dtype"), m.get("accuracy_reference"),
+                     m.get("accuracy_target"), m.get("agreement"), m.get("max_count_rel_diff"),
+                     _cos(m.get("rate_cosine")), m.get("diverging_samples")])
+    lines += ["## Summary", ""]
+    lines += _table(["target", "status", "reference dtype", "reference acc.", "target acc.", "agreement",
+                     "max layer count rel. diff", "rate cosine", "samples with any spike mismatch"], rows)
+    lines.append("")
+    for name, t in summary["targets"].items():
+        lines += [f"## {name}", ""]
+        if t["status"] == "error":
+            lines += [f"**Error**: {t['error']}", ""]
+            continue
+        m = t["metrics"]
+        if t["violations"]:
+            lines += ["**Outside tolerance:**", ""] + [f"- {v}" for v in t["violations"]] + [""]
+        else:
+            lines += ["Within tolerance.", ""]
+        lines += [f"Firing-rate cosine basis: {m['rate_basis']}"
+                  + ("" if m["rate_basis"] == "per-neuron" else " (the target reports per-layer counts only)")
+                  + f"; largest absolute output difference: {_fmt(m['max_output_abs_diff'])}.", ""]
+        lrows = [[k, v["reference_spikes"], v["target_spikes"], v["rel_diff"], _cos(v.get("rate_cosine"))]
+                 for k, v in m["layers"].items()]
+        lines += _table(["layer", "reference spikes", "target spikes", "rel. diff", "rate cosine"], lrows) + [""]
+        if m["worst_samples"]:
+            lines += [f"Samples with the most spike mismatches ({m['mismatch_basis']}) and where they first diverge:", ""]
+            lines += _table(["sample", "mismatches", "first step", "first layer", "mismatches at that step"],
+                            [[w["sample"], w["mismatches"], w["first_step"], w["first_layer"],
+                              w["mismatches_at_first_step"]] for w in m["worst_samples"]]) + [""]
+        else:
+            lines += ["No spike differs from the reference on any sample.", ""]
+        safe = _safe(name)
+        pngs = [plot_layer_counts(out_dir / f"counts_{safe}.png", name, m["layers"])]
+        ex = extras.get(name, {})
+        if ex.get("rates") is not None:
+            pngs.append(plot_rate_scatter(out_dir / f"rates_{safe}.png", name, *ex["rates"], m["rate_basis"]))
+        else:
+            layers = list(m["layers"])
+            scale = 1.0 / max(m["samples"] * m["time_steps"], 1)
+            r = np.array([m["layers"][k]["reference_spikes"] for k in layers], dtype=float) * scale
+            g = np.array([m["layers"][k]["target_spikes"] for k in layers], dtype=float) * scale
+            pngs.append(plot_rate_scatter(out_dir / f"rates_{safe}.png", name, r, g, "per-layer"))
+        if ex.get("raster") is not None:
+            pngs.append(plot_raster(out_dir / f"raster_{safe}.png", name, *ex["raster"]))
+        lines += [f"![{p}]({p})" for p in pngs] + [""]
+    path = out_dir / "report.md"
+    atomic_write_text(path, "\n".join(lines))
+    return path
+
+
+# ---------------------------------------------------------------------------------------- energy
+def plot_energy(path: Path, prof: dict[str, Any], energies: dict[str, dict[str, Any]]) -> str:
+    plt = _plt()
+    layers = [r["layer"] for r in prof["layers"]]
+    series = []
+    for name, e in energies.items():
+        series.append((f"SNN, {name}", [x["snn_pj"] for x in e["layers"]]))
+        if e["ann_pj"] is not None:
+            series.append((f"ANN, {name}", [x["ann_pj"] for x in e["layers"]]))
+    x = np.arange(len(layers))
+    w = 0.8 / max(len(series), 1)
+    fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(layers) + 2), 4))
+    for i, (label, vals) in enumerate(series):
+        ax.bar(x - 0.4 + w * (i + 0.5), np.asarray(vals, dtype=float) * 1e-6, w, label=label,
+               hatch="//" if label.startswith("ANN") else None)
+    ax.set_xticks(x, layers, rotation=30, ha="right")
+    ax.set_ylabel("energy per inference (µJ)")
+    ax.set_yscale("log")
+    ax.set_title("Energy per layer: SNN vs the same network as an ANN")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def write_energy_report(out_dir: Path, data: dict[str, Any]) -> Path:
+    out_dir = Path(out_dir)
+    prof, energies, models = data["profile"], data["energy_pj"], data["energy_models"]
+    t = prof["per_inference"]
+    lines = [f"# Energy profile: `{data['model']}` on `{data['target']}`", ""]
+    lines += [(f"Dataset: {data['dataset']} ({data['split']}), {prof['samples']} samples of {prof['time_steps']} "
+              f"time steps. Counts are per inference (one sample); input events counted as "
+              f"{prof['input_basis']}."), ""]
+    lines += _table(["quantity per inference", "value"], [
+        ["input events", t["input_events"]], ["spikes (all spiking layers)", t["spikes"]],
+        ["synaptic operations", t["synops"]], ["neuron updates (neurons x steps)", t["neuron_updates"]],
+        ["neurons", t["neurons"]], ["synapses", t["synapses"]],
+        ["MACs of the same network as an ANN (once)", t["ann_macs"]]]) + [""]
+    lines += ["## Energy per inference", ""]
+    rows = []
+    for name, e in energies.items():
+        rows.append([name, e["snn_pj"] * 1e-6, e["snn_synops_pj"] * 1e-6, e["snn_neuron_updates_pj"] * 1e-6,
+                     None if e["ann_pj"] is None else e["ann_pj"] * 1e-6, e["ann_over_snn"]])
+    lines += _table(["model", "SNN (µJ)", "of which synops (µJ)", "of which neuron updates (µJ)", "ANN (µJ)",
+                     "ANN / SNN"], rows) + [""]
+    lines += ["## Per layer", ""]
+    lrows = []
+    for i, r in enumerate(prof["layers"]):
+        per_model = [energies[n]["layers"][i]["snn_pj"] * 1e-6 for n in energies]
+        lrows.append([r["layer"], r["source"], r["sink"], r["spikes_in_per_inference"],
+                      None if r["fanout"] is None else r["fanout"]["mean"], r["synops_per_inference"],
+                      r["neuron_updates_per_inference"], r["ann_macs"], *per_model])
+    lines += _table(["layer", "source", "sink", "spikes in", "mean fan-out", "synops", "neuron updates",
+                     "ANN MACs", *[f"SNN µJ ({n})" for n in energies]], lrows) + [""]
+    png = plot_energy(out_dir / "energy.png", prof, energies)
+    lines += [f"![{png}]({png})", ""]
+    lines += ["## Energy models and their sources", ""]
+    for name, m in models.items():
+        e = m["energy_pj"]
+        lines += [f"### {name}: {m.get('title', '')}", "",
+                  (f"Per operation: synaptic op {e['synop']} pJ, neuron update {e.get('neuron_update') or 0} pJ, "
+                  f"ANN MAC {'not modelled' if e.get('ann_mac') is None else str(e['ann_mac']) + ' pJ'}."), "",
+                  f"Source: {m['source']}", ""]
+        if m.get("caveats"):
+            lines += ["Caveats:", ""] + [f"- {c}" for c in m["caveats"]] + [""]
+    lines += ["## How the counts are made", "",
+              "Synaptic operations: each spike times its fan-out, the number of synapses it reaches, computed per "
+              "source position exactly (padding, stride, dilation and groups respected) by running each "
+              "synaptic layer with unit weights. The first layer's sources are the input events. Neuron "
+              "updates: every neuron of every neuron layer, every time step. ANN MACs: the same layers as a "
+              "dense network, once per inference."
+              + (" " + " ".join(prof["notes"]) if prof["notes"] else ""), ""]
+    path = out_dir / "energy.md"
+    atomic_write_text(path, "\n".join(lines))
+    return path

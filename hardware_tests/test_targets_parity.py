@@ -1,0 +1,128 @@
+"""Every graph in nir_models/ on every target, against the reference executor, on seeded samples.
+
+* Float targets (``reference``, ``lava-float``, ``onnx``) must reproduce the reference exactly: the same
+  spike count at every layer, step and sample, the same 0/1 record per neuron where the target gives one,
+  and the same predictions. ``lava-float`` is compared with the reference in float64 (Lava's floating-point
+  simulation computes in float64), the others in float32.
+* Quantized targets (``lava-fixed``, ``onnx-int8``) must stay within :data:`APPROXIMATE`, tolerances measured
+  on these graphs and inputs (see the comment there) with a margin.
+
+A target whose module does not exist yet is skipped with that reason; once it exists it runs, and any
+failure to build or run it fails the test. Nothing else is skipped.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from deploy.card import ModelCard
+from deploy.graph import load_graph, spiking_nodes
+from deploy.parity import Tolerances, check, compare
+from deploy.targets.reference import ReferenceRunner
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = ROOT / "nir_models"
+
+#: the targets every graph goes through; "reference" checks the target wrapper against the executor itself
+TARGET_NAMES = ("reference", "lava-float", "lava-fixed", "onnx", "onnx-int8")
+
+SAMPLES = 4  # per graph and target: Lava's start-up, not the samples, is the cost
+CALIBRATION_SAMPLES = 8
+
+
+def discover_graphs() -> list[Path]:
+    """Every ``.nir`` file under nir_models/ (fixtures in other tools' forms and the project's trained model)."""
+    return sorted(p for p in MODELS.rglob("*.nir") if p.is_file())
+
+
+def graph_id(path: Path) -> str:
+    return str(path.relative_to(MODELS).with_suffix(""))
+
+
+def target_module_missing(name: str) -> str | None:
+    """Why ``name`` cannot run yet (its module is not written), or None when it exists and must run."""
+    from deploy.targets import TARGETS
+
+    module = TARGETS[name].module
+    return None if importlib.util.find_spec(module) is not None else f"target module {module} does not exist yet"
+
+
+def poisson_frames(card, samples: int, salt: str) -> np.ndarray:
+    """Seeded event-count frames ``[T, B, *input_shape]`` at the card's stated rate (default 0.3 events/bin).
+
+    The seed comes from ``salt`` (the graph's name), so every run feeds the same samples.
+    """
+    rate = float(((card.dataset or {}).get("preprocessing") or {}).get("rate", 0.3))
+    rng = np.random.default_rng(zlib.crc32(salt.encode()))
+    return rng.poisson(rate, size=(card.time_steps, samples, *card.input_shape)).astype(np.float32)
+
+
+EXACT = ("reference", "lava-float", "onnx")
+
+# Measured on nir_models/ with these seeded inputs (4 samples per graph; int8 calibrated on 8 other seeded
+# samples), worst over the six fixture graphs:
+#   onnx-int8   agreement 1.0, per-layer count rel. diff 0.065, rate cosine 0.9991
+#   lava-fixed  agreement 1.0, per-layer count rel. diff 0.083, rate cosine 0.9992
+# (the largest differences are in last layers of a few dozen spikes). Over 64 samples the count differences
+# shrink below 0.015 but agreement drops to 0.92-0.95 on the random-weight graphs (near-tied outputs), so
+# one flipped prediction in four is allowed. The limits keep about twice the measured margin; re-measure
+# (python -c in the note of issue 7) when graphs are added to nir_models/.
+APPROXIMATE: dict[str, Tolerances] = {
+    "onnx-int8": Tolerances(min_agreement=0.75, max_count_rel_diff=0.15, min_rate_cosine=0.995, exact=()),
+    "lava-fixed": Tolerances(min_agreement=0.75, max_count_rel_diff=0.15, min_rate_cosine=0.995, exact=()),
+}
+
+GRAPHS = discover_graphs()
+
+
+def test_nir_models_has_graphs_with_cards():
+    assert GRAPHS, "nir_models/ holds no .nir graph"
+    for path in GRAPHS:
+        card = ModelCard.beside(path)
+        assert card.exists(), f"{path.name} has no model card ({card.name})"
+
+
+@pytest.fixture(scope="module", params=GRAPHS, ids=[graph_id(p) for p in GRAPHS])
+def model(request):
+    """Graph, card, seeded samples, calibration samples and the reference results in float32 and float64."""
+    path = request.param
+    card = ModelCard.load(ModelCard.beside(path))
+    graph = load_graph(path, input_shape=card.input_shape)
+    frames = poisson_frames(card, SAMPLES, graph_id(path))
+    calibration = np.swapaxes(poisson_frames(card, CALIBRATION_SAMPLES, graph_id(path) + "/calibration"), 0, 1)
+    refs = {d: ReferenceRunner(graph, card, dtype=d, record_spikes=True).run(frames) for d in ("float32", "float64")}
+    for layer in spiking_nodes(graph):  # a silent layer would make parity vacuous
+        assert refs["float32"].spike_counts[layer].sum() > 0, f"{path.name}: layer {layer} never fires"
+    return {"path": path, "card": card, "graph": graph, "frames": frames, "calibration": calibration,
+            "refs": refs, "layers": spiking_nodes(graph)}
+
+
+@pytest.mark.parametrize("target", TARGET_NAMES)
+def test_target_matches_reference(model, target):
+    reason = target_module_missing(target)
+    if reason:
+        pytest.skip(reason)
+    from deploy.commands.parity import build_runner
+
+    runner = build_runner(target, model["graph"], model["card"], calibration=model["calibration"])
+    result = runner.run(model["frames"])
+    ref = model["refs"]["float64" if target.startswith("lava") else "float32"]
+    assert result.output.shape[:2] == ref.output.shape[:2]
+    metrics = compare(ref, result, layers=model["layers"])
+    if target in EXACT:
+        for layer in model["layers"]:
+            np.testing.assert_array_equal(result.spike_counts[layer], ref.spike_counts[layer],
+                                          err_msg=f"{target}: spike counts of {layer} differ from the reference")
+            if layer in result.spikes:
+                np.testing.assert_array_equal(result.spikes[layer], ref.spikes[layer],
+                                              err_msg=f"{target}: spikes of {layer} differ from the reference")
+        np.testing.assert_array_equal(result.predictions, ref.predictions)
+        assert check(metrics, Tolerances().for_target(target)) == []
+    else:
+        broken = check(metrics, APPROXIMATE[target])
+        assert broken == [], f"{target} on {model['path'].name}: " + "; ".join(broken)

@@ -1,0 +1,135 @@
+"""`deploy parity` end to end: files written, exit 0 within tolerance, 1 for a perturbed or broken target."""
+
+from __future__ import annotations
+
+import copy
+import json
+import sys
+import types
+
+import nir
+import numpy as np
+import pytest
+
+from deploy.cli import main
+from deploy.targets import TARGETS, TargetSpec
+
+
+def write_model(folder, seed: int = 0):
+    """A small conv SNN (conv -> LIF -> sum-pool -> flatten -> affine -> LIF), its card and 24 samples."""
+    rng = np.random.default_rng(seed)
+    c, h, w = 2, 8, 8
+    g = nir.NIRGraph(nodes={
+        "input": nir.Input(input_type={"input": np.array([c, h, w])}),
+        "conv": nir.Conv2d(input_shape=(h, w), weight=rng.normal(0, 0.8, (4, c, 3, 3)), stride=1, padding=1,
+                           dilation=1, groups=1, bias=np.zeros(4)),
+        "lif1": nir.LIF(tau=np.full((4, h, w), 0.005), r=np.ones((4, h, w)), v_leak=np.zeros((4, h, w)),
+                        v_threshold=np.ones((4, h, w))),
+        "pool": nir.SumPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]), padding=np.array([0, 0])),
+        "flat": nir.Flatten(input_type={"input": np.array([4, 4, 4])}, start_dim=0, end_dim=-1),
+        "fc": nir.Affine(weight=rng.normal(0, 0.5, (5, 64)), bias=np.zeros(5)),
+        "lif2": nir.LIF(tau=np.full(5, 0.005), r=np.ones(5), v_leak=np.zeros(5), v_threshold=np.ones(5)),
+        "output": nir.Output(output_type={"output": np.array([5])}),
+    }, edges=[("input", "conv"), ("conv", "lif1"), ("lif1", "pool"), ("pool", "flat"), ("flat", "fc"),
+              ("fc", "lif2"), ("lif2", "output")])
+    nir.write(str(folder / "model.nir"), g)
+    (folder / "model_card.json").write_text(json.dumps({
+        "input_shape": [c, h, w], "time_steps": 6, "dt": 0.001, "dataset": {"name": "toy"},
+        "class_names": [str(i) for i in range(5)]}))
+    frames = (rng.random((24, 6, c, h, w)) < 0.3).astype(np.float32)
+    np.savez(folder / "frames.npz", frames=frames, labels=rng.integers(0, 5, 24))
+    return folder / "model.nir", folder / "frames.npz"
+
+
+class _PerturbedTarget:
+    """The reference executor with every LIF threshold multiplied by ``scale``: a deliberately wrong target."""
+
+    name = "perturbed"
+
+    def runner(self, graph, card, scale: float = 1.0, **options):
+        from deploy.targets.reference import ReferenceRunner
+
+        g = copy.copy(graph)
+        g.nodes = dict(graph.nodes)
+        for k, node in graph.nodes.items():
+            if isinstance(node, nir.LIF):
+                n = copy.copy(node)
+                n.v_threshold = np.asarray(node.v_threshold) * scale
+                g.nodes[k] = n
+        return ReferenceRunner(g, card, record_spikes=options.get("record_spikes", False))
+
+
+@pytest.fixture
+def perturbed(monkeypatch):
+    module = types.ModuleType("neuromoco_test_perturbed_target")
+    module.TARGET = _PerturbedTarget()
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    monkeypatch.setitem(TARGETS, "perturbed", TargetSpec(module.__name__, {"scale": 0.6}))
+    monkeypatch.setitem(TARGETS, "slightly-perturbed", TargetSpec(module.__name__, {"scale": 0.995}))
+    monkeypatch.setitem(TARGETS, "unperturbed", TargetSpec(module.__name__, {"scale": 1.0}))
+    monkeypatch.setitem(TARGETS, "missing", TargetSpec("deploy.targets.no_such_module"))
+
+
+def test_reference_against_itself_passes_and_writes_the_report(tmp_path, capsys):
+    model, frames = write_model(tmp_path)
+    out = tmp_path / "out"
+    rc = main(["parity", str(model), "--targets", "reference", "--dataset", str(frames), "--out", str(out),
+               "--batch-size", "10"])
+    assert rc == 0, capsys.readouterr()
+    data = json.loads((out / "parity.json").read_text())
+    t = data["targets"]["reference"]
+    assert data["passed"] and t["status"] == "ok" and data["samples"] == 24
+    m = t["metrics"]
+    assert m["agreement"] == 1.0 and m["rate_cosine"] == 1.0 and m["rate_basis"] == "per-neuron"
+    assert set(m["layers"]) == {"lif1", "lif2"} and m["layers"]["lif1"]["reference_spikes"] > 0
+    report = (out / "report.md").read_text()
+    for png in ("counts_reference.png", "rates_reference.png", "raster_reference.png"):
+        assert (out / png).stat().st_size > 1000 and png in report
+
+
+def test_perturbed_target_exits_1_and_names_the_broken_tolerances(tmp_path, capsys, perturbed):
+    model, frames = write_model(tmp_path)
+    out = tmp_path / "out"
+    rc = main(["parity", str(model), "--targets", "unperturbed,perturbed", "--dataset", str(frames),
+               "--out", str(out)])
+    text = capsys.readouterr()
+    assert rc == 1
+    assert "perturbed: FAIL" in text.out and "unperturbed: OK" in text.out
+    assert "outside tolerance: layer lif1" in text.out
+    data = json.loads((out / "parity.json").read_text())
+    bad = data["targets"]["perturbed"]
+    assert bad["status"] == "fail" and bad["violations"] and not data["passed"]
+    assert bad["metrics"]["worst_samples"] and bad["metrics"]["worst_samples"][0]["first_layer"] in ("lif1", "lif2")
+    assert "Outside tolerance" in (out / "report.md").read_text()
+
+
+def test_within_given_tolerances_exits_0(tmp_path, capsys, perturbed):
+    model, frames = write_model(tmp_path)
+    args = ["parity", str(model), "--targets", "slightly-perturbed", "--dataset", str(frames),
+            "--out", str(tmp_path / "out")]
+    assert main(args) == 1  # the default tolerances catch the small change ...
+    # ... looser ones let it pass
+    assert main(args + ["--min-agreement", "0.5", "--max-count-rel-diff", "0.5", "--min-rate-cosine", "0.5"]) == 0
+    # an exact target is held to equality whatever the tolerances
+    assert main(args + ["--min-agreement", "0.5", "--max-count-rel-diff", "0.5", "--min-rate-cosine", "0.5",
+                        "--exact-targets", "slightly-perturbed"]) == 1
+
+
+def test_target_that_cannot_build_is_an_error_not_a_traceback(tmp_path, capsys, perturbed):
+    model, frames = write_model(tmp_path)
+    out = tmp_path / "out"
+    rc = main(["parity", str(model), "--targets", "missing,reference", "--dataset", str(frames),
+               "--out", str(out)])
+    text = capsys.readouterr()
+    assert rc == 1 and "missing: ERROR could not build" in text.out and "Traceback" not in text.err
+    data = json.loads((out / "parity.json").read_text())
+    assert data["targets"]["missing"]["status"] == "error" and data["targets"]["reference"]["status"] == "ok"
+
+
+def test_usage_errors_exit_2(tmp_path, capsys):
+    model, frames = write_model(tmp_path)
+    assert main(["parity", str(model), "--targets", "nonsense", "--dataset", str(frames),
+                 "--out", str(tmp_path / "o")]) == 2
+    assert "unknown target" in capsys.readouterr().err
+    assert main(["parity", str(tmp_path / "nope.nir"), "--targets", "reference", "--dataset", str(frames),
+                 "--out", str(tmp_path / "o")]) == 2
