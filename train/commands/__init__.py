@@ -1,0 +1,1 @@
+"""`train` subcommands, one module each (``add_arguments(parser)`` and ``run(args)``)."""

@@ -1,0 +1,69 @@
+"""`train data`: the datasets and their status; build the embedded dataset; render samples as PNG."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--root", help="data folder (default: $NEUROMOCO_DATA, else ./data)")
+    p.add_argument("--build", action="store_true",
+                   help="(re)generate the embedded dataset from scikit-learn's digits (about 10 s)")
+    p.add_argument("--render", metavar="NAME", help="render samples of dataset NAME as PNG (needs --out)")
+    p.add_argument("--out", help="folder for the PNG files of --render")
+    p.add_argument("--n", type=int, default=4, help="samples to render (default 4)")
+    p.add_argument("--split", default="train", choices=["train", "test"], help="split to render (default train)")
+    p.add_argument("--time-steps", type=int, default=8, help="time bins per sample in the picture (default 8)")
+    p.add_argument("--downsample", type=int, default=1, help="spatial downsampling factor (default 1)")
+    p.add_argument("--no-views", action="store_true", help="do not render the two augmented views")
+
+
+def run(args: argparse.Namespace) -> int:
+    from deploy.lazycli import UserError
+    from train.data.registry import DATASETS, get_spec, resolve_root
+
+    root = resolve_root(args.root)
+    if args.render and not args.out:
+        raise UserError("--render needs --out DIR (where the PNG files go)")
+    if args.build:
+        from train.data.embedded import build_embedded
+
+        path = build_embedded(root, force=True)
+        print(f"embedded dataset written to {path}")
+    if args.render:
+        from train.data.render import render_dataset
+
+        spec = get_spec(args.render)
+        if args.n < 1:
+            raise UserError("--n must be at least 1")
+        paths = render_dataset(spec.name, args.out, n=args.n, split=args.split, root=root,
+                               time_steps=args.time_steps, downsample=args.downsample, views=not args.no_views)
+        for path in paths:
+            print(f"wrote {path}")
+        return 0
+    if args.build:
+        return 0
+    print(f"data folder: {root.resolve()}  (set with --root or NEUROMOCO_DATA)\n")
+    for name, spec in DATASETS.items():
+        w, h, pol = spec.sensor_size
+        split = "official train/test" if spec.official_split else "seeded 9:1 per class"
+        print(f"{name:12s} {spec.title}")
+        print(f"{'':12s} {w}x{h}x{pol} sensor, {spec.num_classes} classes, {split}")
+        print(f"{'':12s} {_status(name, root)}")
+    return 0
+
+
+def _status(name: str, root) -> str:
+    from train.data.registry import DATASETS, files_present
+
+    spec = DATASETS[name]
+    if name == "embedded":
+        from train.data.registry import embedded_path
+
+        path = embedded_path(root)
+        return f"found: {path}" if path.exists() else f"not built yet: made on first use, or now with --build ({path})"
+    splits = ["train", "test"] if spec.official_split else ["all"]
+    missing = [s for s in splits if not files_present(spec, s, root)]
+    if not missing:
+        return f"found under {(root / spec.file_check(splits[0]).folder.split('/')[0]).resolve()}"
+    return "missing: " + spec.files.replace("ROOT", str(root.resolve()))

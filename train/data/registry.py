@@ -1,0 +1,204 @@
+"""The datasets the toolkit knows: their sensors, classes, splits, and where their files go.
+
+Real datasets are read through tonic's classes, which expect their files under ``ROOT/<tonic folder>``
+(tonic's own layout, so a folder tonic downloaded into works as is). ``ROOT`` is ``--root``, else the
+environment variable ``NEUROMOCO_DATA``, else ``./data``. Nothing is downloaded unless asked
+(``download=True`` or ``NEUROMOCO_DOWNLOAD=1``): downloads need network access.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from deploy.lazycli import UserError
+
+
+class DatasetMissing(UserError):
+    """A dataset's files are not where tonic reads them (and were not downloaded): one clear message."""
+
+
+def default_root() -> Path:
+    """The data folder: ``$NEUROMOCO_DATA`` when set, else ``./data``."""
+    env = os.environ.get("NEUROMOCO_DATA")
+    return Path(env) if env else Path("data")
+
+
+def resolve_root(root: str | os.PathLike | None) -> Path:
+    return Path(root).expanduser() if root is not None else default_root()
+
+
+#: bump when the embedded dataset's generation changes (its file name and every cache key change with it)
+EMBEDDED_VERSION = 1
+DEFAULT_SEED = 0
+
+
+def embedded_path(root: str | os.PathLike | None = None, seed: int = DEFAULT_SEED) -> Path:
+    """Where the embedded dataset of ``seed`` is kept (see :mod:`train.data.embedded`)."""
+    return resolve_root(root) / "embedded" / f"digits-events-v{EMBEDDED_VERSION}-seed{seed}.npz"
+
+
+def download_allowed(download: bool | None) -> bool:
+    if download is not None:
+        return download
+    return os.environ.get("NEUROMOCO_DOWNLOAD", "").strip().lower() in {"1", "true", "yes"}
+
+
+@dataclass(frozen=True)
+class FileCheck:
+    """Files one split needs: at least ``min_count`` files matching ``pattern`` under ``ROOT/folder``."""
+
+    folder: str
+    pattern: str
+    min_count: int
+    example: str  # one path, relative to ROOT, as it must look
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    title: str
+    sensor_size: tuple[int, int, int]  # (W, H, P) as the data reaches framing (after any resizing), tonic order
+    num_classes: int
+    class_names: tuple[str, ...]
+    official_split: bool  # False: a deterministic, seeded 9:1 split per class
+    files: str  # human text: which files go where
+    tonic_class: str | None = None  # name in tonic.datasets; None for the embedded dataset
+    checks: dict[str, FileCheck] = field(default_factory=dict)  # split (or "all") -> files that must exist
+    archives: tuple[str, ...] = ()  # what a download fetches (tonic's file names)
+    hflip_preserves_label: bool = True  # False where a mirror image is another class (gestures, digits)
+    resize_note: str = ""
+
+    def file_check(self, split: str) -> FileCheck:
+        return self.checks.get(split) or self.checks["all"]
+
+
+def _digits() -> tuple[str, ...]:
+    return tuple(str(i) for i in range(10))
+
+
+NCALTECH_CLASSES = (  # N-Caltech101's folders: Caltech101 without "Faces" (kept: Faces_easy), plus background
+    "BACKGROUND_Google", "Faces_easy", "Leopards", "Motorbikes", "accordion", "airplanes", "anchor", "ant",
+    "barrel", "bass", "beaver", "binocular", "bonsai", "brain", "brontosaurus", "buddha", "butterfly",
+    "camera", "cannon", "car_side", "ceiling_fan", "cellphone", "chair", "chandelier", "cougar_body",
+    "cougar_face", "crab", "crayfish", "crocodile", "crocodile_head", "cup", "dalmatian", "dollar_bill",
+    "dolphin", "dragonfly", "electric_guitar", "elephant", "emu", "euphonium", "ewer", "ferry", "flamingo",
+    "flamingo_head", "garfield", "gerenuk", "gramophone", "grand_piano", "hawksbill", "headphone", "hedgehog",
+    "helicopter", "ibis", "inline_skate", "joshua_tree", "kangaroo", "ketch", "lamp", "laptop", "llama",
+    "lobster", "lotus", "mandolin", "mayfly", "menorah", "metronome", "minaret", "nautilus", "octopus",
+    "okapi", "pagoda", "panda", "pigeon", "pizza", "platypus", "pyramid", "revolver", "rhino", "rooster",
+    "saxophone", "schooner", "scissors", "scorpion", "sea_horse", "snoopy", "soccer_ball", "stapler",
+    "starfish", "stegosaurus", "stop_sign", "strawberry", "sunflower", "tick", "trilobite", "umbrella",
+    "watch", "water_lilly", "wheelchair", "wild_cat", "windsor_chair", "wrench", "yin_yang",
+)
+
+DATASETS: dict[str, DatasetSpec] = {
+    "embedded": DatasetSpec(
+        name="embedded",
+        title="Embedded digits (scikit-learn's 1,797 digits through an N-MNIST-style DVS simulation)",
+        sensor_size=(34, 34, 2),
+        num_classes=10,
+        class_names=_digits(),
+        official_split=False,
+        files="nothing to fetch: generated offline on first use (about 10 s) into ROOT/embedded/",
+        hflip_preserves_label=False,
+    ),
+    "nmnist": DatasetSpec(
+        name="nmnist",
+        title="N-MNIST (Orchard et al. 2015)",
+        sensor_size=(34, 34, 2),
+        num_classes=10,
+        class_names=_digits(),
+        official_split=True,
+        files="ROOT/NMNIST/Train/<digit>/*.bin and ROOT/NMNIST/Test/<digit>/*.bin (unpack train.zip and "
+              "test.zip from https://www.garrickorchard.com/datasets/n-mnist into ROOT/NMNIST/)",
+        tonic_class="NMNIST",
+        checks={"train": FileCheck("NMNIST/Train", "*/*.bin", 10000, "NMNIST/Train/0/<number>.bin"),
+                "test": FileCheck("NMNIST/Test", "*/*.bin", 10000, "NMNIST/Test/0/<number>.bin")},
+        archives=("train.zip", "test.zip"),
+        hflip_preserves_label=False,
+    ),
+    "dvsgesture": DatasetSpec(
+        name="dvsgesture",
+        title="DVS128 Gesture (Amir et al. 2017), tonic's pre-cut version",
+        sensor_size=(128, 128, 2),
+        num_classes=11,
+        class_names=("hand clapping", "right hand wave", "left hand wave", "right arm cw", "right arm ccw",
+                     "left arm cw", "left arm ccw", "arm roll", "air drums", "air guitar", "other gestures"),
+        official_split=True,
+        files="ROOT/DVSGesture/ibmGestureTrain/<user>_<lighting>/<class>.npy and "
+              "ROOT/DVSGesture/ibmGestureTest/... (unpack ibmGestureTrain.tar.gz and ibmGestureTest.tar.gz, "
+              "tonic's figshare files 38022171 and 38020584, into ROOT/DVSGesture/)",
+        tonic_class="DVSGesture",
+        checks={"train": FileCheck("DVSGesture/ibmGestureTrain", "*/*.npy", 100,
+                                   "DVSGesture/ibmGestureTrain/user01_fluorescent/0.npy"),
+                "test": FileCheck("DVSGesture/ibmGestureTest", "*/*.npy", 100,
+                                  "DVSGesture/ibmGestureTest/user24_fluorescent/0.npy")},
+        archives=("ibmGestureTrain.tar.gz", "ibmGestureTest.tar.gz"),
+        hflip_preserves_label=False,  # a mirrored right-hand wave is a left-hand wave
+    ),
+    "cifar10dvs": DatasetSpec(
+        name="cifar10dvs",
+        title="CIFAR10-DVS (Li et al. 2017)",
+        sensor_size=(128, 128, 2),
+        num_classes=10,
+        class_names=("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
+        official_split=False,
+        files="ROOT/CIFAR10DVS/<class>/*.aedat4 for the ten classes airplane ... truck (unpack CIFAR10DVS.zip, "
+              "tonic's figshare file 38023437, into ROOT/CIFAR10DVS/, then each <class>.zip inside it); "
+              "reading .aedat4 needs the 'aedat' package (pip install aedat)",
+        tonic_class="CIFAR10DVS",
+        checks={"all": FileCheck("CIFAR10DVS", "*/*.aedat4", 1000, "CIFAR10DVS/airplane/<recording>.aedat4")},
+        archives=("CIFAR10DVS.zip",),
+        resize_note="recorded at 128x128: kept as is",
+    ),
+    "ncaltech101": DatasetSpec(
+        name="ncaltech101",
+        title="N-Caltech101 (Orchard et al. 2015)",
+        sensor_size=(128, 128, 2),
+        num_classes=101,
+        class_names=NCALTECH_CLASSES,
+        official_split=False,
+        files="ROOT/NCALTECH101/Caltech101/<class>/image_*.bin, 101 class folders with 8,709 files (unpack "
+              "N-Caltech101-archive.zip from https://www.garrickorchard.com/datasets/n-caltech101 into "
+              "ROOT/NCALTECH101/, then Caltech101.zip inside it)",
+        tonic_class="NCALTECH101",
+        checks={"all": FileCheck("NCALTECH101/Caltech101", "*/*.bin", 8709,
+                                 "NCALTECH101/Caltech101/accordion/image_0001.bin")},
+        archives=("N-Caltech101-archive.zip",),
+        resize_note="recordings up to 240x180 pixels are resized to 128x128 (x*128/240, y*128/180)",
+    ),
+}
+
+
+def get_spec(name: str) -> DatasetSpec:
+    try:
+        return DATASETS[name.lower()]
+    except KeyError:
+        raise UserError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}") from None
+
+
+def count_files(folder: Path, pattern: str, stop_at: int) -> int:
+    """How many files match ``pattern`` under ``folder``, counting no further than ``stop_at``."""
+    if not folder.is_dir():
+        return 0
+    return sum(1 for _ in itertools.islice(folder.glob(pattern), stop_at))
+
+
+def files_present(spec: DatasetSpec, split: str, root: Path) -> bool:
+    check = spec.file_check(split)
+    return count_files(root / check.folder, check.pattern, check.min_count) >= check.min_count
+
+
+def missing_message(spec: DatasetSpec, split: str, root: Path) -> str:
+    check = spec.file_check(split)
+    folder = (root / check.folder).resolve()
+    found = count_files(folder, check.pattern, check.min_count)
+    where = f"found {found} of at least {check.min_count} files" if found else "folder is missing or empty"
+    return (f"dataset {spec.name!r} ({spec.title}) is not in {folder} ({where}). "
+            f"Put the files there: {spec.files.replace('ROOT', str(root.resolve()))}, so that there are files "
+            f"like {(root / check.example).resolve()}. Downloading them needs network access "
+            f"(set NEUROMOCO_DOWNLOAD=1 to let tonic fetch {', '.join(spec.archives)}); "
+            f"use --root or NEUROMOCO_DATA for another data folder.")
