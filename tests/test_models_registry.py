@@ -1,0 +1,65 @@
+"""Every registered model on a tiny input: output shapes, per-step features, deployable module sequences."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from deploy.lazycli import UserError
+from train.models.base import count_parameters
+from train.models.registry import MODELS, build_classifier, build_encoder, describe, get_spec
+
+TINY = {"vgg34": (2, 34, 34), "vgg128": (2, 32, 32), "spikformer-2-256": (2, 32, 32), "sew-resnet18": (2, 32, 32)}
+
+
+def test_registry_covers_the_four_architectures():
+    assert set(MODELS) == set(TINY)
+    assert {n for n, s in MODELS.items() if s.deployable} == {"vgg34", "vgg128"}
+
+
+@pytest.mark.parametrize("name", list(TINY))
+def test_output_shapes_on_a_tiny_input(name):
+    t, b = 2, 2
+    model = build_classifier(name, TINY[name], num_classes=5)
+    x = (torch.rand(t, b, *TINY[name]) < 0.3).float()
+    feats = model.encoder(x)
+    assert feats.shape == (t, b, model.encoder.feature_dim)
+    logits = model(x)
+    assert logits.shape == (b, 5) and torch.isfinite(logits).all()
+
+
+@pytest.mark.parametrize("name", ["vgg34", "vgg128"])
+def test_deploy_modules_compose_to_the_model(name):
+    model = build_classifier(name, TINY[name], num_classes=4).eval()
+    x = (torch.rand(3, 2, *TINY[name]) < 0.3).float() * 2
+    with torch.no_grad():
+        per_step = nn.Sequential(*model.deploy_modules())(x)
+        assert per_step.shape == (3, 2, 4)
+        assert torch.allclose(per_step.mean(0), model(x), atol=1e-6)
+    allowed = (nn.Conv2d, nn.BatchNorm2d, nn.Linear, nn.Flatten, nn.AvgPool2d)
+    from train.models.layers import SumPool2d, TimeDistributed
+    from train.models.neurons import LIF
+    for m in model.deploy_modules():
+        inner = m.module if isinstance(m, TimeDistributed) else m
+        assert isinstance(inner, (*allowed, SumPool2d, LIF)), type(inner)
+
+
+def test_paper_backbones_have_the_published_sizes():
+    assert count_parameters(build_encoder("spikformer-2-256")) == pytest.approx(2.57e6, rel=0.01)
+    assert count_parameters(build_encoder("sew-resnet18")) == pytest.approx(11.17e6, rel=0.01)
+    assert build_encoder("vgg34").feature_dim == 512 and count_parameters(build_encoder("vgg34")) < 20_000
+
+
+def test_non_deployable_models_say_so():
+    with pytest.raises(NotImplementedError, match="does not deploy"):
+        build_classifier("sew-resnet18", (2, 32, 32), 3).deploy_modules()
+
+
+def test_describe_and_unknown_names():
+    rows = describe()
+    assert [r["name"] for r in rows] == list(MODELS) and all(r["params"] > r["encoder_params"] for r in rows)
+    with pytest.raises(UserError, match="unknown model"):
+        get_spec("resnet50")
+    with pytest.raises(UserError, match="too small"):
+        build_encoder("vgg128", (2, 8, 8))

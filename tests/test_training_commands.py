@@ -1,0 +1,106 @@
+"""The training commands end to end on tiny synthetic data: pretrain -> linear / finetune, supervised, eval,
+export; label fractions; bad checkpoints are one-line errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from train.cli import main
+from train.engine import data as D
+from train.engine.checkpoint import load_checkpoint, save_checkpoint
+from train.engine.synthetic import SyntheticFrames, register_synthetic
+
+COMMON = ["--batch-size", "8", "--seed", "1"]
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory):
+    register_synthetic("synth-cmd", n_train=32, n_test=16, size=12, num_classes=4)
+    run = tmp_path_factory.mktemp("pre")
+    assert main(["pretrain", "--dataset", "synth-cmd", "--epochs", "1", "--time-steps", "3", "--queue-size", "16",
+                 "--out", str(run), *COMMON]) == 0
+    yield run / "last.pt"
+    D.unregister("synth-cmd")
+
+
+@pytest.mark.parametrize("mode", ["linear", "finetune", "supervised"])
+def test_downstream_writes_accuracy_checkpoints_and_nir(pretrained, tmp_path, mode):
+    src = ["--pretrained", str(pretrained)] if mode != "supervised" else ["--dataset", "synth-cmd", "-T", "3"]
+    out = tmp_path / mode
+    assert main([mode, *src, "--epochs", "2", "--label-fraction", "0.5", "--out", str(out), *COMMON]) == 0
+    acc = json.loads((out / "accuracy.json").read_text())
+    assert acc["train_samples"] == 16 and acc["test_samples"] == 16
+    assert acc["last"]["epoch"] == 2 and 0.0 <= acc["last"]["top1"] <= 1.0 and acc["best"]["epoch"] in (1, 2)
+    assert (out / "best.pt").exists() and (out / "last.pt").exists() and (out / "metrics.jsonl").exists()
+    ck = load_checkpoint(out / "last.pt", kind="classifier")
+    assert ck["data"]["time_steps"] == 3 and ck["mode"] == mode
+    try:
+        import train.export  # noqa: F401
+    except ImportError:
+        pytest.skip("train.export not present")
+    card = json.loads((out / "model_card.json").read_text())
+    assert (out / "model.nir").exists() and card["input_shape"] == [2, 12, 12] and card["time_steps"] == 3
+    assert card["accuracy"]["test"] == pytest.approx(acc["last"]["top1"])
+
+
+def test_linear_probe_freezes_the_encoder(pretrained, tmp_path):
+    out = tmp_path / "lin"
+    assert main(["linear", "--pretrained", str(pretrained), "--epochs", "2", "--out", str(out), "--no-export",
+                 *COMMON]) == 0
+    pre = load_checkpoint(pretrained)["state_dict"]
+    lin = load_checkpoint(out / "last.pt")["state_dict"]
+    for k, v in lin.items():
+        if k.startswith("encoder."):
+            assert torch.equal(v, pre["encoder_q.backbone." + k[len("encoder."):]]), k
+
+
+def test_eval_and_export_commands(pretrained, tmp_path, capsys):
+    out = tmp_path / "ft"
+    assert main(["finetune", "--pretrained", str(pretrained), "--epochs", "1", "--out", str(out), "--no-export",
+                 *COMMON]) == 0
+    assert main(["eval", "--checkpoint", str(out / "last.pt"), "--out", str(tmp_path / "ev")]) == 0
+    res = json.loads((tmp_path / "ev" / "eval_synth-cmd_test.json").read_text())
+    acc = json.loads((out / "accuracy.json").read_text())
+    assert res["samples"] == 16 and res["top1"] == pytest.approx(acc["last"]["top1"])
+    try:
+        import train.export  # noqa: F401
+    except ImportError:
+        pytest.skip("train.export not present")
+    assert main(["export", "--checkpoint", str(out / "last.pt"), "--out", str(tmp_path / "exp")]) == 0
+    assert (tmp_path / "exp" / "model.nir").exists() and (tmp_path / "exp" / "model_card.json").exists()
+
+
+def test_bad_checkpoints_are_one_line_errors(pretrained, tmp_path, capsys):
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(pretrained.read_bytes()[:300])
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(2)}, foreign)
+    cases = [(["eval", "--checkpoint", str(tmp_path / "missing.pt")], "not found"),
+             (["export", "--checkpoint", str(corrupt), "--out", str(tmp_path / "x")], "corrupt"),
+             (["finetune", "--pretrained", str(foreign), "--out", str(tmp_path / "y")], "not a NeuroMoCo checkpoint"),
+             (["eval", "--checkpoint", str(pretrained)], "pre-training checkpoint")]
+    for argv, words in cases:
+        capsys.readouterr()
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and words in err and "Traceback" not in err
+
+
+def test_atomic_checkpoint_leaves_no_temporary(tmp_path):
+    save_checkpoint(tmp_path / "a.pt", {"kind": "classifier", "x": torch.ones(3)})
+    assert [p.name for p in tmp_path.iterdir()] == ["a.pt"]
+    assert torch.equal(load_checkpoint(tmp_path / "a.pt")["x"], torch.ones(3))
+
+
+def test_class_balanced_label_fraction_is_seeded():
+    ds = SyntheticFrames(n=40, num_classes=4)
+    a = D.class_balanced_subset(ds, 0.3, seed=5)
+    b = D.class_balanced_subset(ds, 0.3, seed=5)
+    c = D.class_balanced_subset(ds, 0.3, seed=6)
+    assert a.indices == b.indices and a.indices != c.indices
+    labels = D.labels_of(a)
+    assert sorted(labels.tolist()) == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]  # 10 per class * 0.3 -> 3
+    assert len(D.class_balanced_subset(ds, 0.01, seed=0)) == 4  # at least one per class

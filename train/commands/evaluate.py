@@ -1,0 +1,72 @@
+"""`train eval`: top-1 accuracy of a classifier checkpoint on a dataset split.
+
+Writes ``eval_<dataset>_<split>.json`` to ``--out`` (default: the checkpoint's directory); with ``--export``
+and a deployable model, also ``model.nir`` + ``model_card.json`` carrying the accuracy measured here.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", required=True, metavar="CKPT",
+                   help="a classifier checkpoint (best.pt / last.pt of finetune, linear or supervised)")
+    p.add_argument("--dataset", default=None, help="dataset name (default: the one it was trained on)")
+    p.add_argument("--split", default="test", help="split to evaluate (default test)")
+    p.add_argument("--data-root", default=None, help="where the dataset files are")
+    p.add_argument("--batch-size", type=int, default=64, help="default 64")
+    p.add_argument("--max-samples", type=int, default=None, help="only the first N samples")
+    p.add_argument("--out", default=None, help="where to write the result (default: the checkpoint's directory)")
+    p.add_argument("--export", action="store_true", help="also write model.nir + model_card.json (deployable models)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda")
+    p.add_argument("--amp", default="auto", choices=["auto", "on", "off"], help="mixed precision (CUDA)")
+    p.add_argument("--workers", type=int, default=None, help="DataLoader workers")
+
+
+def run(args: argparse.Namespace) -> int:
+    from deploy.io import atomic_write_json
+    from deploy.lazycli import UserError
+    from train.engine import data as D
+    from train.engine import distributed as du
+    from train.engine.checkpoint import load_checkpoint
+    from train.engine.cliargs import resolve_workers
+    from train.engine.export import classifier_from_checkpoint, export_classifier
+    from train.engine.loops import eval_loader, evaluate
+    from train.engine.runtime import make_runtime
+
+    ckpt = load_checkpoint(args.checkpoint, kind="classifier")
+    data = ckpt.get("data", {})
+    name = args.dataset or data.get("dataset")
+    if not name:
+        raise UserError("the checkpoint names no dataset: pass --dataset")
+    rt = make_runtime(args.device, args.amp)
+    try:
+        model = classifier_from_checkpoint(ckpt).to(rt.device)
+        ds = D.first_n(D.labelled(name, args.split, root=args.data_root, time_steps=int(data.get("time_steps", 16)),
+                                  downsample=int(data.get("downsample", 1))), args.max_samples)
+        shape = D.frame_shape(ds)[1:]
+        if list(shape) != list(ckpt["model"]["input_shape"]):
+            raise UserError(f"{name} frames are {shape}, the model was built for {ckpt['model']['input_shape']}")
+        meta = D.metadata(name, ds)
+        if meta["num_classes"] != int(ckpt["model"]["num_classes"]):
+            raise UserError(f"{name} has {meta['num_classes']} classes, the checkpoint's readout "
+                            f"{ckpt['model']['num_classes']}")
+        res = evaluate(model, eval_loader(ds, args.batch_size, workers=resolve_workers(args.workers, rt.device.type),
+                                          rt=rt), rt, f"eval {name}/{args.split}")
+        out = Path(args.out) if args.out else Path(ckpt["_path"]).parent
+        result = {"checkpoint": ckpt["_path"], "dataset": name, "split": args.split, "top1": res["top1"],
+                  "loss": res["loss"], "samples": res["n"], "model": ckpt["model"]["name"],
+                  "epoch": ckpt.get("epoch"), "time_steps": data.get("time_steps"),
+                  "downsample": data.get("downsample")}
+        if rt.is_main:
+            path = atomic_write_json(out / f"eval_{name}_{args.split}.json", result)
+            print(f"{name}/{args.split}: top-1 {res['top1']:.4f} over {res['n']} samples -> {path}")
+            if args.export:
+                nir_path = export_classifier(ckpt, out, accuracy={args.split: res["top1"]})
+                if nir_path is not None:
+                    print(f"NIR graph: {nir_path}")
+        return 0
+    finally:
+        du.cleanup()

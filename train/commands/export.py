@@ -1,0 +1,26 @@
+"""`train export`: a classifier checkpoint as ``model.nir`` + ``model_card.json`` (deployable models only).
+
+The card's accuracy is the test accuracy recorded in the checkpoint for those weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", required=True, metavar="CKPT", help="a classifier checkpoint (best.pt / last.pt)")
+    p.add_argument("--out", required=True, help="directory for model.nir and model_card.json")
+
+
+def run(args: argparse.Namespace) -> int:
+    from deploy.lazycli import UserError
+    from train.engine.checkpoint import load_checkpoint
+    from train.engine.export import export_classifier
+
+    ckpt = load_checkpoint(args.checkpoint, kind="classifier")
+    path = export_classifier(ckpt, args.out)
+    if path is None:
+        raise UserError("NIR export is not available in this installation (train.export missing)")
+    print(f"NIR graph: {path}\nmodel card: {path.parent / 'model_card.json'}")
+    return 0

@@ -1,0 +1,1 @@
+"""Training machinery: runtime (device, AMP, DDP), loops, checkpoints, logging, seeding, data glue."""

@@ -1,0 +1,62 @@
+"""Checkpoints: written atomically (whole or absent), read back with one clear error when missing or corrupt.
+
+A checkpoint is a dict of plain values and tensors (loadable with ``torch.load(weights_only=True)``)::
+
+    {"format": "neuromoco-checkpoint", "format_version": 1,
+     "kind": "pretrain" | "classifier",
+     "model": {"name", "input_shape": [C,H,W], "num_classes" (classifier), "kwargs": {}},
+     "data": {"dataset", "time_steps", "downsample", "sensor_size", "class_names"},
+     "epoch": last completed epoch (1-based), "step": optimizer steps so far,
+     "state_dict": model weights (MoCo or classifier, never DDP-wrapped),
+     "optimizer", "scheduler", "scaler": their state dicts (absent in exported/best-only files),
+     "config": the command's arguments, "metrics": {...}, "version": project version}
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from deploy.io import atomic_write
+from deploy.lazycli import UserError
+
+FORMAT = "neuromoco-checkpoint"
+FORMAT_VERSION = 1
+
+
+def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
+    """Write ``payload`` to ``path`` atomically (temporary file beside it, then rename)."""
+    payload = {"format": FORMAT, "format_version": FORMAT_VERSION, **payload}
+    return atomic_write(path, lambda tmp: torch.save(payload, tmp))
+
+
+def load_checkpoint(path: str | os.PathLike, kind: str | None = None,
+                    map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint; a missing, truncated or foreign file is a one-line :class:`UserError`."""
+    path = Path(path)
+    if path.is_dir():
+        for name in ("last.pt", "best.pt"):
+            if (path / name).is_file():
+                path = path / name
+                break
+    if not path.is_file():
+        raise UserError(f"checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # noqa: BLE001 - zip, pickle, EOF, runtime errors all mean "not readable"
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"checkpoint {path} is corrupt or not a checkpoint ({first[:160]})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise UserError(f"{path} is not a NeuroMoCo checkpoint")
+    if ckpt.get("format_version", 0) > FORMAT_VERSION:
+        raise UserError(f"{path} was written by a newer version (format {ckpt['format_version']})")
+    if kind is not None and ckpt.get("kind") != kind:
+        hint = {"pretrain": "pass a checkpoint written by `train pretrain`",
+                "classifier": "this is a pre-training checkpoint without a classifier head: run "
+                              "`train finetune` or `train linear` on it first"}.get(kind, "")
+        raise UserError(f"{path} is a {ckpt.get('kind')!r} checkpoint, not {kind!r}; {hint}".rstrip("; "))
+    ckpt["_path"] = str(path)
+    return ckpt

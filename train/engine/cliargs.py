@@ -1,0 +1,88 @@
+"""Arguments and run-directory handling shared by the training commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+from deploy.io import atomic_write_json
+from deploy.lazycli import UserError
+
+
+def add_runtime_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("runtime")
+    g.add_argument("--device", default="auto", help="auto (CUDA when present, else CPU), cpu, cuda, cuda:N")
+    g.add_argument("--amp", default="auto", choices=["auto", "on", "off"],
+                   help="float16 mixed precision (auto: on with CUDA, off on CPU)")
+    g.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
+    g.add_argument("--workers", type=int, default=None,
+                   help="DataLoader worker processes (default: 0 on CPU, 4 with CUDA)")
+
+
+def add_data_args(p: argparse.ArgumentParser, dataset_default: str | None = "embedded",
+                  time_steps_default: int | None = 16, downsample_default: int | None = 1) -> None:
+    g = p.add_argument_group("data")
+    g.add_argument("--dataset", default=dataset_default,
+                   help="dataset name (see `train data`)" + (f"; default {dataset_default}" if dataset_default
+                                                             else ""))
+    g.add_argument("--data-root", default=None, help="where the dataset files are (default: the data package's)")
+    g.add_argument("--time-steps", "-T", type=int, default=time_steps_default,
+                   help="frames per sample" + (f" (default {time_steps_default})" if time_steps_default else ""))
+    g.add_argument("--downsample", type=int, default=downsample_default, help="spatial downsampling factor")
+    g.add_argument("--max-samples", type=int, default=None, help="use only the first N samples of each split "
+                   "(quick smoke runs)")
+
+
+def add_run_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("run directory")
+    g.add_argument("--out", required=True, help="run directory: checkpoints, metrics.jsonl, tb/, config.json")
+    g.add_argument("--resume", nargs="?", const="auto", default=None, metavar="CKPT",
+                   help="continue an interrupted run (from RUN_DIR/last.pt, or the checkpoint given)")
+    g.add_argument("--overwrite", action="store_true", help="start afresh in a run directory that holds a run")
+
+
+def resolve_workers(workers: int | None, device_type: str) -> int:
+    if workers is not None:
+        if workers < 0:
+            raise UserError("--workers must be >= 0")
+        return workers
+    return 4 if device_type == "cuda" else 0
+
+
+def resume_path(args: argparse.Namespace) -> Path | None:
+    """The checkpoint to resume from, or None for a fresh run (refusing to clobber an existing run)."""
+    out = Path(args.out)
+    last = out / "last.pt"
+    if args.resume is None:
+        if last.exists() and not getattr(args, "overwrite", False):
+            raise UserError(f"{out} already holds a run (last.pt): pass --resume to continue it, or "
+                            "--overwrite to start over")
+        return None
+    if args.resume == "auto":
+        if not last.exists():
+            raise UserError(f"nothing to resume: {last} does not exist")
+        return last
+    return Path(args.resume)
+
+
+def check_positive(**values: float) -> None:
+    for name, v in values.items():
+        if v is None or v <= 0:
+            raise UserError(f"--{name.replace('_', '-')} must be positive, got {v}")
+
+
+def plain_args(args: argparse.Namespace) -> dict[str, Any]:
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
+            if k not in ("func",) and isinstance(v, (str, int, float, bool, list, tuple, type(None), Path))}
+
+
+def write_config(run_dir: Path, args: argparse.Namespace, **extra: Any) -> None:
+    cfg = {"command": getattr(args, "command", None), "args": plain_args(args),
+           "host": {"python": platform.python_version(), "machine": platform.machine(),
+                    "cpus": os.cpu_count()}}
+    cfg.update(extra)
+    atomic_write_json(Path(run_dir) / "config.json", json.loads(json.dumps(cfg, default=str)))

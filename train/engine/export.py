@@ -1,0 +1,57 @@
+"""From a classifier checkpoint to ``model.nir`` + ``model_card.json`` (through ``train.export``)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from deploy.lazycli import UserError
+from train.models.base import SpikingClassifier
+from train.models.neurons import LIF
+from train.models.registry import build_classifier
+
+
+def classifier_from_checkpoint(ckpt: dict[str, Any]) -> SpikingClassifier:
+    m = ckpt["model"]
+    model = build_classifier(m["name"], m["input_shape"], int(m["num_classes"]), **m.get("kwargs", {}))
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as err:
+        raise UserError(f"{ckpt.get('_path', 'checkpoint')}: weights do not fit {m['name']}: "
+                        f"{str(err).splitlines()[0]}") from None
+    return model.eval()
+
+
+def model_dt(model: SpikingClassifier) -> float:
+    for mod in model.modules():
+        if isinstance(mod, LIF):
+            return float(mod.config.dt)
+    return 1e-3
+
+
+def export_classifier(ckpt: dict[str, Any], out_dir: str | Path,
+                      accuracy: dict[str, float] | None = None) -> Path | None:
+    """Write the NIR graph and card of a deployable classifier; None (with a note) if it cannot."""
+    model = classifier_from_checkpoint(ckpt)
+    if not model.deployable:
+        raise UserError(f"{ckpt['model']['name']} is not deployable (see `train models`); nothing to export")
+    try:
+        from train.export import export_model
+    except ImportError as err:
+        print(f"note: NIR export unavailable ({err}); model.nir not written", file=sys.stderr)
+        return None
+    data = ckpt.get("data", {})
+    if accuracy is None:
+        top1 = ckpt.get("metrics", {}).get("test_top1")
+        accuracy = {"test": float(top1)} if top1 is not None else {}
+    dataset = {"name": data.get("dataset"), "time_steps": int(data.get("time_steps", 16)),
+               "downsample": int(data.get("downsample", 1)), "sensor_size": list(data.get("sensor_size", [])),
+               "split": "test"}
+    try:
+        return export_model(model.deploy_modules(), Path(out_dir), input_shape=list(ckpt["model"]["input_shape"]),
+                            time_steps=dataset["time_steps"], dt=model_dt(model), dataset=dataset,
+                            class_names=list(data.get("class_names", [])), accuracy=accuracy,
+                            model_name=ckpt["model"]["name"])
+    except ValueError as err:  # train.export.ExportError names the module with no exact NIR form
+        raise UserError(f"NIR export failed: {err}") from None

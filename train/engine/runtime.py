@@ -1,0 +1,59 @@
+"""Where and how a command computes: device (CUDA when present, CPU otherwise), mixed precision, DDP rank."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass, field
+
+import torch
+
+from deploy.lazycli import UserError
+from train.engine.distributed import DistInfo, init_distributed
+
+
+@dataclass
+class Runtime:
+    device: torch.device
+    amp: bool
+    dist: DistInfo = field(default_factory=DistInfo)
+    scaler: torch.amp.GradScaler | None = None
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """float16 autocast on CUDA when AMP is on (LIF thresholds then compare in half precision)."""
+        if self.amp:
+            return torch.autocast(device_type=self.device.type, dtype=torch.float16)
+        return contextlib.nullcontext()
+
+    @property
+    def is_main(self) -> bool:
+        return self.dist.is_main
+
+    def describe(self) -> dict:
+        return {"device": str(self.device), "amp": self.amp, "world_size": self.dist.world_size,
+                "rank": self.dist.rank, "torch": torch.__version__, "threads": torch.get_num_threads()}
+
+
+def make_runtime(device: str = "auto", amp: str = "auto") -> Runtime:
+    """``device``: auto | cpu | cuda | cuda:N. ``amp``: auto (on with CUDA) | on | off."""
+    if device == "auto":
+        dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    else:
+        try:
+            dev = torch.device(device)
+        except RuntimeError as err:
+            raise UserError(f"bad --device {device!r}: {err}") from None
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise UserError("--device cuda asked for, but PyTorch sees no CUDA device here")
+    info = init_distributed(dev)
+    if dev.type == "cuda" and info.enabled:
+        dev = torch.device("cuda", info.local_rank)
+    if amp not in ("auto", "on", "off"):
+        raise UserError(f"--amp must be auto, on or off, not {amp!r}")
+    use_amp = dev.type == "cuda" if amp == "auto" else amp == "on"
+    if use_amp and dev.type != "cuda":
+        raise UserError("--amp on needs CUDA (float16 autocast); on CPU train in float32")
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp) if dev.type == "cuda" else None
+    if dev.type == "cpu" and "OMP_NUM_THREADS" not in os.environ and info.enabled:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // info.world_size))
+    return Runtime(dev, use_amp, info, scaler)

@@ -1,0 +1,133 @@
+"""NeuroMoCo: momentum contrast for spiking encoders, in the manner of facebookresearch/moco's ``builder.py``.
+
+* Query encoder = spiking backbone + projection head ``Linear(d, 512) - ReLU - Linear(512, 128)`` applied per
+  time step; the key encoder is a copy updated as an exponential moving average (``momentum_update``), never
+  by gradients.
+* A queue of K negative keys: the normalised *mean* keys k̄ of past batches, enqueued in batch order
+  (all ranks' keys, in rank order, under DDP), overwriting the oldest with wrap-around.
+* Shuffled BatchNorm for the key encoder: the key batch is permuted before the key encoder and restored after,
+  so the samples a query's BatchNorm statistics come from differ from its key's. Under DDP the permutation
+  runs across all ranks' samples (MoCo's ``_batch_shuffle_ddp``). In one process, ``bn_splits = n`` runs both
+  encoders on n sub-batches of B/n with their own BatchNorm statistics (MoCo's SplitBatchNorm, here by
+  chunked forward passes), which is exactly what n DDP ranks compute.
+* Loss: :class:`~train.moco.loss.MixInfoNCE` on the per-step projections.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from train.engine import distributed as du
+from train.moco.loss import MixInfoNCE, temporal_features
+
+
+class Projector(nn.Module):
+    """``Linear(d, hidden) - ReLU - Linear(hidden, out)`` on every time step of ``[T, B, d]``."""
+
+    def __init__(self, in_dim: int, hidden: int = 512, out_dim: int = 128) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, out_dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class ProjectedEncoder(nn.Module):
+    """Backbone then projector; with ``splits > 1`` the batch runs as that many independent sub-batches."""
+
+    def __init__(self, backbone: nn.Module, projector: nn.Module, splits: int = 1) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.projector = projector
+        self.splits = int(splits)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [T,B,C,H,W] -> [T,B,out]
+        if self.splits <= 1:
+            return self.projector(self.backbone(x))
+        if x.shape[1] % self.splits:
+            raise ValueError(f"batch of {x.shape[1]} does not split into {self.splits} BatchNorm groups")
+        return torch.cat([self.projector(self.backbone(c)) for c in x.chunk(self.splits, dim=1)], dim=1)
+
+
+class MoCo(nn.Module):
+    def __init__(self, backbone: nn.Module, feature_dim: int | None = None, dim: int = 128, hidden: int = 512,
+                 queue_size: int = 4096, momentum: float = 0.999, temperature: float = 0.2,
+                 mix_lambda: float = 0.5, mix_mode: str = "loss", shuffle_bn: bool = True,
+                 bn_splits: int = 1) -> None:
+        super().__init__()
+        feature_dim = int(feature_dim or backbone.feature_dim)
+        if not 0.0 <= momentum <= 1.0:
+            raise ValueError(f"momentum must be in [0, 1], got {momentum}")
+        self.momentum = float(momentum)
+        self.shuffle_bn = bool(shuffle_bn)
+        self.encoder_q = ProjectedEncoder(backbone, Projector(feature_dim, hidden, dim), bn_splits)
+        self.encoder_k = copy.deepcopy(self.encoder_q)
+        for p in self.encoder_k.parameters():
+            p.requires_grad_(False)
+        self.criterion = MixInfoNCE(temperature, mix_lambda, mix_mode)
+        self.register_buffer("queue", F.normalize(torch.randn(int(queue_size), dim), dim=1))
+        self.register_buffer("queue_ptr", torch.zeros(1, dtype=torch.long))
+        self.__dict__["_ddp_q"] = None  # a DistributedDataParallel view of encoder_q, kept out of state_dict
+
+    # -- distributed -------------------------------------------------------------------------------------
+    def wrap_ddp(self, **ddp_kwargs) -> None:
+        """Run the query encoder through DistributedDataParallel (gradients all-reduced across ranks)."""
+        self.__dict__["_ddp_q"] = nn.parallel.DistributedDataParallel(self.encoder_q, **ddp_kwargs)
+
+    @property
+    def query_forward(self) -> nn.Module:
+        return self.__dict__["_ddp_q"] or self.encoder_q
+
+    # -- MoCo mechanics ----------------------------------------------------------------------------------
+    @torch.no_grad()
+    def momentum_update(self) -> None:
+        """``θ_k ← m·θ_k + (1 − m)·θ_q`` for every parameter (buffers such as BN statistics are the key's own)."""
+        m = self.momentum
+        for pq, pk in zip(self.encoder_q.parameters(), self.encoder_k.parameters()):
+            pk.mul_(m).add_(pq.detach(), alpha=1.0 - m)
+
+    @torch.no_grad()
+    def enqueue(self, keys: torch.Tensor) -> None:
+        """Write ``keys [n, dim]`` (all ranks' under DDP) over the oldest entries, wrapping around the end."""
+        keys = du.concat_all_gather(keys.detach().to(self.queue.dtype), dim=0)
+        n, size = keys.shape[0], self.queue.shape[0]
+        if n > size:
+            raise ValueError(f"{n} keys per step exceed the queue of {size}; use a larger --queue-size")
+        ptr = int(self.queue_ptr)
+        idx = (ptr + torch.arange(n, device=keys.device)) % size
+        self.queue[idx] = keys
+        self.queue_ptr[0] = (ptr + n) % size
+
+    @torch.no_grad()
+    def _keys(self, im_k: torch.Tensor) -> torch.Tensor:
+        """Key projections ``[T,B,dim]`` in the original batch order, computed on a shuffled batch."""
+        if not self.shuffle_bn:
+            return self.encoder_k(im_k)
+        if du.world_size() > 1:  # MoCo's _batch_shuffle_ddp / _batch_unshuffle_ddp, batch on dim 1
+            world, r = du.world_size(), du.rank()
+            x_all = du.concat_all_gather(im_k, dim=1)
+            perm = du.broadcast(torch.randperm(x_all.shape[1], device=im_k.device), src=0)
+            k = self.encoder_k(x_all[:, perm.view(world, -1)[r]])
+            k_all = du.concat_all_gather(k, dim=1)
+            return k_all[:, torch.argsort(perm).view(world, -1)[r]]
+        perm = torch.randperm(im_k.shape[1], device=im_k.device)
+        k = self.encoder_k(im_k[:, perm])
+        return k[:, torch.argsort(perm)]
+
+    def forward(self, im_q: torch.Tensor, im_k: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Two views ``[T,B,C,H,W]`` -> (loss, {"acc": contrastive top-1 of the positive, "pos": mean q̄·k̄})."""
+        q = self.query_forward(im_q)
+        with torch.no_grad():
+            self.momentum_update()
+            k = self._keys(im_k)
+        loss, logits = self.criterion(q, k, self.queue.clone().detach())
+        _, k_bar = temporal_features(k.float())
+        self.enqueue(k_bar)
+        with torch.no_grad():
+            acc = (logits.argmax(-1) == 0).float().mean()
+            pos = logits[:, 0].mean() * self.criterion.temperature
+        return loss, {"acc": acc, "pos_sim": pos}

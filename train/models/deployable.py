@@ -1,0 +1,66 @@
+"""Deployable spiking CNNs: VGG-style stages of conv - BatchNorm - LIF - pooling, then flatten.
+
+Built only from operators that NIR (and so every deploy target) expresses: ``nn.Conv2d`` (no bias: the
+BatchNorm after it carries the offset, and is folded into the conv at export), ``nn.BatchNorm2d``, the
+canonical :class:`~train.models.neurons.LIF`, ``SumPool2d`` (default: spike counts stay integers, which suits
+fixed-point targets) or ``nn.AvgPool2d``, and ``nn.Flatten``. The encoder's features are the flattened spikes
+of the last stage, pooled: ``[T, B, C_last * h * w]``.
+
+Two sizes:
+
+* ``vgg34``  — 34x34 input (N-MNIST, the embedded dataset): 3 stages of 16-32-32 channels, 34 -> 17 -> 8 -> 4,
+  512 features; about 14k encoder parameters, trains on a 2-core CPU in minutes.
+* ``vgg128`` — 128x128 input (DVS128 Gesture, CIFAR10-DVS, N-Caltech101 resized): 5 stages of
+  16-32-64-128-128 channels, 128 -> 4, 2048 features.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from train.models.base import SpikingEncoder, run_multistep
+from train.models.layers import SumPool2d, TimeDistributed
+from train.models.neurons import LIF, LIFConfig
+
+
+class DeployableCNN(SpikingEncoder):
+    deployable = True
+
+    def __init__(self, input_shape: Sequence[int], channels: Sequence[int] = (16, 32, 32), kernel_size: int = 3,
+                 pool: str = "sum", lif: LIFConfig | None = None) -> None:
+        super().__init__()
+        if pool not in ("sum", "avg"):
+            raise ValueError(f"pool must be 'sum' or 'avg', not {pool!r}")
+        c, h, w = (int(v) for v in input_shape)
+        layers: list[nn.Module] = []
+        for out in channels:
+            layers += [nn.Conv2d(c, out, kernel_size, padding=kernel_size // 2, bias=False),
+                       nn.BatchNorm2d(out), LIF(lif or LIFConfig()),
+                       SumPool2d(2) if pool == "sum" else nn.AvgPool2d(2)]
+            c, h, w = out, h // 2, w // 2
+            if h < 1 or w < 1:
+                raise ValueError(f"input {list(input_shape)} is too small for {len(channels)} pooling stages")
+        layers.append(nn.Flatten())
+        self.layers = nn.ModuleList(layers)
+        self.input_shape = tuple(int(v) for v in input_shape)
+        self.feature_shape = (c, h, w)
+        self.feature_dim = c * h * w
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return run_multistep(self.layers, x)
+
+    def deploy_modules(self) -> list[nn.Module]:
+        return [m if isinstance(m, LIF) else TimeDistributed(m) for m in self.layers]
+
+
+def vgg34(input_shape: Sequence[int] = (2, 34, 34), **kw) -> DeployableCNN:
+    kw.setdefault("channels", (16, 32, 32))
+    return DeployableCNN(input_shape, **kw)
+
+
+def vgg128(input_shape: Sequence[int] = (2, 128, 128), **kw) -> DeployableCNN:
+    kw.setdefault("channels", (16, 32, 64, 128, 128))
+    return DeployableCNN(input_shape, **kw)
