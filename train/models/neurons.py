@@ -65,8 +65,8 @@ class LIF(nn.Module):
         p = self._params_on(x)
         state = LIFBoxFeedForwardState(v=torch.zeros_like(x[0]) + p.v_leak)
         out = []
-        for t in range(x.shape[0]):
-            z, state = lif_box_feed_forward_step(x[t], state, p, dt=self.config.dt)
+        for xt in x.unbind(0):  # unbind, not x[t]: indexing makes each backward step allocate a full zero tensor
+            z, state = lif_box_feed_forward_step(xt, state, p, dt=self.config.dt)
             out.append(z)
         return torch.stack(out)
 
