@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# The whole pipeline on the embedded offline dataset, from nothing to parity and energy reports:
+#   data -> NeuroMoCo pre-training -> fine-tuning -> model.nir -> Lava (float, fixed) + ONNX (fp32, int8)
+#   -> parity report -> energy report.
+# Sized to finish in well under 15 minutes on a 2-core CPU. Every stage is a real CLI command a user
+# can run on their own; the knobs below are environment variables.
+#   DEMO_OUT           where everything goes (default runs/demo)
+#   DEMO_T             time steps per sample (default 8)
+#   DEMO_PRE_EPOCHS    NeuroMoCo pre-training epochs (default 4)
+#   DEMO_FT_EPOCHS     fine-tuning epochs (default 6)
+#   DEMO_KEEP=1        also copy the trained graph and card into nir_models/ (for hardware_tests/)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+OUT=${DEMO_OUT:-runs/demo}
+T=${DEMO_T:-8}
+PRE_EPOCHS=${DEMO_PRE_EPOCHS:-4}
+FT_EPOCHS=${DEMO_FT_EPOCHS:-6}
+MODEL=vgg34
+mkdir -p "$OUT"
+start=$(date +%s)
+stage() { printf '\n== [%4ss] %s\n' "$(( $(date +%s) - start ))" "$*"; }
+
+stage "1/7 data: build the embedded dataset (sklearn digits through an event-camera simulation) and render samples"
+train data --build
+train data --render embedded --out "$OUT/samples" --n 3 --time-steps "$T"
+
+stage "2/7 NeuroMoCo pre-training ($PRE_EPOCHS epochs, labels unused)"
+train pretrain --dataset embedded --model "$MODEL" --time-steps "$T" --epochs "$PRE_EPOCHS" \
+  --batch-size 64 --queue-size 1024 --momentum 0.99 --out "$OUT/pretrain" --resume
+
+stage "3/7 fine-tuning on all labels ($FT_EPOCHS epochs); writes model.nir + model_card.json"
+train finetune --pretrained "$OUT/pretrain/last.pt" --dataset embedded --time-steps "$T" \
+  --epochs "$FT_EPOCHS" --label-fraction 1.0 --out "$OUT/finetune" --resume
+NIR="$OUT/finetune/model.nir"
+deploy inspect "$NIR"
+
+stage "4/7 deploy export: Lava (float, fixed point) and ONNX (fp32 + int8 calibrated on real samples)"
+deploy export "$NIR" --target lava --precision float --out "$OUT/lava-float"
+deploy export "$NIR" --target lava --precision fixed --out "$OUT/lava-fixed"
+deploy export "$NIR" --target onnx --int8 --dataset embedded --out "$OUT/onnx"
+
+stage "5/7 deploy run on the Lava simulator (fixed point) over the test split"
+deploy run "$NIR" --target lava-fixed --dataset embedded --out "$OUT/run-lava-fixed"
+
+stage "6/7 parity of every target against the PyTorch reference"
+deploy parity "$NIR" --targets lava-float,lava-fixed,onnx,onnx-int8 --dataset embedded --out "$OUT/parity"
+
+stage "7/7 energy per inference from spike counts"
+deploy profile "$NIR" --target lava-fixed --dataset embedded --out "$OUT/energy"
+
+if [ "${DEMO_KEEP:-0}" = "1" ]; then
+  cp "$NIR" nir_models/neuromoco_embedded_vgg34.nir
+  cp "$OUT/finetune/model_card.json" nir_models/neuromoco_embedded_vgg34.card.json
+  echo "kept the trained graph in nir_models/neuromoco_embedded_vgg34.nir"
+fi
+
+stage "done"
+cat <<EOF
+Reports:
+  samples       $OUT/samples/
+  training      $OUT/pretrain/metrics.jsonl, $OUT/finetune/metrics.jsonl (TensorBoard: $OUT/*/tb)
+  model         $NIR (+ model_card.json)
+  parity        $OUT/parity/report.md   ($OUT/parity/parity.json)
+  energy        $OUT/energy/energy.md   ($OUT/energy/energy.json)
+EOF
+python - "$OUT" <<'PY'
+import json, sys
+out = sys.argv[1]
+par = json.load(open(f"{out}/parity/parity.json"))
+print("\nHeadline figures")
+for name, t in par.get("targets", {}).items():
+    if isinstance(t, dict) and "agreement" in t:
+        print(f"  {name:11s} accuracy {t.get('accuracy', float('nan')):.4f}  agreement {t['agreement']:.4f}")
+en = json.load(open(f"{out}/energy/energy.json"))
+print("  energy:", json.dumps(en.get("summary", en.get("energy", {})))[:400])
+PY
