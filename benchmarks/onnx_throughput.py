@@ -1,0 +1,280 @@
+"""ONNX target speed on CPU: onnxruntime fp32 and int8 against the PyTorch reference executor, in one run.
+
+For the 34x34 deployable conv net (a trained one from ``nir_models/`` when one is there, else the same
+architecture as ``train.models.deployable.vgg34`` -- conv 16-32-32, LIF, sum pooling, a 512 -> 10 readout --
+with random weights; the JSON says which), measures
+
+* latency per time step: one sample (batch 1), one ``session.run`` per step carrying the states, median
+  over steps; for the reference, a batch-1 sequence divided by T (it runs layer by layer over the whole
+  sequence, so it has no per-step call);
+* throughput: samples per second over ``--samples`` samples in batches of ``--batch``, each sample all T
+  steps (the reference runs its own batched form);
+* model sizes on disk (``.nir``, ``model.onnx``, ``model.int8.onnx``), and, as a sanity check, int8's
+  prediction agreement and per-layer spike-count difference against the reference on the same samples.
+
+Writes ``benchmarks/results/onnx_throughput.json``. Usage: ``python benchmarks/onnx_throughput.py
+[--samples 256] [--batch 64] [--threads N] [--model PATH.nir] [--dataset NAME|FILE.npz]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from deploy.card import ModelCard
+from deploy.io import atomic_write_json
+
+OUT = ROOT / "benchmarks" / "results" / "onnx_throughput.json"
+
+
+def vgg34_graph(seed: int = 0, time_steps: int = 10):
+    """The vgg34 deployable architecture as a NIR graph with random (He-scaled) weights."""
+    import nir
+
+    rng = np.random.default_rng(seed)
+    nodes: dict = {"input": nir.Input({"input": np.array([2, 34, 34])})}
+    c, h = 2, 34
+    edges, prev = [], "input"
+
+    def add(name, node):
+        nonlocal prev
+        nodes[name] = node
+        edges.append((prev, name))
+        prev = name
+
+    for i, out in enumerate((16, 32, 32), 1):
+        w = rng.normal(0, 3.0 / np.sqrt(c * 9), (out, c, 3, 3)).astype(np.float32)
+        add(f"conv{i}", nir.Conv2d((h, h), w, 1, 1, 1, 1, rng.normal(0, 0.1, out).astype(np.float32)))
+        shape = (out, h, h)
+        add(f"lif{i}", nir.LIF(tau=np.full(shape, 2e-3), r=np.ones(shape), v_leak=np.zeros(shape),
+                               v_threshold=np.ones(shape), v_reset=np.zeros(shape)))
+        add(f"pool{i}", nir.SumPool2d(np.array([2, 2]), np.array([2, 2]), np.array([0, 0])))
+        c, h = out, h // 2
+    add("flatten", nir.Flatten({"input": np.array([c, h, h])}, 0))
+    add("head", nir.Affine(rng.normal(0, 1.0 / np.sqrt(c * h * h), (10, c * h * h)).astype(np.float32),
+                           np.zeros(10, np.float32)))
+    add("output", nir.Output({"output": np.array([10])}))
+    graph = nir.NIRGraph(nodes, edges, type_check=False)
+    card = ModelCard(input_shape=[2, 34, 34], time_steps=time_steps, dt=1e-3, model="vgg34 (random weights)",
+                     dataset={"name": "embedded"})
+    return graph, card
+
+
+def find_trained(explicit: str | None) -> Path | None:
+    if explicit:
+        return Path(explicit)
+    for path in sorted((ROOT / "nir_models").rglob("*.nir")):
+        card_path = ModelCard.beside(path)
+        if not card_path.exists():  # a fixture without a card is not a candidate
+            continue
+        card = ModelCard.load(card_path)
+        if list(card.input_shape) == [2, 34, 34] and card.accuracy:
+            return path
+    return None
+
+
+def frames_for(card: ModelCard, n: int, dataset: str | None, split: str = "test") -> tuple[np.ndarray, str]:
+    """Frames ``[N, T, C, H, W]`` of the model's dataset split, or seeded sparse events when none loads."""
+    from deploy.datasets import load_frames
+    from deploy.lazycli import UserError
+
+    try:
+        frames, _ = load_frames(card, dataset=dataset, split=split, limit=n)
+        if len(frames) >= min(n, 8):
+            return frames[:n], f"dataset {dataset or card.dataset.get('name')!r}, {split} split"
+    except (UserError, Exception) as err:  # noqa: BLE001 - any failure falls back to synthetic frames
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+    else:
+        reason = "too few samples"
+    rng = np.random.default_rng(0 if split == "test" else 1)
+    frames = rng.poisson(0.1, size=(n, card.time_steps, *card.input_shape)).astype(np.float32)
+    return frames, f"synthetic Poisson event counts (rate 0.1 per pixel and step); dataset unavailable: {reason}"
+
+
+def time_it(fn, repeat: int) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def step_latency(runner, frame_seq: np.ndarray, repeat: int) -> float:
+    """Median seconds per ``session.run`` for one sample (batch 1), states carried."""
+    spec = runner.spec
+    times = []
+    for _ in range(repeat):
+        state = runner.initial_state(1)
+        names = [runner.spec.output, *spec.spike_counts.values(), *(s.output for s in spec.states)]
+        k = 1 + len(spec.spike_counts)
+        for t in range(frame_seq.shape[0]):
+            feed = {spec.input: frame_seq[t:t + 1], **state}
+            t0 = time.perf_counter()
+            res = runner.session.run(names, feed)
+            times.append(time.perf_counter() - t0)
+            state = {s.input: res[k + j] for j, s in enumerate(spec.states)}
+    return statistics.median(times)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--samples", type=int, default=256)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--calibration", type=int, default=64, help="calibration samples for int8")
+    ap.add_argument("--threads", type=int, default=0, help="threads for torch and onnxruntime (0: default)")
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--model", default=None, help="a .nir file (default: a trained 34x34 model in nir_models/)")
+    ap.add_argument("--dataset", default=None)
+    ap.add_argument("--out", default=str(OUT))
+    args = ap.parse_args(argv)
+
+    import onnxruntime as ort
+    import torch
+
+    from deploy.graph import load_graph
+    from deploy.reference import ReferenceExecutor
+    from deploy.targets.onnx import TARGET
+    from deploy.targets.onnx_run import OnnxRunner
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    trained = find_trained(args.model)
+    if trained is not None:
+        card = ModelCard.load(ModelCard.beside(trained))
+        graph = load_graph(trained, input_shape=card.input_shape)
+        source = f"trained: {trained.relative_to(ROOT) if trained.is_relative_to(ROOT) else trained}"
+    else:
+        graph, card = vgg34_graph()
+        source = "random weights (no trained 34x34 model in nir_models/): architecture of train vgg34 + 512->10 head"
+    frames, data_source = frames_for(card, args.samples, args.dataset, "test")
+    calib, calib_source = frames_for(card, args.calibration, args.dataset, "train")
+    seq = np.ascontiguousarray(np.swapaxes(frames, 0, 1))  # [T, N, ...]
+    T, N = seq.shape[:2]
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        import nir
+
+        nir_path = tmp / "model.nir"
+        nir.write(str(nir_path), graph)
+        t0 = time.perf_counter()
+        fp32_path = TARGET.export(graph, card, tmp / "fp32")
+        export_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        int8_path = TARGET.export(graph, card, tmp / "int8", quantize="int8", calibration=calib)
+        quant_s = time.perf_counter() - t0
+        report = json.loads((tmp / "int8" / "model.int8.quant.json").read_text())
+        qlinear_path = TARGET.export(graph, card, tmp / "int8q", quantize="int8", calibration=calib,
+                                     quantize_currents=True)
+        seq_path = TARGET.export(graph, card, tmp / "seq", sequence=True)
+        runners = {name: OnnxRunner(p, batch_size=args.batch, progress=False, threads=args.threads or None)
+                   for name, p in (("onnxruntime_fp32", fp32_path), ("onnxruntime_int8", int8_path),
+                                   ("onnxruntime_int8_quantized_currents", qlinear_path),
+                                   ("onnxruntime_fp32_sequence", seq_path))}
+        sizes = {"nir": nir_path.stat().st_size, "onnx_fp32": fp32_path.stat().st_size,
+                 "onnx_int8": int8_path.stat().st_size,
+                 "onnx_int8_quantized_currents": qlinear_path.stat().st_size,
+                 "onnx_fp32_sequence": seq_path.stat().st_size}
+
+        ref = ReferenceExecutor(graph, card.dt, input_shape=card.input_shape)
+
+        def ref_run() -> object:
+            return [ref.run(seq[:, s:s + args.batch]) for s in range(0, N, args.batch)]
+
+        results: dict[str, dict] = {}
+        outs = {"pytorch_reference": ref.run(seq)}
+        fns = {"pytorch_reference": ref_run}
+        for name, r in runners.items():
+            outs[name] = r.run(seq)  # also the warm-up
+            fns[name] = lambda r=r: r.run(seq)
+        # throughput: rounds interleaved across the three, best round kept (other load on the machine
+        # slows single rounds, never speeds them up)
+        best = {name: float("inf") for name in fns}
+        for _ in range(args.repeat):
+            for name, fn in fns.items():
+                best[name] = min(best[name], time_it(fn, 1))
+        for name, t in best.items():
+            results[name] = {"throughput_samples_per_s": N / t, "seconds_best_round": t}
+        # latency per time step, batch 1
+        one = seq[:, :1]
+        t_ref = statistics.median([time_it(lambda: ref.run(one), 1) for _ in range(5 * args.repeat)])
+        results["pytorch_reference"]["latency_per_step_ms_batch1"] = 1e3 * t_ref / T
+        results["pytorch_reference"]["latency_note"] = "median batch-1 sequence time / T (no per-step call)"
+        for name, r in runners.items():
+            if r.spec.mode == "sequence":
+                t_seq = statistics.median([time_it(lambda r=r: r.run(one), 1) for _ in range(5 * args.repeat)])
+                results[name]["latency_per_step_ms_batch1"] = 1e3 * t_seq / T
+                results[name]["latency_note"] = "median batch-1 sequence time / T (one Scan call per sequence)"
+                continue
+            results[name]["latency_per_step_ms_batch1"] = 1e3 * step_latency(r, one.reshape(T, 1, *one.shape[2:])[:, 0],
+                                                                             args.repeat)
+            results[name]["latency_note"] = "median time of one session.run at batch 1, states carried"
+        base = results["pytorch_reference"]["throughput_samples_per_s"]
+        for entry in results.values():
+            entry["throughput_vs_reference"] = entry["throughput_samples_per_s"] / base
+        refres = outs["pytorch_reference"]
+        parity = {}
+        for name in runners:
+            o = outs[name]
+            parity[name] = {
+                "prediction_agreement": float((o.predictions == refres.predictions).mean()),
+                "spike_count_rel_diff": {k: float(abs(int(o.spike_counts[k].sum()) - int(v.sum())) / max(1, int(v.sum())))
+                                         for k, v in refres.spike_counts.items()},
+                "spikes_identical": all(np.array_equal(o.spike_counts[k], v) for k, v in refres.spike_counts.items()),
+            }
+
+    doc = {
+        "benchmark": "onnx_throughput",
+        "model": source,
+        "frames": data_source,
+        "calibration_frames": calib_source,
+        "variants": {
+            "onnxruntime_int8": "default int8: int8 per-channel weights, spikes on an exact uint8 grid, synapse "
+                                "outputs (currents) float; onnxruntime folds the weights' DequantizeLinear at load",
+            "onnxruntime_int8_quantized_currents": "quantize_currents=True: synapse outputs uint8 too, so "
+                                                   "onnxruntime runs QLinearConv / QGemm integer kernels",
+            "onnxruntime_fp32_sequence": "the fp32 step graph in a Scan over time: one call per batch"},
+        "samples": int(N), "time_steps": int(T), "batch": args.batch, "calibration_samples": len(calib),
+        "results": results,
+        "model_size_bytes": sizes,
+        "int8": {"quantized_nodes": report["quantized_nodes"], "currents_quantized": report["currents_quantized"],
+                 "export_seconds": quant_s},
+        "fp32_export_seconds": export_s,
+        "parity_vs_reference": parity,
+        "machine": {"cpu": _cpu(), "load_average_at_end": list(os.getloadavg()), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                    "onnxruntime_threads": args.threads or "default (all cores)", "python": platform.python_version(),
+                    "torch": torch.__version__, "onnxruntime": ort.__version__},
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    atomic_write_json(args.out, doc)
+    print(json.dumps({k: doc[k] for k in ("model", "frames", "results", "model_size_bytes", "parity_vs_reference")},
+                     indent=1))
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _cpu() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
