@@ -19,6 +19,7 @@ FT_EPOCHS=${DEMO_FT_EPOCHS:-6}
 MODEL=vgg34
 mkdir -p "$OUT"
 start=$(date +%s)
+resume() { [ -f "$1/last.pt" ] && echo --resume || true; }  # an interrupted demo picks up where it stopped
 stage() { printf '\n== [%4ss] %s\n' "$(( $(date +%s) - start ))" "$*"; }
 
 stage "1/7 data: build the embedded dataset (sklearn digits through an event-camera simulation) and render samples"
@@ -27,11 +28,11 @@ train data --render embedded --out "$OUT/samples" --n 3 --time-steps "$T"
 
 stage "2/7 NeuroMoCo pre-training ($PRE_EPOCHS epochs, labels unused)"
 train pretrain --dataset embedded --model "$MODEL" --time-steps "$T" --epochs "$PRE_EPOCHS" \
-  --batch-size 64 --queue-size 1024 --momentum 0.99 --out "$OUT/pretrain" --resume
+  --batch-size 64 --queue-size 1024 --momentum 0.99 --out "$OUT/pretrain" $(resume "$OUT/pretrain")
 
 stage "3/7 fine-tuning on all labels ($FT_EPOCHS epochs); writes model.nir + model_card.json"
 train finetune --pretrained "$OUT/pretrain/last.pt" --dataset embedded --time-steps "$T" \
-  --epochs "$FT_EPOCHS" --label-fraction 1.0 --out "$OUT/finetune" --resume
+  --epochs "$FT_EPOCHS" --label-fraction 1.0 --out "$OUT/finetune" $(resume "$OUT/finetune")
 NIR="$OUT/finetune/model.nir"
 deploy inspect "$NIR"
 
@@ -68,10 +69,17 @@ python - "$OUT" <<'PY'
 import json, sys
 out = sys.argv[1]
 par = json.load(open(f"{out}/parity/parity.json"))
-print("\nHeadline figures")
-for name, t in par.get("targets", {}).items():
-    if isinstance(t, dict) and "agreement" in t:
-        print(f"  {name:11s} accuracy {t.get('accuracy', float('nan')):.4f}  agreement {t['agreement']:.4f}")
+print("\nHeadline figures (test split)")
+for name, t in par["targets"].items():
+    m = t.get("metrics", {})
+    if "agreement" in m:
+        worst = max(l["rel_diff"] for l in m["layers"].values())
+        print(f"  {name:11s} {t['status']:5s} accuracy {m['accuracy_target']:.4f} (reference "
+              f"{m['accuracy_reference']:.4f})  agreement {m['agreement']:.4f}  worst layer spike diff {worst:.4f}")
+    else:
+        print(f"  {name:11s} {t.get('status')}: {t.get('error', '')}")
 en = json.load(open(f"{out}/energy/energy.json"))
-print("  energy:", json.dumps(en.get("summary", en.get("energy", {})))[:400])
+for model, e in en["energy_pj"].items():
+    ann = f", same network as an ANN {e['ann_pj'] / 1e6:.2f} uJ" if e.get("ann_pj") else ""
+    print(f"  energy/inference ({model}): SNN {e['snn_pj'] / 1e6:.2f} uJ{ann}")
 PY

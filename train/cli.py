@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 from deploy.lazycli import run_cli
 
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -17,6 +19,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Norse 1.1 calls torch.jit.script at import; the deprecation notice is noise for our users
+    warnings.filterwarnings("ignore", message=".*torch.jit.script.*is deprecated", category=FutureWarning)
     return run_cli("train", __doc__.splitlines()[0], COMMANDS, argv)
 
 

@@ -180,7 +180,7 @@ def run(args: argparse.Namespace) -> int:
                    "data": data_info, "epoch": epoch, "step": step, "state_dict": model.state_dict(),
                    "pretrained": str(pre["_path"]) if pre else "",
                    "metrics": {"history": history, "best": best,
-                               "test_top1": history[-1]["test_top1"] if history else None}}
+                               "test_top1": next((h["test_top1"] for h in reversed(history) if "test_top1" in h), None)}}
             if full:
                 out.update(optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
                            scaler=rt.scaler.state_dict() if rt.scaler is not None else {})
