@@ -62,6 +62,20 @@ def poisson_frames(card, samples: int, salt: str) -> np.ndarray:
     return rng.poisson(rate, size=(card.time_steps, samples, *card.input_shape)).astype(np.float32)
 
 
+def dataset_frames(card, samples: int, split: str) -> np.ndarray | None:
+    """Real frames ``[T, B, ...]`` of the card's dataset when it names one a provider serves, else None.
+
+    A trained model is only meaningful on its own data: random inputs leave its outputs near-tied.
+    """
+    from deploy.datasets import load_frames
+
+    spec = card.dataset or {}
+    if not spec.get("name") or "rate" in (spec.get("preprocessing") or {}):
+        return None
+    frames, _ = load_frames(card, split=split, limit=samples)
+    return np.ascontiguousarray(np.swapaxes(frames, 0, 1))
+
+
 EXACT = ("reference", "lava-float", "onnx")
 
 # Measured on nir_models/ with these seeded inputs (4 samples per graph; int8 calibrated on 8 other seeded
@@ -75,6 +89,16 @@ EXACT = ("reference", "lava-float", "onnx")
 APPROXIMATE: dict[str, Tolerances] = {
     "onnx-int8": Tolerances(min_agreement=0.75, max_count_rel_diff=0.15, min_rate_cosine=0.995, exact=()),
     "lava-fixed": Tolerances(min_agreement=0.75, max_count_rel_diff=0.15, min_rate_cosine=0.995, exact=()),
+}
+# Trained models run on REAL_SAMPLES samples of their own test split (int8 calibrated on their train split).
+# Measured on the demo's vgg34 over the whole embedded test split (179 samples, `deploy parity`):
+#   lava-fixed  agreement 0.9944, worst layer count diff 0.0151, rate cosine 0.9986
+#   onnx-int8   agreement 0.9944, worst layer count diff 0.0029, rate cosine 0.9998
+# On REAL_SAMPLES samples one flipped prediction is allowed; counts and cosine keep about twice the margin.
+REAL_SAMPLES = 32
+APPROXIMATE_TRAINED: dict[str, Tolerances] = {
+    "onnx-int8": Tolerances(min_agreement=0.96, max_count_rel_diff=0.03, min_rate_cosine=0.997, exact=()),
+    "lava-fixed": Tolerances(min_agreement=0.96, max_count_rel_diff=0.03, min_rate_cosine=0.997, exact=()),
 }
 
 GRAPHS = discover_graphs()
@@ -93,13 +117,18 @@ def model(request):
     path = request.param
     card = ModelCard.load(ModelCard.beside(path))
     graph = load_graph(path, input_shape=card.input_shape)
-    frames = poisson_frames(card, SAMPLES, graph_id(path))
-    calibration = np.swapaxes(poisson_frames(card, CALIBRATION_SAMPLES, graph_id(path) + "/calibration"), 0, 1)
+    frames = dataset_frames(card, REAL_SAMPLES, "test")
+    trained = frames is not None
+    if trained:
+        calibration = np.swapaxes(dataset_frames(card, 64, "train"), 0, 1)
+    else:
+        frames = poisson_frames(card, SAMPLES, graph_id(path))
+        calibration = np.swapaxes(poisson_frames(card, CALIBRATION_SAMPLES, graph_id(path) + "/calibration"), 0, 1)
     refs = {d: ReferenceRunner(graph, card, dtype=d, record_spikes=True).run(frames) for d in ("float32", "float64")}
     for layer in spiking_nodes(graph):  # a silent layer would make parity vacuous
         assert refs["float32"].spike_counts[layer].sum() > 0, f"{path.name}: layer {layer} never fires"
     return {"path": path, "card": card, "graph": graph, "frames": frames, "calibration": calibration,
-            "refs": refs, "layers": spiking_nodes(graph)}
+            "refs": refs, "layers": spiking_nodes(graph), "trained": trained}
 
 
 @pytest.mark.parametrize("target", TARGET_NAMES)
@@ -124,5 +153,5 @@ def test_target_matches_reference(model, target):
         np.testing.assert_array_equal(result.predictions, ref.predictions)
         assert check(metrics, Tolerances().for_target(target)) == []
     else:
-        broken = check(metrics, APPROXIMATE[target])
+        broken = check(metrics, (APPROXIMATE_TRAINED if model["trained"] else APPROXIMATE)[target])
         assert broken == [], f"{target} on {model['path'].name}: " + "; ".join(broken)

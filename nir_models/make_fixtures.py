@@ -209,8 +209,20 @@ FIXTURES: dict[str, Callable[[], tuple[nir.NIRGraph, dict]]] = {
 
 
 def sample_frames(card: dict, batch: int, seed: int = 0) -> np.ndarray:
-    """Poisson event-count frames ``[T, B, *input_shape]`` as the card's synthetic dataset describes."""
-    rate = card["dataset"]["preprocessing"]["rate"]
+    """Poisson event-count frames ``[T, B, *input_shape]`` as the card's synthetic dataset describes.
+
+    A card that names a real dataset (a trained model's) gets that dataset's test frames instead.
+    """
+    preprocessing = (card.get("dataset") or {}).get("preprocessing") or {}
+    if "rate" not in preprocessing:
+        sys.path.insert(0, str(HERE.parent))
+        from deploy.card import ModelCard
+        from deploy.datasets import load_frames
+
+        frames, _ = load_frames(ModelCard(**{k: v for k, v in card.items() if k != "extra"}), split="test",
+                                limit=batch)
+        return np.ascontiguousarray(np.swapaxes(frames, 0, 1))
+    rate = preprocessing["rate"]
     rng = np.random.default_rng(seed)
     return rng.poisson(rate, size=(card["time_steps"], batch, *card["input_shape"])).astype(np.float32)
 
