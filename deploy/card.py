@@ -31,7 +31,7 @@ class ModelCard:
         return atomic_write_json(path, asdict(self))
 
     @staticmethod
-    def load(path: str | Path) -> "ModelCard":
+    def load(path: str | Path) -> ModelCard:
         path = Path(path)
         try:
             data = json.loads(path.read_text())

@@ -22,8 +22,8 @@ import importlib
 import multiprocessing
 import sys
 import threading
+from collections.abc import Iterator
 from types import ModuleType
-from typing import Iterator
 
 _lock = threading.Lock()
 _applied = False

@@ -26,11 +26,11 @@ class RunResult:
         return self.output.sum(axis=0).argmax(axis=-1)
 
     @staticmethod
-    def concatenate(parts: list["RunResult"]) -> "RunResult":
+    def concatenate(parts: list[RunResult]) -> RunResult:
         """Join results of consecutive batches along the sample axis."""
         if not parts:
             raise ValueError("no results to concatenate")
-        cat = lambda key_dicts: {k: np.concatenate([d[k] for d in key_dicts], axis=1) for k in key_dicts[0]}  # noqa: E731
+        cat = lambda key_dicts: {k: np.concatenate([d[k] for d in key_dicts], axis=1) for k in key_dicts[0]}
         return RunResult(
             output=np.concatenate([p.output for p in parts], axis=1),
             spike_counts=cat([p.spike_counts for p in parts]),
@@ -48,7 +48,7 @@ class RunResult:
         atomic_write_npz(path, arrays)
 
     @staticmethod
-    def load(path: str) -> "RunResult":
+    def load(path: str) -> RunResult:
         with np.load(path) as z:
             counts = {k.split("/", 1)[1]: z[k] for k in z.files if k.startswith("spike_counts/")}
             return RunResult(output=z["output"], spike_counts=counts)

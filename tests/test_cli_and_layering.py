@@ -34,7 +34,7 @@ def test_deploy_never_imports_train():
 @pytest.mark.parametrize("tool,command", [("train", c) for c in TRAIN_COMMANDS]
                          + [("deploy", c) for c in DEPLOY_COMMANDS])
 def test_every_command_has_help(tool: str, command: str):
-    proc = subprocess.run([sys.executable, "-m", f"{tool}.cli", command, "--help"],
+    proc = subprocess.run(check=False, args=[sys.executable, "-m", f"{tool}.cli", command, "--help"],
                           capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "usage:" in proc.stdout and len(proc.stdout.splitlines()) >= 3
@@ -42,7 +42,7 @@ def test_every_command_has_help(tool: str, command: str):
 
 @pytest.mark.parametrize("tool", ["train", "deploy"])
 def test_top_level_help_lists_commands(tool: str):
-    proc = subprocess.run([sys.executable, "-m", f"{tool}.cli", "--help"], capture_output=True, text=True,
+    proc = subprocess.run(check=False, args=[sys.executable, "-m", f"{tool}.cli", "--help"], capture_output=True, text=True,
                           cwd=ROOT, timeout=60)
     table = TRAIN_COMMANDS if tool == "train" else DEPLOY_COMMANDS
     assert proc.returncode == 0 and all(name in proc.stdout for name in table)
