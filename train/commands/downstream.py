@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     from train import __version__
     from train.engine import data as D
     from train.engine import distributed as du
-    from train.engine.checkpoint import load_checkpoint, save_checkpoint
+    from train.engine.checkpoint import load_checkpoint, restore_training_state, save_checkpoint
     from train.engine.cliargs import check_positive, resolve_workers, resume_path, write_config
     from train.engine.export import export_classifier
     from train.engine.logging import MetricsLogger
@@ -155,15 +155,7 @@ def run(args: argparse.Namespace) -> int:
             if ck["model"]["name"] != model_name or ck.get("mode") != mode:
                 raise UserError(f"{resume} is a {ck.get('mode')} run of {ck['model']['name']}, not {mode} of "
                                 f"{model_name}")
-            try:
-                model.load_state_dict(ck["state_dict"])
-                optimizer.load_state_dict(ck["optimizer"])
-                scheduler.load_state_dict(ck["scheduler"])
-            except (RuntimeError, ValueError, KeyError) as err:
-                raise UserError(f"{resume} does not match this configuration: {str(err).splitlines()[0]}") from None
-            if rt.scaler is not None and ck.get("scaler"):
-                rt.scaler.load_state_dict(ck["scaler"])
-            start_epoch, step = int(ck["epoch"]) + 1, int(ck["step"])
+            start_epoch, step = restore_training_state(ck, model, optimizer, scheduler, rt.scaler)
             history = list(ck["metrics"].get("history", []))
             best = dict(ck["metrics"].get("best", best))
 

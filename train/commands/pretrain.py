@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     from train import __version__
     from train.engine import data as D
     from train.engine import distributed as du
-    from train.engine.checkpoint import load_checkpoint, save_checkpoint
+    from train.engine.checkpoint import load_checkpoint, restore_training_state, save_checkpoint
     from train.engine.cliargs import check_positive, resolve_workers, resume_path, write_config
     from train.engine.logging import MetricsLogger
     from train.engine.loops import build_optimizer, cosine_schedule, time_major, train_epoch, train_loader
@@ -115,15 +115,7 @@ def run(args: argparse.Namespace) -> int:
             if ckpt["model"]["name"] != args.model or list(ckpt["model"]["input_shape"]) != list(input_shape):
                 raise UserError(f"{resume} holds a {ckpt['model']['name']} for input {ckpt['model']['input_shape']}"
                                 f", not a {args.model} for {input_shape}")
-            try:
-                moco.load_state_dict(ckpt["state_dict"])
-                optimizer.load_state_dict(ckpt["optimizer"])
-                scheduler.load_state_dict(ckpt["scheduler"])
-            except (RuntimeError, ValueError, KeyError) as err:
-                raise UserError(f"{resume} does not match this configuration: {str(err).splitlines()[0]}") from None
-            if rt.scaler is not None and ckpt.get("scaler"):
-                rt.scaler.load_state_dict(ckpt["scaler"])
-            start_epoch, step = int(ckpt["epoch"]) + 1, int(ckpt["step"])
+            start_epoch, step = restore_training_state(ckpt, moco, optimizer, scheduler, rt.scaler)
             history = list(ckpt.get("metrics", {}).get("history", []))
             if rt.is_main:
                 print(f"resuming {resume} after epoch {ckpt['epoch']} (step {step})", file=sys.stderr)

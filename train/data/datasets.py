@@ -56,9 +56,41 @@ def _call_transform(transform: Callable, events: np.ndarray, rng: np.random.Gene
     return transform(events)  # a tonic transform (it draws from numpy's global generator)
 
 
-class _Seeded:
+class _SourceView:
+    """What the framed and two-view datasets share: the event source's metadata, its length, and
+    per-sample augmentation generators seeded by (seed, epoch, index)."""
+
+    source: EventDataset
     seed: int | None = None
     epoch: int = 0
+
+    # what other code reads without touching a sample
+    @property
+    def labels(self) -> np.ndarray:
+        return self.source.labels
+
+    targets = labels
+
+    @property
+    def spec(self):
+        return self.source.spec
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.source.class_names
+
+    @property
+    def num_classes(self) -> int:
+        return self.source.num_classes
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def _index(self, index: int) -> int:
+        """``index`` as a non-negative position (negative ones count from the end, as for a list)."""
+        if not -len(self) <= index < len(self):
+            raise IndexError(index)
+        return index % len(self)
 
     def set_epoch(self, epoch: int) -> None:
         """With a fixed ``seed``: a new epoch draws new augmentations (as DistributedSampler.set_epoch)."""
@@ -91,7 +123,7 @@ class CachedEvents(EventDataset):
         return ev
 
 
-class FramedDataset(_Seeded, Dataset):
+class FramedDataset(_SourceView, Dataset):
     """``(frames [T, C, H, W] float32 tensor, label)`` from an event dataset."""
 
     def __init__(self, events: EventDataset, time_steps: int = 16, downsample: int = 1,
@@ -112,28 +144,6 @@ class FramedDataset(_Seeded, Dataset):
                 "downsample": self.downsample, "framing_version": FRAMING_VERSION, "version": events.version,
                 "frame_shape": list(self.frame_shape)}, size=len(events))
 
-    # what other code reads without touching a sample
-    @property
-    def labels(self) -> np.ndarray:
-        return self.source.labels
-
-    targets = labels
-
-    @property
-    def spec(self):
-        return self.source.spec
-
-    @property
-    def class_names(self) -> tuple[str, ...]:
-        return self.source.class_names
-
-    @property
-    def num_classes(self) -> int:
-        return self.source.num_classes
-
-    def __len__(self) -> int:
-        return len(self.source)
-
     def frames(self, index: int) -> np.ndarray:
         """The float32 frames ``[T, C, H, W]`` of one sample (from the cache when there)."""
         if self.cache is not None:
@@ -149,9 +159,7 @@ class FramedDataset(_Seeded, Dataset):
         return frames
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        if not -len(self) <= index < len(self):
-            raise IndexError(index)
-        index %= len(self)
+        index = self._index(index)
         return torch.from_numpy(self.frames(index)), int(self.source.labels[index])
 
     def build_cache(self, progress: bool = False) -> FramedDataset:
@@ -174,7 +182,7 @@ class FramedDataset(_Seeded, Dataset):
         return self
 
 
-class TwoViews(_Seeded, Dataset):
+class TwoViews(_SourceView, Dataset):
     """``((view_q, view_k), label)``: two independent augmentations of one sample's events, each framed.
 
     The label is returned for evaluation only; self-supervised training does not read it.
@@ -189,19 +197,6 @@ class TwoViews(_Seeded, Dataset):
         self.seed = seed
         self.frame_shape = frame_shape(events.sensor_size, self.time_steps, self.downsample)
 
-    @property
-    def labels(self) -> np.ndarray:
-        return self.source.labels
-
-    targets = labels
-
-    @property
-    def spec(self):
-        return self.source.spec
-
-    def __len__(self) -> int:
-        return len(self.source)
-
     def views(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         events = self.source.events(index)
         rng = self._rng(index)
@@ -211,9 +206,7 @@ class TwoViews(_Seeded, Dataset):
         return q, k
 
     def __getitem__(self, index: int) -> tuple[tuple[torch.Tensor, torch.Tensor], int]:
-        if not -len(self) <= index < len(self):
-            raise IndexError(index)
-        index %= len(self)
+        index = self._index(index)
         q, k = self.views(index)
         return (torch.from_numpy(q), torch.from_numpy(k)), int(self.source.labels[index])
 

@@ -60,3 +60,20 @@ def load_checkpoint(path: str | os.PathLike, kind: str | None = None,
         raise UserError(f"{path} is a {ckpt.get('kind')!r} checkpoint, not {kind!r}; {hint}".rstrip("; "))
     ckpt["_path"] = str(path)
     return ckpt
+
+
+def restore_training_state(ckpt: dict[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                           scheduler: Any, scaler: Any = None) -> tuple[int, int]:
+    """Load a checkpoint's model, optimizer, scheduler (and AMP scaler) state for ``--resume``; returns the
+    epoch to start from and the optimizer step count. A checkpoint of another configuration is a
+    :class:`UserError` naming the first mismatch."""
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+    except (RuntimeError, ValueError, KeyError) as err:
+        raise UserError(f"{ckpt.get('_path', 'the checkpoint')} does not match this configuration: "
+                        f"{str(err).splitlines()[0]}") from None
+    if scaler is not None and ckpt.get("scaler"):
+        scaler.load_state_dict(ckpt["scaler"])
+    return int(ckpt["epoch"]) + 1, int(ckpt["step"])
