@@ -53,3 +53,15 @@ def test_resume_after_interruption_repeats_the_same_losses(tmp_path, monkeypatch
     assert main([*ARGS, "--out", str(broken), "--resume"]) == 0
     assert _curve(broken) == _curve(straight)  # same steps, same losses, bit for bit; no duplicated lines
     assert json.loads((broken / "pretrain.json").read_text())["steps"] == 6
+
+
+def test_resume_with_another_configuration_is_a_clear_error(tmp_path, capsys):
+    run = tmp_path / "run"
+    one_epoch = [a if a != "2" else "1" for a in ARGS]  # --epochs 1
+    assert main([*one_epoch, "--out", str(run)]) == 0
+    capsys.readouterr()
+    other_queue = [*ARGS, "--out", str(run), "--resume"]
+    other_queue[other_queue.index("--queue-size") + 1] = "16"  # the queue buffer no longer fits
+    assert main(other_queue) == 2
+    err = capsys.readouterr().err
+    assert "does not match this configuration" in err and "Traceback" not in err
