@@ -1,0 +1,274 @@
+"""The documentation's examples do not rot.
+
+* Every ``train ...`` / ``deploy ...`` command in a fenced ``sh`` block of README.md and docs/*.md (also through
+  ``torchrun ... -m train.cli``) is parsed by the real argparse parser of that command, without running it: an
+  unknown command, an unknown or abbreviated option, or a missing required argument fails, naming file and line.
+* Blocks fenced as ``sh test`` are run with bash (``set -euo pipefail``) in a temporary folder holding a copy of
+  ``nir_models/``, with the project's console scripts on ``PATH`` and the data folder shared with the other
+  tests (``<pytest basetemp>/neuromoco-data``), and must exit 0.
+* Every relative link in those files points to an existing file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DOC_FILES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+PROGS = ("train", "deploy")
+SEPARATORS = {"&&", "||", ";", "|", "&", "(", ")", ";;"}
+FENCE = re.compile(r"^\s*(`{3,}|~{3,})\s*([^`]*)$")
+HEREDOC = re.compile(r"<<-?\s*(['\"]?)([A-Za-z_][A-Za-z0-9_]*)\1")
+LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
+ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
+
+
+@dataclass(frozen=True)
+class Block:
+    path: Path
+    line: int  # 1-based line of the opening fence
+    info: str  # the fence's info string, e.g. "sh" or "sh test"
+    lines: tuple[tuple[int, str], ...]  # (1-based line number, text)
+
+    @property
+    def where(self) -> str:
+        return f"{self.path.relative_to(ROOT)}:{self.line}"
+
+    @property
+    def language(self) -> str:
+        return self.info.split()[0] if self.info.split() else ""
+
+    @property
+    def runs(self) -> bool:
+        return self.info.split()[:2] == ["sh", "test"]
+
+
+def fenced_blocks(path: Path) -> list[Block]:
+    """The fenced code blocks of a Markdown file (CommonMark fences: a closing fence as long as the opening)."""
+    blocks: list[Block] = []
+    open_fence: tuple[str, int, str] | None = None
+    body: list[tuple[int, str]] = []
+    for no, text in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        m = FENCE.match(text)
+        if open_fence is None:
+            if m:
+                open_fence, body = (m.group(1), no, m.group(2).strip()), []
+            continue
+        fence, start, info = open_fence
+        if m and m.group(1)[0] == fence[0] and len(m.group(1)) >= len(fence) and not m.group(2).strip():
+            blocks.append(Block(path, start, info, tuple(body)))
+            open_fence = None
+        else:
+            body.append((no, text))
+    assert open_fence is None, f"{path.relative_to(ROOT)}:{open_fence[1]}: unclosed code fence"
+    return blocks
+
+
+def outside_fences(path: Path) -> list[tuple[int, str]]:
+    inside: set[int] = set()
+    for b in fenced_blocks(path):
+        inside.update(range(b.line, (b.lines[-1][0] if b.lines else b.line) + 2))
+    return [(no, t) for no, t in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if no not in inside]
+
+
+def logical_lines(block: Block) -> list[tuple[int, str]]:
+    """Shell lines of a block with continuations joined and here-document bodies left out."""
+    out: list[tuple[int, str]] = []
+    pending: tuple[int, str] | None = None
+    heredoc_end: str | None = None
+    for no, text in block.lines:
+        if heredoc_end is not None:
+            if text.strip() == heredoc_end:
+                heredoc_end = None
+            continue
+        start, prefix = pending if pending else (no, "")
+        joined = prefix + text
+        if joined.rstrip().endswith("\\") and not joined.lstrip().startswith("#"):
+            pending = (start, joined.rstrip()[:-1] + " ")
+            continue
+        pending = None
+        out.append((start, joined))
+        m = HEREDOC.search(joined)
+        if m:
+            heredoc_end = m.group(2)
+    if pending:
+        out.append(pending)
+    return out
+
+
+def tokens(line: str) -> list[str]:
+    lex = shlex.shlex(line, posix=True, punctuation_chars=True)
+    lex.whitespace_split = True
+    lex.commenters = "#"
+    return list(lex)
+
+
+def segments(line: str) -> list[list[str]]:
+    """The simple commands of a shell line: split at ``&&``, ``|``, ``;`` ..., redirections removed."""
+    out: list[list[str]] = [[]]
+    toks = tokens(line)
+    i = 0
+    while i < len(toks):
+        tok = toks[i]
+        if tok in SEPARATORS:
+            out.append([])
+        elif tok and set(tok) <= set("<>&|") and ("<" in tok or ">" in tok):
+            i += 1  # a redirection and its target
+        else:
+            out[-1].append(tok)
+        i += 1
+    return [s for s in out if s]
+
+
+def invocation(words: list[str]) -> tuple[str, list[str]] | None:
+    """``(prog, argv)`` when a simple command runs ``train`` / ``deploy`` (directly, or via ``-m train.cli``)."""
+    while words and (ASSIGNMENT.match(words[0]) or words[0] in ("time", "env", "exec")):
+        words = words[1:]
+    if not words:
+        return None
+    head = os.path.basename(words[0])
+    if head in PROGS:
+        return head, words[1:]
+    for i, w in enumerate(words[:-1]):
+        if w == "-m" and words[i + 1] in ("train.cli", "deploy.cli"):
+            return words[i + 1].split(".")[0], words[i + 2:]
+    if head == "torchrun" and "--no-python" in words:
+        rest = words[words.index("--no-python") + 1:]
+        for i, w in enumerate(rest):
+            if w in PROGS:
+                return w, rest[i + 1:]
+    return None
+
+
+def collect_commands() -> list[tuple[str, str, list[str]]]:
+    found = []
+    for path in DOC_FILES:
+        for block in fenced_blocks(path):
+            if block.language not in ("sh", "bash", "shell", "console"):
+                continue
+            for no, line in logical_lines(block):
+                for words in segments(line):
+                    inv = invocation(words)
+                    if inv is not None:
+                        found.append((f"{path.relative_to(ROOT)}:{no}", inv[0], inv[1]))
+    return found
+
+
+def parse_error(prog: str, argv: list[str]) -> str | None:
+    """Why ``prog argv`` does not parse (argparse's message), or None when it does. Nothing is executed."""
+    from deploy.cli import COMMANDS as DEPLOY_COMMANDS
+    from deploy.lazycli import build_parser
+    from train.cli import COMMANDS as TRAIN_COMMANDS
+
+    commands = TRAIN_COMMANDS if prog == "train" else DEPLOY_COMMANDS
+    parser, _ = build_parser(prog, prog, commands, argv)
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as exc:
+            if exc.code in (0, None):  # --help
+                return None
+            lines = err.getvalue().strip().splitlines()
+            return lines[-1] if lines else f"exit {exc.code}"
+    if args.command is None:
+        return "no command given"
+    sub = next(a for a in parser._subparsers._group_actions).choices[args.command]
+    known = {s for a in sub._actions for s in a.option_strings}
+    for word in argv:
+        if word == "--":
+            break
+        if word.startswith("--") and word.split("=", 1)[0] not in known:
+            return f"{word.split('=', 1)[0]} is not an option of {prog} {args.command} (abbreviations are not allowed)"
+    return None
+
+
+COMMANDS = collect_commands()
+RUN_BLOCKS = [b for path in DOC_FILES for b in fenced_blocks(path) if b.runs]
+
+
+def test_examples_are_found():
+    """The collector sees the documented commands (a broken collector must not pass vacuously)."""
+    progs = {prog for _, prog, _ in COMMANDS}
+    assert progs == set(PROGS), progs
+    assert len(COMMANDS) >= 40, f"only {len(COMMANDS)} commands found in the docs"
+    assert any(where.startswith("README.md") for where, _, _ in COMMANDS)
+    assert len(RUN_BLOCKS) >= 4, "the docs should run a few examples (```sh test blocks)"
+    subcommands = {(prog, next((a for a in argv if not a.startswith("-")), "")) for _, prog, argv in COMMANDS}
+    for sub in ("data", "models", "pretrain", "finetune", "linear", "supervised", "eval", "export"):
+        assert ("train", sub) in subcommands, f"no documented example of train {sub}"
+    for sub in ("inspect", "export", "run", "parity", "profile"):
+        assert ("deploy", sub) in subcommands, f"no documented example of deploy {sub}"
+
+
+def test_checker_rejects_bad_commands():
+    assert parse_error("deploy", ["run", "m.nir", "--target", "onnx", "--out", "o"]) is None
+    assert parse_error("deploy", ["run", "m.nir", "--target", "onnx", "--out", "o", "--bogus"])
+    assert parse_error("deploy", ["run", "m.nir", "--target", "onnx"])  # --out is required
+    assert parse_error("deploy", ["run", "m.nir", "--targ", "onnx", "--out", "o"])  # abbreviation
+    assert parse_error("train", ["finetune", "--out", "o"])  # --pretrained is required
+    assert parse_error("train", ["pretrian", "--out", "o"])
+    assert parse_error("train", []) == "no command given"
+    assert invocation(tokens("NEUROMOCO_DATA=/x torchrun --nproc_per_node 2 -m train.cli pretrain --out r")) == \
+        ("train", ["pretrain", "--out", "r"])
+    assert [w[0] for w in segments("deploy inspect a.nir --json > x.json && train models | head")] == \
+        ["deploy", "train", "head"]
+
+
+@pytest.mark.parametrize("where,prog,argv", COMMANDS, ids=[c[0] for c in COMMANDS])
+def test_documented_command_parses(where, prog, argv):
+    err = parse_error(prog, argv)
+    assert err is None, f"{where}: `{prog} {shlex.join(argv)}` does not parse: {err}"
+
+
+def test_relative_links_resolve():
+    broken = []
+    for path in DOC_FILES:
+        for no, text in outside_fences(path):
+            for target in LINK.findall(text):
+                if re.match(r"^[a-z][a-z0-9+.-]*:", target) or target.startswith("#"):
+                    continue
+                file = target.split("#", 1)[0]
+                if file and not (path.parent / file).exists():
+                    broken.append(f"{path.relative_to(ROOT)}:{no}: {target}")
+    assert not broken, "broken relative links:\n" + "\n".join(broken)
+
+
+@pytest.fixture(scope="session")
+def shared_data_root(tmp_path_factory) -> Path:
+    """The data folder the data tests use too (the embedded dataset is generated once per session)."""
+    root = tmp_path_factory.getbasetemp() / "neuromoco-data"
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("block", RUN_BLOCKS, ids=[b.where for b in RUN_BLOCKS])
+def test_runnable_example(block, tmp_path, shared_data_root):
+    bin_dir = Path(sys.executable).parent
+    assert (bin_dir / "train").exists() and (bin_dir / "deploy").exists(), \
+        f"the train/deploy console scripts are not installed beside {sys.executable} (pip install -e .)"
+    shutil.copytree(ROOT / "nir_models", tmp_path / "nir_models")
+    env = {k: v for k, v in os.environ.items() if k not in ("NEUROMOCO_DOWNLOAD", "PYTHONPATH")}
+    env.update(PATH=f"{bin_dir}{os.pathsep}{env.get('PATH', '')}", NEUROMOCO_DATA=str(shared_data_root),
+               MPLBACKEND="Agg", PYTHONWARNINGS="ignore")
+    script = "\n".join(text for _, text in block.lines)
+    t0 = time.perf_counter()
+    proc = subprocess.run(["bash", "-euo", "pipefail", "-c", script], check=False, cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=280)
+    seconds = time.perf_counter() - t0
+    assert proc.returncode == 0, (
+        f"{block.where}: the example exited {proc.returncode} after {seconds:.1f} s\n--- script\n{script}\n"
+        f"--- stdout (tail)\n{proc.stdout[-3000:]}\n--- stderr (tail)\n{proc.stderr[-3000:]}")
