@@ -22,7 +22,8 @@ GROUP = "neuromoco.datasets"
 
 
 def load_npz_frames(path: str | Path, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Frames and labels from an ``.npz`` file with arrays ``frames`` and ``labels``."""
+    """Frames and labels from an ``.npz`` file with arrays ``frames`` ``[N, T, *input_shape]`` (``[N, T, C, H, W]``
+    for a convolutional graph, ``[N, T, F]`` for a flat one) and ``labels`` ``[N]``."""
     try:
         with np.load(path) as z:
             frames, labels = z["frames"], z["labels"]
@@ -30,8 +31,10 @@ def load_npz_frames(path: str | Path, limit: int | None = None) -> tuple[np.ndar
         raise UserError(f"frames file not found: {path}") from None
     except (KeyError, ValueError, OSError) as err:
         raise UserError(f"{path} is not a frames file with 'frames' and 'labels' arrays: {err}") from None
-    if frames.ndim != 5:
-        raise UserError(f"{path}: frames must be [N, T, C, H, W], got shape {list(frames.shape)}")
+    if frames.ndim < 3:
+        raise UserError(f"{path}: frames must be [N, T, *input_shape], got shape {list(frames.shape)}")
+    if labels.shape != frames.shape[:1]:
+        raise UserError(f"{path}: {len(frames)} samples of frames but labels of shape {list(labels.shape)}")
     return frames[:limit].astype(np.float32), labels[:limit].astype(np.int64)
 
 
@@ -54,7 +57,7 @@ def load_frames(card: ModelCard, dataset: str | None = None, split: str = "test"
         frames, labels = _from_providers(spec, split, root, limit)
     expected = [card.time_steps, *card.input_shape]
     if list(frames.shape[1:]) != expected:
-        raise UserError(f"dataset frames are [T, C, H, W] = {list(frames.shape[1:])} but the model card "
+        raise UserError(f"dataset frames are [T, *input_shape] = {list(frames.shape[1:])} but the model card "
                         f"expects {expected}")
     return frames, labels
 

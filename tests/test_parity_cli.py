@@ -133,3 +133,24 @@ def test_usage_errors_exit_2(tmp_path, capsys):
     assert "unknown target" in capsys.readouterr().err
     assert main(["parity", str(tmp_path / "nope.nir"), "--targets", "reference", "--dataset", str(frames),
                  "--out", str(tmp_path / "o")]) == 2
+
+
+def test_flat_input_graph_runs_from_an_npz(tmp_path, capsys):
+    """A graph with a flat input (snnTorch's MLP fixture, input [16]) takes frames [N, T, 16] from an .npz."""
+    from pathlib import Path
+
+    model = Path(__file__).resolve().parents[1] / "nir_models" / "snntorch_mlp.nir"
+    rng = np.random.default_rng(0)
+    frames = (rng.random((6, 20, 16)) < 0.5).astype(np.float32)
+    np.savez(tmp_path / "flat.npz", frames=frames, labels=rng.integers(0, 4, 6))
+    assert main(["run", str(model), "--target", "reference", "--dataset", str(tmp_path / "flat.npz"),
+                 "--out", str(tmp_path / "run"), "--no-progress"]) == 0
+    with np.load(tmp_path / "run" / "predictions.npz") as z:
+        assert len(z["predictions"]) == 6
+
+    np.savez(tmp_path / "bad.npz", frames=frames, labels=np.zeros(5))  # one label short
+    capsys.readouterr()
+    assert main(["run", str(model), "--target", "reference", "--dataset", str(tmp_path / "bad.npz"),
+                 "--out", str(tmp_path / "bad"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "6 samples of frames but labels of shape [5]" in err and "Traceback" not in err

@@ -86,8 +86,15 @@ def broadcast(x: torch.Tensor, src: int = 0) -> torch.Tensor:
 
 
 def all_reduce_sum(x: torch.Tensor) -> torch.Tensor:
+    """Sum of ``x`` over ranks, in place. NCCL reduces only CUDA tensors, so a CPU tensor (epoch totals)
+    takes a round trip through this rank's GPU there; gloo reduces it where it is."""
     if is_initialized() and world_size() > 1:
-        dist.all_reduce(x, op=dist.ReduceOp.SUM)
+        if x.device.type != "cuda" and dist.get_backend() == "nccl":
+            on_gpu = x.to(torch.device("cuda", torch.cuda.current_device()))
+            dist.all_reduce(on_gpu, op=dist.ReduceOp.SUM)
+            x.copy_(on_gpu)
+        else:
+            dist.all_reduce(x, op=dist.ReduceOp.SUM)
     return x
 
 
