@@ -28,7 +28,9 @@ demo: install
 lint: install
 	$(BIN)/ruff check train deploy tests hardware_tests benchmarks
 
+# the bench extra (SpikingJelly, for benchmarks/spikingjelly_compare.py) is installed here only, not by `install`
 bench: install
+	$(PIP) install -q --disable-pip-version-check -c constraints.txt -e '.[bench]'
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash benchmarks/run_all.sh
 
 clean:

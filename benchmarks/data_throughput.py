@@ -16,15 +16,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_common import RESULTS, machine_info, now, write_json
 
 
 def _rate(n: int, fn) -> float:
@@ -35,7 +35,7 @@ def _rate(n: int, fn) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "data_throughput.json"))
+    parser.add_argument("--out", default=str(RESULTS / "data_throughput.json"))
     parser.add_argument("--repeats", type=int, default=3, help="repetitions per measurement (median reported)")
     parser.add_argument("--time-steps", type=int, default=16)
     parser.add_argument("--root", help="data folder to use (default: a fresh temporary one)")
@@ -88,14 +88,10 @@ def main(argv: list[str] | None = None) -> int:
         "build_seconds": round(build_seconds, 2),
         "throughput": {k: round(statistics.median(v), 1) for k, v in results.items()},
         "all_runs": {k: [round(x, 1) for x in v] for k, v in results.items()},
-        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-                    "cpus": os.cpu_count(), "python": platform.python_version(), "numpy": np.__version__,
-                    "torch": torch.__version__, "load_average_1_5_15min": list(os.getloadavg())},
-        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": machine_info(torch_threads=torch.get_num_threads()),
+        "date": now(),
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
+    out = write_json(args.out, report)
     print(json.dumps(report["throughput"], indent=2))
     print(f"wrote {out}")
     return 0

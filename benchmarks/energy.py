@@ -12,7 +12,6 @@ its model card states; the JSON says which. Default output: benchmarks/results/e
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
 import time
 import zlib
@@ -20,14 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_common import RESULTS, ROOT, machine_info, now, write_json
 
 from deploy.card import ModelCard
 from deploy.commands.parity import build_runner
 from deploy.energy import Activity, energy, load_energy_models, profile
 from deploy.graph import load_graph
-from deploy.io import atomic_write_json
 from deploy.lazycli import UserError
 
 
@@ -78,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--target", default="reference", help="whose spikes are counted (default reference)")
     p.add_argument("--samples", type=int, default=32, help="samples per graph (default 32)")
     p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "energy.json"))
+    p.add_argument("--out", default=str(RESULTS / "energy.json"))
     args = p.parse_args(argv)
     paths = [Path(m).resolve() for m in args.model] if args.model else sorted((ROOT / "nir_models").rglob("*.nir"))
     results = []
@@ -91,12 +90,12 @@ def main(argv: list[str] | None = None) -> int:
     models = load_energy_models()
     out = {
         "benchmark": "energy per inference",
-        "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-                    "python": platform.python_version()},
+        "machine": machine_info(),
+        "date": now(),
         "energy_models": {k: {"energy_pj": v["energy_pj"], "source": v["source"]} for k, v in models.items()},
         "results": results,
     }
-    atomic_write_json(args.out, out)
+    write_json(args.out, out)
     print(f"wrote {args.out}")
     return 0
 

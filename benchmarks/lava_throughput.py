@@ -25,81 +25,28 @@ Writes ``benchmarks/results/lava_throughput.json``. Usage: ``python benchmarks/l
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_common import (
+    RESULTS,
+    ROOT,
+    dataset_frames,
+    describe_path,
+    machine_info,
+    model_under_test,
+    now,
+    write_json,
+)
 
 from deploy.card import ModelCard
-from deploy.io import atomic_write_json
 
-OUT = ROOT / "benchmarks" / "results" / "lava_throughput.json"
-
-
-def vgg34_graph(seed: int = 0, time_steps: int = 16):
-    """The vgg34 deployable architecture as a NIR graph with random (He-scaled) weights."""
-    import nir
-
-    rng = np.random.default_rng(seed)
-    nodes: dict = {"input": nir.Input({"input": np.array([2, 34, 34])})}
-    edges, prev = [], "input"
-
-    def add(name, node):
-        nonlocal prev
-        nodes[name] = node
-        edges.append((prev, name))
-        prev = name
-
-    c, h = 2, 34
-    for i, out in enumerate((16, 32, 32), 1):
-        w = rng.normal(0, 3.0 / np.sqrt(c * 9), (out, c, 3, 3)).astype(np.float32)
-        add(f"conv{i}", nir.Conv2d((h, h), w, 1, 1, 1, 1, rng.normal(0, 0.1, out).astype(np.float32)))
-        shape = (out, h, h)
-        add(f"lif{i}", nir.LIF(tau=np.full(shape, 2e-3), r=np.ones(shape), v_leak=np.zeros(shape),
-                               v_threshold=np.ones(shape), v_reset=np.zeros(shape)))
-        add(f"pool{i}", nir.SumPool2d(np.array([2, 2]), np.array([2, 2]), np.array([0, 0])))
-        c, h = out, h // 2
-    add("flatten", nir.Flatten({"input": np.array([c, h, h])}, 0))
-    add("head", nir.Affine(rng.normal(0, 1.0 / np.sqrt(c * h * h), (10, c * h * h)).astype(np.float32),
-                           np.zeros(10, np.float32)))
-    add("output", nir.Output({"output": np.array([10])}))
-    graph = nir.NIRGraph(nodes, edges, type_check=False)
-    card = ModelCard(input_shape=[2, 34, 34], time_steps=time_steps, dt=1e-3, model="vgg34 (random weights)",
-                     dataset={"name": "embedded"})
-    return graph, card
-
-
-def find_trained(explicit: str | None) -> Path | None:
-    if explicit:
-        return Path(explicit)
-    for path in sorted((ROOT / "nir_models").rglob("*.nir")):
-        card_path = ModelCard.beside(path)
-        if card_path.exists():
-            card = ModelCard.load(card_path)
-            if list(card.input_shape) == [2, 34, 34] and card.accuracy:
-                return path
-    return None
-
-
-def load_frames(card: ModelCard, n: int, dataset: str | None) -> tuple[np.ndarray, str]:
-    """Frames ``[N, T, C, H, W]`` of the model's test split, or seeded sparse events when none loads."""
-    from deploy.datasets import load_frames as load
-
-    try:
-        frames, _ = load(card, dataset=dataset, split="test", limit=n)
-        if len(frames) >= n:
-            return frames[:n], f"dataset {dataset or card.dataset.get('name')!r}, test split"
-        reason = "too few samples"
-    except Exception as err:  # noqa: BLE001 - any failure falls back to synthetic frames
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-    frames = np.random.default_rng(0).poisson(0.1, size=(n, card.time_steps, *card.input_shape))
-    return frames.astype(np.float32), f"synthetic Poisson event counts (rate 0.1); dataset unavailable: {reason}"
+OUT = RESULTS / "lava_throughput.json"
 
 
 def rates(samples: int, T: int, seconds: float, lava_steps: int | None = None) -> dict:
@@ -159,28 +106,20 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from deploy.graph import load_graph
     from deploy.reference import ReferenceExecutor
     from deploy.targets.lava import TARGET
     from deploy.targets.lava_run import LavaRunner
 
-    trained = find_trained(args.model)
-    if trained is not None:
-        card = ModelCard.load(ModelCard.beside(trained))
-        graph = load_graph(trained, input_shape=card.input_shape)
-        model_desc = f"{trained.relative_to(ROOT) if trained.is_relative_to(ROOT) else trained} (trained)"
-    else:
-        graph, card = vgg34_graph(time_steps=args.time_steps)
-        model_desc = "vgg34 architecture with random weights (no trained 34x34 model in nir_models/ yet)"
+    graph, card, trained = model_under_test(args.model, args.time_steps)
+    model_desc = (f"{describe_path(trained)} (trained)" if trained is not None
+                  else "vgg34 architecture with random weights (no trained 34x34 model in nir_models/ yet)")
     n = max(args.samples, args.single)
-    frames, data_desc = load_frames(card, n, args.dataset)
+    frames, data_desc = dataset_frames(card, n, args.dataset)
     T = int(frames.shape[1])
     x = np.ascontiguousarray(np.swapaxes(frames, 0, 1))  # [T, N, C, H, W]
 
-    result: dict = {"model": model_desc, "data": data_desc, "time_steps": T,
-                    "machine": {"platform": platform.platform(), "processor": platform.processor(),
-                                "cpus": os.cpu_count(), "python": platform.python_version(),
-                                "torch": torch.__version__}}
+    result: dict = {"benchmark": "lava_throughput", "model": model_desc, "data": data_desc, "time_steps": T,
+                    "machine": machine_info(torch_threads=torch.get_num_threads())}
     # reference: float32 CPU, all samples in one batch (best of 3)
     ref = ReferenceExecutor(graph, card.dt, input_shape=card.input_shape)
     best = float("inf")
@@ -245,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
         result["small_model"] = small_model(small, args.samples * 4, args.tile)
     rf = result["reference_float32"]
     print(f"reference float32: {rf['samples_per_s']:.1f} samples/s, {rf['sample_time_steps_per_s']:.0f} sample steps/s")
-    atomic_write_json(args.out, result)
+    result["date"] = now()
+    write_json(args.out, result)
     print(f"wrote {args.out}")
     return 0
 

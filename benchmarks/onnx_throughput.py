@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -30,77 +28,19 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from deploy.card import ModelCard
-from deploy.io import atomic_write_json
+from bench_common import (
+    RESULTS,
+    dataset_frames,
+    describe_path,
+    machine_info,
+    model_under_test,
+    now,
+    write_json,
+)
 
-OUT = ROOT / "benchmarks" / "results" / "onnx_throughput.json"
-
-
-def vgg34_graph(seed: int = 0, time_steps: int = 10):
-    """The vgg34 deployable architecture as a NIR graph with random (He-scaled) weights."""
-    import nir
-
-    rng = np.random.default_rng(seed)
-    nodes: dict = {"input": nir.Input({"input": np.array([2, 34, 34])})}
-    c, h = 2, 34
-    edges, prev = [], "input"
-
-    def add(name, node):
-        nonlocal prev
-        nodes[name] = node
-        edges.append((prev, name))
-        prev = name
-
-    for i, out in enumerate((16, 32, 32), 1):
-        w = rng.normal(0, 3.0 / np.sqrt(c * 9), (out, c, 3, 3)).astype(np.float32)
-        add(f"conv{i}", nir.Conv2d((h, h), w, 1, 1, 1, 1, rng.normal(0, 0.1, out).astype(np.float32)))
-        shape = (out, h, h)
-        add(f"lif{i}", nir.LIF(tau=np.full(shape, 2e-3), r=np.ones(shape), v_leak=np.zeros(shape),
-                               v_threshold=np.ones(shape), v_reset=np.zeros(shape)))
-        add(f"pool{i}", nir.SumPool2d(np.array([2, 2]), np.array([2, 2]), np.array([0, 0])))
-        c, h = out, h // 2
-    add("flatten", nir.Flatten({"input": np.array([c, h, h])}, 0))
-    add("head", nir.Affine(rng.normal(0, 1.0 / np.sqrt(c * h * h), (10, c * h * h)).astype(np.float32),
-                           np.zeros(10, np.float32)))
-    add("output", nir.Output({"output": np.array([10])}))
-    graph = nir.NIRGraph(nodes, edges, type_check=False)
-    card = ModelCard(input_shape=[2, 34, 34], time_steps=time_steps, dt=1e-3, model="vgg34 (random weights)",
-                     dataset={"name": "embedded"})
-    return graph, card
-
-
-def find_trained(explicit: str | None) -> Path | None:
-    if explicit:
-        return Path(explicit)
-    for path in sorted((ROOT / "nir_models").rglob("*.nir")):
-        card_path = ModelCard.beside(path)
-        if not card_path.exists():  # a fixture without a card is not a candidate
-            continue
-        card = ModelCard.load(card_path)
-        if list(card.input_shape) == [2, 34, 34] and card.accuracy:
-            return path
-    return None
-
-
-def frames_for(card: ModelCard, n: int, dataset: str | None, split: str = "test") -> tuple[np.ndarray, str]:
-    """Frames ``[N, T, C, H, W]`` of the model's dataset split, or seeded sparse events when none loads."""
-    from deploy.datasets import load_frames
-    from deploy.lazycli import UserError
-
-    try:
-        frames, _ = load_frames(card, dataset=dataset, split=split, limit=n)
-        if len(frames) >= min(n, 8):
-            return frames[:n], f"dataset {dataset or card.dataset.get('name')!r}, {split} split"
-    except (UserError, Exception) as err:  # noqa: BLE001 - any failure falls back to synthetic frames
-        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-    else:
-        reason = "too few samples"
-    rng = np.random.default_rng(0 if split == "test" else 1)
-    frames = rng.poisson(0.1, size=(n, card.time_steps, *card.input_shape)).astype(np.float32)
-    return frames, f"synthetic Poisson event counts (rate 0.1 per pixel and step); dataset unavailable: {reason}"
+OUT = RESULTS / "onnx_throughput.json"
 
 
 def time_it(fn, repeat: int) -> float:
@@ -144,23 +84,18 @@ def main(argv: list[str] | None = None) -> int:
     import onnxruntime as ort
     import torch
 
-    from deploy.graph import load_graph
     from deploy.reference import ReferenceExecutor
     from deploy.targets.onnx import TARGET
     from deploy.targets.onnx_run import OnnxRunner
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    trained = find_trained(args.model)
-    if trained is not None:
-        card = ModelCard.load(ModelCard.beside(trained))
-        graph = load_graph(trained, input_shape=card.input_shape)
-        source = f"trained: {trained.relative_to(ROOT) if trained.is_relative_to(ROOT) else trained}"
-    else:
-        graph, card = vgg34_graph()
-        source = "random weights (no trained 34x34 model in nir_models/): architecture of train vgg34 + 512->10 head"
-    frames, data_source = frames_for(card, args.samples, args.dataset, "test")
-    calib, calib_source = frames_for(card, args.calibration, args.dataset, "train")
+    graph, card, trained = model_under_test(args.model, time_steps=10)
+    source = (f"trained: {describe_path(trained)}" if trained is not None else
+              "random weights (no trained 34x34 model in nir_models/): architecture of train vgg34 + 512->10 head")
+    frames, data_source = dataset_frames(card, args.samples, args.dataset, "test", min_samples=min(args.samples, 8))
+    calib, calib_source = dataset_frames(card, args.calibration, args.dataset, "train",
+                                         min_samples=min(args.calibration, 8))
     seq = np.ascontiguousarray(np.swapaxes(frames, 0, 1))  # [T, N, ...]
     T, N = seq.shape[:2]
 
@@ -254,26 +189,16 @@ def main(argv: list[str] | None = None) -> int:
                  "export_seconds": quant_s},
         "fp32_export_seconds": export_s,
         "parity_vs_reference": parity,
-        "machine": {"cpu": _cpu(), "load_average_at_end": list(os.getloadavg()), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-                    "onnxruntime_threads": args.threads or "default (all cores)", "python": platform.python_version(),
-                    "torch": torch.__version__, "onnxruntime": ort.__version__},
-        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "machine": machine_info(torch_threads=torch.get_num_threads(),
+                                onnxruntime_threads=args.threads or "default (all cores)",
+                                onnxruntime=ort.__version__),
+        "date": now(),
     }
-    atomic_write_json(args.out, doc)
+    write_json(args.out, doc)
     print(json.dumps({k: doc[k] for k in ("model", "frames", "results", "model_size_bytes", "parity_vs_reference")},
                      indent=1))
     print(f"wrote {args.out}")
     return 0
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 if __name__ == "__main__":

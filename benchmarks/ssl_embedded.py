@@ -14,14 +14,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULT = ROOT / "benchmarks" / "results" / "ssl_embedded.json"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_common import RESULTS, ROOT, machine_info, now, write_json
+
+RESULT = RESULTS / "ssl_embedded.json"
 
 
 def run_stage(name: str, argv: list[str], log_dir: Path) -> dict:
@@ -100,17 +102,11 @@ def main(argv: list[str] | None = None) -> int:
         "accuracy_test_top1": {k: {"last": stages[k]["test_top1_last"], "best": stages[k]["test_top1_best"]}
                                for k in ("linear", "finetune", "supervised")},
         "stages": stages, "total_wall_s": round(time.perf_counter() - t0, 1),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                    "loadavg_before": [round(v, 2) for v in load_before],
-                    "loadavg_after": [round(v, 2) for v in os.getloadavg()],
-                    "note": "shared machine: other processes ran alongside; throughput is what this run got"},
-        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": machine_info(loadavg_before=[round(v, 2) for v in load_before],
+                                note="shared machine: other processes ran alongside; throughput is what this run got"),
+        "date": now(),
     }
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, out)
+    out = write_json(a.out, result)
     print(json.dumps(result["accuracy_test_top1"], indent=1))
     print(f"wrote {out}", file=sys.stderr)
     return 0
