@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run every benchmark in sequence, writing JSON under benchmarks/results/; stop at the first failure.
 #
-#   bash benchmarks/run_all.sh          # quick settings: about 10 minutes on 2 shared cores
+#   bash benchmarks/run_all.sh          # quick settings: about 6 minutes on 2 shared cores
 #   BENCH_FULL=1 bash benchmarks/run_all.sh   # ssl_embedded at its full defaults (about 15 minutes more)
 #
 # `make bench` installs the bench extra (SpikingJelly) and runs this with .venv/bin first on PATH.
