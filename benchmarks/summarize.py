@@ -83,7 +83,7 @@ def lava_throughput(d: dict) -> str:
         out += f"; fixed-point time-multiplexed {_f(fx['time_multiplexed']['samples_per_s'])} samples/s"
     agree = min(v["prediction_agreement"] for p in d["lava"].values() for v in p.values()
                 if isinstance(v, dict) and "prediction_agreement" in v)
-    return out + f"; agreement with float64 reference >= {_f(agree)}"
+    return out + f"; lowest prediction agreement with the float64 reference {_f(agree)}"
 
 
 def ssl_embedded(d: dict) -> str:
