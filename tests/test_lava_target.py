@@ -12,6 +12,7 @@ import json
 import nir
 import numpy as np
 import pytest
+import scipy.sparse as sp
 import torch
 
 from deploy.card import ModelCard
@@ -318,6 +319,35 @@ def test_fixed_point_close_to_reference_and_reports_quantization(tmp_path):
             assert all(lay.stock for lay in runner.plan.layers)
         res = runner.run(frames)
         assert np.mean(res.predictions == ref.predictions) >= 0.99, opts
+
+
+def test_fixed_point_rows_use_the_full_mantissa_and_worst_case_states_fit_24_bits():
+    """The scale rule: every row's largest weight is the largest mantissa (254, unless the 24-bit state
+    bound holds the row back), and on the worst-case input -- every excitatory (or every inhibitory) source
+    firing on every step -- the integer current and voltage stay inside 24 bits."""
+    from deploy.targets.lava_plan import ACT_SHIFT, MANT_MIXED, STATE_MAX
+
+    g = classifier_graph()
+    g.nodes["readout"].weight = np.random.default_rng(3).normal(0, 1, g.nodes["readout"].weight.shape)
+    card = ModelCard(input_shape=[2, 8, 8], time_steps=12, dt=0.005)
+    plan = compile_graph(g, card.dt, precision="fixed", input_shape=card.input_shape)
+    for lay in plan.layers:
+        (conn,) = [c for c in lay.conns if c.matrix.nnz]
+        m = sp.csr_matrix(conn.matrix)
+        rowmax = np.asarray(abs(m).max(axis=1).todense()).ravel()
+        full = rowmax == MANT_MIXED
+        assert full.mean() >= 0.99, (lay.name, full.mean())
+        w = m.toarray() * 2.0 ** conn.weight_exp  # integer synaptic input per source spike, before << 6
+        if conn.source == plan.input_name:
+            step = np.abs(w).sum(axis=1) * plan.input_max * plan.input_scale
+        else:
+            step = np.maximum(np.clip(w, 0, None).sum(axis=1), -np.clip(w, None, 0).sum(axis=1))
+        current = step * (1 << ACT_SHIFT)
+        du = (lay.du + 1) / 4096  # the current's decay fraction (Lava adds one)
+        dv = lay.dv / 4096
+        assert np.all(current / np.maximum(du, 0.5) < STATE_MAX), lay.name
+        voltage = current / np.maximum(du, 0.5) / np.maximum(dv, 0.5) + lay.vth * (1 << ACT_SHIFT)
+        assert np.all(voltage < STATE_MAX), lay.name
 
 
 def test_fixed_point_recurrent_and_if_graphs_stay_close():

@@ -35,8 +35,11 @@ with an 8-bit mantissa and one exponent per connection (mixed-sign weights: even
 [0, 255] or [-255, 0]); the threshold is ``round(sigma * vth)`` (17 bits, shifted left by 6 in the
 neuron), the bias ``round(64 * sigma * bias)`` as a 13-bit mantissa with a 3-bit exponent, decays are
 12-bit (``du * 4096 - 1`` because Lava's current decay adds one, ``dv * 4096``), graded input is
-``round(x * input_scale)``. ``sigma`` is chosen so the weights use the full mantissa and the threshold has
-at least 12 bits, and lowered where the worst-case input of one step could overflow the 24-bit current.
+``round(x * input_scale)``. ``sigma`` puts every row's largest weight at the full mantissa (254 after the
+connection's exponent), lowered only where the worst-case input could overflow the 24-bit current or
+voltage (:func:`_state_bound`); the exponent is the largest that keeps all but 1 % of the rows at the full
+mantissa, up to the one that gives every threshold 12 bits. (Weights are where the error is: a threshold
+of 9 bits or more, 6 more bits in the voltage, errs far less than an 8-bit weight.)
 The error of every quantized quantity is reported per layer (:attr:`LavaPlan.report`).
 """
 
@@ -576,7 +579,7 @@ def _quantize_conn(m: sp.csr_matrix, sigma: np.ndarray, parts: int = 1
             break
         mixed = bool(rest.min() < 0 < rest.max())
         top = MANT_MIXED if mixed else MANT_SINGLE
-        exp = math.ceil(math.log2(np.abs(rest).max() / top))
+        exp = math.ceil(math.log2(np.abs(rest).max() / top) - 1e-9)  # a last-bit excess is not a new bit
         mant = _mantissa(rest / 2.0 ** exp, mixed)
         q = sp.csr_matrix((mant.copy(), m.indices.copy(), m.indptr.copy()), shape=m.shape)  # own copy
         q.eliminate_zeros()
@@ -618,29 +621,59 @@ def _row_max(conns: list[Conn], n: int) -> np.ndarray:
 
 
 def _row_bound(conns: list[Conn], plan: LavaPlan, n: int) -> np.ndarray:
-    """Worst-case |input| of one step per neuron in volts: spike sources all firing, graded input at max."""
-    out = np.zeros(n)
+    """Worst-case |input| of one step per neuron in volts: every spike source of one sign firing together
+    (excitatory and inhibitory synapses cannot both be at their extreme), graded input at its largest
+    magnitude on every synapse."""
+    pos, neg, graded = np.zeros(n), np.zeros(n), np.zeros(n)
     for c in conns:
-        smax = plan.input_max * plan.input_scale if c.source == plan.input_name else 1.0
-        out += np.asarray(abs(c.matrix).sum(axis=1)).ravel() * smax
-    return out
+        m = sp.csr_matrix(c.matrix)
+        if c.source == plan.input_name:
+            graded += np.asarray(abs(m).sum(axis=1)).ravel() * plan.input_max * plan.input_scale
+        else:
+            pos += np.asarray(m.maximum(0).sum(axis=1)).ravel()
+            neg -= np.asarray(m.minimum(0).sum(axis=1)).ravel()
+    return np.maximum(pos, neg) + graded
+
+
+def _state_bound(step_input: np.ndarray, bias: np.ndarray, du: np.ndarray, dv: np.ndarray,
+                 vth: np.ndarray | None) -> np.ndarray:
+    """Worst-case |current| and |voltage| in volts from a worst-case input per step: the current settles at
+    most at ``input / du``, the voltage at ``(current + |bias|) / dv`` below zero and one threshold more
+    above (it resets on crossing). Decays under 1/2 count as 1/2, as integrators must be bounded somewhere."""
+    du = np.maximum(np.broadcast_to(du, step_input.shape), 0.5)
+    dv = np.maximum(np.broadcast_to(dv, step_input.shape), 0.5)
+    current = step_input / du
+    above = 0.0 if vth is None else np.where(np.isfinite(vth), vth, 0.0)
+    return np.maximum(current, (current + np.abs(bias)) / dv + above)
 
 
 def _scales(rowmax: np.ndarray, vth: np.ndarray | None, bound: np.ndarray, per_neuron: bool) -> np.ndarray:
-    """Integer activation units per volt, per neuron (see the module docstring)."""
+    """Integer activation units per volt, per neuron (see the module docstring).
+
+    Every row (neuron) wants its largest weight at the largest mantissa, ``MANT_MIXED * 2**e`` with ``e`` the
+    connection's exponent; a row's scale may not pass its ``limit`` (no 24-bit state overflows on the
+    worst-case input) nor put its threshold past 17 bits. ``e`` is the largest exponent (at most the one
+    that gives the threshold 12 bits) at which at most one row in a hundred is held below the full mantissa by
+    those limits: a larger ``e`` only buys threshold bits, and costs every limited row mantissa bits.
+    """
     if not per_neuron:  # one scale for the layer: the same rule on the layer's extremes
         rowmax = np.full_like(rowmax, rowmax.max(initial=0.0))
         bound = np.full_like(bound, bound.max(initial=0.0))
         vth = None if vth is None else np.full_like(vth, vth.max())
     has_w = rowmax > 0
-    if vth is not None:
-        # all rows put their largest weight at the same mantissa c; c large enough for a 12-bit threshold
-        c = max(float(np.max(4096.0 * rowmax[has_w] / vth[has_w], initial=0.0)), float(MANT_MIXED))
-        sigma = np.where(has_w, c / np.where(has_w, rowmax, 1.0), 4096.0 / vth)
-        sigma = np.minimum(sigma, VTH_MAX / vth)
-    else:
+    limit = np.where(bound > 0, (STATE_MAX >> ACT_SHIFT) / np.where(bound > 0, bound, 1.0), np.inf)
+    if vth is None:
         sigma = np.where(has_w, MANT_MIXED / np.where(has_w, rowmax, 1.0), 1.0)
-    limit = np.where(bound > 0, (STATE_MAX >> (ACT_SHIFT + 1)) / np.where(bound > 0, bound, 1.0), np.inf)
+        return np.minimum(sigma, limit)
+    limit = np.minimum(limit, VTH_MAX / vth)
+    if not np.any(has_w):
+        return np.minimum(4096.0 / vth, limit)
+    c_threshold = float(np.max(4096.0 * rowmax[has_w] / vth[has_w]))  # 12-bit threshold everywhere
+    e_threshold = max(0, math.ceil(math.log2(c_threshold / MANT_MIXED) - 1e-12))
+    room = limit[has_w] * rowmax[has_w] / MANT_MIXED  # 2**e at which the row's own limit binds
+    e_rows = math.floor(math.log2(max(float(np.percentile(room, 1)), 1.0)))
+    c = MANT_MIXED * 2.0 ** min(e_threshold, max(0, e_rows))
+    sigma = np.where(has_w, c / np.where(has_w, rowmax, 1.0), 4096.0 / vth)
     return np.minimum(sigma, limit)
 
 
@@ -669,7 +702,8 @@ def quantize_plan(plan: LavaPlan, per_neuron: bool = True, weight_bits: int = 8)
         for c in lay.conns:  # graded input arrives as round(x * input_scale)
             if c.source == plan.input_name:
                 c.matrix = sp.csr_matrix(c.matrix / plan.input_scale)
-        bound = _row_bound(lay.conns, plan, lay.size) + np.abs(lay.b0) + np.abs(lay.b1)
+        step_input = _row_bound(lay.conns, plan, lay.size) + np.abs(lay.b0) + np.abs(lay.b1)
+        bound = _state_bound(step_input, lay.bias_mant, lay.du, lay.dv, lay.vth if lay.spiking else None)
         sigma = _scales(_row_max(lay.conns, lay.size), lay.vth if lay.spiking else None, bound, per_neuron)
         lay.scale = sigma
         rep: dict[str, Any] = {"scale_min": float(sigma.min()), "scale_max": float(sigma.max()),
