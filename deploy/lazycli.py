@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Mapping, Sequence
 
@@ -47,3 +48,6 @@ def run_cli(prog: str, description: str, commands: Mapping[str, tuple[str, str]]
     except KeyboardInterrupt:
         print(f"{prog} {args.command}: interrupted (checkpoints written so far are kept)", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into `head` and the like, which stopped reading: not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
+        return 0

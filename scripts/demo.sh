@@ -45,7 +45,12 @@ stage "5/7 deploy run on the Lava simulator (fixed point) over the test split"
 deploy run "$NIR" --target lava-fixed --dataset embedded --out "$OUT/run-lava-fixed"
 
 stage "6/7 parity of every target against the PyTorch reference"
-deploy parity "$NIR" --targets lava-float,lava-fixed,onnx,onnx-int8 --dataset embedded --out "$OUT/parity"
+# exit 1 means a target is outside the tolerances: the report says where, so the demo goes on to show it;
+# any other failure stops the demo
+parity_rc=0
+deploy parity "$NIR" --targets lava-float,lava-fixed,onnx,onnx-int8 --dataset embedded --out "$OUT/parity" \
+  || parity_rc=$?
+[ "$parity_rc" -le 1 ] || exit "$parity_rc"
 
 stage "7/7 energy per inference from spike counts"
 deploy profile "$NIR" --target lava-fixed --dataset embedded --out "$OUT/energy"
@@ -83,3 +88,9 @@ for model, e in en["energy_pj"].items():
     ann = f", same network as an ANN {e['ann_pj'] / 1e6:.2f} uJ" if e.get("ann_pj") else ""
     print(f"  energy/inference ({model}): SNN {e['snn_pj'] / 1e6:.2f} uJ{ann}")
 PY
+if [ "$parity_rc" = 1 ]; then
+  echo
+  echo "Note: a quantized target fell outside the default parity tolerances on this freshly trained model"
+  echo "(see $OUT/parity/report.md for the layers and time steps where it diverges). \`deploy parity\` exits 1"
+  echo "in that case so it can gate a CI job; the demo itself has completed."
+fi
