@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 
+import nir
 import numpy as np
 import onnx
 import pytest
@@ -76,8 +77,9 @@ def test_only_synapses_quantized_spikes_and_states_stay_exact(tmp_path):
     onnx.checker.check_model(model, full_check=True)
     spec = StepSpec.of(model)
     assert spec.quantization == report
-    # the four synapses, not the ones-kernel convs of the pooling layers
-    assert sorted(n.split("/")[0] for n in report["quantized_nodes"]) == ["conv1", "conv2", "fc1", "fc2"]
+    # the synapses, not the ones-kernel convs of the pooling layers; the one reading the input stays float
+    assert sorted(n.split("/")[0] for n in report["quantized_nodes"]) == ["conv2", "fc1", "fc2"]
+    assert report["kept_float"] == ["conv1"]
     assert sorted(n.split("/")[0] for n in report["float_nodes"]["pooling"]) == ["pool1", "pool2"]
     # spikes and pooled spike sums are quantized on their exact grid
     assert any(t.startswith("lif1/Cast") for t in report["exact_grid_tensors"])
@@ -140,3 +142,33 @@ def test_calibration_ranges_are_streamed_over_every_step(tmp_path):
     for tensor, node in ((conv1, "conv1"), (fc1, "fc1")):
         ref = trace[node].numpy()
         np.testing.assert_allclose(ranges[tensor], (ref.min(), ref.max()), rtol=1e-5, atol=1e-5)
+
+
+def test_keep_float_default_option_forms_and_errors(tmp_path):
+    """Default: the synapses that read the input (through reshapes and pooling) stay float; ``""`` quantizes
+    every synapse; a comma string names nodes; an unknown name is a clear error."""
+    from deploy.targets.onnx import input_synapses
+
+    g, dt, frames = convnet(B=4, T=3)
+    assert input_synapses(g) == ["conv1"]
+    mlp = nir.NIRGraph(nodes={
+        "input": nir.Input(input_type={"input": np.array([2, 3, 3])}),
+        "flat": nir.Flatten(input_type={"input": np.array([2, 3, 3])}, start_dim=0, end_dim=-1),
+        "fc": nir.Affine(weight=np.ones((4, 18)), bias=np.zeros(4)),
+        "lif": nir.LIF(tau=np.full(4, 0.01), r=np.ones(4), v_leak=np.zeros(4), v_threshold=np.ones(4)),
+        "out": nir.Affine(weight=np.ones((2, 4)), bias=np.zeros(2)),
+        "output": nir.Output(output_type={"output": np.array([2])}),
+    }, edges=[("input", "flat"), ("flat", "fc"), ("fc", "lif"), ("lif", "out"), ("out", "output")])
+    assert input_synapses(mlp) == ["fc"]  # through the Flatten, and not the readout
+
+    card = ModelCard(input_shape=list(frames.shape[2:]), time_steps=3, dt=dt)
+    calib = np.swapaxes(frames, 0, 1)
+    for option, kept in (("", []), ("conv1,fc2", ["conv1", "fc2"]), (["fc1"], ["fc1"])):
+        out = tmp_path / str(len(kept)) / "".join(kept)
+        TARGET.export(g, card, out, quantize="int8", calibration=calib, keep_float=option)
+        report = json.loads((out / "model.int8.quant.json").read_text())
+        assert report["kept_float"] == sorted(kept)
+        quantized = {n.split("/")[0] for n in report["quantized_nodes"]}
+        assert quantized == {"conv1", "conv2", "fc1", "fc2"} - set(kept)
+    with pytest.raises(UserError, match="keep_float names no node of the graph: nope"):
+        TARGET.export(g, card, tmp_path / "bad", quantize="int8", calibration=calib, keep_float="nope")
