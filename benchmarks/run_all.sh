@@ -2,7 +2,7 @@
 # Run every benchmark in sequence, writing JSON under benchmarks/results/; stop at the first failure.
 #
 #   bash benchmarks/run_all.sh          # quick settings: about 6 minutes on 2 shared cores
-#   BENCH_FULL=1 bash benchmarks/run_all.sh   # ssl_embedded at its full defaults (about 15 minutes more)
+#   BENCH_FULL=1 bash benchmarks/run_all.sh   # ssl_embedded at its full defaults (1.5 to 10 minutes more, with the load)
 #
 # `make bench` installs the bench extra (SpikingJelly) and runs this with .venv/bin first on PATH.
 # Then `python benchmarks/summarize.py --write` refreshes the table in benchmarks/README.md.

@@ -1,11 +1,13 @@
-"""NeuroMoCo on the embedded dataset: pre-train, then linear probe and fine-tune at 10% labels, against
-supervised training from scratch at 10% labels. Writes ``benchmarks/results/ssl_embedded.json``.
+"""NeuroMoCo pre-training, linear probe and fine-tuning at 10% labels vs supervised from scratch (embedded data).
+
+Pre-train on the embedded dataset, then linear probe and fine-tune at 10% labels, against supervised training
+from scratch at 10% labels. Writes ``benchmarks/results/ssl_embedded.json``.
 
 Each stage runs as its own ``train`` process (the real commands), so its peak resident memory is its own
 (``os.wait4`` rusage ``ru_maxrss``). Throughput is the commands' training samples/s (data loading included).
 The machine is shared: the load average before and after is recorded beside the figures.
 
-    python benchmarks/ssl_embedded.py                    # the defaults below, about 15 min on 2 shared cores
+    python benchmarks/ssl_embedded.py                    # the defaults below: 95 s on 2 quiet cores, 10 min loaded
     python benchmarks/ssl_embedded.py --pretrain-epochs 2 --finetune-epochs 3   # a quick look
 """
 
