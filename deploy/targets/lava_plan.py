@@ -671,7 +671,8 @@ def _scales(rowmax: np.ndarray, vth: np.ndarray | None, bound: np.ndarray, per_n
     c_threshold = float(np.max(4096.0 * rowmax[has_w] / vth[has_w]))  # 12-bit threshold everywhere
     e_threshold = max(0, math.ceil(math.log2(c_threshold / MANT_MIXED) - 1e-12))
     room = limit[has_w] * rowmax[has_w] / MANT_MIXED  # 2**e at which the row's own limit binds
-    e_rows = math.floor(math.log2(max(float(np.percentile(room, 1)), 1.0)))
+    room = room[np.isfinite(room)]
+    e_rows = math.floor(math.log2(max(float(np.percentile(room, 1)), 1.0))) if room.size else e_threshold
     c = MANT_MIXED * 2.0 ** min(e_threshold, max(0, e_rows))
     sigma = np.where(has_w, c / np.where(has_w, rowmax, 1.0), 4096.0 / vth)
     return np.minimum(sigma, limit)
