@@ -98,3 +98,22 @@ def test_bn_splits_run_sub_batches_independently():
     moco.encoder_q.splits = 1
     halves = torch.cat([moco.encoder_q(x[:, :3]), moco.encoder_q(x[:, 3:])], dim=1)
     assert torch.allclose(whole, halves)
+
+
+def test_projection_head_batchnorm_removes_the_common_direction_of_spike_features():
+    """Sparse non-negative spike counts through a fresh plain head land in a narrow cone (the common mode the
+    contrastive loss exploits instead of learning); the BatchNorm head (the default) spreads them out."""
+    from train.moco.builder import Projector
+    from train.moco.loss import temporal_features
+
+    torch.manual_seed(0)
+    spikes = (torch.rand(4, 32, 512) < 0.05).float() * torch.randint(1, 5, (4, 32, 512)).float()
+
+    def mean_cosine_between_samples(head) -> float:
+        _, z = temporal_features(head.train()(spikes))
+        c = z @ z.T
+        return float((c.sum() - c.diag().sum()) / (c.numel() - c.shape[0]))
+
+    assert mean_cosine_between_samples(Projector(512, 512, 128, batch_norm=False)) > 0.5
+    assert abs(mean_cosine_between_samples(Projector(512, 512, 128))) < 0.1
+    assert Projector(512, 64, 16)(spikes).shape == (4, 32, 16)

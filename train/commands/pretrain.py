@@ -39,6 +39,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="strength of the two views' event augmentations (default: default)")
     m.add_argument("--proj-dim", type=int, default=128, help="projection output size (default 128)")
     m.add_argument("--proj-hidden", type=int, default=512, help="projection hidden size (default 512)")
+    m.add_argument("--proj-bn", action=argparse.BooleanOptionalAction, default=True,
+                   help="BatchNorm in the projection head, as MoCo v3 (default on; --no-proj-bn: MoCo v2's head)")
     m.add_argument("--no-shuffle-bn", dest="shuffle_bn", action="store_false",
                    help="do not shuffle the key batch for BatchNorm")
     m.add_argument("--bn-splits", type=int, default=1,
@@ -103,7 +105,8 @@ def run(args: argparse.Namespace) -> int:
         backbone = build_encoder(args.model, input_shape)
         moco = MoCo(backbone, dim=args.proj_dim, hidden=args.proj_hidden, queue_size=args.queue_size,
                     momentum=args.momentum, temperature=args.temperature, mix_lambda=args.mix_lambda,
-                    mix_mode=args.mix_mode, shuffle_bn=args.shuffle_bn, bn_splits=args.bn_splits).to(rt.device)
+                    mix_mode=args.mix_mode, shuffle_bn=args.shuffle_bn, bn_splits=args.bn_splits,
+                    proj_bn=args.proj_bn).to(rt.device)
         params = list(moco.encoder_q.parameters())
         optimizer = build_optimizer(params, args.optimizer, args.lr, args.weight_decay)
         steps_per_epoch = len(train_set) // args.batch_size
@@ -150,7 +153,8 @@ def run(args: argparse.Namespace) -> int:
             logger.log("epoch", step, epoch, **summary)
             if rt.is_main:
                 print(f"epoch {epoch}/{args.epochs}: loss {summary['loss']:.4f}  contrastive acc "
-                      f"{summary['acc']:.3f}  {summary['samples_per_s']:.1f} samples/s", file=sys.stderr)
+                      f"{summary['acc']:.3f}  positive similarity {summary['pos_sim']:.3f}  "
+                      f"{summary['samples_per_s']:.1f} samples/s", file=sys.stderr)
                 save_checkpoint(run_dir / "last.pt", {
                     "kind": "pretrain", "version": __version__,
                     "model": {"name": args.model, "input_shape": list(input_shape), "kwargs": {}},
@@ -159,7 +163,8 @@ def run(args: argparse.Namespace) -> int:
                     "scaler": rt.scaler.state_dict() if rt.scaler is not None else {},
                     "moco": {"queue_size": args.queue_size, "momentum": args.momentum,
                              "temperature": args.temperature, "mix_lambda": args.mix_lambda,
-                             "mix_mode": args.mix_mode, "proj_dim": args.proj_dim, "proj_hidden": args.proj_hidden},
+                             "mix_mode": args.mix_mode, "proj_dim": args.proj_dim, "proj_hidden": args.proj_hidden,
+                             "proj_bn": args.proj_bn},
                     "config": {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, bool))},
                     "metrics": {"history": history}})
             du.barrier()
