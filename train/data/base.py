@@ -22,6 +22,14 @@ def to_event_array(events: np.ndarray) -> np.ndarray:
     return out
 
 
+def list_index(index: int, length: int) -> int:
+    """``index`` as a position in ``[0, length)``, negative ones counting from the end as for a list;
+    IndexError outside (which also ends ``for x in dataset`` loops)."""
+    if not -length <= index < length:
+        raise IndexError(index)
+    return index % length
+
+
 class EventDataset(Dataset):
     """``(events, label)`` pairs: events a structured array with fields x, y, t (us), p (0/1), label an int.
 
@@ -57,7 +65,5 @@ class EventDataset(Dataset):
         return len(self.labels)
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, int]:
-        if not -len(self) <= index < len(self):
-            raise IndexError(index)
-        index = index % len(self)
+        index = list_index(index, len(self))
         return self.events(index), int(self.labels[index])

@@ -26,7 +26,7 @@ import torch
 from torch.utils.data import Dataset
 
 from train.data.augment import EventTransform, contrastive_augmentation
-from train.data.base import EVENT_DTYPE, EventDataset, to_event_array
+from train.data.base import EVENT_DTYPE, EventDataset, list_index, to_event_array
 from train.data.cache import NpyCache, cache_key, compact_counts
 from train.data.embedded import DEFAULT_SEED, EmbeddedDigits
 from train.data.framing import FRAMING_VERSION, frame_events, frame_shape
@@ -85,12 +85,6 @@ class _SourceView:
 
     def __len__(self) -> int:
         return len(self.source)
-
-    def _index(self, index: int) -> int:
-        """``index`` as a non-negative position (negative ones count from the end, as for a list)."""
-        if not -len(self) <= index < len(self):
-            raise IndexError(index)
-        return index % len(self)
 
     def set_epoch(self, epoch: int) -> None:
         """With a fixed ``seed``: a new epoch draws new augmentations (as DistributedSampler.set_epoch)."""
@@ -159,7 +153,7 @@ class FramedDataset(_SourceView, Dataset):
         return frames
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        index = self._index(index)
+        index = list_index(index, len(self))
         return torch.from_numpy(self.frames(index)), int(self.source.labels[index])
 
     def build_cache(self, progress: bool = False) -> FramedDataset:
@@ -206,7 +200,7 @@ class TwoViews(_SourceView, Dataset):
         return q, k
 
     def __getitem__(self, index: int) -> tuple[tuple[torch.Tensor, torch.Tensor], int]:
-        index = self._index(index)
+        index = list_index(index, len(self))
         q, k = self.views(index)
         return (torch.from_numpy(q), torch.from_numpy(k)), int(self.source.labels[index])
 

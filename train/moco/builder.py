@@ -1,8 +1,8 @@
 """NeuroMoCo: momentum contrast for spiking encoders, in the manner of facebookresearch/moco's ``builder.py``.
 
 * Query encoder = spiking backbone + projection head ``Linear(d, 512) - BN - ReLU - Linear(512, 128) - BN``
-  applied per time step (:class:`Projector`; ``proj_bn=False`` for MoCo v2's head without BatchNorm); the key encoder is a copy updated as an exponential moving average (``momentum_update``), never
-  by gradients.
+  applied per time step (:class:`Projector`; ``proj_bn=False`` for MoCo v2's head without BatchNorm); the key
+  encoder is a copy updated as an exponential moving average (``momentum_update``), never by gradients.
 * A queue of K negative keys: the normalised *mean* keys k̄ of past batches, enqueued in batch order
   (all ranks' keys, in rank order, under DDP), overwriting the oldest with wrap-around.
 * Shuffled BatchNorm for the key encoder: the key batch is permuted before the key encoder and restored after,
