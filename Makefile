@@ -26,7 +26,7 @@ demo: install
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/demo.sh
 
 lint: install
-	$(BIN)/ruff check train deploy tests hardware_tests benchmarks
+	$(BIN)/ruff check neuromoco train deploy tests hardware_tests benchmarks
 
 # the bench extra (SpikingJelly, for benchmarks/spikingjelly_compare.py) is installed here only, not by `install`
 bench: install

@@ -50,7 +50,7 @@ def now() -> str:
 
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
     """Write ``obj`` as JSON atomically (temporary file + rename), creating the folder."""
-    from deploy.io import atomic_write_json
+    from neuromoco.io import atomic_write_json
 
     return atomic_write_json(path, obj)
 
@@ -59,11 +59,11 @@ def vgg34_graph(seed: int = 0, time_steps: int = 16):
     """The vgg34 deployable architecture as a NIR graph with random (He-scaled) weights, and its card.
 
     conv 16-32-32 (3x3, bias), LIF (tau 2 ms, dt 1 ms: dt/tau = 0.5, threshold 1, reset 0), sum pooling 2x2,
-    then a 512 -> 10 readout: ``train.models.deployable.vgg34`` with BatchNorm folded into the convs.
+    then a 512 -> 10 readout: ``neuromoco.train.models.deployable.vgg34`` with BatchNorm folded into the convs.
     """
     import nir
 
-    from deploy.card import ModelCard
+    from neuromoco.deploy.card import ModelCard
 
     rng = np.random.default_rng(seed)
     nodes: dict = {"input": nir.Input({"input": np.array([2, 34, 34])})}
@@ -96,7 +96,7 @@ def vgg34_graph(seed: int = 0, time_steps: int = 16):
 
 def find_trained(explicit: str | None) -> Path | None:
     """``explicit`` if given, else the first graph in ``nir_models/`` with a 34x34 card that states an accuracy."""
-    from deploy.card import ModelCard
+    from neuromoco.deploy.card import ModelCard
 
     if explicit:
         return Path(explicit)
@@ -113,8 +113,8 @@ def find_trained(explicit: str | None) -> Path | None:
 def model_under_test(explicit: str | None, time_steps: int):
     """``(graph, card, path)``: the trained 34x34 model (see :func:`find_trained`), else the random-weight
     vgg34 graph with ``time_steps`` (``path`` None)."""
-    from deploy.card import ModelCard
-    from deploy.graph import load_graph
+    from neuromoco.deploy.card import ModelCard
+    from neuromoco.deploy.graph import load_graph
 
     trained = find_trained(explicit)
     if trained is None:
@@ -135,7 +135,7 @@ def dataset_frames(card, n: int, dataset: str | None, split: str = "test",
     The dataset is used when it gives at least ``min_samples`` (default ``n``) samples; otherwise Poisson
     event counts at rate 0.1 per pixel and step, seeded by the split. The returned text says which.
     """
-    from deploy.datasets import load_frames
+    from neuromoco.deploy.datasets import load_frames
 
     need = n if min_samples is None else min_samples
     try:

@@ -45,9 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     torch.set_num_threads(1)
-    from train.data import build_embedded, get_dataset, make_contrastive_dataset
-    from train.data.embedded import EmbeddedDigits
-    from train.data.registry import embedded_path
+    from neuromoco.train.data import build_embedded, get_dataset, make_contrastive_dataset
+    from neuromoco.train.data.embedded import EmbeddedDigits
+    from neuromoco.train.data.registry import embedded_path
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(args.root) if args.root else Path(tmp)

@@ -23,16 +23,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_common import RESULTS, ROOT, machine_info, now, write_json
 
-from deploy.card import ModelCard
-from deploy.commands.parity import build_runner
-from deploy.energy import Activity, energy, load_energy_models, profile
-from deploy.graph import load_graph
-from deploy.lazycli import UserError
+from neuromoco.deploy.card import ModelCard
+from neuromoco.deploy.commands.parity import build_runner
+from neuromoco.deploy.energy import Activity, energy, load_energy_models, profile
+from neuromoco.deploy.graph import load_graph
+from neuromoco.errors import UserError
 
 
 def inputs(card: ModelCard, samples: int, salt: str) -> tuple[np.ndarray, str]:
     """Frames ``[N, T, C, H, W]`` of the model's dataset, or seeded Poisson counts when it is unavailable."""
-    from deploy.datasets import load_frames
+    from neuromoco.deploy.datasets import load_frames
 
     try:
         frames, _ = load_frames(card, None, "test", None, samples)

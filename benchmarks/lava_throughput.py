@@ -1,7 +1,7 @@
 """Lava simulation throughput (Loihi2SimCfg on CPU), with and without batching, against the PyTorch reference.
 
 For the 34x34 deployable conv net (a trained one from ``nir_models/`` when one is there -- a 34x34 graph
-whose card states an accuracy -- else the architecture of ``train.models.deployable.vgg34``: conv 16-32-32,
+whose card states an accuracy -- else the architecture of ``neuromoco.train.models.deployable.vgg34``: conv 16-32-32,
 LIF, sum pooling, a 512 -> 10 readout, with random He-scaled weights; the JSON says which), measures on
 the same samples:
 
@@ -44,7 +44,7 @@ from bench_common import (
     write_json,
 )
 
-from deploy.card import ModelCard
+from neuromoco.deploy.card import ModelCard
 
 OUT = RESULTS / "lava_throughput.json"
 
@@ -62,10 +62,10 @@ def small_model(path: Path, n: int, tile: int) -> dict:
     """The three modes on a small graph (Poisson frames at its card's rate), float, with the reference."""
     import json
 
-    from deploy.graph import load_graph
-    from deploy.reference import ReferenceExecutor
-    from deploy.targets.lava import TARGET
-    from deploy.targets.lava_run import LavaRunner
+    from neuromoco.deploy.graph import load_graph
+    from neuromoco.deploy.reference import ReferenceExecutor
+    from neuromoco.deploy.targets.lava import TARGET
+    from neuromoco.deploy.targets.lava_run import LavaRunner
 
     card = ModelCard.load(ModelCard.beside(path))
     rate = json.loads(ModelCard.beside(path).read_text())["dataset"].get("preprocessing", {}).get("rate", 0.2)
@@ -106,9 +106,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from deploy.reference import ReferenceExecutor
-    from deploy.targets.lava import TARGET
-    from deploy.targets.lava_run import LavaRunner
+    from neuromoco.deploy.reference import ReferenceExecutor
+    from neuromoco.deploy.targets.lava import TARGET
+    from neuromoco.deploy.targets.lava_run import LavaRunner
 
     graph, card, trained = model_under_test(args.model, args.time_steps)
     model_desc = (f"{describe_path(trained)} (trained)" if trained is not None
@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
                 for i in range(count):
                     parts.append(runner.run(x[:, i:i + 1]))
                     steps += runner.last_run["steps"]
-                from deploy.result import RunResult
+                from neuromoco.deploy.result import RunResult
 
                 res = RunResult.concatenate(parts)
             else:

@@ -1,7 +1,7 @@
 """ONNX target speed on CPU: onnxruntime fp32 and int8 against the PyTorch reference executor, in one run.
 
 For the 34x34 deployable conv net (a trained one from ``nir_models/`` when one is there, else the same
-architecture as ``train.models.deployable.vgg34`` -- conv 16-32-32, LIF, sum pooling, a 512 -> 10 readout --
+architecture as ``neuromoco.train.models.deployable.vgg34`` -- conv 16-32-32, LIF, sum pooling, a 512 -> 10 readout --
 with random weights; the JSON says which), measures
 
 * latency per time step: one sample (batch 1), one ``session.run`` per step carrying the states, median
@@ -84,9 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     import onnxruntime as ort
     import torch
 
-    from deploy.reference import ReferenceExecutor
-    from deploy.targets.onnx import TARGET
-    from deploy.targets.onnx_run import OnnxRunner
+    from neuromoco.deploy.reference import ReferenceExecutor
+    from neuromoco.deploy.targets.onnx import TARGET
+    from neuromoco.deploy.targets.onnx_run import OnnxRunner
 
     if args.threads:
         torch.set_num_threads(args.threads)

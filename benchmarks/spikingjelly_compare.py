@@ -2,7 +2,7 @@
 
 Both models are ``vgg34`` with its classifier readout: three stages of conv3x3 (no bias) - BatchNorm - LIF -
 2x2 sum pooling (16-32-32 channels, 34 -> 17 -> 8 -> 4), flatten to 512, ``Linear(512, 10)`` per time step,
-logits = mean over T. The project's is ``train.models.registry.build_classifier("vgg34")`` (Norse box LIF,
+logits = mean over T. The project's is ``neuromoco.train.models.registry.build_classifier("vgg34")`` (Norse box LIF,
 multi-step over T); the SpikingJelly one is built from ``spikingjelly.activation_based.layer`` modules and
 ``neuron.LIFNode(tau=2.0, decay_input=True, v_threshold=1.0, v_reset=0.0, detach_reset=False,
 step_mode='m', backend='torch')``, which is the same neuron: ``v += (x - v) / 2``, spike when ``v`` crosses
@@ -132,7 +132,7 @@ def sanity_check(project, sj_factory, x, y) -> dict:
     import torch
     from spikingjelly.activation_based import functional, neuron
 
-    from train.models.neurons import LIF
+    from neuromoco.train.models.neurons import LIF
 
     proj = copy.deepcopy(project).train()
     sj = sj_factory(exact_superspike()).train()
@@ -231,9 +231,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from train.engine.loops import build_optimizer
-    from train.models.base import count_parameters
-    from train.models.registry import build_classifier
+    from neuromoco.train.engine.loops import build_optimizer
+    from neuromoco.train.models.base import count_parameters
+    from neuromoco.train.models.registry import build_classifier
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -333,9 +333,9 @@ def main(argv: list[str] | None = None) -> int:
         "parameters": {"project_norse": n_project, "spikingjelly": n_sj},
         "input": f"seeded Poisson event counts [T={T}, B={B}, 2, 34, 34], rate 0.1 per pixel and step",
         "time_steps": T, "batch": B, "rounds": args.rounds, "steps_per_round": args.steps, "warmup_steps": args.warmup,
-        "optimizer": "AdamW lr 1e-3, weight decay 1e-4 on weights of rank >= 2 (train.engine.loops.build_optimizer)",
+        "optimizer": "AdamW lr 1e-3, weight decay 1e-4 on weights of rank >= 2 (neuromoco.train.engine.loops.build_optimizer)",
         "neurons": {
-            "project_norse": "train.models.neurons.LIF: Norse lif_box_feed_forward_step, dt/tau_mem = 0.5, v_th 1, "
+            "project_norse": "neuromoco.train.models.neurons.LIF: Norse lif_box_feed_forward_step, dt/tau_mem = 0.5, v_th 1, "
                              "reset to 0, SuperSpike surrogate (1/(1+|x|)^2), Python loop over T",
             "spikingjelly": "neuron.LIFNode(tau=2.0, decay_input=True, v_threshold=1.0, v_reset=0.0, "
                             "detach_reset=False, step_mode='m', backend='torch'); training: Python loop over T "

@@ -29,7 +29,7 @@ RESULT = RESULTS / "ssl_embedded.json"
 
 
 def run_stage(name: str, argv: list[str], log_dir: Path) -> dict:
-    cmd = [sys.executable, "-m", "train.cli", *argv]
+    cmd = [sys.executable, "-m", "neuromoco.train.cli", *argv]
     log = (log_dir / f"{name}.log").open("w")
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "TQDM_DISABLE": "1"})

@@ -7,8 +7,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deploy.io import atomic_write_json
-from deploy.lazycli import UserError
+from neuromoco.io import atomic_write_json
+from neuromoco.errors import UserError
 
 CARD_NAME = "model_card.json"
 

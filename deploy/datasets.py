@@ -4,7 +4,7 @@ Two sources: a pre-framed ``.npz`` file (``frames [N,T,C,H,W]``, ``labels [N]``;
 or a dataset provider registered under the entry-point group ``neuromoco.datasets``. A provider is a
 function ``load_frames(dataset: dict, split: str, root: str | None, limit: int | None)`` returning
 ``(frames, labels)`` or raising ``LookupError`` when the dataset is not its own. The project's own
-provider (``train.data.provider``) is one such plugin; deploy finds it by name, never by import.
+provider (``neuromoco.train.data.provider``) is one such plugin; deploy finds it by name, never by import.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from deploy.card import ModelCard
-from deploy.lazycli import UserError
+from neuromoco.deploy.card import ModelCard
+from neuromoco.errors import UserError
 
 GROUP = "neuromoco.datasets"
 

@@ -42,8 +42,8 @@ from typing import Any
 import nir
 import numpy as np
 
-from deploy.lazycli import UserError
-from deploy.result import RunResult
+from neuromoco.errors import UserError
+from neuromoco.deploy.result import RunResult
 
 NEURON_TYPES = (nir.LIF, nir.IF, nir.LI, nir.CubaLIF, nir.CubaLI)
 SPIKING_TYPES = (nir.LIF, nir.IF, nir.CubaLIF, nir.Threshold)
@@ -55,7 +55,7 @@ DEFAULT_MODELS = ("loihi", "45nm")
 # ---------------------------------------------------------------------------------------- energy models
 def load_energy_models(extra: Iterable[str | Path] = ()) -> dict[str, dict[str, Any]]:
     """The table of named energy models: the packaged one, extended (or overridden by name) by ``extra`` files."""
-    text = resources.files("deploy").joinpath("energy_models.json").read_text()
+    text = resources.files("neuromoco.deploy").joinpath("energy_models.json").read_text()
     table = dict(json.loads(text)["models"])
     for path in extra:
         try:
@@ -131,7 +131,7 @@ def _structural(node: Any, name: str, x: Any, out_shape: tuple[int, ...], macs: 
     import torch
     import torch.nn.functional as F
 
-    from deploy.graph import conv_geometry, pool_geometry
+    from neuromoco.deploy.graph import conv_geometry, pool_geometry
 
     if isinstance(node, (nir.Affine, nir.Linear)):
         w = torch.ones(tuple(np.shape(node.weight)), dtype=x.dtype)
@@ -165,11 +165,11 @@ def synaptic_layers(graph: nir.NIRGraph, input_shape: Sequence[int] | None = Non
     """Every source -> sink chain of ``graph`` with its exact per-position fan-out (see module docstring).
 
     ``input_shape``: the Input node's ``[C, H, W]`` (the model card's); ``shapes``: every node's output
-    shape as :func:`deploy.graph.node_shapes` infers it (computed here when not given).
+    shape as :func:`neuromoco.deploy.graph.node_shapes` infers it (computed here when not given).
     """
     import torch
 
-    from deploy.graph import node_shapes
+    from neuromoco.deploy.graph import node_shapes
 
     if shapes is None:
         shapes = node_shapes(graph, list(input_shape) if input_shape is not None else None)
@@ -266,7 +266,7 @@ def profile(graph: nir.NIRGraph, activity: Activity, input_shape: Sequence[int] 
     if input_shape is None and activity.input_positions is not None:
         input_shape = activity.input_positions.shape
     if shapes is None:
-        from deploy.graph import node_shapes
+        from neuromoco.deploy.graph import node_shapes
 
         shapes = node_shapes(graph, list(input_shape) if input_shape is not None else None)
     layers = synaptic_layers(graph, input_shape, shapes)

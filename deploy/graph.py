@@ -1,7 +1,7 @@
 """Loading and checking NIR graphs: the one gate every ``.nir`` file passes before a target sees it.
 
 :func:`load_graph` reads a file (a truncated or corrupt file, or a node type NIR does not know, is one
-:class:`~deploy.lazycli.UserError` line), inlines nested sub-graphs and checks the result with
+:class:`~neuromoco.errors.UserError` line), inlines nested sub-graphs and checks the result with
 :func:`check_graph`: every node type supported, shapes agreeing along every edge (inferred from the
 Input node forward), parameters finite, one Input and one Output, every node reachable.
 
@@ -27,8 +27,8 @@ from pathlib import Path
 import nir
 import numpy as np
 
-from deploy.lazycli import UserError
-from deploy.semantics import NEURON_TYPES, SPIKING_TYPES
+from neuromoco.errors import UserError
+from neuromoco.deploy.semantics import NEURON_TYPES, SPIKING_TYPES
 
 # Node types the project runs. Anything else (Delay, I, ...) is refused by name.
 SUPPORTED_TYPES: tuple[type, ...] = (

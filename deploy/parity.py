@@ -1,6 +1,6 @@
 """Parity of a target against the reference executor: the figures ``deploy parity`` reports and checks.
 
-Everything here works on :class:`deploy.result.RunResult` pairs over the same samples, batch by batch, so
+Everything here works on :class:`neuromoco.deploy.result.RunResult` pairs over the same samples, batch by batch, so
 the per-neuron spike records of a large run never have to be held in memory at once:
 
 * **accuracy** of each side against the labels and **prediction agreement** (fraction of samples whose
@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from deploy.result import RunResult
+from neuromoco.deploy.result import RunResult
 
 #: targets that compute the reference's arithmetic exactly: held to equality by default
 EXACT_TARGETS = ("lava", "lava-float", "onnx", "reference")

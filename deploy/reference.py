@@ -1,8 +1,8 @@
 """The reference executor: a NIR graph run in PyTorch, batched over samples, on CPU or CUDA.
 
-Every target is compared with this. Its discrete-time meaning is :mod:`deploy.semantics` (forward Euler,
+Every target is compared with this. Its discrete-time meaning is :mod:`neuromoco.deploy.semantics` (forward Euler,
 Norse's evaluation order for the LIF, current before voltage for CubaLIF, reset to ``v_reset``), so a
-model trained with the project's Norse LIF and exported with ``train.export`` gives the same spikes bit
+model trained with the project's Norse LIF and exported with ``neuromoco.train.export`` gives the same spikes bit
 for bit in float32 on CPU.
 
 How it runs:
@@ -12,7 +12,7 @@ How it runs:
   dimension exactly as the training models fold them, and a neuron node loops over ``T`` on its own
   state. This is fast and reproduces the training numerics.
 * A cycle (a recurrent layer) is stepped one time step at a time, its nodes in execution order. The
-  recurrent edge that closes the cycle (see :func:`deploy.graph.structure`) carries its source's output
+  recurrent edge that closes the cycle (see :func:`neuromoco.deploy.graph.structure`) carries its source's output
   of the previous step, zero at the first step: for an RNN ``input -> W_in -> neuron -> W_rec -> neuron``
   the neuron at step t receives ``W_in x[t] + W_rec s[t-1]`` (snnTorch's RLeaky / RSynaptic meaning).
 * Several edges into one node add up, in file order.
@@ -32,7 +32,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from deploy.graph import (
+from neuromoco.deploy.graph import (
     check_graph,
     conv_geometry,
     fit_param,
@@ -41,9 +41,9 @@ from deploy.graph import (
     pool_geometry,
     structure,
 )
-from deploy.lazycli import UserError
-from deploy.result import RunResult
-from deploy.semantics import NEURON_TYPES, SPIKING_TYPES, DiscreteNeuron, discretize, euler_gain
+from neuromoco.errors import UserError
+from neuromoco.deploy.result import RunResult
+from neuromoco.deploy.semantics import NEURON_TYPES, SPIKING_TYPES, DiscreteNeuron, discretize, euler_gain
 
 Tensor = torch.Tensor
 
@@ -51,7 +51,7 @@ Tensor = torch.Tensor
 # ------------------------------------------------------------------------------------ neuron kernels
 
 class _Neuron:
-    """Forward-Euler neuron on a state ``[B, *shape]``; see :mod:`deploy.semantics` for the equations."""
+    """Forward-Euler neuron on a state ``[B, *shape]``; see :mod:`neuromoco.deploy.semantics` for the equations."""
 
     def __init__(self, node: nir.NIRNode, shape: tuple[int, ...], dt: float | None, device: torch.device,
                  dtype: torch.dtype, name: str) -> None:

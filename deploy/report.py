@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from deploy.io import atomic_write, atomic_write_text
+from neuromoco.io import atomic_write, atomic_write_text
 
 
 def _plt():

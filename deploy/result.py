@@ -39,7 +39,7 @@ class RunResult:
 
     def save(self, path: str, labels: np.ndarray | None = None) -> None:
         """Write predictions, outputs and per-layer spike counts to an ``.npz`` file atomically."""
-        from deploy.io import atomic_write_npz
+        from neuromoco.io import atomic_write_npz
 
         arrays = {"output": self.output, "predictions": self.predictions}
         arrays.update({f"spike_counts/{k}": v for k, v in self.spike_counts.items()})

@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deploy.card import ModelCard
-from deploy.graph import load_graph, spiking_nodes
-from deploy.parity import Tolerances, check, compare
-from deploy.targets.reference import ReferenceRunner
+from neuromoco.deploy.card import ModelCard
+from neuromoco.deploy.graph import load_graph, spiking_nodes
+from neuromoco.deploy.parity import Tolerances, check, compare
+from neuromoco.deploy.targets.reference import ReferenceRunner
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "nir_models"
@@ -46,7 +46,7 @@ def graph_id(path: Path) -> str:
 
 def target_module_missing(name: str) -> str | None:
     """Why ``name`` cannot run yet (its module is not written), or None when it exists and must run."""
-    from deploy.targets import TARGETS
+    from neuromoco.deploy.targets import TARGETS
 
     module = TARGETS[name].module
     return None if importlib.util.find_spec(module) is not None else f"target module {module} does not exist yet"
@@ -67,7 +67,7 @@ def dataset_frames(card, samples: int, split: str) -> np.ndarray | None:
 
     A trained model is only meaningful on its own data: random inputs leave its outputs near-tied.
     """
-    from deploy.datasets import load_frames
+    from neuromoco.deploy.datasets import load_frames
 
     spec = card.dataset or {}
     if not spec.get("name") or "rate" in (spec.get("preprocessing") or {}):
@@ -138,7 +138,7 @@ def test_target_matches_reference(model, target):
     reason = target_module_missing(target)
     if reason:
         pytest.skip(reason)
-    from deploy.commands.parity import build_runner
+    from neuromoco.deploy.commands.parity import build_runner
 
     runner = build_runner(target, model["graph"], model["card"], calibration=model["calibration"])
     result = runner.run(model["frames"])

@@ -14,7 +14,7 @@ spiking layer fires on Poisson event-count inputs at the rate the card states.
                           batched convention (start_dim=1 with a 4-d input_type of zeros) -> Affine -> IF.
 * ``rockpool_mlp``        Rockpool ``LinearTorch``/``LIFTorch`` export: Linear -> CubaLIF -> Linear -> CubaLIF
                           (r = tau_mem exp(-dt/tau_mem)/dt).
-* ``neuromoco_tiny_cnn``  this project's own exporter (train.export) on a small conv-BN-LIF network with
+* ``neuromoco_tiny_cnn``  this project's own exporter (neuromoco.train.export) on a small conv-BN-LIF network with
                           average and sum pooling (random weights, BatchNorm folded).
 """
 
@@ -171,9 +171,9 @@ def neuromoco_tiny_cnn() -> tuple[nir.NIRGraph, dict]:
     import torch
     from torch import nn
 
-    from train.export import to_nir
-    from train.models.layers import SumPool2d, TimeDistributed
-    from train.models.neurons import LIF, LIFConfig
+    from neuromoco.train.export import to_nir
+    from neuromoco.train.models.layers import SumPool2d, TimeDistributed
+    from neuromoco.train.models.neurons import LIF, LIFConfig
 
     torch.manual_seed(SEED)
     cfg = LIFConfig(tau_mem=2e-3, dt=1e-3, v_threshold=0.5)
@@ -193,7 +193,7 @@ def neuromoco_tiny_cnn() -> tuple[nir.NIRGraph, dict]:
     for m in modules:
         m.eval()
     graph = to_nir(modules, [2, 16, 16], cfg.dt)
-    card = _card([2, 16, 16], 10, cfg.dt, "neuromoco", 0.4, "train.export on conv-BN-LIF with avg/sum pooling")
+    card = _card([2, 16, 16], 10, cfg.dt, "neuromoco", 0.4, "neuromoco.train.export on conv-BN-LIF with avg/sum pooling")
     card["class_names"] = [str(i) for i in range(10)]
     return graph, card
 
@@ -216,8 +216,8 @@ def sample_frames(card: dict, batch: int, seed: int = 0) -> np.ndarray:
     preprocessing = (card.get("dataset") or {}).get("preprocessing") or {}
     if "rate" not in preprocessing:
         sys.path.insert(0, str(HERE.parent))
-        from deploy.card import ModelCard
-        from deploy.datasets import load_frames
+        from neuromoco.deploy.card import ModelCard
+        from neuromoco.deploy.datasets import load_frames
 
         frames, _ = load_frames(ModelCard(**{k: v for k, v in card.items() if k != "extra"}), split="test",
                                 limit=batch)
@@ -229,8 +229,8 @@ def sample_frames(card: dict, batch: int, seed: int = 0) -> np.ndarray:
 
 def write_all(out_dir: Path = HERE) -> list[Path]:
     sys.path.insert(0, str(HERE.parent))
-    from deploy.card import ModelCard
-    from deploy.io import atomic_write
+    from neuromoco.deploy.card import ModelCard
+    from neuromoco.io import atomic_write
 
     paths = []
     for name, build in FIXTURES.items():

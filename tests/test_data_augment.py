@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from train.data import augment as A
-from train.data import build_embedded, get_dataset, get_event_dataset, make_contrastive_dataset
+from neuromoco.train.data import augment as A
+from neuromoco.train.data import build_embedded, get_dataset, get_event_dataset, make_contrastive_dataset
 
 SENSOR = (34, 34, 2)
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from train.data import DATASETS, EVENTS_PER_SAMPLE_BAND, build_embedded, get_event_dataset
-from train.data.simulator import EVENT_DTYPE, SimulatorConfig, simulate
+from neuromoco.train.data import DATASETS, EVENTS_PER_SAMPLE_BAND, build_embedded, get_event_dataset
+from neuromoco.train.data.simulator import EVENT_DTYPE, SimulatorConfig, simulate
 
 
 @pytest.fixture(scope="session")

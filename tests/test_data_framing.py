@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from train.data import build_embedded, frame_events, get_dataset, get_event_dataset
-from train.data.simulator import EVENT_DTYPE
+from neuromoco.train.data import build_embedded, frame_events, get_dataset, get_event_dataset
+from neuromoco.train.data.simulator import EVENT_DTYPE
 
 
 @pytest.fixture(scope="session")
@@ -107,7 +107,7 @@ def test_cache_hit_returns_identical_frames(tmp_path, data_root):
 
 
 def test_provider_returns_frames_for_deploy(data_root):
-    from train.data.provider import load_frames
+    from neuromoco.train.data.provider import load_frames
 
     frames, labels = load_frames({"name": "embedded", "time_steps": 4}, "test", str(data_root), 10)
     assert frames.shape == (10, 4, 2, 34, 34) and frames.dtype == np.float32
@@ -122,4 +122,4 @@ def test_provider_is_registered_for_deploy():
     from importlib.metadata import entry_points
 
     names = {ep.name: ep.value for ep in entry_points(group="neuromoco.datasets")}
-    assert names.get("builtin") == "train.data.provider:load_frames"
+    assert names.get("builtin") == "neuromoco.train.data.provider:load_frames"

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from train.data import DatasetMissing, build_embedded, get_dataset, get_event_dataset
-from train.data.registry import DATASETS
+from neuromoco.train.data import DatasetMissing, build_embedded, get_dataset, get_event_dataset
+from neuromoco.train.data.registry import DATASETS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -84,7 +84,7 @@ def _cli(*args: str, env_root: Path | None = None) -> subprocess.CompletedProces
     env = dict(os.environ)
     if env_root is not None:
         env["NEUROMOCO_DATA"] = str(env_root)
-    return subprocess.run([sys.executable, "-m", "train.cli", "data", *args], check=False, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "neuromoco.train.cli", "data", *args], check=False, capture_output=True, text=True,
                           cwd=ROOT, env=env, timeout=300)
 
 

@@ -16,8 +16,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from train.moco import MoCo
-from train.models.deployable import DeployableCNN
+from neuromoco.train.moco import MoCo
+from neuromoco.train.models.deployable import DeployableCNN
 
 STEPS, BATCH, T = 3, 8, 2
 

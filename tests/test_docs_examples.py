@@ -1,7 +1,7 @@
 """The documentation's examples do not rot.
 
 * Every ``train ...`` / ``deploy ...`` command in a fenced ``sh`` block of README.md and docs/*.md (also through
-  ``torchrun ... -m train.cli``) is parsed by the real argparse parser of that command, without running it: an
+  ``torchrun ... -m neuromoco.train.cli``) is parsed by the real argparse parser of that command, without running it: an
   unknown command, an unknown or abbreviated option, or a missing required argument fails, naming file and line.
 * Blocks fenced as ``sh test`` are run with bash (``set -euo pipefail``) in a temporary folder holding a copy of
   ``nir_models/``, with the project's console scripts on ``PATH`` and the data folder shared with the other
@@ -133,7 +133,7 @@ def segments(line: str) -> list[list[str]]:
 
 
 def invocation(words: list[str]) -> tuple[str, list[str]] | None:
-    """``(prog, argv)`` when a simple command runs ``train`` / ``deploy`` (directly, or via ``-m train.cli``)."""
+    """``(prog, argv)`` when a simple command runs ``train`` / ``deploy`` (directly, or via ``-m neuromoco.train.cli``)."""
     while words and (ASSIGNMENT.match(words[0]) or words[0] in ("time", "env", "exec")):
         words = words[1:]
     if not words:
@@ -142,8 +142,8 @@ def invocation(words: list[str]) -> tuple[str, list[str]] | None:
     if head in PROGS:
         return head, words[1:]
     for i, w in enumerate(words[:-1]):
-        if w == "-m" and words[i + 1] in ("train.cli", "deploy.cli"):
-            return words[i + 1].split(".")[0], words[i + 2:]
+        if w == "-m" and words[i + 1] in ("neuromoco.train.cli", "neuromoco.deploy.cli"):
+            return words[i + 1].split(".")[1], words[i + 2:]
     if head == "torchrun" and "--no-python" in words:
         rest = words[words.index("--no-python") + 1:]
         for i, w in enumerate(rest):
@@ -168,9 +168,9 @@ def collect_commands() -> list[tuple[str, str, list[str]]]:
 
 def parse_error(prog: str, argv: list[str]) -> str | None:
     """Why ``prog argv`` does not parse (argparse's message), or None when it does. Nothing is executed."""
-    from deploy.cli import COMMANDS as DEPLOY_COMMANDS
-    from deploy.lazycli import build_parser
-    from train.cli import COMMANDS as TRAIN_COMMANDS
+    from neuromoco.deploy.cli import COMMANDS as DEPLOY_COMMANDS
+    from neuromoco.cli import build_parser
+    from neuromoco.train.cli import COMMANDS as TRAIN_COMMANDS
 
     commands = TRAIN_COMMANDS if prog == "train" else DEPLOY_COMMANDS
     parser, _ = build_parser(prog, prog, commands, argv)
@@ -221,7 +221,7 @@ def test_checker_rejects_bad_commands():
     assert parse_error("train", ["finetune", "--out", "o"])  # --pretrained is required
     assert parse_error("train", ["pretrian", "--out", "o"])
     assert parse_error("train", []) == "no command given"
-    assert invocation(tokens("NEUROMOCO_DATA=/x torchrun --nproc_per_node 2 -m train.cli pretrain --out r")) == \
+    assert invocation(tokens("NEUROMOCO_DATA=/x torchrun --nproc_per_node 2 -m neuromoco.train.cli pretrain --out r")) == \
         ("train", ["pretrain", "--out", "r"])
     assert [w[0] for w in segments("deploy inspect a.nir --json > x.json && train models | head")] == \
         ["deploy", "train", "head"]

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from test_parity_cli import write_model
 
-from deploy.cli import main
-from deploy.energy import Activity, profile, synaptic_layers
-from deploy.graph import load_graph
-from deploy.reference import ReferenceExecutor
+from neuromoco.deploy.cli import main
+from neuromoco.deploy.energy import Activity, profile, synaptic_layers
+from neuromoco.deploy.graph import load_graph
+from neuromoco.deploy.reference import ReferenceExecutor
 
 
 def test_profile_writes_energy_json_report_and_plot(tmp_path, capsys):

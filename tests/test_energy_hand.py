@@ -9,9 +9,9 @@ import nir
 import numpy as np
 import pytest
 
-from deploy.energy import Activity, energy, load_energy_models, profile, select_models, synaptic_layers
-from deploy.lazycli import UserError
-from deploy.result import RunResult
+from neuromoco.deploy.energy import Activity, energy, load_energy_models, profile, select_models, synaptic_layers
+from neuromoco.errors import UserError
+from neuromoco.deploy.result import RunResult
 
 
 def lif(shape):

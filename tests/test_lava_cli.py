@@ -8,8 +8,8 @@ import nir
 import numpy as np
 import pytest
 
-from deploy.card import ModelCard
-from deploy.cli import main
+from neuromoco.deploy.card import ModelCard
+from neuromoco.deploy.cli import main
 
 
 def _model(tmp_path):

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 import torch
 
-from deploy.card import ModelCard
-from deploy.graph import load_graph
-from deploy.reference import ReferenceExecutor
-from deploy.targets.lava import TARGET
+from neuromoco.deploy.card import ModelCard
+from neuromoco.deploy.graph import load_graph
+from neuromoco.deploy.reference import ReferenceExecutor
+from neuromoco.deploy.targets.lava import TARGET
 
 ROOT = Path(__file__).resolve().parents[1] / "nir_models"
 GRAPHS = sorted(ROOT.glob("*.nir"))

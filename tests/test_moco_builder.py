@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from train.moco import MoCo
-from train.models.deployable import DeployableCNN
+from neuromoco.train.moco import MoCo
+from neuromoco.train.models.deployable import DeployableCNN
 
 
 class TinyEncoder(nn.Module):
@@ -103,8 +103,8 @@ def test_bn_splits_run_sub_batches_independently():
 def test_projection_head_batchnorm_removes_the_common_direction_of_spike_features():
     """Sparse non-negative spike counts through a fresh plain head land in a narrow cone (the common mode the
     contrastive loss exploits instead of learning); the BatchNorm head (the default) spreads them out."""
-    from train.moco.builder import Projector
-    from train.moco.loss import temporal_features
+    from neuromoco.train.moco.builder import Projector
+    from neuromoco.train.moco.loss import temporal_features
 
     torch.manual_seed(0)
     spikes = (torch.rand(4, 32, 512) < 0.05).float() * torch.randint(1, 5, (4, 32, 512)).float()

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from train.moco.loss import InfoNCE, MixInfoNCE, contrastive_logits, temporal_features
+from neuromoco.train.moco.loss import InfoNCE, MixInfoNCE, contrastive_logits, temporal_features
 
 
 def _norm(a: np.ndarray) -> np.ndarray:

@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from deploy.lazycli import UserError
-from train.models.base import count_parameters
-from train.models.registry import MODELS, build_classifier, build_encoder, describe, get_spec
+from neuromoco.errors import UserError
+from neuromoco.train.models.base import count_parameters
+from neuromoco.train.models.registry import MODELS, build_classifier, build_encoder, describe, get_spec
 
 TINY = {"vgg34": (2, 34, 34), "vgg128": (2, 32, 32), "spikformer-2-256": (2, 32, 32), "sew-resnet18": (2, 32, 32)}
 
@@ -38,8 +38,8 @@ def test_deploy_modules_compose_to_the_model(name):
         assert per_step.shape == (3, 2, 4)
         assert torch.allclose(per_step.mean(0), model(x), atol=1e-6)
     allowed = (nn.Conv2d, nn.BatchNorm2d, nn.Linear, nn.Flatten, nn.AvgPool2d)
-    from train.models.layers import SumPool2d, TimeDistributed
-    from train.models.neurons import LIF
+    from neuromoco.train.models.layers import SumPool2d, TimeDistributed
+    from neuromoco.train.models.neurons import LIF
     for m in model.deploy_modules():
         inner = m.module if isinstance(m, TimeDistributed) else m
         assert isinstance(inner, (*allowed, SumPool2d, LIF)), type(inner)

@@ -11,9 +11,9 @@ import nir
 import numpy as np
 import pytest
 
-from deploy.graph import check_graph, load_graph, node_shapes
-from deploy.lazycli import UserError
-from deploy.reference import ReferenceExecutor
+from neuromoco.deploy.graph import check_graph, load_graph, node_shapes
+from neuromoco.errors import UserError
+from neuromoco.deploy.reference import ReferenceExecutor
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -94,7 +94,7 @@ def test_load_graph_raises_one_line(tmp_path, case):
 def test_inspect_cli_exit_2_without_traceback(tmp_path, case):
     make, words = CASES[case]
     path = make(tmp_path)
-    proc = subprocess.run([sys.executable, "-m", "deploy.cli", "inspect", str(path)], check=False, capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "neuromoco.deploy.cli", "inspect", str(path)], check=False, capture_output=True,
                           text=True, cwd=ROOT, timeout=120)
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
@@ -106,7 +106,7 @@ def test_inspect_cli_exit_2_without_traceback(tmp_path, case):
 
 def test_inspect_cli_on_good_graph(tmp_path):
     path = _write(_good(), tmp_path / "good.nir")
-    proc = subprocess.run([sys.executable, "-m", "deploy.cli", "inspect", str(path), "--json"], check=False, capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "neuromoco.deploy.cli", "inspect", str(path), "--json"], check=False, capture_output=True,
                           text=True, cwd=ROOT, timeout=120)
     assert proc.returncode == 0, proc.stderr
     import json
@@ -114,7 +114,7 @@ def test_inspect_cli_on_good_graph(tmp_path):
     info = json.loads(proc.stdout)
     assert [n["name"] for n in info["nodes"]] == ["input", "fc1", "lif1", "fc2", "lif2", "output"]
     assert info["nodes"][2]["output_shape"] == [6] and info["spiking_neurons"] == 9
-    text = subprocess.run([sys.executable, "-m", "deploy.cli", "inspect", str(path)], check=False, capture_output=True,
+    text = subprocess.run([sys.executable, "-m", "neuromoco.deploy.cli", "inspect", str(path)], check=False, capture_output=True,
                           text=True, cwd=ROOT, timeout=120)
     assert text.returncode == 0 and "lif1" in text.stdout and "fc1 -> lif1" in text.stdout
 

@@ -1,7 +1,7 @@
 """Round trip: a PyTorch/Norse model, exported to NIR and run by the reference executor, spikes identically.
 
 Every architecture is run layer by layer in PyTorch (float32, CPU) on random event-count frames; the
-exported graph is written with ``nir.write``, read back with ``deploy.graph.load_graph`` and traced by
+exported graph is written with ``nir.write``, read back with ``neuromoco.deploy.graph.load_graph`` and traced by
 the reference executor; every layer's output must be *equal* (not close) at every step and sample.
 """
 
@@ -15,13 +15,13 @@ import pytest
 import torch
 from torch import nn
 
-from deploy.card import ModelCard
-from deploy.graph import load_graph
-from deploy.reference import ReferenceExecutor
-from train.export import ExportError, export_model, fold_batchnorm, layer_names, to_nir
-from train.models.layers import SumPool2d
-from train.models.layers import TimeDistributed as TD
-from train.models.neurons import LIF, LIFConfig
+from neuromoco.deploy.card import ModelCard
+from neuromoco.deploy.graph import load_graph
+from neuromoco.deploy.reference import ReferenceExecutor
+from neuromoco.train.export import ExportError, export_model, fold_batchnorm, layer_names, to_nir
+from neuromoco.train.models.layers import SumPool2d
+from neuromoco.train.models.layers import TimeDistributed as TD
+from neuromoco.train.models.neurons import LIF, LIFConfig
 
 DT = 1e-3
 CFG = LIFConfig(tau_mem=2e-3, dt=DT, v_threshold=0.5)

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from deploy.card import ModelCard
-from deploy.graph import check_graph, load_graph, node_shapes, normalize_graph, structure
-from deploy.reference import ReferenceExecutor
+from neuromoco.deploy.card import ModelCard
+from neuromoco.deploy.graph import check_graph, load_graph, node_shapes, normalize_graph, structure
+from neuromoco.deploy.reference import ReferenceExecutor
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE_DIR = ROOT / "nir_models"

@@ -10,12 +10,12 @@ import onnx
 import pytest
 from test_onnx_graphs import DT, GRAPHS, convnet, cuba_rnn, lif
 
-from deploy.card import ModelCard
-from deploy.lazycli import UserError
-from deploy.targets import get_target
-from deploy.targets.onnx import FP32_NAME, TARGET, describe
-from deploy.targets.onnx_build import DEFAULT_OPSET, StepSpec, build_step_model
-from deploy.targets.onnx_run import OnnxRunner
+from neuromoco.deploy.card import ModelCard
+from neuromoco.errors import UserError
+from neuromoco.deploy.targets import get_target
+from neuromoco.deploy.targets.onnx import FP32_NAME, TARGET, describe
+from neuromoco.deploy.targets.onnx_build import DEFAULT_OPSET, StepSpec, build_step_model
+from neuromoco.deploy.targets.onnx_run import OnnxRunner
 
 
 def card_for(frames: np.ndarray, dt: float = DT) -> ModelCard:
@@ -53,7 +53,7 @@ def test_interface_states_in_and_out_spike_counts_dynamic_batch(tmp_path):
                         "delay/w_rec"}
     assert {"output", "new_state/cuba/v", "new_state/cuba/i", "new_state/readout/v", "new_state/readout/i",
             "new_delay/w_rec", "spike_count/cuba", "spikes/cuba"} == set(outs)
-    assert spec.delayed_edges == [["w_rec", "cuba"]]  # the edge that closes the cycle (deploy.graph)
+    assert spec.delayed_edges == [["w_rec", "cuba"]]  # the edge that closes the cycle (neuromoco.deploy.graph)
     for vi in list(ins.values()) + list(outs.values()):  # dynamic batch on every tensor
         assert vi.type.tensor_type.shape.dim[0].dim_param == "batch"
     assert outs["spike_count/cuba"].type.tensor_type.elem_type == onnx.TensorProto.INT64

@@ -142,8 +142,8 @@ GRAPHS = {"convnet": convnet, "mlp": mlp, "if_net": if_net, "cuba_rnn": cuba_rnn
 @pytest.mark.parametrize("name", list(GRAPHS))
 def test_graphs_are_valid_and_active(name):
     """Every test graph passes the checker and every spiking layer fires, but not saturated."""
-    from deploy.graph import check_graph
-    from deploy.reference import ReferenceExecutor
+    from neuromoco.deploy.graph import check_graph
+    from neuromoco.deploy.reference import ReferenceExecutor
 
     g, dt, frames = GRAPHS[name]()
     check_graph(g)
@@ -186,7 +186,7 @@ def digits_convnet(T=10, seed=0, n_fit=800, n_total=1200):
     """
     import torch
 
-    from deploy.reference import ReferenceExecutor
+    from neuromoco.deploy.reference import ReferenceExecutor
 
     g, dt, _ = convnet(seed=seed)
     del g.nodes["li"]
@@ -217,7 +217,7 @@ def trained_digits_mlp(T=10, hidden=64, epochs=10, seed=0):
     import torch
     from sklearn.datasets import load_digits
 
-    from deploy.semantics import euler_gain
+    from neuromoco.deploy.semantics import euler_gain
 
     digits = load_digits()
     rng = np.random.default_rng(seed)

@@ -14,12 +14,12 @@ import onnx
 import pytest
 from test_onnx_graphs import convnet, digits_convnet, trained_digits_mlp
 
-from deploy.card import ModelCard
-from deploy.lazycli import UserError
-from deploy.reference import ReferenceExecutor
-from deploy.targets.onnx import INT8_NAME, TARGET
-from deploy.targets.onnx_build import StepSpec
-from deploy.targets.onnx_run import OnnxRunner
+from neuromoco.deploy.card import ModelCard
+from neuromoco.errors import UserError
+from neuromoco.deploy.reference import ReferenceExecutor
+from neuromoco.deploy.targets.onnx import INT8_NAME, TARGET
+from neuromoco.deploy.targets.onnx_build import StepSpec
+from neuromoco.deploy.targets.onnx_run import OnnxRunner
 
 
 def rel_diff(a: np.ndarray, b: np.ndarray) -> float:
@@ -110,9 +110,9 @@ def test_int8_without_calibration_reads_the_dataset(tmp_path, monkeypatch):
         calls.append((split, limit))
         return np.swapaxes(frames, 0, 1), np.zeros(frames.shape[1], np.int64)
 
-    import deploy.datasets
+    import neuromoco.deploy.datasets
 
-    monkeypatch.setattr(deploy.datasets, "load_frames", fake_load_frames)
+    monkeypatch.setattr(neuromoco.deploy.datasets, "load_frames", fake_load_frames)
     path = TARGET.export(g, card, tmp_path, quantize="int8")
     assert calls == [("train", 64)] and path.exists()
 
@@ -126,7 +126,7 @@ def test_int8_without_any_dataset_is_a_clear_error(tmp_path):
 
 def test_calibration_ranges_are_streamed_over_every_step(tmp_path):
     """The min-max ranges cover all samples and time steps of the replay (checked against the reference)."""
-    from deploy.targets.onnx_quant import replay_ranges
+    from neuromoco.deploy.targets.onnx_quant import replay_ranges
 
     g, dt, frames = convnet(B=12, T=6)
     card = ModelCard(input_shape=list(frames.shape[2:]), time_steps=6, dt=dt)
@@ -147,7 +147,7 @@ def test_calibration_ranges_are_streamed_over_every_step(tmp_path):
 def test_keep_float_default_option_forms_and_errors(tmp_path):
     """Default: the synapses that read the input (through reshapes and pooling) stay float; ``""`` quantizes
     every synapse; a comma string names nodes; an unknown name is a clear error."""
-    from deploy.targets.onnx import input_synapses
+    from neuromoco.deploy.targets.onnx import input_synapses
 
     g, dt, frames = convnet(B=4, T=3)
     assert input_synapses(g) == ["conv1"]

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from test_onnx_graphs import GRAPHS, convnet
 
-from deploy.card import ModelCard
-from deploy.reference import ReferenceExecutor
-from deploy.targets.onnx import TARGET
+from neuromoco.deploy.card import ModelCard
+from neuromoco.deploy.reference import ReferenceExecutor
+from neuromoco.deploy.targets.onnx import TARGET
 
 
 def card_for(frames: np.ndarray, dt: float) -> ModelCard:

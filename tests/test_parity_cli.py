@@ -11,8 +11,8 @@ import nir
 import numpy as np
 import pytest
 
-from deploy.cli import main
-from deploy.targets import TARGETS, TargetSpec
+from neuromoco.deploy.cli import main
+from neuromoco.deploy.targets import TARGETS, TargetSpec
 
 
 def write_model(folder, seed: int = 0):
@@ -47,7 +47,7 @@ class _PerturbedTarget:
     name = "perturbed"
 
     def runner(self, graph, card, scale: float = 1.0, **options):
-        from deploy.targets.reference import ReferenceRunner
+        from neuromoco.deploy.targets.reference import ReferenceRunner
 
         g = copy.copy(graph)
         g.nodes = dict(graph.nodes)
@@ -67,7 +67,7 @@ def perturbed(monkeypatch):
     monkeypatch.setitem(TARGETS, "perturbed", TargetSpec(module.__name__, {"scale": 0.6}))
     monkeypatch.setitem(TARGETS, "slightly-perturbed", TargetSpec(module.__name__, {"scale": 0.995}))
     monkeypatch.setitem(TARGETS, "unperturbed", TargetSpec(module.__name__, {"scale": 1.0}))
-    monkeypatch.setitem(TARGETS, "missing", TargetSpec("deploy.targets.no_such_module"))
+    monkeypatch.setitem(TARGETS, "missing", TargetSpec("neuromoco.deploy.targets.no_such_module"))
 
 
 def test_reference_against_itself_passes_and_writes_the_report(tmp_path, capsys):

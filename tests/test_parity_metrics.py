@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from deploy.parity import ParityAccumulator, Tolerances, check, compare, cosine, relative_difference
-from deploy.result import RunResult
+from neuromoco.deploy.parity import ParityAccumulator, Tolerances, check, compare, cosine, relative_difference
+from neuromoco.deploy.result import RunResult
 
 T, B = 4, 3
 

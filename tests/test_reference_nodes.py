@@ -9,8 +9,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from deploy.graph import node_shapes
-from deploy.reference import ReferenceExecutor
+from neuromoco.deploy.graph import node_shapes
+from neuromoco.deploy.reference import ReferenceExecutor
 
 
 def _chain(input_shape: list[int], *nodes: nir.NIRNode) -> nir.NIRGraph:

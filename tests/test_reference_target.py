@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deploy.card import ModelCard
-from deploy.graph import load_graph
-from deploy.lazycli import UserError
-from deploy.reference import ReferenceExecutor
-from deploy.targets import get_target
+from neuromoco.deploy.card import ModelCard
+from neuromoco.deploy.graph import load_graph
+from neuromoco.errors import UserError
+from neuromoco.deploy.reference import ReferenceExecutor
+from neuromoco.deploy.targets import get_target
 
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("make_fixtures", ROOT / "nir_models" / "make_fixtures.py")

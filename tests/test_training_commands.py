@@ -8,10 +8,10 @@ import json
 import pytest
 import torch
 
-from train.cli import main
-from train.engine import data as D
-from train.engine.checkpoint import load_checkpoint, save_checkpoint
-from train.engine.synthetic import SyntheticFrames, register_synthetic
+from neuromoco.train.cli import main
+from neuromoco.train.engine import data as D
+from neuromoco.train.engine.checkpoint import load_checkpoint, save_checkpoint
+from neuromoco.train.engine.synthetic import SyntheticFrames, register_synthetic
 
 COMMON = ["--batch-size", "8", "--seed", "1"]
 
@@ -38,9 +38,9 @@ def test_downstream_writes_accuracy_checkpoints_and_nir(pretrained, tmp_path, mo
     ck = load_checkpoint(out / "last.pt", kind="classifier")
     assert ck["data"]["time_steps"] == 3 and ck["mode"] == mode
     try:
-        import train.export  # noqa: F401
+        import neuromoco.train.export  # noqa: F401
     except ImportError:
-        pytest.skip("train.export not present")
+        pytest.skip("neuromoco.train.export not present")
     card = json.loads((out / "model_card.json").read_text())
     assert (out / "model.nir").exists() and card["input_shape"] == [2, 12, 12] and card["time_steps"] == 3
     assert card["accuracy"]["test"] == pytest.approx(acc["last"]["top1"])
@@ -66,9 +66,9 @@ def test_eval_and_export_commands(pretrained, tmp_path, capsys):
     acc = json.loads((out / "accuracy.json").read_text())
     assert res["samples"] == 16 and res["top1"] == pytest.approx(acc["last"]["top1"])
     try:
-        import train.export  # noqa: F401
+        import neuromoco.train.export  # noqa: F401
     except ImportError:
-        pytest.skip("train.export not present")
+        pytest.skip("neuromoco.train.export not present")
     assert main(["export", "--checkpoint", str(out / "last.pt"), "--out", str(tmp_path / "exp")]) == 0
     assert (tmp_path / "exp" / "model.nir").exists() and (tmp_path / "exp" / "model_card.json").exists()
 

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from train.cli import main
-from train.engine import data as D
-from train.engine import loops
-from train.engine.synthetic import register_synthetic
+from neuromoco.train.cli import main
+from neuromoco.train.engine import data as D
+from neuromoco.train.engine import loops
+from neuromoco.train.engine.synthetic import register_synthetic
 
 ARGS = ["pretrain", "--dataset", "synth-resume", "--model", "vgg34", "--epochs", "2", "--batch-size", "8",
         "--time-steps", "3", "--queue-size", "24", "--momentum", "0.9", "--log-every", "1", "--seed", "3"]

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import warnings
 
-from deploy.lazycli import run_cli
+from neuromoco.cli import run_cli
 
 COMMANDS: dict[str, tuple[str, str]] = {
-    "data": ("train.commands.data", "list datasets and their status; render samples as PNG"),
-    "models": ("train.commands.models", "list the model architectures with parameter counts"),
-    "pretrain": ("train.commands.pretrain", "self-supervised NeuroMoCo pre-training (labels unused)"),
-    "finetune": ("train.commands.downstream", "fine-tune the whole pre-trained network on labels"),
-    "linear": ("train.commands.downstream", "linear probe: frozen pre-trained encoder, trained linear head"),
-    "supervised": ("train.commands.downstream", "supervised training from scratch (the baseline)"),
-    "eval": ("train.commands.evaluate", "evaluate a checkpoint on a test split"),
-    "export": ("train.commands.export", "export a checkpoint as model.nir with its model card"),
+    "data": ("neuromoco.train.commands.data", "list datasets and their status; render samples as PNG"),
+    "models": ("neuromoco.train.commands.models", "list the model architectures with parameter counts"),
+    "pretrain": ("neuromoco.train.commands.pretrain", "self-supervised NeuroMoCo pre-training (labels unused)"),
+    "finetune": ("neuromoco.train.commands.downstream", "fine-tune the whole pre-trained network on labels"),
+    "linear": ("neuromoco.train.commands.downstream", "linear probe: frozen pre-trained encoder, trained linear head"),
+    "supervised": ("neuromoco.train.commands.downstream", "supervised training from scratch (the baseline)"),
+    "eval": ("neuromoco.train.commands.evaluate", "evaluate a checkpoint on a test split"),
+    "export": ("neuromoco.train.commands.export", "export a checkpoint as model.nir with its model card"),
 }
 
 

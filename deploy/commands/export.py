@@ -1,6 +1,6 @@
 """`deploy export MODEL.nir --target lava|onnx [--precision float|fixed] [--int8] --out DIR`
 
-Loads and checks the graph, then hands it to the target (:func:`deploy.targets.get_target`), which writes
+Loads and checks the graph, then hands it to the target (:func:`neuromoco.deploy.targets.get_target`), which writes
 its artefact under ``--out``; the model card is copied beside it so ``deploy run DIR`` finds both.
 Target options not covered by a flag go as ``-o KEY=VALUE`` (repeatable; values are parsed as JSON
 when they can be, e.g. ``-o input_scale=2 -o opset=17``).
@@ -13,13 +13,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from deploy.lazycli import UserError
+from neuromoco.errors import UserError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="the .nir graph (its model card is model_card.json beside it, or --card)")
     p.add_argument("--target", required=True,
-                   help="lava, lava-float, lava-fixed, onnx or onnx-int8 (see deploy.targets.TARGETS)")
+                   help="lava, lava-float, lava-fixed, onnx or onnx-int8 (see neuromoco.deploy.targets.TARGETS)")
     p.add_argument("--out", required=True, help="folder for the artefact")
     p.add_argument("--card", help="model card JSON (default: beside the .nir file)")
     p.add_argument("--dt", type=float, help="Euler step in seconds, overriding the model card's")
@@ -51,7 +51,7 @@ def parse_options(items: list[str]) -> dict[str, Any]:
 
 def target_options(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     """The target object and the keyword options the flags ask for."""
-    from deploy.targets import get_target
+    from neuromoco.deploy.targets import get_target
 
     target, options = get_target(args.target)
     if getattr(args, "precision", None):
@@ -70,7 +70,7 @@ def target_options(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
 
 
 def load_card(model: Path, card: str | None, dt: float | None):
-    from deploy.card import ModelCard
+    from neuromoco.deploy.card import ModelCard
 
     card_path = Path(card) if card else ModelCard.beside(model)
     if not card_path.exists() and not card:
@@ -82,8 +82,8 @@ def load_card(model: Path, card: str | None, dt: float | None):
 
 
 def run(args: argparse.Namespace) -> int:
-    from deploy.card import CARD_NAME
-    from deploy.graph import load_graph
+    from neuromoco.deploy.card import CARD_NAME
+    from neuromoco.deploy.graph import load_graph
 
     model = Path(args.model)
     card = load_card(model, args.card, args.dt)

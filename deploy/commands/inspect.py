@@ -30,9 +30,9 @@ def describe(path: Path, card_path: Path | None = None) -> dict[str, Any]:
     """Everything `inspect` shows, as a JSON-ready dict (raises UserError on a bad graph or card)."""
     import numpy as np
 
-    from deploy.card import ModelCard
-    from deploy.graph import _PARAMS, load_graph, node_io_shapes, structure
-    from deploy.semantics import NEURON_TYPES, SPIKING_TYPES
+    from neuromoco.deploy.card import ModelCard
+    from neuromoco.deploy.graph import _PARAMS, load_graph, node_io_shapes, structure
+    from neuromoco.deploy.semantics import NEURON_TYPES, SPIKING_TYPES
 
     card = None
     card_file = card_path or ModelCard.beside(path)
@@ -59,14 +59,14 @@ def describe(path: Path, card_path: Path | None = None) -> dict[str, Any]:
             n_params += n
             entry["weights"] = {"shape": list(w.shape), "parameters": n}
             if kind.startswith("Conv"):
-                from deploy.graph import conv_geometry
+                from neuromoco.deploy.graph import conv_geometry
                 g = conv_geometry(node, name)
                 entry["conv"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items() if k != "nd"}
         elif kind in ("SumPool2d", "AvgPool2d"):
-            from deploy.graph import pool_geometry
+            from neuromoco.deploy.graph import pool_geometry
             entry["pool"] = {k: list(v) for k, v in pool_geometry(node, name).items()}
         elif kind == "Flatten":
-            from deploy.graph import flatten_span
+            from neuromoco.deploy.graph import flatten_span
             entry["start_dim"], entry["end_dim"] = int(node.start_dim), int(node.end_dim)
             entry["merges_dims"] = list(flatten_span(node, tuple(io[name][0]), name))  # without the batch
         nodes.append(entry)

@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from deploy.card import ModelCard
-from deploy.lazycli import UserError
-from deploy.parity import EXACT_TARGETS, ParityAccumulator, Tolerances, check, parse_names
+from neuromoco.deploy.card import ModelCard
+from neuromoco.errors import UserError
+from neuromoco.deploy.parity import EXACT_TARGETS, ParityAccumulator, Tolerances, check, parse_names
 
 DEFAULT_TARGETS = "lava-float,lava-fixed,onnx,onnx-int8"
 
@@ -73,8 +73,8 @@ def add_data_arguments(p: argparse.ArgumentParser) -> None:
 # ------------------------------------------------------------------------------------------ shared helpers
 def load_model(args: argparse.Namespace) -> tuple[Any, ModelCard, np.ndarray, np.ndarray]:
     """The checked graph, its model card, and frames ``[N, T, C, H, W]`` with labels, as the options say."""
-    from deploy.datasets import load_frames, load_npz_frames
-    from deploy.graph import load_graph
+    from neuromoco.deploy.datasets import load_frames, load_npz_frames
+    from neuromoco.deploy.graph import load_graph
 
     model = Path(args.model)
     if not model.exists():
@@ -111,7 +111,7 @@ def build_runner(name: str, graph: Any, card: ModelCard, **extra: Any) -> Any:
     spike record, ``dataset`` / ``root`` / ``calibration`` tell a quantizing target where its
     calibration samples come from.
     """
-    from deploy.targets import get_target
+    from neuromoco.deploy.targets import get_target
 
     target, options = get_target(name)
     params = inspect.signature(target.runner).parameters
@@ -125,7 +125,7 @@ def build_runner(name: str, graph: Any, card: ModelCard, **extra: Any) -> Any:
 
 def target_options(args: argparse.Namespace) -> dict[str, Any]:
     """What every target is told about the data: the dataset (for calibration) and calibration frames."""
-    from deploy.datasets import load_npz_frames
+    from neuromoco.deploy.datasets import load_npz_frames
 
     opts: dict[str, Any] = {"dataset": args.dataset, "root": args.root}
     if getattr(args, "calibration", None):
@@ -167,7 +167,7 @@ def _settle_lava_start_method() -> None:
         return
     if importlib.util.find_spec("lava") is None:
         return
-    from deploy.lava_compat import import_lava
+    from neuromoco.deploy.lava_compat import import_lava
 
     with contextlib.suppress(Exception):  # Lava unusable: its targets report their own error when built
         import_lava("lava.magma.runtime.message_infrastructure.multiprocessing")
@@ -175,10 +175,10 @@ def _settle_lava_start_method() -> None:
 
 # ------------------------------------------------------------------------------------------ the command
 def run(args: argparse.Namespace) -> int:
-    from deploy.graph import spiking_nodes
-    from deploy.io import atomic_write_json
-    from deploy.report import write_parity_report
-    from deploy.targets import TARGETS
+    from neuromoco.deploy.graph import spiking_nodes
+    from neuromoco.io import atomic_write_json
+    from neuromoco.deploy.report import write_parity_report
+    from neuromoco.deploy.targets import TARGETS
 
     names = parse_names(args.targets)
     if not names:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from deploy.commands.parity import (
+from neuromoco.deploy.commands.parity import (
     add_data_arguments,
     batches,
     build_runner,
@@ -20,8 +20,8 @@ from deploy.commands.parity import (
     progress,
     target_options,
 )
-from deploy.energy import DEFAULT_MODELS
-from deploy.lazycli import UserError
+from neuromoco.deploy.energy import DEFAULT_MODELS
+from neuromoco.errors import UserError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -38,11 +38,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from deploy.energy import Activity, energy, load_energy_models, profile, select_models
-    from deploy.io import atomic_write_json
-    from deploy.parity import parse_names
-    from deploy.report import write_energy_report
-    from deploy.targets import TARGETS
+    from neuromoco.deploy.energy import Activity, energy, load_energy_models, profile, select_models
+    from neuromoco.io import atomic_write_json
+    from neuromoco.deploy.parity import parse_names
+    from neuromoco.deploy.report import write_energy_report
+    from neuromoco.deploy.targets import TARGETS
 
     if args.target not in TARGETS:
         raise UserError(f"unknown target {args.target!r}; known: {', '.join(TARGETS)}")

@@ -2,7 +2,7 @@
 
 Runs a graph on a target over a dataset split in batches (a progress bar per batch) and writes to
 ``--out``: ``predictions.npz`` (outputs ``[T, N, n_out]``, predictions, labels and per-layer spike counts
-``spike_counts/<node> [T, N]``, see :meth:`deploy.result.RunResult.save`) and ``summary.json``
+``spike_counts/<node> [T, N]``, see :meth:`neuromoco.deploy.result.RunResult.save`) and ``summary.json``
 (accuracy, samples, time, per-layer spike totals). ``MODEL`` may also be a folder written by
 ``deploy export`` (its artefact and model card are used as they are).
 
@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from deploy.commands.export import add_option_argument, load_card, target_options
-from deploy.lazycli import UserError
+from neuromoco.deploy.commands.export import add_option_argument, load_card, target_options
+from neuromoco.errors import UserError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -42,8 +42,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _card(args: argparse.Namespace, model: Path):
-    from deploy.card import CARD_NAME, ModelCard
-    from deploy.datasets import load_npz_frames
+    from neuromoco.deploy.card import CARD_NAME, ModelCard
+    from neuromoco.deploy.datasets import load_npz_frames
 
     if args.card:
         card_path = Path(args.card)
@@ -60,7 +60,7 @@ def _card(args: argparse.Namespace, model: Path):
 
 def build_runner(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any]]:
     """The runner for ``args`` (from a .nir graph or an exported folder), its card and its options."""
-    from deploy.graph import load_graph
+    from neuromoco.deploy.graph import load_graph
 
     model = Path(args.model)
     if not model.exists():
@@ -74,9 +74,9 @@ def build_runner(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from deploy.datasets import load_frames
-    from deploy.io import atomic_write_json
-    from deploy.result import RunResult
+    from neuromoco.deploy.datasets import load_frames
+    from neuromoco.io import atomic_write_json
+    from neuromoco.deploy.result import RunResult
 
     if args.batch_size < 1:
         raise UserError("--batch-size must be at least 1")

@@ -2,7 +2,7 @@
 
 A target turns a checked NIR graph (plus its model card) into an artefact on disk (``export``) and runs
 that artefact over batches of frames ``[T, B, C, H, W]`` (``load(...).run``), returning a
-:class:`deploy.result.RunResult` with the same per-layer spike counts as the reference executor.
+:class:`neuromoco.deploy.result.RunResult` with the same per-layer spike counts as the reference executor.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Any, Protocol
 import nir
 import numpy as np
 
-from deploy.card import ModelCard
-from deploy.result import RunResult
+from neuromoco.deploy.card import ModelCard
+from neuromoco.deploy.result import RunResult
 
 
 class Runner(Protocol):
@@ -47,18 +47,18 @@ class TargetSpec:
 
 # name -> implementation and options. "lava-float" and "lava" are the same thing.
 TARGETS: dict[str, TargetSpec] = {
-    "reference": TargetSpec("deploy.targets.reference"),
-    "lava": TargetSpec("deploy.targets.lava", {"precision": "float"}),
-    "lava-float": TargetSpec("deploy.targets.lava", {"precision": "float"}),
-    "lava-fixed": TargetSpec("deploy.targets.lava", {"precision": "fixed"}),
-    "onnx": TargetSpec("deploy.targets.onnx", {"quantize": None}),
-    "onnx-int8": TargetSpec("deploy.targets.onnx", {"quantize": "int8"}),
+    "reference": TargetSpec("neuromoco.deploy.targets.reference"),
+    "lava": TargetSpec("neuromoco.deploy.targets.lava", {"precision": "float"}),
+    "lava-float": TargetSpec("neuromoco.deploy.targets.lava", {"precision": "float"}),
+    "lava-fixed": TargetSpec("neuromoco.deploy.targets.lava", {"precision": "fixed"}),
+    "onnx": TargetSpec("neuromoco.deploy.targets.onnx", {"quantize": None}),
+    "onnx-int8": TargetSpec("neuromoco.deploy.targets.onnx", {"quantize": "int8"}),
 }
 
 
 def get_target(name: str) -> tuple[Target, dict[str, Any]]:
     """The target object and its default options for a name from :data:`TARGETS`."""
-    from deploy.lazycli import UserError
+    from neuromoco.errors import UserError
 
     if name not in TARGETS:
         raise UserError(f"unknown target {name!r}; known: {', '.join(TARGETS)}")

@@ -1,9 +1,9 @@
 """Lava target: a NIR graph as a Lava network on Lava's Loihi 2 simulator, floating point or fixed point.
 
-``export`` compiles the graph into a plan (:mod:`deploy.targets.lava_plan`: neuron layers, one composed
+``export`` compiles the graph into a plan (:mod:`neuromoco.deploy.targets.lava_plan`: neuron layers, one composed
 connection per source, delays, Loihi 2 fixed-point formats) and writes it as ``lava_network.h5`` plus
 ``lava_export.json`` (layers, processes, delays and, in fixed point, the quantization error per layer).
-``load`` reads the file back; its runner (:mod:`deploy.targets.lava_run`) builds the Lava processes and
+``load`` reads the file back; its runner (:mod:`neuromoco.deploy.targets.lava_run`) builds the Lava processes and
 runs batches of frames with ``Loihi2SimCfg(select_tag="floating_pt" | "fixed_pt")``.
 
 Why not lava-dl's netx: a netx network description pairs every synapse block with a neuron and carries
@@ -12,7 +12,7 @@ slayer's fixed-point conventions. The project's graphs have linear chains with n
 per-neuron parameters and ``v_reset``, recurrent layers, and must match the reference bit for bit in
 floating point. So the network is built from Lava's own processes (``RingBuffer`` for graded input,
 ``Sparse`` / ``Dense`` connections, ``LIFReset`` neurons where they fit) plus one small neuron process
-of our own (:mod:`deploy.targets.lava_procs`) where Lava's ``LIF`` lacks a feature.
+of our own (:mod:`neuromoco.deploy.targets.lava_procs`) where Lava's ``LIF`` lacks a feature.
 
 Options (keywords, as ``deploy export/run`` and ``deploy parity`` pass them):
 
@@ -37,11 +37,11 @@ from typing import Any
 
 import nir
 
-from deploy.card import ModelCard
-from deploy.io import atomic_write_json
-from deploy.lazycli import UserError
-from deploy.targets.lava_plan import LavaPlan, compile_graph, load_plan, save_plan
-from deploy.targets.lava_run import LavaRunner
+from neuromoco.deploy.card import ModelCard
+from neuromoco.io import atomic_write_json
+from neuromoco.errors import UserError
+from neuromoco.deploy.targets.lava_plan import LavaPlan, compile_graph, load_plan, save_plan
+from neuromoco.deploy.targets.lava_run import LavaRunner
 
 NETWORK_NAME = "lava_network.h5"
 REPORT_NAME = "lava_export.json"

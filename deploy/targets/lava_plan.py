@@ -1,7 +1,7 @@
 """From a NIR graph to a Lava network plan: neuron layers, composed connections, delays, fixed point.
 
 The plan is what ``deploy export --target lava`` writes (:func:`save_plan`, one HDF5 file) and what the
-runner builds Lava processes from (:mod:`deploy.targets.lava_run`). Nothing in it depends on the number
+runner builds Lava processes from (:mod:`neuromoco.deploy.targets.lava_run`). Nothing in it depends on the number
 of time steps or samples of a run.
 
 How a graph becomes a plan
@@ -15,7 +15,7 @@ How a graph becomes a plan
   PyTorch probes, see :func:`_colored_probe`) and the matrices are multiplied along the graph, the bias
   terms carried separately. Each composed map becomes one Lava ``Sparse`` (or ``Dense``) process. Along
   the way every path counts the recurrent edges it crosses (0 or 1).
-* Neuron constants come from :func:`deploy.semantics.loihi_form` (Loihi's CUBA form, voltage origin
+* Neuron constants come from :func:`neuromoco.deploy.semantics.loihi_form` (Loihi's CUBA form, voltage origin
   shifted by ``v_reset``); its input gain is folded into the rows of the incoming maps.
 * Every Lava connection process delays by one step (``Dense``/``Sparse`` send at ``t`` what they
   accumulated at ``t-1``). A target's *delay* ``d`` is how many steps after the reference it runs:
@@ -57,7 +57,7 @@ import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 
-from deploy.graph import (
+from neuromoco.deploy.graph import (
     check_graph,
     conv_geometry,
     flatten_dims,
@@ -66,8 +66,8 @@ from deploy.graph import (
     pool_geometry,
     structure,
 )
-from deploy.lazycli import UserError
-from deploy.semantics import NEURON_TYPES, SPIKING_TYPES, discretize, loihi_form
+from neuromoco.errors import UserError
+from neuromoco.deploy.semantics import NEURON_TYPES, SPIKING_TYPES, discretize, loihi_form
 
 FORMAT = "neuromoco-lava-plan"
 FORMAT_VERSION = 1
@@ -796,7 +796,7 @@ def save_plan(plan: LavaPlan, path: str | Path) -> Path:
     """Write the plan as one HDF5 file (atomically): JSON metadata plus arrays."""
     import h5py
 
-    from deploy.io import atomic_write
+    from neuromoco.io import atomic_write
 
     def write(tmp: str) -> None:
         with h5py.File(tmp, "w") as f:

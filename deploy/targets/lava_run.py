@@ -1,4 +1,4 @@
-"""Build a Lava network from a :class:`~deploy.targets.lava_plan.LavaPlan` and run frames through it.
+"""Build a Lava network from a :class:`~neuromoco.deploy.targets.lava_plan.LavaPlan` and run frames through it.
 
 One Lava run handles a whole batch of samples in two ways at once:
 
@@ -28,10 +28,10 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from deploy.lava_compat import import_lava
-from deploy.lazycli import UserError
-from deploy.result import RunResult
-from deploy.targets.lava_plan import Conn, LavaPlan, connection_process
+from neuromoco.deploy.lava_compat import import_lava
+from neuromoco.errors import UserError
+from neuromoco.deploy.result import RunResult
+from neuromoco.deploy.targets.lava_plan import Conn, LavaPlan, connection_process
 
 AUTO_TILE_SYNAPSES = 1 << 21
 
@@ -103,7 +103,7 @@ class LavaRunner:
         from lava.proc.lif.process import LIFReset
         from lava.proc.sparse.process import Sparse
 
-        from deploy.targets.lava_procs.processes import NirNeuron, Recorder
+        from neuromoco.deploy.targets.lava_procs.processes import NirNeuron, Recorder
 
         plan = self.plan
         T, B, n_in = x.shape

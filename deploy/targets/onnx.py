@@ -2,17 +2,17 @@
 
 ``export`` writes ``model.onnx`` (float32, opset 17 by default): one time step with every neuron's state
 as explicit inputs and outputs and per-layer spike counts as extra outputs (see
-:mod:`deploy.targets.onnx_build`). With ``quantize="int8"`` it also writes ``model.int8.onnx``: static
+:mod:`neuromoco.deploy.targets.onnx_build`). With ``quantize="int8"`` it also writes ``model.int8.onnx``: static
 QDQ quantization of the synapses with onnxruntime, calibrated on real samples replayed over time (see
-:mod:`deploy.targets.onnx_quant`), and ``model.int8.quant.json`` with the report of what was quantized.
+:mod:`neuromoco.deploy.targets.onnx_quant`), and ``model.int8.quant.json`` with the report of what was quantized.
 ``load`` opens either file in an onnxruntime session on CPU that loops over the time steps carrying the
-states (:class:`deploy.targets.onnx_run.OnnxRunner`).
+states (:class:`neuromoco.deploy.targets.onnx_run.OnnxRunner`).
 
 Options (keywords, as ``deploy export/run`` and ``deploy parity`` pass them):
 
 * ``quantize``: ``None`` (float32) or ``"int8"``;
 * ``calibration``: frames ``[N, T, C, H, W]`` for int8; when ``None`` the model card's dataset is read
-  through :func:`deploy.datasets.load_frames` (train split, ``calibration_samples`` samples);
+  through :func:`neuromoco.deploy.datasets.load_frames` (train split, ``calibration_samples`` samples);
 * ``opset`` (default 17), ``batch_size`` (samples per onnxruntime call, default 64),
   ``spike_tensors`` (also output the full 0/1 spike tensors, for rasters and divergence analysis),
   ``calibrate_method`` (``minmax``/``entropy``/``percentile``), ``calibration_samples`` (64),
@@ -22,7 +22,7 @@ Options (keywords, as ``deploy export/run`` and ``deploy parity`` pass them):
   default: the synapses that read the graph's input, see :func:`input_synapses`; ``""`` or ``[]`` for a
   model with every synapse in int8), ``threads`` (onnxruntime intra-op threads), ``progress``;
 * ``sequence`` (alias ``unroll``): also write the whole sequence as one graph (a ``Scan`` over time of the
-  step graph, :mod:`deploy.targets.onnx_sequence`) and run that: one onnxruntime call per batch.
+  step graph, :mod:`neuromoco.deploy.targets.onnx_sequence`) and run that: one onnxruntime call per batch.
 """
 
 from __future__ import annotations
@@ -35,10 +35,10 @@ from typing import Any
 import nir
 import numpy as np
 
-from deploy.card import ModelCard
-from deploy.lazycli import UserError
-from deploy.targets.onnx_build import DEFAULT_OPSET, build_step_model
-from deploy.targets.onnx_run import OnnxRunner
+from neuromoco.deploy.card import ModelCard
+from neuromoco.errors import UserError
+from neuromoco.deploy.targets.onnx_build import DEFAULT_OPSET, build_step_model
+from neuromoco.deploy.targets.onnx_run import OnnxRunner
 
 FP32_NAME = "model.onnx"
 INT8_NAME = "model.int8.onnx"
@@ -108,7 +108,7 @@ class OnnxTarget:
         sequence = bool(sequence or _other.get("unroll"))
         import onnx
 
-        from deploy.graph import check_graph
+        from neuromoco.deploy.graph import check_graph
 
         quantize = _check_quantize(quantize)
         out_dir = Path(out_dir)
@@ -120,7 +120,7 @@ class OnnxTarget:
         _atomic_save(model, fp32)
         if quantize is None:
             return _sequence(fp32) if sequence else fp32
-        from deploy.targets.onnx_quant import quantize_int8
+        from neuromoco.deploy.targets.onnx_quant import quantize_int8
 
         if calibration is None:
             calibration = _calibration_frames(card, dataset, root, int(calibration_samples))
@@ -132,7 +132,7 @@ class OnnxTarget:
         report = quantize_int8(fp32, int8, calibration, batch_size=min(int(batch_size), 16),
                                calibrate_method=calibrate_method, quantize_currents=quantize_currents,
                                keep_float=_keep_float(keep_float, graph))
-        from deploy.io import atomic_write_json
+        from neuromoco.io import atomic_write_json
 
         atomic_write_json(out_dir / "model.int8.quant.json", report)
         onnx.checker.check_model(str(int8))
@@ -170,7 +170,7 @@ class OnnxTarget:
 def _sequence(step_path: Path) -> Path:
     import onnx
 
-    from deploy.targets.onnx_sequence import wrap_sequence
+    from neuromoco.deploy.targets.onnx_sequence import wrap_sequence
 
     path = step_path.with_name(step_path.name.replace(".onnx", ".seq.onnx"))
     _atomic_save(wrap_sequence(onnx.load(str(step_path))), path)
@@ -180,13 +180,13 @@ def _sequence(step_path: Path) -> Path:
 def _atomic_save(model: Any, path: Path) -> None:
     import onnx
 
-    from deploy.io import atomic_write
+    from neuromoco.io import atomic_write
 
     atomic_write(path, lambda tmp: onnx.save(model, tmp))
 
 
 def _calibration_frames(card: ModelCard, dataset: str | None, root: str | None, limit: int) -> np.ndarray:
-    from deploy.datasets import load_frames
+    from neuromoco.deploy.datasets import load_frames
 
     try:
         frames, _ = load_frames(card, dataset=dataset, split="train", root=root, limit=limit)
@@ -202,7 +202,7 @@ def describe(path: str | Path) -> dict[str, Any]:
     """The interface and quantization report stored in an exported model (for ``deploy inspect``)."""
     import onnx
 
-    from deploy.targets.onnx_build import StepSpec
+    from neuromoco.deploy.targets.onnx_build import StepSpec
 
     spec = StepSpec.of(onnx.load(str(path), load_external_data=False))
     return json.loads(spec.to_json())

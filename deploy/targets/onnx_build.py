@@ -16,7 +16,7 @@ Arithmetic follows ``deploy/semantics.py`` exactly, op for op, in float32:
     IF                 v = v + r * I
     spike              s = v > v_th (Greater) ;  v = Where(s, v_reset, v)
 
-with ``k = dt * float32(1/tau)`` (:func:`deploy.semantics.euler_gain`). A multiplication by a constant 1 or
+with ``k = dt * float32(1/tau)`` (:func:`neuromoco.deploy.semantics.euler_gain`). A multiplication by a constant 1 or
 an addition of a constant 0 is left out: both are exact in IEEE arithmetic, so nothing changes.
 
 Synapses: Conv1d/Conv2d -> ``Conv``; Affine -> ``Gemm`` (``MatMul``+``Add`` above rank 2); Linear ->
@@ -41,8 +41,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from deploy.lazycli import UserError
-from deploy.semantics import NEURON_TYPES, SPIKING_TYPES, discretize
+from neuromoco.errors import UserError
+from neuromoco.deploy.semantics import NEURON_TYPES, SPIKING_TYPES, discretize
 
 DEFAULT_OPSET = 17
 META_KEY = "neuromoco"
@@ -172,7 +172,7 @@ class _Builder:
 
     # -- the build
     def build(self) -> tuple[onnx.ModelProto, StepSpec]:
-        from deploy.graph import node_io_shapes, normalize_graph, structure
+        from neuromoco.deploy.graph import node_io_shapes, normalize_graph, structure
 
         graph = self.graph = normalize_graph(self.graph)
         for name, node in graph.nodes.items():
@@ -287,7 +287,7 @@ class _Builder:
         raise UserError(f"node {name!r} of type {type(node).__name__} has no ONNX mapping")  # pragma: no cover
 
     def conv(self, name: str, node: nir.NIRNode, x: str, xs: list[int]) -> tuple[str, list[int]]:
-        from deploy.graph import conv_geometry
+        from neuromoco.deploy.graph import conv_geometry
 
         g = conv_geometry(node, name)
         w = np.asarray(node.weight, dtype=np.float32)
@@ -302,7 +302,7 @@ class _Builder:
         return y, [int(w.shape[0]), *_conv_out(tuple(xs[1:]), kernel, stride, pads, dil)]
 
     def pool(self, name: str, node: nir.NIRNode, x: str, xs: list[int]) -> tuple[str, list[int]]:
-        from deploy.graph import pool_geometry
+        from neuromoco.deploy.graph import pool_geometry
 
         g = pool_geometry(node, name)
         kernel, stride, pads = g["kernel"], g["stride"], tuple(g["padding"]) * 2
@@ -340,7 +340,7 @@ class _Builder:
         return y, [*xs[:-1], int(w.shape[0])]
 
     def flatten(self, name: str, node: nir.NIRNode, x: str, xs: list[int]) -> tuple[str, list[int]]:
-        out = self.inferred[name]  # NIR's convention (dims without the batch), as deploy.graph infers it
+        out = self.inferred[name]  # NIR's convention (dims without the batch), as neuromoco.deploy.graph infers it
         out = [int(v) for v in out]
         if len(out) == 1:
             y = self.op("Flatten", [x], name, axis=1)
@@ -353,7 +353,7 @@ class _Builder:
 
     def neuron(self, name: str, node: nir.NIRNode, x: str, xs: list[int]) -> tuple[str, list[int]]:
         n = discretize(node, self.dt)
-        shape = list(self.inferred.get(name, xs))  # parameters broadcast to the input (deploy.graph)
+        shape = list(self.inferred.get(name, xs))  # parameters broadcast to the input (neuromoco.deploy.graph)
         f32 = np.float32
 
         def p(label: str, arr: np.ndarray) -> str:

@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from deploy.lazycli import UserError
-from deploy.targets.onnx_build import StepSpec
+from neuromoco.errors import UserError
+from neuromoco.deploy.targets.onnx_build import StepSpec
 
 QUANTIZED_OPS = ["Conv", "Gemm", "MatMul"]
 
@@ -36,7 +36,7 @@ class ReplayReader:
     """
 
     def __init__(self, fp32_path: str | Path, frames: np.ndarray, batch_size: int = 16) -> None:
-        from deploy.targets.onnx_run import OnnxRunner
+        from neuromoco.deploy.targets.onnx_run import OnnxRunner
 
         self.runner = OnnxRunner(fp32_path, batch_size=batch_size, progress=False)
         self.frames = np.asarray(frames, dtype=np.float32)
@@ -79,7 +79,7 @@ def replay_ranges(fp32_path: str | Path, frames: np.ndarray, tensors: list[str],
     import onnx
     import onnxruntime as ort
 
-    from deploy.targets.onnx_run import session_options
+    from neuromoco.deploy.targets.onnx_run import session_options
 
     model = onnx.load(str(fp32_path))
     spec = StepSpec.of(model)

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from deploy.lazycli import UserError
-from deploy.result import RunResult
-from deploy.targets.onnx_build import StepSpec
+from neuromoco.errors import UserError
+from neuromoco.deploy.result import RunResult
+from neuromoco.deploy.targets.onnx_build import StepSpec
 
 
 def session_options(threads: int | None = None, optimization: str = "all"):

@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from deploy.targets.onnx_build import StepSpec, check_model
+from neuromoco.deploy.targets.onnx_build import StepSpec, check_model
 
 FRAMES = "frames"
 

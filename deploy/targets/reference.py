@@ -1,7 +1,7 @@
-"""The reference target: the PyTorch reference executor behind the common :class:`~deploy.targets.Target` API.
+"""The reference target: the PyTorch reference executor behind the common :class:`~neuromoco.deploy.targets.Target` API.
 
 ``export`` writes a checked copy of the graph (``model.nir``) and its model card; ``load`` / ``runner``
-give a runner whose ``run(frames)`` is :meth:`deploy.reference.ReferenceExecutor.run`. Options:
+give a runner whose ``run(frames)`` is :meth:`neuromoco.deploy.reference.ReferenceExecutor.run`. Options:
 ``device`` ("cpu", "cuda", ...), ``dtype`` ("float32" or "float64"), ``record_spikes``.
 """
 
@@ -14,12 +14,12 @@ import nir
 import numpy as np
 import torch
 
-from deploy.card import CARD_NAME, ModelCard
-from deploy.graph import check_graph, load_graph
-from deploy.io import atomic_write
-from deploy.lazycli import UserError
-from deploy.reference import ReferenceExecutor
-from deploy.result import RunResult
+from neuromoco.deploy.card import CARD_NAME, ModelCard
+from neuromoco.deploy.graph import check_graph, load_graph
+from neuromoco.io import atomic_write
+from neuromoco.errors import UserError
+from neuromoco.deploy.reference import ReferenceExecutor
+from neuromoco.deploy.result import RunResult
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64, torch.float32: torch.float32,
            torch.float64: torch.float64}

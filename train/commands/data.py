@@ -19,19 +19,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from deploy.lazycli import UserError
-    from train.data.registry import DATASETS, get_spec, resolve_root
+    from neuromoco.errors import UserError
+    from neuromoco.train.data.registry import DATASETS, get_spec, resolve_root
 
     root = resolve_root(args.root)
     if args.render and not args.out:
         raise UserError("--render needs --out DIR (where the PNG files go)")
     if args.build:
-        from train.data.embedded import build_embedded
+        from neuromoco.train.data.embedded import build_embedded
 
         path = build_embedded(root, force=True)
         print(f"embedded dataset written to {path}")
     if args.render:
-        from train.data.render import render_dataset
+        from neuromoco.train.data.render import render_dataset
 
         spec = get_spec(args.render)
         if args.n < 1:
@@ -54,11 +54,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _status(name: str, root) -> str:
-    from train.data.registry import DATASETS, files_present
+    from neuromoco.train.data.registry import DATASETS, files_present
 
     spec = DATASETS[name]
     if name == "embedded":
-        from train.data.registry import embedded_path
+        from neuromoco.train.data.registry import embedded_path
 
         path = embedded_path(root)
         return f"found: {path}" if path.exists() else f"not built yet: made on first use, or now with --build ({path})"

@@ -19,7 +19,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from train.engine.cliargs import add_data_args, add_run_args, add_runtime_args
+from neuromoco.train.engine.cliargs import add_data_args, add_run_args, add_runtime_args
 
 DEFAULTS = {  # epochs, lr per mode
     "finetune": (30, 1e-3),
@@ -67,16 +67,16 @@ def _mode_from_argv(prog: str) -> str | None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from deploy.io import atomic_write_json
-    from deploy.lazycli import UserError
-    from train import __version__
-    from train.engine import data as D
-    from train.engine import distributed as du
-    from train.engine.checkpoint import load_checkpoint, restore_training_state, save_checkpoint
-    from train.engine.cliargs import check_positive, resolve_workers, resume_path, write_config
-    from train.engine.export import export_classifier
-    from train.engine.logging import MetricsLogger
-    from train.engine.loops import (
+    from neuromoco.io import atomic_write_json
+    from neuromoco.errors import UserError
+    from neuromoco.train import __version__
+    from neuromoco.train.engine import data as D
+    from neuromoco.train.engine import distributed as du
+    from neuromoco.train.engine.checkpoint import load_checkpoint, restore_training_state, save_checkpoint
+    from neuromoco.train.engine.cliargs import check_positive, resolve_workers, resume_path, write_config
+    from neuromoco.train.engine.export import export_classifier
+    from neuromoco.train.engine.logging import MetricsLogger
+    from neuromoco.train.engine.loops import (
         build_optimizer,
         cosine_schedule,
         eval_loader,
@@ -85,9 +85,9 @@ def run(args: argparse.Namespace) -> int:
         train_epoch,
         train_loader,
     )
-    from train.engine.runtime import make_runtime
-    from train.engine.seeding import epoch_seed, seed_everything
-    from train.models.registry import build_classifier, get_spec
+    from neuromoco.train.engine.runtime import make_runtime
+    from neuromoco.train.engine.seeding import epoch_seed, seed_everything
+    from neuromoco.train.models.registry import build_classifier, get_spec
 
     mode = args.command
     pre = load_checkpoint(args.pretrained, kind="pretrain") if mode in ("finetune", "linear") else None
@@ -260,7 +260,7 @@ def _cached_features(model, train_set, test_set, batch_size, workers, rt):
     import torch
     from torch.utils.data import DataLoader
 
-    from train.engine.loops import _progress, time_major
+    from neuromoco.train.engine.loops import _progress, time_major
 
     model.encoder.eval()
     out = []
@@ -288,7 +288,7 @@ class _LinearProbe:
 
         import torch
 
-        from train.engine.seeding import epoch_seed, loader_generator
+        from neuromoco.train.engine.seeding import epoch_seed, loader_generator
 
         head = self.model.head
         head.train()

@@ -26,15 +26,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from deploy.io import atomic_write_json
-    from deploy.lazycli import UserError
-    from train.engine import data as D
-    from train.engine import distributed as du
-    from train.engine.checkpoint import load_checkpoint
-    from train.engine.cliargs import resolve_workers
-    from train.engine.export import classifier_from_checkpoint, export_classifier
-    from train.engine.loops import eval_loader, evaluate
-    from train.engine.runtime import make_runtime
+    from neuromoco.io import atomic_write_json
+    from neuromoco.errors import UserError
+    from neuromoco.train.engine import data as D
+    from neuromoco.train.engine import distributed as du
+    from neuromoco.train.engine.checkpoint import load_checkpoint
+    from neuromoco.train.engine.cliargs import resolve_workers
+    from neuromoco.train.engine.export import classifier_from_checkpoint, export_classifier
+    from neuromoco.train.engine.loops import eval_loader, evaluate
+    from neuromoco.train.engine.runtime import make_runtime
 
     ckpt = load_checkpoint(args.checkpoint, kind="classifier")
     data = ckpt.get("data", {})

@@ -12,7 +12,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from train.models.registry import describe
+    from neuromoco.train.models.registry import describe
 
     rows = describe(args.classes)
     if args.json:

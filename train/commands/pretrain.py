@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from train.engine.cliargs import add_data_args, add_run_args, add_runtime_args
+from neuromoco.train.engine.cliargs import add_data_args, add_run_args, add_runtime_args
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -52,19 +52,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
 
-    from deploy.io import atomic_write_json
-    from deploy.lazycli import UserError
-    from train import __version__
-    from train.engine import data as D
-    from train.engine import distributed as du
-    from train.engine.checkpoint import load_checkpoint, restore_training_state, save_checkpoint
-    from train.engine.cliargs import check_positive, resolve_workers, resume_path, write_config
-    from train.engine.logging import MetricsLogger
-    from train.engine.loops import build_optimizer, cosine_schedule, time_major, train_epoch, train_loader
-    from train.engine.runtime import make_runtime
-    from train.engine.seeding import epoch_seed, seed_everything
-    from train.moco import MoCo
-    from train.models.registry import build_encoder, get_spec
+    from neuromoco.io import atomic_write_json
+    from neuromoco.errors import UserError
+    from neuromoco.train import __version__
+    from neuromoco.train.engine import data as D
+    from neuromoco.train.engine import distributed as du
+    from neuromoco.train.engine.checkpoint import load_checkpoint, restore_training_state, save_checkpoint
+    from neuromoco.train.engine.cliargs import check_positive, resolve_workers, resume_path, write_config
+    from neuromoco.train.engine.logging import MetricsLogger
+    from neuromoco.train.engine.loops import build_optimizer, cosine_schedule, time_major, train_epoch, train_loader
+    from neuromoco.train.engine.runtime import make_runtime
+    from neuromoco.train.engine.seeding import epoch_seed, seed_everything
+    from neuromoco.train.moco import MoCo
+    from neuromoco.train.models.registry import build_encoder, get_spec
 
     check_positive(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, time_steps=args.time_steps,
                    queue_size=args.queue_size, temperature=args.temperature, downsample=args.downsample,

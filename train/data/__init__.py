@@ -2,7 +2,7 @@
 
 The entry points other code uses::
 
-    from train.data import get_dataset, make_contrastive_dataset, get_event_dataset, DATASETS
+    from neuromoco.train.data import get_dataset, make_contrastive_dataset, get_event_dataset, DATASETS
 
 ``get_event_dataset(name, split)`` gives ``(events, label)`` with tonic's structured events (x, y, t, p);
 ``get_dataset(name, split, time_steps=16, downsample=1)`` gives ``(frames [T, C, H, W] float32, label)``
@@ -30,8 +30,8 @@ _WHERE = {
 
 def __getattr__(name: str) -> Any:
     if name not in _WHERE:
-        raise AttributeError(f"module 'train.data' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"train.data.{_WHERE[name]}"), name)
+        raise AttributeError(f"module 'neuromoco.train.data' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"neuromoco.train.data.{_WHERE[name]}"), name)
     globals()[name] = value
     return value
 

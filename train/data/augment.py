@@ -1,6 +1,6 @@
 """Event augmentations for the two contrastive views: small composable callables on event arrays.
 
-Each transform works on a structured event array (fields x, y, t, p; see :mod:`train.data.base`) *before*
+Each transform works on a structured event array (fields x, y, t, p; see :mod:`neuromoco.train.data.base`) *before*
 framing, is called as ``transform(events, rng)`` with ``rng`` a ``np.random.Generator`` or an int seed
 (same seed, same output), never changes the label, and returns events inside the sensor: geometric
 transforms drop what they move off it. They follow tonic's transforms (a frozen dataclass holding the
@@ -12,7 +12,7 @@ inside its pixel before mapping it, then take the pixel the point lands in, so a
 filled evenly instead of leaving a grid of empty pixels.
 
 Temporal crop keeps a random window (random length and position) of the recording. Because framing bins
-the span of the events it is given (:mod:`train.data.framing`), the kept window is stretched over all T
+the span of the events it is given (:mod:`neuromoco.train.data.framing`), the kept window is stretched over all T
 bins: a crop is a random temporal zoom and shift in one, which is why there is no separate shift.
 """
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from torch.utils.data import Dataset
 
-from train.data.registry import DatasetSpec
-from train.data.simulator import EVENT_DTYPE
+from neuromoco.train.data.registry import DatasetSpec
+from neuromoco.train.data.simulator import EVENT_DTYPE
 
 __all__ = ["EVENT_DTYPE", "EventDataset", "to_event_array"]
 

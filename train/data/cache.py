@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from deploy.io import atomic_write_json
+from neuromoco.io import atomic_write_json
 
 
 def cache_key(*parts: Any) -> str:

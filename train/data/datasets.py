@@ -2,10 +2,10 @@
 
 * :func:`get_event_dataset` -> ``(events, label)``: the embedded digits or a real dataset through tonic.
 * :func:`get_dataset` -> ``(frames [T, C, H, W] float32 tensor, label)``: events framed into T time bins
-  (:mod:`train.data.framing`), optionally downsampled, with a disk cache of framed samples (used only when
+  (:mod:`neuromoco.train.data.framing`), optionally downsampled, with a disk cache of framed samples (used only when
   no ``event_transform`` is given: augmented samples are never cached, they differ at every draw).
 * :func:`make_contrastive_dataset` -> ``((view_q, view_k), label)``: :class:`TwoViews`, two independently
-  drawn augmentations (:mod:`train.data.augment`) of the same events, each framed.
+  drawn augmentations (:mod:`neuromoco.train.data.augment`) of the same events, each framed.
 
 A DataLoader stacks samples into ``[B, T, C, H, W]``; the models take ``[T, B, C, H, W]``
 (``frames.transpose(0, 1)``). Frames are raw event counts (no normalisation).
@@ -25,12 +25,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from train.data.augment import EventTransform, contrastive_augmentation
-from train.data.base import EVENT_DTYPE, EventDataset, list_index, to_event_array
-from train.data.cache import NpyCache, cache_key, compact_counts
-from train.data.embedded import DEFAULT_SEED, EmbeddedDigits
-from train.data.framing import FRAMING_VERSION, frame_events, frame_shape
-from train.data.registry import get_spec, resolve_root
+from neuromoco.train.data.augment import EventTransform, contrastive_augmentation
+from neuromoco.train.data.base import EVENT_DTYPE, EventDataset, list_index, to_event_array
+from neuromoco.train.data.cache import NpyCache, cache_key, compact_counts
+from neuromoco.train.data.embedded import DEFAULT_SEED, EmbeddedDigits
+from neuromoco.train.data.framing import FRAMING_VERSION, frame_events, frame_shape
+from neuromoco.train.data.registry import get_spec, resolve_root
 
 COMPACT_EVENT_DTYPE = np.dtype([("x", "<u2"), ("y", "<u2"), ("t", "<i8"), ("p", "u1")])
 
@@ -43,7 +43,7 @@ def get_event_dataset(name: str, split: str = "train", root: str | Path | None =
     if spec.name == "embedded":
         ds: EventDataset = EmbeddedDigits(split, root, seed=seed)
     else:
-        from train.data.real import TonicEvents
+        from neuromoco.train.data.real import TonicEvents
 
         ds = TonicEvents(spec.name, split, root, download=download)
     ds.root = resolve_root(root)

@@ -1,11 +1,11 @@
 """The embedded offline dataset: scikit-learn's 1,797 handwritten digits as N-MNIST-style event streams.
 
 ``load_digits()`` (shipped inside scikit-learn, 8x8 images with grey levels 0..16, 10 classes, about 180
-per class) goes through the event-camera simulation of :mod:`train.data.simulator` (three saccades on a
+per class) goes through the event-camera simulation of :mod:`neuromoco.train.data.simulator` (three saccades on a
 34x34 sensor, ON/OFF events from log-intensity changes, threshold mismatch, refractory period, background
 noise). The result is generated once per seed (about 10 s on one core) and kept in
 ``ROOT/embedded/digits-events-v{VERSION}-seed{SEED}.npz``; later loads read that file. The split is
-deterministic: 10% of each class (seeded) is the test set, see :mod:`train.data.splits`.
+deterministic: 10% of each class (seeded) is the test set, see :mod:`neuromoco.train.data.splits`.
 
 Typical sample: 2,000 - 3,700 events over 300 ms (mean about 2,900), both polarities about equally often;
 the tests hold every sample to the band ``EVENTS_PER_SAMPLE_BAND``.
@@ -22,11 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-from deploy.io import atomic_write
-from train.data.base import EVENT_DTYPE, EventDataset
-from train.data.registry import DATASETS, DEFAULT_SEED, EMBEDDED_VERSION, embedded_path
-from train.data.simulator import DEFAULT_CONFIG, SimulatorConfig, simulate
-from train.data.splits import SPLIT_SEED, stratified_split
+from neuromoco.io import atomic_write
+from neuromoco.train.data.base import EVENT_DTYPE, EventDataset
+from neuromoco.train.data.registry import DATASETS, DEFAULT_SEED, EMBEDDED_VERSION, embedded_path
+from neuromoco.train.data.simulator import DEFAULT_CONFIG, SimulatorConfig, simulate
+from neuromoco.train.data.splits import SPLIT_SEED, stratified_split
 
 #: every sample's event count lies in this band (tested)
 EVENTS_PER_SAMPLE_BAND = (1000, 6000)

@@ -16,8 +16,8 @@ def load_frames(spec: dict[str, Any], split: str = "test", root: str | None = No
                 limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``(frames [N, T, C, H, W] float32, labels [N] int64)`` for ``spec`` = ``{"name", "time_steps",
     "downsample"?}`` (also read from ``spec["preprocessing"]``); ``LookupError`` for a name not known here."""
-    from train.data.datasets import get_dataset
-    from train.data.registry import DATASETS
+    from neuromoco.train.data.datasets import get_dataset
+    from neuromoco.train.data.registry import DATASETS
 
     name = str(spec.get("name", "")).lower()
     if name not in DATASETS:

@@ -9,7 +9,7 @@ next to the extracted files and otherwise starts a download, which fails without
 * otherwise -> :class:`DatasetMissing`, one message saying which files go where.
 
 Splits: N-MNIST and DVS128 Gesture use their official train/test sets (tonic's ``train=``). CIFAR10-DVS
-and N-Caltech101 have none: a deterministic, seeded 9:1 split per class (:mod:`train.data.splits`).
+and N-Caltech101 have none: a deterministic, seeded 9:1 split per class (:mod:`neuromoco.train.data.splits`).
 Sizes: N-Caltech101's recordings (up to 240x180 pixels, origin moved to the recording's corner by tonic)
 are resized to 128x128 by scaling coordinates (``x * 128 // 240``, ``y * 128 // 180``), as the NeuroMoCo
 and Spikformer recipes resize their frames; CIFAR10-DVS, DVS128 Gesture and N-MNIST keep their sensors
@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from train.data.base import EventDataset, to_event_array
-from train.data.registry import (
+from neuromoco.train.data.base import EventDataset, to_event_array
+from neuromoco.train.data.registry import (
     DatasetMissing,
     DatasetSpec,
     download_allowed,
@@ -35,7 +35,7 @@ from train.data.registry import (
     missing_message,
     resolve_root,
 )
-from train.data.splits import SPLIT_SEED, stratified_split
+from neuromoco.train.data.splits import SPLIT_SEED, stratified_split
 
 NCALTECH_SOURCE = (240, 180)
 

@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deploy.lazycli import UserError
+from neuromoco.errors import UserError
 
 
 class DatasetMissing(UserError):
@@ -36,7 +36,7 @@ DEFAULT_SEED = 0
 
 
 def embedded_path(root: str | os.PathLike | None = None, seed: int = DEFAULT_SEED) -> Path:
-    """Where the embedded dataset of ``seed`` is kept (see :mod:`train.data.embedded`)."""
+    """Where the embedded dataset of ``seed`` is kept (see :mod:`neuromoco.train.data.embedded`)."""
     return resolve_root(root) / "embedded" / f"digits-events-v{EMBEDDED_VERSION}-seed{seed}.npz"
 
 

@@ -57,9 +57,9 @@ def render_rows(rows: Sequence[np.ndarray], titles: Sequence[str], path: str | P
 def render_dataset(name: str, out: str | Path, n: int = 4, split: str = "train", root: str | Path | None = None,
                    time_steps: int = 8, downsample: int = 1, views: bool = True, seed: int = 0) -> list[Path]:
     """Render ``n`` samples of a dataset (and, with ``views``, two contrastive views of each) as PNG files."""
-    from train.data.augment import contrastive_augmentation
-    from train.data.datasets import TwoViews, get_event_dataset
-    from train.data.framing import frame_events
+    from neuromoco.train.data.augment import contrastive_augmentation
+    from neuromoco.train.data.datasets import TwoViews, get_event_dataset
+    from neuromoco.train.data.framing import frame_events
 
     events_ds = get_event_dataset(name, split, root)
     spec = events_ds.spec

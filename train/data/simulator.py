@@ -1,6 +1,6 @@
 """An event-camera (DVS) simulator that turns still images into N-MNIST-style event streams.
 
-The embedded dataset (:mod:`train.data.embedded`) runs the 1,797 handwritten digits that scikit-learn
+The embedded dataset (:mod:`neuromoco.train.data.embedded`) runs the 1,797 handwritten digits that scikit-learn
 ships (8x8 images, grey levels 0..16) through this simulator, in the manner N-MNIST was recorded
 (Orchard et al. 2015, "Converting static image datasets to spiking neuromorphic datasets using
 saccades"): a static image in front of an event camera that moves through three saccades.

@@ -1,8 +1,8 @@
-"""The training commands' view of ``train.data``: labelled and two-view datasets, metadata, label fractions.
+"""The training commands' view of ``neuromoco.train.data``: labelled and two-view datasets, metadata, label fractions.
 
-Datasets come from ``train.data`` (``get_dataset`` / ``make_contrastive_dataset``). Tests and tools can
+Datasets come from ``neuromoco.train.data`` (``get_dataset`` / ``make_contrastive_dataset``). Tests and tools can
 register an in-process provider under a name with :func:`register` (used by the test suite for tiny synthetic
-data), which takes precedence over ``train.data``.
+data), which takes precedence over ``neuromoco.train.data``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Subset
 
-from deploy.lazycli import UserError
+from neuromoco.errors import UserError
 
 
 @dataclass
@@ -42,12 +42,12 @@ def unregister(name: str) -> None:
 
 def _data_module():
     try:
-        from train import data
+        from neuromoco.train import data
     except ImportError as err:  # pragma: no cover - the package ships with train/
-        raise UserError(f"train.data is not available: {err}") from None
+        raise UserError(f"neuromoco.train.data is not available: {err}") from None
     for attr in ("get_dataset", "make_contrastive_dataset"):
         if not hasattr(data, attr):
-            raise UserError(f"train.data lacks {attr}(); the data package is incomplete")
+            raise UserError(f"neuromoco.train.data lacks {attr}(); the data package is incomplete")
     return data
 
 
@@ -80,7 +80,7 @@ def contrastive(name: str, split: str = "train", *, root: str | None = None, tim
                 downsample: int = 1, strength: str = "default") -> Dataset:
     """Dataset of ``((view_q, view_k), label)``: two independent random augmentations of each sample.
 
-    The views draw their randomness from torch's generator (``seed=None`` in ``train.data``), which the
+    The views draw their randomness from torch's generator (``seed=None`` in ``neuromoco.train.data``), which the
     training loop re-seeds every epoch and DataLoader seeds per worker: runs are reproducible."""
     if name in _PROVIDERS:
         return _PROVIDERS[name].contrastive(split, time_steps=time_steps, downsample=downsample)
@@ -91,7 +91,7 @@ def contrastive(name: str, split: str = "train", *, root: str | None = None, tim
 def dataset_names() -> list[str]:
     names = list(_PROVIDERS)
     try:
-        from train import data
+        from neuromoco.train import data
         names += [n for n in getattr(data, "DATASETS", {}) if n not in names]
     except ImportError:  # pragma: no cover
         pass
@@ -115,7 +115,7 @@ def metadata(name: str, dataset: Dataset | None = None) -> dict[str, Any]:
                 range(p.num_classes)], "sensor_size": list(p.sensor_size)}
     spec: Any = None
     try:
-        from train import data
+        from neuromoco.train import data
         spec = getattr(data, "DATASETS", {}).get(name)
     except ImportError:  # pragma: no cover
         pass

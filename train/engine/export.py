@@ -1,4 +1,4 @@
-"""From a classifier checkpoint to ``model.nir`` + ``model_card.json`` (through ``train.export``)."""
+"""From a classifier checkpoint to ``model.nir`` + ``model_card.json`` (through ``neuromoco.train.export``)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from deploy.lazycli import UserError
-from train.models.base import SpikingClassifier
-from train.models.neurons import LIF
-from train.models.registry import build_classifier
+from neuromoco.errors import UserError
+from neuromoco.train.models.base import SpikingClassifier
+from neuromoco.train.models.neurons import LIF
+from neuromoco.train.models.registry import build_classifier
 
 
 def classifier_from_checkpoint(ckpt: dict[str, Any]) -> SpikingClassifier:
@@ -37,7 +37,7 @@ def export_classifier(ckpt: dict[str, Any], out_dir: str | Path,
     if not model.deployable:
         raise UserError(f"{ckpt['model']['name']} is not deployable (see `train models`); nothing to export")
     try:
-        from train.export import export_model
+        from neuromoco.train.export import export_model
     except ImportError as err:
         print(f"note: NIR export unavailable ({err}); model.nir not written", file=sys.stderr)
         return None
@@ -53,5 +53,5 @@ def export_classifier(ckpt: dict[str, Any], out_dir: str | Path,
                             time_steps=dataset["time_steps"], dt=model_dt(model), dataset=dataset,
                             class_names=list(data.get("class_names", [])), accuracy=accuracy,
                             model_name=ckpt["model"]["name"])
-    except ValueError as err:  # train.export.ExportError names the module with no exact NIR form
+    except ValueError as err:  # neuromoco.train.export.ExportError names the module with no exact NIR form
         raise UserError(f"NIR export failed: {err}") from None

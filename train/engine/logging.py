@@ -13,7 +13,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from deploy.io import atomic_write_text
+from neuromoco.io import atomic_write_text
 
 
 class MetricsLogger:

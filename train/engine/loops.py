@@ -12,11 +12,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, SequentialSampler, Subset
 
-from deploy.lazycli import UserError
-from train.engine import distributed as du
-from train.engine.logging import MetricsLogger
-from train.engine.runtime import Runtime
-from train.engine.seeding import epoch_seed, loader_generator, seed_worker
+from neuromoco.errors import UserError
+from neuromoco.train.engine import distributed as du
+from neuromoco.train.engine.logging import MetricsLogger
+from neuromoco.train.engine.runtime import Runtime
+from neuromoco.train.engine.seeding import epoch_seed, loader_generator, seed_worker
 
 StepFn = Callable[[Any], tuple[torch.Tensor, dict[str, torch.Tensor], int]]
 

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from deploy.lazycli import UserError
-from train.engine.distributed import DistInfo, init_distributed
+from neuromoco.errors import UserError
+from neuromoco.train.engine.distributed import DistInfo, init_distributed
 
 
 @dataclass

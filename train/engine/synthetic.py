@@ -13,7 +13,7 @@ import math
 import torch
 from torch.utils.data import Dataset
 
-from train.engine import data as D
+from neuromoco.train.engine import data as D
 
 
 class SyntheticFrames(Dataset):

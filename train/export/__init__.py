@@ -1,7 +1,7 @@
 """NIR export of trained deployable models: ``model.nir`` plus ``model_card.json``.
 
-The mapping is the project's own (:mod:`train.export.to_nir`), with BatchNorm folded first
-(:mod:`train.export.bn_fold`). ``deploy`` reads the result without importing ``train``.
+The mapping is the project's own (:mod:`neuromoco.train.export.to_nir`), with BatchNorm folded first
+(:mod:`neuromoco.train.export.bn_fold`). ``deploy`` reads the result without importing ``train``.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from typing import Any
 import nir
 from torch import nn
 
-from train.export.bn_fold import ExportError, flatten_modules, fold_batchnorm, fold_layers
-from train.export.to_nir import layer_names, plan_layers, to_nir
+from neuromoco.train.export.bn_fold import ExportError, flatten_modules, fold_batchnorm, fold_layers
+from neuromoco.train.export.to_nir import layer_names, plan_layers, to_nir
 
 MODEL_FILE = "model.nir"
 
@@ -39,12 +39,12 @@ def export_model(modules: list[nn.Module] | nn.Module, out_dir: Path, *, input_s
     with its running statistics, Dropout dropped). ``input_shape``: one frame ``[C, H, W]``.
     Raises :class:`ExportError` naming the module that has no exact NIR form.
     """
-    from deploy import __version__ as deploy_version
-    from deploy.card import CARD_NAME, ModelCard
-    from deploy.io import atomic_write
+    from neuromoco.deploy import __version__ as deploy_version
+    from neuromoco.deploy.card import CARD_NAME, ModelCard
+    from neuromoco.io import atomic_write
 
     try:
-        from train import __version__ as version
+        from neuromoco.train import __version__ as version
     except ImportError:  # pragma: no cover
         version = deploy_version
     graph = to_nir(modules, list(input_shape), dt)
@@ -55,7 +55,7 @@ def export_model(modules: list[nn.Module] | nn.Module, out_dir: Path, *, input_s
         input_shape=[int(v) for v in input_shape], time_steps=int(time_steps), dt=float(dt), dataset=dict(dataset),
         class_names=list(class_names), accuracy={k: float(v) for k, v in accuracy.items()}, model=model_name,
         version=version,
-        extra={"exporter": "train.export", "nir_version": getattr(nir, "version", ""),
+        extra={"exporter": "neuromoco.train.export", "nir_version": getattr(nir, "version", ""),
                "readout": "prediction = arg-max over classes of the output node summed over time",
                "initial_state": "all neuron states start at 0"},
     )

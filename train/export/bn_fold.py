@@ -1,7 +1,7 @@
 """Flattening a deployable model into primitive layers, and folding BatchNorm into the layer before it.
 
 A deployable model is a sequence of multi-step modules (``[T, B, ...]`` in and out): stateless layers
-wrapped in :class:`~train.models.layers.TimeDistributed`, and :class:`~train.models.neurons.LIF`
+wrapped in :class:`~neuromoco.train.models.layers.TimeDistributed`, and :class:`~neuromoco.train.models.neurons.LIF`
 neurons. :func:`flatten_modules` opens ``nn.Sequential`` and ``TimeDistributed`` wrappers (a wrapped
 ``Sequential`` becomes one wrapper per child, the same computation), drops ``Dropout`` and ``Identity``
 (no-ops in evaluation), and :func:`fold_batchnorm` merges every BatchNorm with the conv or linear layer
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from train.models.layers import TimeDistributed
+from neuromoco.train.models.layers import TimeDistributed
 
 _DROPPED = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.Identity)
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d)

@@ -1,6 +1,6 @@
 """The project's own PyTorch/Norse -> NIR mapping (not Norse 1.1's ``to_nir``; see DESIGN.md).
 
-Each primitive layer (after :func:`~train.export.bn_fold.fold_layers`) becomes one NIR node:
+Each primitive layer (after :func:`~neuromoco.train.export.bn_fold.fold_layers`) becomes one NIR node:
 
 ================================  ===========================================================
 PyTorch module                    NIR node
@@ -9,9 +9,9 @@ PyTorch module                    NIR node
                                   ``input_shape`` always set; stride, padding, dilation, groups)
 ``nn.Linear``                     ``Affine`` (``Linear`` when it has no bias)
 ``nn.AvgPool2d``                  ``AvgPool2d`` (floor mode, padding counted in the divisor)
-``SumPool2d`` (train.models)      ``SumPool2d``
+``SumPool2d`` (neuromoco.train.models)      ``SumPool2d``
 ``nn.Flatten(start, end)``        ``Flatten(start - 1, end - 1)``: NIR dims exclude the batch
-``LIF`` (train.models.neurons)    ``LIF(tau = 1 / tau_mem_inv, r = 1, v_leak, v_threshold,
+``LIF`` (neuromoco.train.models.neurons)    ``LIF(tau = 1 / tau_mem_inv, r = 1, v_leak, v_threshold,
                                   v_reset)``, per-neuron arrays, dt in the model card
 ================================  ===========================================================
 
@@ -33,9 +33,9 @@ import torch
 from norse.torch.functional.reset import reset_value
 from torch import nn
 
-from train.export.bn_fold import ExportError, Layer, flatten_modules, fold_layers
-from train.models.layers import SumPool2d
-from train.models.neurons import LIF
+from neuromoco.train.export.bn_fold import ExportError, Layer, flatten_modules, fold_layers
+from neuromoco.train.models.layers import SumPool2d
+from neuromoco.train.models.neurons import LIF
 
 
 def _pair(v: object) -> tuple[int, ...]:
@@ -162,14 +162,14 @@ def plan_layers(modules: list[nn.Module] | nn.Module, input_shape: list[int], dt
 
 
 def layer_names(modules: list[nn.Module] | nn.Module, input_shape: list[int], dt: float) -> list[str]:
-    """NIR node names aligned with :func:`~train.export.bn_fold.fold_batchnorm` ``(modules)``."""
+    """NIR node names aligned with :func:`~neuromoco.train.export.bn_fold.fold_batchnorm` ``(modules)``."""
     return [name for name, *_ in plan_layers(modules, input_shape, dt)]
 
 
 def to_nir(modules: list[nn.Module] | nn.Module, input_shape: list[int], dt: float) -> nir.NIRGraph:
-    """The NIR graph of a deployable model (BatchNorm folded), checked by ``deploy.graph.check_graph``."""
-    from deploy.graph import check_graph
-    from deploy.lazycli import UserError
+    """The NIR graph of a deployable model (BatchNorm folded), checked by ``neuromoco.deploy.graph.check_graph``."""
+    from neuromoco.deploy.graph import check_graph
+    from neuromoco.errors import UserError
 
     plan = plan_layers(modules, input_shape, dt)
     shape = tuple(int(v) for v in input_shape)

@@ -1,7 +1,7 @@
 """NeuroMoCo: momentum-contrast self-supervision for spiking encoders with the MixInfoNCE loss."""
 
-from train.moco.builder import MoCo, ProjectedEncoder, Projector
-from train.moco.loss import InfoNCE, MixInfoNCE, contrastive_logits, temporal_features
+from neuromoco.train.moco.builder import MoCo, ProjectedEncoder, Projector
+from neuromoco.train.moco.loss import InfoNCE, MixInfoNCE, contrastive_logits, temporal_features
 
 __all__ = [
            "InfoNCE",

@@ -10,7 +10,7 @@
   runs across all ranks' samples (MoCo's ``_batch_shuffle_ddp``). In one process, ``bn_splits = n`` runs both
   encoders on n sub-batches of B/n with their own BatchNorm statistics (MoCo's SplitBatchNorm, here by
   chunked forward passes), which is exactly what n DDP ranks compute.
-* Loss: :class:`~train.moco.loss.MixInfoNCE` on the per-step projections.
+* Loss: :class:`~neuromoco.train.moco.loss.MixInfoNCE` on the per-step projections.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from train.engine import distributed as du
-from train.moco.loss import MixInfoNCE, temporal_features
+from neuromoco.train.engine import distributed as du
+from neuromoco.train.moco.loss import MixInfoNCE, temporal_features
 
 
 class Projector(nn.Module):

@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from train.models.layers import TimeDistributed
-from train.models.neurons import LIF
+from neuromoco.train.models.layers import TimeDistributed
+from neuromoco.train.models.neurons import LIF
 
 
 class SpikingEncoder(nn.Module):

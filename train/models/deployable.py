@@ -2,7 +2,7 @@
 
 Built only from operators that NIR (and so every deploy target) expresses: ``nn.Conv2d`` (no bias: the
 BatchNorm after it carries the offset, and is folded into the conv at export), ``nn.BatchNorm2d``, the
-canonical :class:`~train.models.neurons.LIF`, ``SumPool2d`` (default: spike counts stay integers, which suits
+canonical :class:`~neuromoco.train.models.neurons.LIF`, ``SumPool2d`` (default: spike counts stay integers, which suits
 fixed-point targets) or ``nn.AvgPool2d``, and ``nn.Flatten``. The encoder's features are the flattened spikes
 of the last stage, pooled: ``[T, B, C_last * h * w]``.
 
@@ -21,9 +21,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from train.models.base import SpikingEncoder, run_multistep
-from train.models.layers import SumPool2d, TimeDistributed
-from train.models.neurons import LIF, LIFConfig
+from neuromoco.train.models.base import SpikingEncoder, run_multistep
+from neuromoco.train.models.layers import SumPool2d, TimeDistributed
+from neuromoco.train.models.neurons import LIF, LIFConfig
 
 
 class DeployableCNN(SpikingEncoder):

@@ -1,6 +1,6 @@
 """Model registry: a name picks the architecture; ``train models`` lists them.
 
-``build_encoder(name, input_shape)`` gives a :class:`~train.models.base.SpikingEncoder` for frames of shape
+``build_encoder(name, input_shape)`` gives a :class:`~neuromoco.train.models.base.SpikingEncoder` for frames of shape
 ``[C, H, W]``; ``build_classifier(name, input_shape, num_classes)`` adds the linear readout.
 """
 
@@ -10,11 +10,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from deploy.lazycli import UserError
-from train.models.base import SpikingClassifier, SpikingEncoder, count_parameters
-from train.models.deployable import vgg34, vgg128
-from train.models.sew_resnet import sew_resnet18
-from train.models.spikformer import spikformer_2_256
+from neuromoco.errors import UserError
+from neuromoco.train.models.base import SpikingClassifier, SpikingEncoder, count_parameters
+from neuromoco.train.models.deployable import vgg34, vgg128
+from neuromoco.train.models.sew_resnet import sew_resnet18
+from neuromoco.train.models.spikformer import spikformer_2_256
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from train.models.base import SpikingEncoder
-from train.models.layers import TimeDistributed
-from train.models.neurons import LIF, LIFConfig
+from neuromoco.train.models.base import SpikingEncoder
+from neuromoco.train.models.layers import TimeDistributed
+from neuromoco.train.models.neurons import LIF, LIFConfig
 
 
 def _conv_bn(cin: int, cout: int, k: int, stride: int = 1) -> TimeDistributed:

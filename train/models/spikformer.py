@@ -15,9 +15,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from train.models.base import SpikingEncoder
-from train.models.layers import TimeDistributed
-from train.models.neurons import LIF, LIFConfig
+from neuromoco.train.models.base import SpikingEncoder
+from neuromoco.train.models.layers import TimeDistributed
+from neuromoco.train.models.neurons import LIF, LIFConfig
 
 ATTN_LIF = LIFConfig(v_threshold=0.5)
 

@@ -2,5 +2,5 @@
 
 They live in their own package because Lava's compiler looks for a process's models by importing every
 module in the process's folder; kept apart, that search touches only these two small modules.
-Import :mod:`deploy.lava_compat` (``import_lava()``) before importing them.
+Import :mod:`neuromoco.deploy.lava_compat` (``import_lava()``) before importing them.
 """

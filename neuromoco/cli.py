@@ -14,9 +14,7 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 
-
-class UserError(Exception):
-    """A problem with the user's input (missing file, bad graph, bad option): printed without traceback."""
+from neuromoco.errors import UserError
 
 
 def build_parser(prog: str, description: str, commands: Mapping[str, tuple[str, str]],
