@@ -7,8 +7,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from neuromoco.io import atomic_write_json
 from neuromoco.errors import UserError
+from neuromoco.io import atomic_write_json
 
 CARD_NAME = "model_card.json"
 

@@ -42,8 +42,8 @@ from typing import Any
 import nir
 import numpy as np
 
-from neuromoco.errors import UserError
 from neuromoco.deploy.result import RunResult
+from neuromoco.errors import UserError
 
 NEURON_TYPES = (nir.LIF, nir.IF, nir.LI, nir.CubaLIF, nir.CubaLI)
 SPIKING_TYPES = (nir.LIF, nir.IF, nir.CubaLIF, nir.Threshold)

@@ -27,27 +27,11 @@ from pathlib import Path
 import nir
 import numpy as np
 
+from neuromoco.deploy.nodes import NEURON_TYPES, NODES, SPIKING_TYPES, SUPPORTED_NAMES, facts
 from neuromoco.errors import UserError
-from neuromoco.deploy.semantics import NEURON_TYPES, SPIKING_TYPES
 
-# Node types the project runs. Anything else (Delay, I, ...) is refused by name.
-SUPPORTED_TYPES: tuple[type, ...] = (
-    nir.Input, nir.Output, nir.Affine, nir.Linear, nir.Conv1d, nir.Conv2d, nir.SumPool2d, nir.AvgPool2d,
-    nir.Flatten, nir.Scale, nir.Threshold, nir.IF, nir.LIF, nir.LI, nir.CubaLIF, nir.CubaLI,
-)
-SUPPORTED_NAMES = tuple(t.__name__ for t in SUPPORTED_TYPES)
-STATEFUL_TYPES = NEURON_TYPES
-
-# Array parameters checked for finiteness, per node type (names as NIR spells them).
-_PARAMS: dict[str, tuple[str, ...]] = {
-    "Affine": ("weight", "bias"), "Linear": ("weight",), "Conv1d": ("weight", "bias"),
-    "Conv2d": ("weight", "bias"), "Scale": ("scale",), "Threshold": ("threshold",),
-    "IF": ("r", "v_threshold", "v_reset"), "LIF": ("tau", "r", "v_leak", "v_threshold", "v_reset"),
-    "LI": ("tau", "r", "v_leak"),
-    "CubaLIF": ("tau_syn", "tau_mem", "r", "v_leak", "v_threshold", "v_reset", "w_in"),
-    "CubaLI": ("tau_syn", "tau_mem", "r", "v_leak", "w_in"),
-    "SumPool2d": ("kernel_size", "stride", "padding"), "AvgPool2d": ("kernel_size", "stride", "padding"),
-}
+# Node types the project runs and their parameters are the table in neuromoco.deploy.nodes; anything else
+# (Delay, I, ...) is refused by name. These are all the types NIR itself knows:
 _NIR_KNOWN = set(getattr(nir.ir, "__all_ir", [])) or {
     "Conv1d", "Conv2d", "Delay", "Flatten", "Input", "NIRGraph", "Output", "Affine", "Linear", "Scale",
     "CubaLI", "CubaLIF", "I", "IF", "LI", "LIF", "AvgPool2d", "SumPool2d", "Threshold"}
@@ -413,7 +397,7 @@ def fit_param(value: object, shape: Shape) -> np.ndarray:
 
 
 def _elementwise_out(node: nir.NIRNode, name: str, shape: Shape) -> Shape:
-    for p in _PARAMS[type(node).__name__]:
+    for p in NODES[type(node)].params:
         val = getattr(node, p, None)
         if val is None:
             continue
@@ -541,15 +525,13 @@ def node_shapes(graph: nir.NIRGraph, input_shape: list[int] | None = None) -> di
 
 def _check_types(graph: nir.NIRGraph) -> None:
     for name, node in graph.nodes.items():
-        if not isinstance(node, SUPPORTED_TYPES) or type(node) not in SUPPORTED_TYPES:
-            raise UserError(f"node {name!r} has unsupported type {type(node).__name__} "
-                            f"(supported: {', '.join(SUPPORTED_NAMES)})")
+        facts(node, name)
 
 
 def check_finite(graph: nir.NIRGraph) -> None:
     """Every numeric parameter of every node is finite; time constants are positive."""
     for name, node in graph.nodes.items():
-        for p in _PARAMS.get(type(node).__name__, ()):
+        for p in NODES[type(node)].params:
             val = getattr(node, p, None)
             if val is None:
                 continue

@@ -41,9 +41,9 @@ from neuromoco.deploy.graph import (
     pool_geometry,
     structure,
 )
-from neuromoco.errors import UserError
 from neuromoco.deploy.result import RunResult
 from neuromoco.deploy.semantics import NEURON_TYPES, SPIKING_TYPES, DiscreteNeuron, discretize, euler_gain
+from neuromoco.errors import UserError
 
 Tensor = torch.Tensor
 

@@ -27,8 +27,7 @@ from dataclasses import dataclass
 import nir
 import numpy as np
 
-NEURON_TYPES = (nir.LIF, nir.IF, nir.LI, nir.CubaLIF, nir.CubaLI)
-SPIKING_TYPES = (nir.LIF, nir.IF, nir.CubaLIF)
+from neuromoco.deploy.nodes import NEURON_TYPES, NODES, SPIKING_TYPES  # noqa: F401 - re-exported
 
 
 def euler_gain(dt: float, tau: np.ndarray, dtype: type = np.float32) -> np.ndarray:
@@ -85,16 +84,17 @@ def neuron_shape(node: nir.NIRNode) -> tuple[int, ...]:
 def discretize(node: nir.NIRNode, dt: float) -> DiscreteNeuron:
     """The per-step parameters of a NIR neuron node for a step of ``dt`` seconds."""
     kind = type(node).__name__
-    if not isinstance(node, NEURON_TYPES):
+    row = NODES.get(type(node))
+    if row is None or row.role != "neuron":
         raise TypeError(f"{kind} is not a neuron node")
     shape = neuron_shape(node)
     v_reset = _arr(getattr(node, "v_reset", 0.0), shape)
-    v_th = _arr(node.v_threshold, shape) if isinstance(node, SPIKING_TYPES) else None
-    if isinstance(node, nir.IF):
+    v_th = _arr(node.v_threshold, shape) if row.spiking else None
+    if not row.leak:  # IF
         return DiscreteNeuron(kind, shape, dt, None, _arr(node.r, shape), _arr(0.0, shape), v_th, v_reset)
     tau_mem = _arr(node.tau_mem if hasattr(node, "tau_mem") else node.tau, shape)
     tau_syn = w_in = None
-    if isinstance(node, (nir.CubaLIF, nir.CubaLI)):
+    if row.current:
         tau_syn, w_in = _arr(node.tau_syn, shape), _arr(getattr(node, "w_in", 1.0), shape)
     return DiscreteNeuron(kind, shape, dt, tau_mem, _arr(node.r, shape), _arr(node.v_leak, shape),
                           v_th, v_reset, tau_syn, w_in)

@@ -168,8 +168,8 @@ def collect_commands() -> list[tuple[str, str, list[str]]]:
 
 def parse_error(prog: str, argv: list[str]) -> str | None:
     """Why ``prog argv`` does not parse (argparse's message), or None when it does. Nothing is executed."""
-    from neuromoco.deploy.cli import COMMANDS as DEPLOY_COMMANDS
     from neuromoco.cli import build_parser
+    from neuromoco.deploy.cli import COMMANDS as DEPLOY_COMMANDS
     from neuromoco.train.cli import COMMANDS as TRAIN_COMMANDS
 
     commands = TRAIN_COMMANDS if prog == "train" else DEPLOY_COMMANDS

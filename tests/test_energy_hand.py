@@ -9,9 +9,16 @@ import nir
 import numpy as np
 import pytest
 
-from neuromoco.deploy.energy import Activity, energy, load_energy_models, profile, select_models, synaptic_layers
-from neuromoco.errors import UserError
+from neuromoco.deploy.energy import (
+    Activity,
+    energy,
+    load_energy_models,
+    profile,
+    select_models,
+    synaptic_layers,
+)
 from neuromoco.deploy.result import RunResult
+from neuromoco.errors import UserError
 
 
 def lif(shape):

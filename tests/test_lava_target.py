@@ -16,10 +16,10 @@ import scipy.sparse as sp
 import torch
 
 from neuromoco.deploy.card import ModelCard
-from neuromoco.errors import UserError
 from neuromoco.deploy.reference import ReferenceExecutor
 from neuromoco.deploy.targets.lava import TARGET
 from neuromoco.deploy.targets.lava_plan import compile_graph
+from neuromoco.errors import UserError
 
 # ---------------------------------------------------------------------------------------------- graphs
 

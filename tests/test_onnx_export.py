@@ -11,11 +11,11 @@ import pytest
 from test_onnx_graphs import DT, GRAPHS, convnet, cuba_rnn, lif
 
 from neuromoco.deploy.card import ModelCard
-from neuromoco.errors import UserError
 from neuromoco.deploy.targets import get_target
 from neuromoco.deploy.targets.onnx import FP32_NAME, TARGET, describe
 from neuromoco.deploy.targets.onnx_build import DEFAULT_OPSET, StepSpec, build_step_model
 from neuromoco.deploy.targets.onnx_run import OnnxRunner
+from neuromoco.errors import UserError
 
 
 def card_for(frames: np.ndarray, dt: float = DT) -> ModelCard:

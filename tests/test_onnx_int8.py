@@ -15,11 +15,11 @@ import pytest
 from test_onnx_graphs import convnet, digits_convnet, trained_digits_mlp
 
 from neuromoco.deploy.card import ModelCard
-from neuromoco.errors import UserError
 from neuromoco.deploy.reference import ReferenceExecutor
 from neuromoco.deploy.targets.onnx import INT8_NAME, TARGET
 from neuromoco.deploy.targets.onnx_build import StepSpec
 from neuromoco.deploy.targets.onnx_run import OnnxRunner
+from neuromoco.errors import UserError
 
 
 def rel_diff(a: np.ndarray, b: np.ndarray) -> float:

@@ -10,9 +10,9 @@ import pytest
 
 from neuromoco.deploy.card import ModelCard
 from neuromoco.deploy.graph import load_graph
-from neuromoco.errors import UserError
 from neuromoco.deploy.reference import ReferenceExecutor
 from neuromoco.deploy.targets import get_target
+from neuromoco.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("make_fixtures", ROOT / "nir_models" / "make_fixtures.py")

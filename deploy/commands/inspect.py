@@ -31,8 +31,8 @@ def describe(path: Path, card_path: Path | None = None) -> dict[str, Any]:
     import numpy as np
 
     from neuromoco.deploy.card import ModelCard
-    from neuromoco.deploy.graph import _PARAMS, load_graph, node_io_shapes, structure
-    from neuromoco.deploy.semantics import NEURON_TYPES, SPIKING_TYPES
+    from neuromoco.deploy.graph import load_graph, node_io_shapes, structure
+    from neuromoco.deploy.nodes import NODES
 
     card = None
     card_file = card_path or ModelCard.beside(path)
@@ -48,12 +48,13 @@ def describe(path: Path, card_path: Path | None = None) -> dict[str, Any]:
         kind = type(node).__name__
         entry: dict[str, Any] = {"name": name, "type": kind, "input_shape": list(io[name][0]),
                                  "output_shape": list(io[name][1])}
-        if isinstance(node, NEURON_TYPES):
-            entry["spiking"] = isinstance(node, SPIKING_TYPES)
+        row = NODES[type(node)]
+        if row.role == "neuron":
+            entry["spiking"] = row.spiking
             entry["neurons"] = int(np.prod(io[name][1]))
-            entry["params"] = {p: _summary(getattr(node, p)) for p in _PARAMS[kind]
+            entry["params"] = {p: _summary(getattr(node, p)) for p in row.params
                                if getattr(node, p, None) is not None}
-        elif kind in ("Affine", "Linear", "Conv1d", "Conv2d"):
+        elif row.weighted:
             w = np.asarray(node.weight)
             n = int(w.size) + (int(np.size(node.bias)) if hasattr(node, "bias") else 0)
             n_params += n

@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 
 from neuromoco.deploy.card import ModelCard
-from neuromoco.errors import UserError
 from neuromoco.deploy.parity import EXACT_TARGETS, ParityAccumulator, Tolerances, check, parse_names
+from neuromoco.errors import UserError
 
 DEFAULT_TARGETS = "lava-float,lava-fixed,onnx,onnx-int8"
 
@@ -176,9 +176,9 @@ def _settle_lava_start_method() -> None:
 # ------------------------------------------------------------------------------------------ the command
 def run(args: argparse.Namespace) -> int:
     from neuromoco.deploy.graph import spiking_nodes
-    from neuromoco.io import atomic_write_json
     from neuromoco.deploy.report import write_parity_report
     from neuromoco.deploy.targets import TARGETS
+    from neuromoco.io import atomic_write_json
 
     names = parse_names(args.targets)
     if not names:

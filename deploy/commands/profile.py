@@ -39,10 +39,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from neuromoco.deploy.energy import Activity, energy, load_energy_models, profile, select_models
-    from neuromoco.io import atomic_write_json
     from neuromoco.deploy.parity import parse_names
     from neuromoco.deploy.report import write_energy_report
     from neuromoco.deploy.targets import TARGETS
+    from neuromoco.io import atomic_write_json
 
     if args.target not in TARGETS:
         raise UserError(f"unknown target {args.target!r}; known: {', '.join(TARGETS)}")

@@ -75,8 +75,8 @@ def build_runner(args: argparse.Namespace) -> tuple[Any, Any, dict[str, Any]]:
 
 def run(args: argparse.Namespace) -> int:
     from neuromoco.deploy.datasets import load_frames
-    from neuromoco.io import atomic_write_json
     from neuromoco.deploy.result import RunResult
+    from neuromoco.io import atomic_write_json
 
     if args.batch_size < 1:
         raise UserError("--batch-size must be at least 1")

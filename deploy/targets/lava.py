@@ -38,10 +38,10 @@ from typing import Any
 import nir
 
 from neuromoco.deploy.card import ModelCard
-from neuromoco.io import atomic_write_json
-from neuromoco.errors import UserError
 from neuromoco.deploy.targets.lava_plan import LavaPlan, compile_graph, load_plan, save_plan
 from neuromoco.deploy.targets.lava_run import LavaRunner
+from neuromoco.errors import UserError
+from neuromoco.io import atomic_write_json
 
 NETWORK_NAME = "lava_network.h5"
 REPORT_NAME = "lava_export.json"

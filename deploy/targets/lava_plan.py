@@ -66,8 +66,8 @@ from neuromoco.deploy.graph import (
     pool_geometry,
     structure,
 )
-from neuromoco.errors import UserError
 from neuromoco.deploy.semantics import NEURON_TYPES, SPIKING_TYPES, discretize, loihi_form
+from neuromoco.errors import UserError
 
 FORMAT = "neuromoco-lava-plan"
 FORMAT_VERSION = 1

@@ -29,9 +29,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from neuromoco.deploy.lava_compat import import_lava
-from neuromoco.errors import UserError
 from neuromoco.deploy.result import RunResult
 from neuromoco.deploy.targets.lava_plan import Conn, LavaPlan, connection_process
+from neuromoco.errors import UserError
 
 AUTO_TILE_SYNAPSES = 1 << 21
 

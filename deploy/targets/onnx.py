@@ -36,9 +36,9 @@ import nir
 import numpy as np
 
 from neuromoco.deploy.card import ModelCard
-from neuromoco.errors import UserError
 from neuromoco.deploy.targets.onnx_build import DEFAULT_OPSET, build_step_model
 from neuromoco.deploy.targets.onnx_run import OnnxRunner
+from neuromoco.errors import UserError
 
 FP32_NAME = "model.onnx"
 INT8_NAME = "model.int8.onnx"

@@ -41,8 +41,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from neuromoco.errors import UserError
 from neuromoco.deploy.semantics import NEURON_TYPES, SPIKING_TYPES, discretize
+from neuromoco.errors import UserError
 
 DEFAULT_OPSET = 17
 META_KEY = "neuromoco"

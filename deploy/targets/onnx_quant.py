@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from neuromoco.errors import UserError
 from neuromoco.deploy.targets.onnx_build import StepSpec
+from neuromoco.errors import UserError
 
 QUANTIZED_OPS = ["Conv", "Gemm", "MatMul"]
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from neuromoco.errors import UserError
 from neuromoco.deploy.result import RunResult
 from neuromoco.deploy.targets.onnx_build import StepSpec
+from neuromoco.errors import UserError
 
 
 def session_options(threads: int | None = None, optimization: str = "all"):

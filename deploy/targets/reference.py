@@ -16,10 +16,10 @@ import torch
 
 from neuromoco.deploy.card import CARD_NAME, ModelCard
 from neuromoco.deploy.graph import check_graph, load_graph
-from neuromoco.io import atomic_write
-from neuromoco.errors import UserError
 from neuromoco.deploy.reference import ReferenceExecutor
 from neuromoco.deploy.result import RunResult
+from neuromoco.errors import UserError
+from neuromoco.io import atomic_write
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64, torch.float32: torch.float32,
            torch.float64: torch.float64}

@@ -67,8 +67,8 @@ def _mode_from_argv(prog: str) -> str | None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from neuromoco.io import atomic_write_json
     from neuromoco.errors import UserError
+    from neuromoco.io import atomic_write_json
     from neuromoco.train import __version__
     from neuromoco.train.engine import data as D
     from neuromoco.train.engine import distributed as du

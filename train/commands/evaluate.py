@@ -26,8 +26,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from neuromoco.io import atomic_write_json
     from neuromoco.errors import UserError
+    from neuromoco.io import atomic_write_json
     from neuromoco.train.engine import data as D
     from neuromoco.train.engine import distributed as du
     from neuromoco.train.engine.checkpoint import load_checkpoint

@@ -52,15 +52,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
 
-    from neuromoco.io import atomic_write_json
     from neuromoco.errors import UserError
+    from neuromoco.io import atomic_write_json
     from neuromoco.train import __version__
     from neuromoco.train.engine import data as D
     from neuromoco.train.engine import distributed as du
     from neuromoco.train.engine.checkpoint import load_checkpoint, restore_training_state, save_checkpoint
     from neuromoco.train.engine.cliargs import check_positive, resolve_workers, resume_path, write_config
     from neuromoco.train.engine.logging import MetricsLogger
-    from neuromoco.train.engine.loops import build_optimizer, cosine_schedule, time_major, train_epoch, train_loader
+    from neuromoco.train.engine.loops import (
+        build_optimizer,
+        cosine_schedule,
+        time_major,
+        train_epoch,
+        train_loader,
+    )
     from neuromoco.train.engine.runtime import make_runtime
     from neuromoco.train.engine.seeding import epoch_seed, seed_everything
     from neuromoco.train.moco import MoCo

@@ -20,8 +20,8 @@ from typing import Any
 
 import torch
 
-from neuromoco.io import atomic_write
 from neuromoco.errors import UserError
+from neuromoco.io import atomic_write
 
 FORMAT = "neuromoco-checkpoint"
 FORMAT_VERSION = 1

@@ -9,8 +9,8 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from neuromoco.io import atomic_write_json
 from neuromoco.errors import UserError
+from neuromoco.io import atomic_write_json
 
 
 def add_runtime_args(p: argparse.ArgumentParser) -> None:
