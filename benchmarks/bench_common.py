@@ -1,4 +1,4 @@
-"""Helpers shared by the benchmark scripts: paths, machine description, atomic JSON, the vgg34 test graph.
+"""Helpers shared by the benchmark scripts: paths, machine description, atomic JSON, the cnn3-34 test graph.
 
 Each script is run as ``python benchmarks/NAME.py``, which puts ``benchmarks/`` first on ``sys.path``, so
 ``from bench_common import ...`` finds this module; importing it puts the repository root on ``sys.path``
@@ -55,11 +55,11 @@ def write_json(path: str | os.PathLike, obj: Any) -> Path:
     return atomic_write_json(path, obj)
 
 
-def vgg34_graph(seed: int = 0, time_steps: int = 16):
-    """The vgg34 deployable architecture as a NIR graph with random (He-scaled) weights, and its card.
+def cnn3_34_graph(seed: int = 0, time_steps: int = 16):
+    """The cnn3-34 deployable architecture as a NIR graph with random (He-scaled) weights, and its card.
 
     conv 16-32-32 (3x3, bias), LIF (tau 2 ms, dt 1 ms: dt/tau = 0.5, threshold 1, reset 0), sum pooling 2x2,
-    then a 512 -> 10 readout: ``neuromoco.train.models.deployable.vgg34`` with BatchNorm folded into the convs.
+    then a 512 -> 10 readout: ``neuromoco.train.models.deployable.cnn3_34`` with BatchNorm folded into the convs.
     """
     import nir
 
@@ -89,7 +89,7 @@ def vgg34_graph(seed: int = 0, time_steps: int = 16):
                            np.zeros(10, np.float32)))
     add("output", nir.Output({"output": np.array([10])}))
     graph = nir.NIRGraph(nodes, edges, type_check=False)
-    card = ModelCard(input_shape=[2, 34, 34], time_steps=time_steps, dt=1e-3, model="vgg34 (random weights)",
+    card = ModelCard(input_shape=[2, 34, 34], time_steps=time_steps, dt=1e-3, model="cnn3-34 (random weights)",
                      dataset={"name": "embedded"})
     return graph, card
 
@@ -112,13 +112,13 @@ def find_trained(explicit: str | None) -> Path | None:
 
 def model_under_test(explicit: str | None, time_steps: int):
     """``(graph, card, path)``: the trained 34x34 model (see :func:`find_trained`), else the random-weight
-    vgg34 graph with ``time_steps`` (``path`` None)."""
+    cnn3-34 graph with ``time_steps`` (``path`` None)."""
     from neuromoco.deploy.card import ModelCard
     from neuromoco.deploy.graph import load_graph
 
     trained = find_trained(explicit)
     if trained is None:
-        graph, card = vgg34_graph(time_steps=time_steps)
+        graph, card = cnn3_34_graph(time_steps=time_steps)
         return graph, card, None
     card = ModelCard.load(ModelCard.beside(trained))
     return load_graph(trained, input_shape=card.input_shape), card, trained

@@ -1,8 +1,8 @@
-"""Training throughput of the project's vgg34 (Norse) against the same network built in SpikingJelly.
+"""Training throughput of the project's cnn3-34 (Norse) against the same network built in SpikingJelly.
 
-Both models are ``vgg34`` with its classifier readout: three stages of conv3x3 (no bias) - BatchNorm - LIF -
+Both models are ``cnn3-34`` with its classifier readout: three stages of conv3x3 (no bias) - BatchNorm - LIF -
 2x2 sum pooling (16-32-32 channels, 34 -> 17 -> 8 -> 4), flatten to 512, ``Linear(512, 10)`` per time step,
-logits = mean over T. The project's is ``neuromoco.train.models.registry.build_classifier("vgg34")`` (Norse box LIF,
+logits = mean over T. The project's is ``neuromoco.train.models.registry.build_classifier("cnn3-34")`` (Norse box LIF,
 multi-step over T); the SpikingJelly one is built from ``spikingjelly.activation_based.layer`` modules and
 ``neuron.LIFNode(tau=2.0, decay_input=True, v_threshold=1.0, v_reset=0.0, detach_reset=False,
 step_mode='m', backend='torch')``, which is the same neuron: ``v += (x - v) / 2``, spike when ``v`` crosses
@@ -46,8 +46,8 @@ OUT = RESULTS / "spikingjelly_compare.json"
 INSTALL_HINT = "spikingjelly is not installed: run pip install -e '.[bench]' (or make bench)"
 
 
-def sj_vgg34(surrogate_fn, num_classes: int = 10, channels=(16, 32, 32), input_shape=(2, 34, 34)):
-    """vgg34 + readout in SpikingJelly's multi-step layers; ``forward(x [T,B,C,H,W]) -> logits [B, classes]``."""
+def sj_cnn3_34(surrogate_fn, num_classes: int = 10, channels=(16, 32, 32), input_shape=(2, 34, 34)):
+    """cnn3-34 + readout in SpikingJelly's multi-step layers; ``forward(x [T,B,C,H,W]) -> logits [B, classes]``."""
     import torch
     from spikingjelly.activation_based import layer, neuron
     from torch import nn
@@ -243,10 +243,10 @@ def main(argv: list[str] | None = None) -> int:
     x = torch.poisson(torch.full((T, B, 2, 34, 34), 0.1), generator=gen)
     y = torch.randint(0, 10, (B,), generator=gen)
 
-    project = build_classifier("vgg34", (2, 34, 34), 10)
+    project = build_classifier("cnn3-34", (2, 34, 34), 10)
 
     def sj_factory(fn):
-        return sj_vgg34(fn)
+        return sj_cnn3_34(fn)
 
     timed_surrogate = surrogate.SoftSign(alpha=1.0) if args.surrogate == "softsign" else exact_superspike()
     sj = sj_factory(timed_surrogate)
@@ -254,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     assert n_project == n_sj, f"parameter counts differ: project {n_project}, SpikingJelly {n_sj}"
     copy_weights(project, sj)
 
-    print(f"vgg34: {n_project} parameters each; T={T}, batch {B}, {torch.get_num_threads()} torch threads",
+    print(f"cnn3-34: {n_project} parameters each; T={T}, batch {B}, {torch.get_num_threads()} torch threads",
           flush=True)
     sanity = sanity_check(project, sj_factory, x, y)
     print(f"sanity: spikes identical {sanity['spikes_identical']} (eval mode {sanity['eval_mode_spikes_identical']}), "
@@ -325,11 +325,11 @@ def main(argv: list[str] | None = None) -> int:
     ratio_rounds = [a / b for a, b in zip(frameworks["project_norse"]["train"], frameworks["spikingjelly"]["train"])]
     doc = {
         "benchmark": "spikingjelly_compare",
-        "what": "vgg34 classifier training throughput (forward + cross-entropy on the mean readout + backward + "
+        "what": "cnn3-34 classifier training throughput (forward + cross-entropy on the mean readout + backward + "
                 "AdamW step) and forward-only throughput (eval mode, no autograd), project (Norse) vs SpikingJelly, "
                 "interleaved rounds in one process, medians",
         "command": "python benchmarks/spikingjelly_compare.py " + " ".join(sys.argv[1:] if argv is None else argv),
-        "model": "vgg34 + Linear(512, 10) readout, logits = mean over T",
+        "model": "cnn3-34 + Linear(512, 10) readout, logits = mean over T",
         "parameters": {"project_norse": n_project, "spikingjelly": n_sj},
         "input": f"seeded Poisson event counts [T={T}, B={B}, 2, 34, 34], rate 0.1 per pixel and step",
         "time_steps": T, "batch": B, "rounds": args.rounds, "steps_per_round": args.steps, "warmup_steps": args.warmup,

@@ -47,7 +47,7 @@ def run_stage(name: str, argv: list[str], log_dir: Path) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", default="vgg34")
+    p.add_argument("--model", default="cnn3-34")
     p.add_argument("--time-steps", type=int, default=8)
     p.add_argument("--pretrain-epochs", type=int, default=4)
     p.add_argument("--finetune-epochs", type=int, default=20)

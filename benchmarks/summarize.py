@@ -99,7 +99,7 @@ def spikingjelly_compare(d: dict) -> str:
     r, q, s = d["results"], d["ratio_project_over_spikingjelly"], d["sanity_check"]
     p, j = r["project_norse"], r["spikingjelly"]
     sj = d["machine"].get("spikingjelly", "?")
-    return (f"vgg34, T={d['time_steps']}, batch {d['batch']}, {d['machine'].get('torch_threads')} threads, "
+    return (f"cnn3-34 (vgg34), T={d['time_steps']}, batch {d['batch']}, {d['machine'].get('torch_threads')} threads, "
             f"SpikingJelly {sj}: train {_f(p['train_samples_per_s'])} (project) vs {_f(j['train_samples_per_s'])} "
             f"(SJ) samples/s, ratio {q['train']:.2f}; forward {_f(p['forward_samples_per_s'])} vs "
             f"{_f(j['forward_samples_per_s'])}, ratio {q['forward']:.2f}; spikes identical: "

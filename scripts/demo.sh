@@ -16,7 +16,7 @@ OUT=${DEMO_OUT:-runs/demo}
 T=${DEMO_T:-8}
 PRE_EPOCHS=${DEMO_PRE_EPOCHS:-4}
 FT_EPOCHS=${DEMO_FT_EPOCHS:-6}
-MODEL=vgg34
+MODEL=cnn3-34
 mkdir -p "$OUT"
 start=$(date +%s)
 resume() { [ -f "$1/last.pt" ] && echo --resume || true; }  # an interrupted demo picks up where it stopped
@@ -56,9 +56,9 @@ stage "7/7 energy per inference from spike counts"
 deploy profile "$NIR" --target lava-fixed --dataset embedded --out "$OUT/energy"
 
 if [ "${DEMO_KEEP:-0}" = "1" ]; then
-  cp "$NIR" nir_models/neuromoco_embedded_vgg34.nir
-  cp "$OUT/finetune/model_card.json" nir_models/neuromoco_embedded_vgg34.card.json
-  echo "kept the trained graph in nir_models/neuromoco_embedded_vgg34.nir"
+  cp "$NIR" nir_models/neuromoco_embedded_cnn3.nir
+  cp "$OUT/finetune/model_card.json" nir_models/neuromoco_embedded_cnn3.card.json
+  echo "kept the trained graph in nir_models/neuromoco_embedded_cnn3.nir"
 fi
 
 stage "done"

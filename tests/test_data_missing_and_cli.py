@@ -98,7 +98,7 @@ def test_cli_lists_datasets_with_status(tmp_path):
 
 
 def test_cli_missing_dataset_is_one_message_without_traceback(tmp_path):
-    proc = _cli("--render", "dvsgesture", "--out", str(tmp_path / "png"), "--root", str(tmp_path / "empty"))
+    proc = _cli("--render", "dvsgesture", "--out", str(tmp_path / "png"), "--data-root", str(tmp_path / "empty"))
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
     assert "DVSGesture" in proc.stderr and "network" in proc.stderr
@@ -107,7 +107,7 @@ def test_cli_missing_dataset_is_one_message_without_traceback(tmp_path):
 
 def test_cli_renders_png(tmp_path, data_root):
     proc = _cli("--render", "embedded", "--out", str(tmp_path), "--n", "3", "--time-steps", "6",
-                "--root", str(data_root))
+                "--data-root", str(data_root))
     assert proc.returncode == 0, proc.stderr
     pngs = sorted(tmp_path.glob("*.png"))
     assert [p.name for p in pngs] == ["embedded_train_samples.png", "embedded_train_views.png"]

@@ -8,14 +8,22 @@ from torch import nn
 
 from neuromoco.errors import UserError
 from neuromoco.train.models.base import count_parameters
-from neuromoco.train.models.registry import MODELS, build_classifier, build_encoder, describe, get_spec
+from neuromoco.train.models.registry import (
+    ALIASES,
+    MODELS,
+    build_classifier,
+    build_encoder,
+    describe,
+    get_spec,
+)
 
-TINY = {"vgg34": (2, 34, 34), "vgg128": (2, 32, 32), "spikformer-2-256": (2, 32, 32), "sew-resnet18": (2, 32, 32)}
+TINY = {"cnn3-34": (2, 34, 34), "cnn5-128": (2, 32, 32), "spikformer-2-256": (2, 32, 32),
+        "sew-resnet18": (2, 32, 32)}
 
 
 def test_registry_covers_the_four_architectures():
     assert set(MODELS) == set(TINY)
-    assert {n for n, s in MODELS.items() if s.deployable} == {"vgg34", "vgg128"}
+    assert {n for n, s in MODELS.items() if s.deployable} == {"cnn3-34", "cnn5-128"}
 
 
 @pytest.mark.parametrize("name", list(TINY))
@@ -29,7 +37,7 @@ def test_output_shapes_on_a_tiny_input(name):
     assert logits.shape == (b, 5) and torch.isfinite(logits).all()
 
 
-@pytest.mark.parametrize("name", ["vgg34", "vgg128"])
+@pytest.mark.parametrize("name", ["cnn3-34", "cnn5-128"])
 def test_deploy_modules_compose_to_the_model(name):
     model = build_classifier(name, TINY[name], num_classes=4).eval()
     x = (torch.rand(3, 2, *TINY[name]) < 0.3).float() * 2
@@ -48,7 +56,7 @@ def test_deploy_modules_compose_to_the_model(name):
 def test_paper_backbones_have_the_published_sizes():
     assert count_parameters(build_encoder("spikformer-2-256")) == pytest.approx(2.57e6, rel=0.01)
     assert count_parameters(build_encoder("sew-resnet18")) == pytest.approx(11.17e6, rel=0.01)
-    assert build_encoder("vgg34").feature_dim == 512 and count_parameters(build_encoder("vgg34")) < 20_000
+    assert build_encoder("cnn3-34").feature_dim == 512 and count_parameters(build_encoder("cnn3-34")) < 20_000
 
 
 def test_non_deployable_models_say_so():
@@ -62,4 +70,12 @@ def test_describe_and_unknown_names():
     with pytest.raises(UserError, match="unknown model"):
         get_spec("resnet50")
     with pytest.raises(UserError, match="too small"):
-        build_encoder("vgg128", (2, 8, 8))
+        build_encoder("cnn5-128", (2, 8, 8))
+
+
+def test_earlier_names_are_aliases_of_the_deployable_cnns():
+    assert ALIASES == {"vgg34": "cnn3-34", "vgg128": "cnn5-128"}
+    assert get_spec("vgg34") is MODELS["cnn3-34"] and get_spec("vgg128") is MODELS["cnn5-128"]
+    old, new = build_encoder("vgg34"), build_encoder("cnn3-34")
+    assert old.state_dict().keys() == new.state_dict().keys() and count_parameters(old) == count_parameters(new)
+    assert {r["name"]: r["aliases"] for r in describe()}["cnn5-128"] == ["vgg128"]

@@ -7,23 +7,22 @@ import json
 
 import pytest
 import torch
+from synthetic import SyntheticFrames, synthetic_dataset
 
 from neuromoco.train.cli import main
 from neuromoco.train.engine import data as D
 from neuromoco.train.engine.checkpoint import load_checkpoint, save_checkpoint
-from neuromoco.train.engine.synthetic import SyntheticFrames, register_synthetic
 
 COMMON = ["--batch-size", "8", "--seed", "1"]
 
 
 @pytest.fixture(scope="module")
 def pretrained(tmp_path_factory):
-    register_synthetic("synth-cmd", n_train=32, n_test=16, size=12, num_classes=4)
-    run = tmp_path_factory.mktemp("pre")
-    assert main(["pretrain", "--dataset", "synth-cmd", "--epochs", "1", "--time-steps", "3", "--queue-size", "16",
-                 "--out", str(run), *COMMON]) == 0
-    yield run / "last.pt"
-    D.unregister("synth-cmd")
+    with synthetic_dataset("synth-cmd", n_train=32, n_test=16, size=12, num_classes=4):
+        run = tmp_path_factory.mktemp("pre")
+        assert main(["pretrain", "--dataset", "synth-cmd", "--epochs", "1", "--time-steps", "3", "--queue-size",
+                     "16", "--out", str(run), *COMMON]) == 0
+        yield run / "last.pt"
 
 
 @pytest.mark.parametrize("mode", ["linear", "finetune", "supervised"])
@@ -37,10 +36,6 @@ def test_downstream_writes_accuracy_checkpoints_and_nir(pretrained, tmp_path, mo
     assert (out / "best.pt").exists() and (out / "last.pt").exists() and (out / "metrics.jsonl").exists()
     ck = load_checkpoint(out / "last.pt", kind="classifier")
     assert ck["data"]["time_steps"] == 3 and ck["mode"] == mode
-    try:
-        import neuromoco.train.export  # noqa: F401
-    except ImportError:
-        pytest.skip("neuromoco.train.export not present")
     card = json.loads((out / "model_card.json").read_text())
     assert (out / "model.nir").exists() and card["input_shape"] == [2, 12, 12] and card["time_steps"] == 3
     assert card["accuracy"]["test"] == pytest.approx(acc["last"]["top1"])
@@ -65,12 +60,43 @@ def test_eval_and_export_commands(pretrained, tmp_path, capsys):
     res = json.loads((tmp_path / "ev" / "eval_synth-cmd_test.json").read_text())
     acc = json.loads((out / "accuracy.json").read_text())
     assert res["samples"] == 16 and res["top1"] == pytest.approx(acc["last"]["top1"])
-    try:
-        import neuromoco.train.export  # noqa: F401
-    except ImportError:
-        pytest.skip("neuromoco.train.export not present")
     assert main(["export", "--checkpoint", str(out / "last.pt"), "--out", str(tmp_path / "exp")]) == 0
     assert (tmp_path / "exp" / "model.nir").exists() and (tmp_path / "exp" / "model_card.json").exists()
+
+
+def _renamed(src, dst, name: str):
+    """A copy of checkpoint ``src`` whose model is called ``name`` (as checkpoints of earlier versions are)."""
+    ck = torch.load(src, weights_only=True)
+    ck["model"]["name"] = name
+    torch.save(ck, dst)
+    return dst
+
+
+def test_checkpoints_naming_the_earlier_model_names_still_load(pretrained, tmp_path):
+    old_pre = _renamed(pretrained, tmp_path / "old_pre.pt", "vgg34")
+    out = tmp_path / "ft"
+    assert main(["finetune", "--pretrained", str(old_pre), "--epochs", "1", "--out", str(out), "--no-export",
+                 *COMMON]) == 0
+    assert load_checkpoint(out / "last.pt")["model"]["name"] == "cnn3-34"
+    old_ft = _renamed(out / "last.pt", tmp_path / "old_ft.pt", "vgg34")
+    assert main(["export", "--checkpoint", str(old_ft), "--out", str(tmp_path / "exp")]) == 0
+    assert json.loads((tmp_path / "exp" / "model_card.json").read_text())["model"] == "vgg34"  # as trained
+    assert main(["eval", "--checkpoint", str(old_ft), "--out", str(tmp_path / "ev")]) == 0
+    pre_run = tmp_path / "pre"  # a run whose last.pt says vgg34 resumes under the new name
+    args = ["pretrain", "--dataset", "synth-cmd", "--time-steps", "3", "--queue-size", "16", "--out", str(pre_run),
+            *COMMON]
+    assert main([*args, "--model", "vgg34", "--epochs", "1"]) == 0
+    _renamed(pre_run / "last.pt", pre_run / "last.pt", "vgg34")
+    assert main([*args, "--model", "cnn3-34", "--epochs", "2", "--resume"]) == 0
+
+
+@pytest.mark.parametrize("flag,value", [("--momentum", "1.5"), ("--mix-lambda", "-0.1")])
+def test_moco_hyper_parameters_out_of_range_are_one_line_errors(pretrained, tmp_path, capsys, flag, value):
+    capsys.readouterr()
+    assert main(["pretrain", "--dataset", "synth-cmd", "--epochs", "1", "--time-steps", "3", "--queue-size", "16",
+                 flag, value, "--out", str(tmp_path / "run"), *COMMON]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith(f"error: {flag} must be in [0, 1], got {float(value)}") and len(err.splitlines()) == 1
 
 
 def test_bad_checkpoints_are_one_line_errors(pretrained, tmp_path, capsys):

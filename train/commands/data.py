@@ -6,7 +6,8 @@ import argparse
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--root", help="data folder (default: $NEUROMOCO_DATA, else ./data)")
+    p.add_argument("--data-root", help="data folder (default: $NEUROMOCO_DATA, else ./data)")
+    p.add_argument("--root", dest="data_root", help=argparse.SUPPRESS)  # the flag's earlier name
     p.add_argument("--build", action="store_true",
                    help="(re)generate the embedded dataset from scikit-learn's digits (about 10 s)")
     p.add_argument("--render", metavar="NAME", help="render samples of dataset NAME as PNG (needs --out)")
@@ -22,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
     from neuromoco.errors import UserError
     from neuromoco.train.data.registry import DATASETS, get_spec, resolve_root
 
-    root = resolve_root(args.root)
+    root = resolve_root(args.data_root)
     if args.render and not args.out:
         raise UserError("--render needs --out DIR (where the PNG files go)")
     if args.build:
@@ -43,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.build:
         return 0
-    print(f"data folder: {root.resolve()}  (set with --root or NEUROMOCO_DATA)\n")
+    print(f"data folder: {root.resolve()}  (set with --data-root or NEUROMOCO_DATA)\n")
     for name, spec in DATASETS.items():
         w, h, pol = spec.sensor_size
         split = "official train/test" if spec.official_split else "seeded 9:1 per class"

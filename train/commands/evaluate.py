@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         shape = D.frame_shape(ds)[1:]
         if list(shape) != list(ckpt["model"]["input_shape"]):
             raise UserError(f"{name} frames are {shape}, the model was built for {ckpt['model']['input_shape']}")
-        meta = D.metadata(name, ds)
+        meta = D.metadata(name)
         if meta["num_classes"] != int(ckpt["model"]["num_classes"]):
             raise UserError(f"{name} has {meta['num_classes']} classes, the checkpoint's readout "
                             f"{ckpt['model']['num_classes']}")
@@ -65,8 +65,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"{name}/{args.split}: top-1 {res['top1']:.4f} over {res['n']} samples -> {path}")
             if args.export:
                 nir_path = export_classifier(ckpt, out, accuracy={args.split: res["top1"]})
-                if nir_path is not None:
-                    print(f"NIR graph: {nir_path}")
+                print(f"NIR graph: {nir_path}")
         return 0
     finally:
         du.cleanup()

@@ -14,13 +14,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from neuromoco.errors import UserError
     from neuromoco.train.engine.checkpoint import load_checkpoint
     from neuromoco.train.engine.export import export_classifier
 
     ckpt = load_checkpoint(args.checkpoint, kind="classifier")
     path = export_classifier(ckpt, args.out)
-    if path is None:
-        raise UserError("NIR export is not available in this installation (neuromoco.train.export missing)")
     print(f"NIR graph: {path}\nmodel card: {path.parent / 'model_card.json'}")
     return 0

@@ -25,4 +25,7 @@ def run(args: argparse.Namespace) -> int:
               f"{'yes' if r['deployable'] else 'no':<7}  {r['description']}")
     print(f"(parameter counts for the stated input and a {args.classes}-class linear readout; deployable models "
           "export to NIR and run on every deploy target)")
+    aliases = [f"{a} = {r['name']}" for r in rows for a in r["aliases"]]
+    if aliases:
+        print(f"aliases (earlier names, still accepted by --model and in checkpoints): {', '.join(aliases)}")
     return 0

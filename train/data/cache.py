@@ -13,7 +13,6 @@ and returned as float32.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import tempfile
@@ -146,10 +145,3 @@ def compact_counts(frames: np.ndarray) -> np.ndarray:
     if top <= np.iinfo(np.uint16).max:
         return frames.astype(np.uint16)
     return frames.astype(np.float32)
-
-
-def read_meta(folder: str | Path) -> dict[str, Any]:
-    try:
-        return json.loads((Path(folder) / "meta.json").read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return {}

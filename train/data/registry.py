@@ -1,8 +1,8 @@
 """The datasets the toolkit knows: their sensors, classes, splits, and where their files go.
 
 Real datasets are read through tonic's classes, which expect their files under ``ROOT/<tonic folder>``
-(tonic's own layout, so a folder tonic downloaded into works as is). ``ROOT`` is ``--root``, else the
-environment variable ``NEUROMOCO_DATA``, else ``./data``. Nothing is downloaded unless asked
+(tonic's own layout, so a folder tonic downloaded into works as is). ``ROOT`` is ``--data-root`` (``deploy``:
+``--root``), else the environment variable ``NEUROMOCO_DATA``, else ``./data``. Nothing is downloaded unless asked
 (``download=True`` or ``NEUROMOCO_DOWNLOAD=1``): downloads need network access.
 """
 
@@ -201,4 +201,4 @@ def missing_message(spec: DatasetSpec, split: str, root: Path) -> str:
             f"Put the files there: {spec.files.replace('ROOT', str(root.resolve()))}, so that there are files "
             f"like {(root / check.example).resolve()}. Downloading them needs network access "
             f"(set NEUROMOCO_DOWNLOAD=1 to let tonic fetch {', '.join(spec.archives)}); "
-            f"use --root or NEUROMOCO_DATA for another data folder.")
+            f"use --data-root (deploy: --root) or NEUROMOCO_DATA for another data folder.")

@@ -37,12 +37,28 @@ def add_data_args(p: argparse.ArgumentParser, dataset_default: str | None = "emb
                    "(quick smoke runs)")
 
 
+def add_optim_args(p: argparse.ArgumentParser, *, epochs: int, batch_size: int,
+                   lr: float) -> argparse._ArgumentGroup:
+    """The optimisation options every training command shares (defaults differ per command)."""
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--epochs", type=int, default=epochs, help=f"epochs (default {epochs})")
+    g.add_argument("--batch-size", type=int, default=batch_size,
+                   help=f"global batch size, split over DDP ranks (default {batch_size})")
+    g.add_argument("--lr", type=float, default=lr, help=f"peak learning rate (default {lr:g})")
+    g.add_argument("--optimizer", default="adamw", choices=["adamw", "sgd"], help="default adamw")
+    g.add_argument("--weight-decay", type=float, default=1e-4, help="on weights, not BN or biases (default 1e-4)")
+    g.add_argument("--warmup-epochs", type=float, default=0.0, help="linear warm-up before the cosine decay")
+    g.add_argument("--grad-clip", type=float, default=0.0, help="clip the gradient norm (0: off)")
+    return g
+
+
 def add_run_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("run directory")
     g.add_argument("--out", required=True, help="run directory: checkpoints, metrics.jsonl, tb/, config.json")
     g.add_argument("--resume", nargs="?", const="auto", default=None, metavar="CKPT",
                    help="continue an interrupted run (from RUN_DIR/last.pt, or the checkpoint given)")
     g.add_argument("--overwrite", action="store_true", help="start afresh in a run directory that holds a run")
+    g.add_argument("--log-every", type=int, default=10, help="steps between metrics.jsonl step lines")
 
 
 def resolve_workers(workers: int | None, device_type: str) -> int:

@@ -96,12 +96,3 @@ def all_reduce_sum(x: torch.Tensor) -> torch.Tensor:
         else:
             dist.all_reduce(x, op=dist.ReduceOp.SUM)
     return x
-
-
-def all_reduce_mean(x: torch.Tensor) -> torch.Tensor:
-    return all_reduce_sum(x) / world_size()
-
-
-def unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    """The module inside a DistributedDataParallel wrapper (or the module itself)."""
-    return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
 from neuromoco.errors import UserError
+from neuromoco.train.export import export_model
 from neuromoco.train.models.base import SpikingClassifier
 from neuromoco.train.models.neurons import LIF
 from neuromoco.train.models.registry import build_classifier
@@ -31,16 +31,11 @@ def model_dt(model: SpikingClassifier) -> float:
 
 
 def export_classifier(ckpt: dict[str, Any], out_dir: str | Path,
-                      accuracy: dict[str, float] | None = None) -> Path | None:
-    """Write the NIR graph and card of a deployable classifier; None (with a note) if it cannot."""
+                      accuracy: dict[str, float] | None = None) -> Path:
+    """Write the NIR graph and card of a deployable classifier; return the graph's path."""
     model = classifier_from_checkpoint(ckpt)
     if not model.deployable:
         raise UserError(f"{ckpt['model']['name']} is not deployable (see `train models`); nothing to export")
-    try:
-        from neuromoco.train.export import export_model
-    except ImportError as err:
-        print(f"note: NIR export unavailable ({err}); model.nir not written", file=sys.stderr)
-        return None
     data = ckpt.get("data", {})
     if accuracy is None:
         top1 = ckpt.get("metrics", {}).get("test_top1")

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, SequentialSampler, Subset
+from tqdm.auto import tqdm
 
 from neuromoco.errors import UserError
 from neuromoco.train.engine import distributed as du
@@ -87,11 +88,8 @@ def time_major(frames: torch.Tensor) -> torch.Tensor:
 
 
 # -- loops -----------------------------------------------------------------------------------------------
-def _progress(loader: DataLoader, desc: str, enabled: bool):
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # pragma: no cover
-        return loader
+def progress(loader: Iterable, desc: str, enabled: bool) -> Iterable:
+    """``loader`` with a progress bar on stderr (on the main rank only)."""
     return tqdm(loader, desc=desc, leave=False, dynamic_ncols=True, disable=not enabled or None,
                 mininterval=0.5, file=sys.stderr)
 
@@ -104,7 +102,7 @@ def train_epoch(step_fn: StepFn, loader: DataLoader, optimizer: torch.optim.Opti
     sums: dict[str, float] = {}
     seen = 0
     t0 = time.perf_counter()
-    bar = _progress(loader, desc, rt.is_main)
+    bar = progress(loader, desc, rt.is_main)
     for batch in bar:
         with rt.autocast():
             loss, mets, n = step_fn(batch)
@@ -132,8 +130,7 @@ def train_epoch(step_fn: StepFn, loader: DataLoader, optimizer: torch.optim.Opti
         for k, v in vals.items():
             sums[k] = sums.get(k, 0.0) + v * n
         rate = seen * rt.dist.world_size / max(1e-9, time.perf_counter() - t0)
-        if hasattr(bar, "set_postfix"):
-            bar.set_postfix(loss=f"{sums['loss'] / seen:.4f}", sps=f"{rate:.1f}", refresh=False)
+        bar.set_postfix(loss=f"{sums['loss'] / seen:.4f}", sps=f"{rate:.1f}", refresh=False)
         if logger is not None and (step % log_every == 0):
             logger.log("step", step, epoch, lr=optimizer.param_groups[0]["lr"], samples_per_s=rate, **vals)
     elapsed = time.perf_counter() - t0
@@ -155,7 +152,7 @@ def evaluate(model: nn.Module, loader: DataLoader, rt: Runtime, desc: str = "eva
     model.eval()
     correct = total = 0
     loss_sum = 0.0
-    for frames, labels in _progress(loader, desc, rt.is_main):
+    for frames, labels in progress(loader, desc, rt.is_main):
         frames, labels = time_major(frames.to(rt.device)), labels.to(rt.device)
         with rt.autocast():
             logits = model(frames)

@@ -39,14 +39,10 @@ def export_model(modules: list[nn.Module] | nn.Module, out_dir: Path, *, input_s
     with its running statistics, Dropout dropped). ``input_shape``: one frame ``[C, H, W]``.
     Raises :class:`ExportError` naming the module that has no exact NIR form.
     """
-    from neuromoco.deploy import __version__ as deploy_version
     from neuromoco.deploy.card import CARD_NAME, ModelCard
     from neuromoco.io import atomic_write
+    from neuromoco.train import __version__ as version
 
-    try:
-        from neuromoco.train import __version__ as version
-    except ImportError:  # pragma: no cover
-        version = deploy_version
     graph = to_nir(modules, list(input_shape), dt)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,5 @@
-"""The project's own PyTorch/Norse -> NIR mapping (not Norse 1.1's ``to_nir``; see DESIGN.md).
+"""The project's own PyTorch/Norse -> NIR mapping (not Norse 1.1's ``to_nir``: why, in docs/semantics.md,
+"The project's neuron").
 
 Each primitive layer (after :func:`~neuromoco.train.export.bn_fold.fold_layers`) becomes one NIR node:
 

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from neuromoco.train.engine import distributed as du
+from neuromoco.train.moco.hparams import unit_interval
 from neuromoco.train.moco.loss import MixInfoNCE, temporal_features
 
 
@@ -85,9 +86,7 @@ class MoCo(nn.Module):
                  bn_splits: int = 1, proj_bn: bool = True) -> None:
         super().__init__()
         feature_dim = int(feature_dim or backbone.feature_dim)
-        if not 0.0 <= momentum <= 1.0:
-            raise ValueError(f"momentum must be in [0, 1], got {momentum}")
-        self.momentum = float(momentum)
+        self.momentum = unit_interval("--momentum", momentum)
         self.shuffle_bn = bool(shuffle_bn)
         self.encoder_q = ProjectedEncoder(backbone, Projector(feature_dim, hidden, dim, proj_bn), bn_splits)
         self.encoder_k = copy.deepcopy(self.encoder_q)

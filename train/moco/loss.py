@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from neuromoco.train.moco.hparams import unit_interval
+
 
 def temporal_features(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-step projections ``z [T, B, D]`` -> (normalised steps ``[T,B,D]``, normalised mean ``[B,D]``)."""
@@ -51,8 +53,7 @@ class MixInfoNCE(nn.Module):
 
     def __init__(self, temperature: float = 0.2, mix_lambda: float = 0.5, mode: str = "loss") -> None:
         super().__init__()
-        if not 0.0 <= mix_lambda <= 1.0:
-            raise ValueError(f"mix_lambda must be in [0, 1], got {mix_lambda}")
+        mix_lambda = unit_interval("--mix-lambda", mix_lambda)
         if mode not in ("loss", "logits"):
             raise ValueError(f"mode must be 'loss' or 'logits', got {mode!r}")
         if temperature <= 0:

@@ -1,4 +1,4 @@
-"""Deployable spiking CNNs: VGG-style stages of conv - BatchNorm - LIF - pooling, then flatten.
+"""Deployable spiking CNNs: stages of conv - BatchNorm - LIF - pooling, then flatten.
 
 Built only from operators that NIR (and so every deploy target) expresses: ``nn.Conv2d`` (no bias: the
 BatchNorm after it carries the offset, and is folded into the conv at export), ``nn.BatchNorm2d``, the
@@ -6,12 +6,14 @@ canonical :class:`~neuromoco.train.models.neurons.LIF`, ``SumPool2d`` (default: 
 fixed-point targets) or ``nn.AvgPool2d``, and ``nn.Flatten``. The encoder's features are the flattened spikes
 of the last stage, pooled: ``[T, B, C_last * h * w]``.
 
-Two sizes:
+Two sizes, named by stage count and input size (one conv per stage: not VGG's stacked convs):
 
-* ``vgg34``  — 34x34 input (N-MNIST, the embedded dataset): 3 stages of 16-32-32 channels, 34 -> 17 -> 8 -> 4,
+* ``cnn3-34``  — 34x34 input (N-MNIST, the embedded dataset): 3 stages of 16-32-32 channels, 34 -> 17 -> 8 -> 4,
   512 features; about 14k encoder parameters, trains on a 2-core CPU in minutes.
-* ``vgg128`` — 128x128 input (DVS128 Gesture, CIFAR10-DVS, N-Caltech101 resized): 5 stages of
+* ``cnn5-128`` — 128x128 input (DVS128 Gesture, CIFAR10-DVS, N-Caltech101 resized): 5 stages of
   16-32-64-128-128 channels, 128 -> 4, 2048 features.
+
+Their earlier names ``vgg34`` and ``vgg128`` stay accepted as aliases (old checkpoints and cards carry them).
 """
 
 from __future__ import annotations
@@ -56,11 +58,11 @@ class DeployableCNN(SpikingEncoder):
         return [m if isinstance(m, LIF) else TimeDistributed(m) for m in self.layers]
 
 
-def vgg34(input_shape: Sequence[int] = (2, 34, 34), **kw) -> DeployableCNN:
+def cnn3_34(input_shape: Sequence[int] = (2, 34, 34), **kw) -> DeployableCNN:
     kw.setdefault("channels", (16, 32, 32))
     return DeployableCNN(input_shape, **kw)
 
 
-def vgg128(input_shape: Sequence[int] = (2, 128, 128), **kw) -> DeployableCNN:
+def cnn5_128(input_shape: Sequence[int] = (2, 128, 128), **kw) -> DeployableCNN:
     kw.setdefault("channels", (16, 32, 64, 128, 128))
     return DeployableCNN(input_shape, **kw)

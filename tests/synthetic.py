@@ -1,15 +1,20 @@
-"""A tiny synthetic event-frame dataset for tests and smoke runs (not for accuracy claims).
+"""Tiny synthetic event frames for the training tests (not for accuracy claims), served under a dataset name.
 
 Class ``c`` is a small blob of ON events drifting in direction ``c`` over the T frames, with OFF events
 trailing it and random background events. Samples are fixed by ``(seed, index)``; the two contrastive views
 add random shifts and event drop drawn from the global torch RNG, like real augmentations do.
-Register it with :func:`register_synthetic` to use it under a dataset name in-process.
+:func:`synthetic_dataset` makes the training commands (through ``neuromoco.train.engine.data``) see it as a
+dataset for as long as the context lasts.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
+from typing import Any
 
+import pytest
 import torch
 from torch.utils.data import Dataset
 
@@ -61,15 +66,35 @@ class TwoViews(Dataset):
         return (self._augment(x), self._augment(x)), c
 
 
-def register_synthetic(name: str = "synthetic", n_train: int = 64, n_test: int = 32, size: int = 16,
-                       num_classes: int = 4, seed: int = 0) -> str:
-    def labelled(split: str, time_steps: int = 4, downsample: int = 1, augment: bool = False) -> Dataset:
+@contextlib.contextmanager
+def synthetic_dataset(name: str = "synthetic", n_train: int = 64, n_test: int = 32, size: int = 16,
+                      num_classes: int = 4, seed: int = 0) -> Iterator[str]:
+    """Serve :class:`SyntheticFrames` as dataset ``name`` to ``D.labelled``, ``D.contrastive`` and
+    ``D.metadata`` inside the context (other names go to the real datasets); yields ``name``."""
+    real_labelled, real_contrastive, real_metadata = D.labelled, D.contrastive, D.metadata
+
+    def frames(split: str, time_steps: int, downsample: int) -> SyntheticFrames:
         n = n_train if split == "train" else n_test
         return SyntheticFrames(n, time_steps, size, num_classes, seed + (split != "train") * 7919, downsample)
 
-    def contrastive(split: str, time_steps: int = 4, downsample: int = 1) -> Dataset:
-        return TwoViews(labelled(split, time_steps, downsample))
+    def labelled(dataset: str, split: str, **kw: Any) -> Dataset:
+        if dataset != name:
+            return real_labelled(dataset, split, **kw)
+        return frames(split, kw.get("time_steps", 16), kw.get("downsample", 1))  # augment: not simulated
 
-    D.register(name, D.Provider(labelled, contrastive, num_classes, [f"class{i}" for i in range(num_classes)],
-                                [size, size, 2]))
-    return name
+    def contrastive(dataset: str, split: str = "train", **kw: Any) -> Dataset:
+        if dataset != name:
+            return real_contrastive(dataset, split, **kw)
+        return TwoViews(frames(split, kw.get("time_steps", 16), kw.get("downsample", 1)))
+
+    def metadata(dataset: str) -> dict[str, Any]:
+        if dataset != name:
+            return real_metadata(dataset)
+        return {"num_classes": num_classes, "class_names": [f"class{i}" for i in range(num_classes)],
+                "sensor_size": [size, size, 2]}
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(D, "labelled", labelled)
+        mp.setattr(D, "contrastive", contrastive)
+        mp.setattr(D, "metadata", metadata)
+        yield name

@@ -1,0 +1,21 @@
+"""`train linear`: linear probe, a readout trained on the frozen pre-trained encoder's features.
+
+Options and outputs: :mod:`neuromoco.train.commands.downstream`.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from neuromoco.train.commands import downstream
+from neuromoco.train.engine.modes import MODES
+
+MODE = MODES["linear"]
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    downstream.add_arguments(p, MODE)
+
+
+def run(args: argparse.Namespace) -> int:
+    return downstream.run(args, MODE)
