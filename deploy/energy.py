@@ -33,7 +33,7 @@ user files). The models, their sources and caveats travel into ``energy.json``.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -42,13 +42,10 @@ from typing import Any
 import nir
 import numpy as np
 
+from neuromoco.deploy.nodes import NODES, node_is
 from neuromoco.deploy.result import RunResult
 from neuromoco.errors import UserError
 
-NEURON_TYPES = (nir.LIF, nir.IF, nir.LI, nir.CubaLIF, nir.CubaLI)
-SPIKING_TYPES = (nir.LIF, nir.IF, nir.CubaLIF, nir.Threshold)
-WEIGHTED_TYPES = (nir.Affine, nir.Linear, nir.Conv1d, nir.Conv2d, nir.SumPool2d, nir.AvgPool2d, nir.Scale)
-PASS_TYPES = (nir.Flatten, nir.Delay)
 DEFAULT_MODELS = ("loihi", "45nm")
 
 
@@ -122,42 +119,103 @@ class SynapticLayer:
         return int(self.fanout.sum())
 
 
-def _structural(node: Any, name: str, x: Any, out_shape: tuple[int, ...], macs: list[int]) -> Any:
-    """Apply ``node`` with every weight 1 to ``x`` ([1, *shape], float64); add its dense MACs to ``macs``.
+# Unit-weight rules: apply a node with every weight 1 to ``x`` ([1, *shape], float64) and count its dense MACs.
+# Geometry (padding before/after, 'same', Affine on the last dim) is the graph loader's, so the counts follow
+# exactly what the reference executor computes.
+UnitRule = Callable[[Any, str, Any], tuple[Any, int]]
 
-    Geometry (padding before/after, 'same', Flatten dims, Affine on the last dim) is the graph loader's,
-    so the counts follow exactly what the reference executor computes.
-    """
+
+def _unit_linear(node: Any, name: str, x: Any) -> tuple[Any, int]:
     import torch
     import torch.nn.functional as F
 
-    from neuromoco.deploy.graph import conv_geometry, pool_geometry
+    w = torch.ones(tuple(np.shape(node.weight)), dtype=x.dtype)
+    y = F.linear(x, w)
+    return y, int(y[0].numel() * w.shape[1])
 
-    if isinstance(node, (nir.Affine, nir.Linear)):
-        w = torch.ones(tuple(np.shape(node.weight)), dtype=x.dtype)
-        y = F.linear(x, w)
-        macs.append(int(y[0].numel() * w.shape[1]))
-        return y
-    if isinstance(node, (nir.Conv1d, nir.Conv2d)):
-        g = conv_geometry(node, name)
-        w = torch.ones(tuple(np.shape(node.weight)), dtype=x.dtype)
-        pad = [p for pair in reversed(g["padding"]) for p in pair]  # F.pad: last dim first
-        xp = F.pad(x, pad)  # padded taps are constants: they reach nothing from the input
-        conv = F.conv1d if g["nd"] == 1 else F.conv2d
-        y = conv(xp, w, None, g["stride"], 0, g["dilation"], g["groups"])
-        macs.append(int(y[0].numel() * w[0].numel()))
-        return y
-    if isinstance(node, (nir.SumPool2d, nir.AvgPool2d)):
-        g = pool_geometry(node, name)
-        c = x.shape[1]
-        w = torch.ones((c, 1, *g["kernel"]), dtype=x.dtype)
-        y = F.conv2d(x, w, None, g["stride"], g["padding"], 1, c)  # depthwise window sum
-        macs.append(int(y[0].numel() * g["kernel"][0] * g["kernel"][1]))
-        return y
-    if isinstance(node, nir.Scale):
-        macs.append(int(x[0].numel()))
-        return x
-    return x.reshape(1, *out_shape)  # Flatten; other shape-preserving nodes pass through
+
+def _unit_conv(node: Any, name: str, x: Any) -> tuple[Any, int]:
+    import torch
+    import torch.nn.functional as F
+
+    from neuromoco.deploy.graph import conv_geometry
+
+    g = conv_geometry(node, name)
+    w = torch.ones(tuple(np.shape(node.weight)), dtype=x.dtype)
+    pad = [p for pair in reversed(g["padding"]) for p in pair]  # F.pad: last dim first
+    xp = F.pad(x, pad)  # padded taps are constants: they reach nothing from the input
+    conv = F.conv1d if g["nd"] == 1 else F.conv2d
+    y = conv(xp, w, None, g["stride"], 0, g["dilation"], g["groups"])
+    return y, int(y[0].numel() * w[0].numel())
+
+
+def _unit_pool(node: Any, name: str, x: Any) -> tuple[Any, int]:
+    import torch
+    import torch.nn.functional as F
+
+    from neuromoco.deploy.graph import pool_geometry
+
+    g = pool_geometry(node, name)
+    c = x.shape[1]
+    w = torch.ones((c, 1, *g["kernel"]), dtype=x.dtype)
+    y = F.conv2d(x, w, None, g["stride"], g["padding"], 1, c)  # depthwise window sum
+    return y, int(y[0].numel() * g["kernel"][0] * g["kernel"][1])
+
+
+def _unit_scale(node: Any, name: str, x: Any) -> tuple[Any, int]:
+    return x, int(x[0].numel())
+
+
+#: the node types a synaptic layer counts (synapses, pooling windows, Scale) and their unit-weight rules;
+#: any other node on a chain (Flatten; NIR's Delay, were it let through) passes its input on at no cost
+UNIT_RULES: dict[type, UnitRule] = {
+    nir.Affine: _unit_linear, nir.Linear: _unit_linear,
+    nir.Conv1d: _unit_conv, nir.Conv2d: _unit_conv,
+    nir.SumPool2d: _unit_pool, nir.AvgPool2d: _unit_pool,
+    nir.Scale: _unit_scale,
+}
+
+
+def _is_source(node: Any) -> bool:
+    """The graph's Input and every node whose output is 0/1 spikes (LIF, IF, CubaLIF, Threshold)."""
+    row = NODES.get(type(node))
+    return row is not None and (row.spiking or row.role in ("input", "threshold"))
+
+
+def _is_sink(node: Any) -> bool:
+    """Where a synaptic layer ends: a neuron, a Threshold or the Output."""
+    row = NODES.get(type(node))
+    return row is not None and row.role in ("neuron", "threshold", "output")
+
+
+def _chains(graph: nir.NIRGraph, src: str, succ: dict[str, list[str]]) -> Iterator[tuple[str, list[str]]]:
+    """Every ``(sink, chain)`` reached from ``src`` through non-sink nodes, depth first, edges in file order."""
+    stack: list[tuple[str, list[str]]] = [(b, []) for b in reversed(succ.get(src, []))]
+    while stack:
+        name, chain = stack.pop()
+        if _is_sink(graph.nodes[name]):
+            yield name, chain
+        elif name in chain or name == src:
+            raise UserError(f"graph has a cycle through {name!r} without a neuron on it")
+        else:
+            stack.extend((b, chain + [name]) for b in reversed(succ.get(name, [])))
+
+
+def _fanout(graph: nir.NIRGraph, chain: list[str], shape: tuple[int, ...],
+            shapes: dict[str, tuple[int, ...]]) -> tuple[np.ndarray, dict[str, int]]:
+    """Per source position the synapses reached through ``chain`` (path count), and each counted node's MACs."""
+    import torch
+
+    x = torch.ones((1, *shape), dtype=torch.float64, requires_grad=True)
+    y, op_macs = x, {}
+    for c in chain:
+        rule = UNIT_RULES.get(type(graph.nodes[c]))
+        if rule is None:
+            y = y.reshape(1, *shapes[c])
+        else:
+            y, op_macs[c] = rule(graph.nodes[c], c, y)
+    y.sum().backward()
+    return np.rint(x.grad[0].numpy()).astype(np.int64), op_macs
 
 
 def synaptic_layers(graph: nir.NIRGraph, input_shape: Sequence[int] | None = None,
@@ -167,8 +225,6 @@ def synaptic_layers(graph: nir.NIRGraph, input_shape: Sequence[int] | None = Non
     ``input_shape``: the Input node's ``[C, H, W]`` (the model card's); ``shapes``: every node's output
     shape as :func:`neuromoco.deploy.graph.node_shapes` infers it (computed here when not given).
     """
-    import torch
-
     from neuromoco.deploy.graph import node_shapes
 
     if shapes is None:
@@ -176,39 +232,21 @@ def synaptic_layers(graph: nir.NIRGraph, input_shape: Sequence[int] | None = Non
     succ: dict[str, list[str]] = {}
     for a, b in graph.edges:
         succ.setdefault(a, []).append(b)
-    sources = [n for n, node in graph.nodes.items() if isinstance(node, (nir.Input, *SPIKING_TYPES))]
     layers: list[SynapticLayer] = []
-    for src in sources:
-        shape = tuple(shapes[src])
-        stack: list[tuple[str, list[str]]] = [(b, []) for b in reversed(succ.get(src, []))]
-        while stack:  # depth-first over chains of non-sink nodes
-            name, chain = stack.pop()
-            node = graph.nodes[name]
-            if isinstance(node, (*NEURON_TYPES, nir.Threshold, nir.Output)):
-                weighted = [c for c in chain if isinstance(graph.nodes[c], WEIGHTED_TYPES)]
-                if isinstance(node, nir.Output) and not weighted:
-                    continue  # a spike read out as it is: no synapse
-                x = torch.ones((1, *shape), dtype=torch.float64, requires_grad=True)
-                y, op_macs = x, {}
-                for c in chain:
-                    macs: list[int] = []
-                    y = _structural(graph.nodes[c], c, y, tuple(shapes[c]), macs)
-                    if c in weighted:
-                        op_macs[c] = int(sum(macs))
-                y.sum().backward()
-                fan = np.rint(x.grad[0].numpy()).astype(np.int64)
-                layers.append(SynapticLayer(src, name, chain, fan, op_macs))
-            elif name in chain or name == src:
-                raise UserError(f"graph has a cycle through {name!r} without a neuron on it")
-            else:
-                stack.extend((b, chain + [name]) for b in reversed(succ.get(name, [])))
+    for src in (n for n, node in graph.nodes.items() if _is_source(node)):
+        for sink, chain in _chains(graph, src, succ):
+            counted = [c for c in chain if type(graph.nodes[c]) in UNIT_RULES]
+            if not counted and node_is(graph.nodes[sink], role="output"):
+                continue  # a spike read out as it is: no synapse
+            fan, op_macs = _fanout(graph, chain, tuple(shapes[src]), shapes)
+            layers.append(SynapticLayer(src, sink, chain, fan, op_macs))
     return layers
 
 
 def neuron_sizes(graph: nir.NIRGraph, shapes: dict[str, tuple[int, ...]]) -> dict[str, int]:
     """Number of neurons of every neuron node."""
     return {name: int(np.prod(shapes[name])) for name, node in graph.nodes.items()
-            if isinstance(node, NEURON_TYPES)}
+            if node_is(node, role="neuron")}
 
 
 # ---------------------------------------------------------------------------------------- activity
@@ -261,8 +299,7 @@ def profile(graph: nir.NIRGraph, activity: Activity, input_shape: Sequence[int] 
     if activity.samples == 0:
         raise ValueError("no samples profiled")
     n = activity.samples
-    T = activity.steps
-    input_names = [k for k, v in graph.nodes.items() if isinstance(v, nir.Input)]
+    input_names = [k for k, v in graph.nodes.items() if node_is(v, role="input")]
     if input_shape is None and activity.input_positions is not None:
         input_shape = activity.input_positions.shape
     if shapes is None:
@@ -271,7 +308,24 @@ def profile(graph: nir.NIRGraph, activity: Activity, input_shape: Sequence[int] 
         shapes = node_shapes(graph, list(input_shape) if input_shape is not None else None)
     layers = synaptic_layers(graph, input_shape, shapes)
     sizes = neuron_sizes(graph, shapes)
-    notes = []
+    notes: list[str] = []
+    rows = _layer_rows(layers, activity, sizes, input_names, notes)
+    if not all(r["exact"] for r in rows):
+        notes.append("some sources have only per-layer spike totals: their spikes are charged the mean fan-out")
+    spiking = [k for k in activity.totals if k not in input_names]
+    return {
+        "samples": n, "time_steps": activity.steps, "layers": rows,
+        "per_inference": _per_inference(rows, activity, sizes, spiking),
+        "spikes_per_layer_per_inference": {k: activity.totals[k] / n for k in spiking},
+        "input_basis": activity.input_basis, "exact": all(r["exact"] for r in rows), "notes": notes,
+    }
+
+
+def _layer_rows(layers: list[SynapticLayer], activity: Activity, sizes: dict[str, int], input_names: list[str],
+                notes: list[str]) -> list[dict[str, Any]]:
+    """One row per synaptic layer whose source's spikes the run reports (``notes`` says which are not),
+    then one per neuron node no layer feeds. A node shared by layers has its MACs and updates counted once."""
+    n, T = activity.samples, activity.steps
     rows = []
     counted_ann: set[str] = set()
     charged_neurons: set[str] = set()
@@ -280,23 +334,7 @@ def profile(graph: nir.NIRGraph, activity: Activity, input_shape: Sequence[int] 
             notes.append(f"layer {layer.name} is fed by {layer.source!r}, whose spikes the run does not report: "
                          "not counted")
             continue
-        if layer.source in input_names:
-            pos = activity.input_positions
-            if pos is None or pos.shape != layer.fanout.shape:
-                raise UserError(f"input events of shape {None if pos is None else list(pos.shape)} do not fit "
-                                f"the input node's shape {list(layer.fanout.shape)}")
-            spikes_in = float(pos.sum())
-            synops = float((pos * layer.fanout).sum())
-            exact = True
-        elif layer.source in activity.per_neuron and activity.per_neuron[layer.source].shape == layer.fanout.shape:
-            pn = activity.per_neuron[layer.source]
-            spikes_in = float(pn.sum())
-            synops = float((pn * layer.fanout).sum())
-            exact = True
-        else:
-            spikes_in = activity.totals[layer.source]
-            synops = spikes_in * float(layer.fanout.mean())
-            exact = False
+        spikes_in, synops, exact = _spikes_through(layer, activity, layer.source in input_names)
         ann = sum(m for o, m in layer.op_macs.items() if o not in counted_ann)  # a shared node once
         counted_ann.update(layer.op_macs)
         nu = 0
@@ -319,10 +357,29 @@ def profile(graph: nir.NIRGraph, activity: Activity, input_shape: Sequence[int] 
             rows.append({"layer": name, "source": None, "sink": name, "ops": [], "fanout": None,
                          "connections": 0, "spikes_in_per_inference": 0.0, "synops_per_inference": 0.0,
                          "neuron_updates_per_inference": float(size * T), "ann_macs": 0.0, "exact": True})
-    if not all(r["exact"] for r in rows):
-        notes.append("some sources have only per-layer spike totals: their spikes are charged the mean fan-out")
-    spiking = [k for k in activity.totals if k not in input_names]
-    totals = {
+    return rows
+
+
+def _spikes_through(layer: SynapticLayer, activity: Activity, from_input: bool) -> tuple[float, float, bool]:
+    """Spikes into ``layer`` over the run, its synaptic operations and whether they are exact (per position)."""
+    if from_input:
+        pos = activity.input_positions
+        if pos is None or pos.shape != layer.fanout.shape:
+            raise UserError(f"input events of shape {None if pos is None else list(pos.shape)} do not fit "
+                            f"the input node's shape {list(layer.fanout.shape)}")
+        return float(pos.sum()), float((pos * layer.fanout).sum()), True
+    pn = activity.per_neuron.get(layer.source)
+    if pn is not None and pn.shape == layer.fanout.shape:
+        return float(pn.sum()), float((pn * layer.fanout).sum()), True
+    spikes_in = activity.totals[layer.source]
+    return spikes_in, spikes_in * float(layer.fanout.mean()), False
+
+
+def _per_inference(rows: list[dict[str, Any]], activity: Activity, sizes: dict[str, int],
+                   spiking: list[str]) -> dict[str, float]:
+    """The totals per inference over all rows."""
+    n = activity.samples
+    return {
         "synops": sum(r["synops_per_inference"] for r in rows),
         "neuron_updates": sum(r["neuron_updates_per_inference"] for r in rows),
         "spikes": sum(activity.totals[k] for k in spiking) / n,
@@ -330,11 +387,6 @@ def profile(graph: nir.NIRGraph, activity: Activity, input_shape: Sequence[int] 
         "ann_macs": sum(r["ann_macs"] for r in rows),
         "neurons": sum(sizes.values()),
         "synapses": sum(r["connections"] for r in rows),
-    }
-    return {
-        "samples": n, "time_steps": T, "layers": rows, "per_inference": totals,
-        "spikes_per_layer_per_inference": {k: activity.totals[k] / n for k in spiking},
-        "input_basis": activity.input_basis, "exact": all(r["exact"] for r in rows), "notes": notes,
     }
 
 

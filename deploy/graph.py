@@ -21,13 +21,14 @@ Conventions (shared by the reference executor and every target):
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import nir
 import numpy as np
 
-from neuromoco.deploy.nodes import NEURON_TYPES, NODES, SPIKING_TYPES, SUPPORTED_NAMES, facts
+from neuromoco.deploy.nodes import NEURON_TYPES, NODES, SUPPORTED_NAMES, facts, handler, node_is
 from neuromoco.errors import UserError
 
 # Node types the project runs and their parameters are the table in neuromoco.deploy.nodes; anything else
@@ -120,8 +121,8 @@ def normalize_graph(graph: nir.NIRGraph) -> nir.NIRGraph:
             nodes[name] = node
             continue
         inner = normalize_graph(node)
-        ins = [k for k, n in inner.nodes.items() if isinstance(n, nir.Input)]
-        outs = [k for k, n in inner.nodes.items() if isinstance(n, nir.Output)]
+        ins = [k for k, n in inner.nodes.items() if node_is(n, role="input")]
+        outs = [k for k, n in inner.nodes.items() if node_is(n, role="output")]
         if len(ins) != 1 or len(outs) != 1:
             raise UserError(f"sub-graph {name!r} needs one Input and one Output node "
                             f"(has {len(ins)} and {len(outs)})")
@@ -167,14 +168,27 @@ class GraphStructure:
         n = component[0]
         return any(src == n for src, _ in self.preds[n])
 
-    @property
-    def has_cycles(self) -> bool:
-        return bool(self.recurrent)
-
 
 def structure(graph: nir.NIRGraph) -> GraphStructure:
     """Order, recurrent edges and components of a graph (raises :class:`UserError` on a broken graph)."""
-    names = list(graph.nodes)
+    _check_edges(graph)
+    inp, out = _endpoint(graph, "input", "Input"), _endpoint(graph, "output", "Output")
+    succs: dict[str, list[str]] = {n: [] for n in graph.nodes}
+    for a, b in graph.edges:
+        succs[a].append(b)
+    for a, b in graph.edges:
+        if b == inp:
+            raise UserError(f"edge {a} -> {b} leads into the Input node")
+        if a == out:
+            raise UserError(f"edge {a} -> {b} leaves the Output node")
+    order, recurrent = _walk(graph, inp, succs)
+    preds = _predecessors(graph, recurrent, inp, out)
+    components = _components(order, succs, preds)
+    return GraphStructure(order, preds, succs, recurrent, components, inp, out)
+
+
+def _check_edges(graph: nir.NIRGraph) -> None:
+    """Every edge names two nodes of the graph, and none appears twice."""
     for a, b in graph.edges:
         for end in (a, b):
             if end not in graph.nodes:
@@ -182,29 +196,27 @@ def structure(graph: nir.NIRGraph) -> GraphStructure:
     if len(set(map(tuple, graph.edges))) != len(graph.edges):
         dup = next(e for i, e in enumerate(graph.edges) if tuple(e) in map(tuple, graph.edges[:i]))
         raise UserError(f"edge {dup[0]} -> {dup[1]} appears twice")
-    inputs = [n for n in names if isinstance(graph.nodes[n], nir.Input)]
-    outputs = [n for n in names if isinstance(graph.nodes[n], nir.Output)]
-    if len(inputs) != 1:
-        raise UserError(f"the graph needs exactly one Input node, it has {len(inputs)}"
-                        + (f" ({', '.join(inputs)})" if inputs else ""))
-    if len(outputs) != 1:
-        raise UserError(f"the graph needs exactly one Output node, it has {len(outputs)}"
-                        + (f" ({', '.join(outputs)})" if outputs else ""))
-    succs: dict[str, list[str]] = {n: [] for n in names}
-    for a, b in graph.edges:
-        succs[a].append(b)
-    for a, b in graph.edges:
-        if b == inputs[0]:
-            raise UserError(f"edge {a} -> {b} leads into the Input node")
-        if a == outputs[0]:
-            raise UserError(f"edge {a} -> {b} leaves the Output node")
 
-    # depth-first walk from the input, edges in file order: an edge to a node on the stack is recurrent
-    state: dict[str, int] = {}  # 1 on stack, 2 done
+
+def _endpoint(graph: nir.NIRGraph, role: str, kind: str) -> str:
+    """The name of the one node of ``role`` (``"input"`` / ``"output"``); ``kind`` names it in the error."""
+    found = [n for n, node in graph.nodes.items() if node_is(node, role=role)]
+    if len(found) != 1:
+        raise UserError(f"the graph needs exactly one {kind} node, it has {len(found)}"
+                        + (f" ({', '.join(found)})" if found else ""))
+    return found[0]
+
+
+def _walk(graph: nir.NIRGraph, inp: str, succs: dict[str, list[str]]) -> tuple[list[str], list[tuple[str, str]]]:
+    """Execution order and recurrent edges: a depth-first walk from the input, edges in file order.
+
+    An edge to a node still on the stack is recurrent; the order is the reverse post-order, topological for
+    the non-recurrent edges.
+    """
+    state: dict[str, int] = {inp: 1}  # 1 on stack, 2 done
     recurrent: list[tuple[str, str]] = []
     post: list[str] = []
-    stack = [(inputs[0], iter(succs[inputs[0]]))]
-    state[inputs[0]] = 1
+    stack = [(inp, iter(succs[inp]))]
     while stack:
         node, it = stack[-1]
         nxt = next(it, None)
@@ -217,25 +229,29 @@ def structure(graph: nir.NIRGraph) -> GraphStructure:
         elif nxt not in state:
             state[nxt] = 1
             stack.append((nxt, iter(succs[nxt])))
-    unreachable = [n for n in names if n not in state]
+    unreachable = [n for n in graph.nodes if n not in state]
     if unreachable:
-        raise UserError(f"node(s) {', '.join(unreachable)} cannot be reached from the Input node {inputs[0]!r}")
-    order = post[::-1]  # reverse post-order: topological for the non-recurrent edges
+        raise UserError(f"node(s) {', '.join(unreachable)} cannot be reached from the Input node {inp!r}")
+    return post[::-1], recurrent
+
+
+def _predecessors(graph: nir.NIRGraph, recurrent: list[tuple[str, str]], inp: str,
+                  out: str) -> dict[str, list[tuple[str, bool]]]:
+    """Incoming edges per node as ``(source, recurrent)``; every node but the input has one, all lead to ``out``."""
     rec = set(recurrent)
-    preds: dict[str, list[tuple[str, bool]]] = {n: [] for n in names}
+    preds: dict[str, list[tuple[str, bool]]] = {n: [] for n in graph.nodes}
     for a, b in graph.edges:
         preds[b].append((a, (a, b) in rec))
-    for n in names:
-        if n != inputs[0] and not preds[n]:
+    for n in graph.nodes:
+        if n != inp and not preds[n]:
             raise UserError(f"node {n!r} has no incoming edge")
-    if not preds[outputs[0]]:
-        raise UserError(f"the Output node {outputs[0]!r} has no incoming edge")
-    reach_out = _reaches(outputs[0], preds)
-    dead = [n for n in names if n not in reach_out]
+    if not preds[out]:
+        raise UserError(f"the Output node {out!r} has no incoming edge")
+    reach_out = _reaches(out, preds)
+    dead = [n for n in graph.nodes if n not in reach_out]
     if dead:
-        raise UserError(f"node(s) {', '.join(dead)} do not lead to the Output node {outputs[0]!r}")
-    components = _components(order, succs, preds)
-    return GraphStructure(order, preds, succs, recurrent, components, inputs[0], outputs[0])
+        raise UserError(f"node(s) {', '.join(dead)} do not lead to the Output node {out!r}")
+    return preds
 
 
 def _reaches(target: str, preds: dict[str, list[tuple[str, bool]]]) -> set[str]:
@@ -313,7 +329,7 @@ def conv_padding(node: nir.NIRNode, name: str, nd: int, kernel: tuple[int, ...],
 
 def conv_geometry(node: nir.NIRNode, name: str) -> dict:
     """Stride, dilation, padding ``((before, after), ...)``, groups and kernel of a Conv1d / Conv2d node."""
-    nd = 1 if isinstance(node, nir.Conv1d) else 2
+    nd = facts(node, name).kernel_dims
     w = np.asarray(node.weight)
     if w.ndim != nd + 2:
         raise UserError(f"node {name!r}: {type(node).__name__} weight has shape {w.shape}, "
@@ -331,6 +347,7 @@ def conv_geometry(node: nir.NIRNode, name: str) -> dict:
 
 
 def pool_geometry(node: nir.NIRNode, name: str) -> dict:
+    """Kernel, stride (default: the kernel) and padding (default: none) of a SumPool2d / AvgPool2d node."""
     kernel = _ints(node.kernel_size, 2, "kernel_size", name)
     stride = _ints(node.stride, 2, "stride", name) if node.stride is not None else kernel
     padding = _ints(node.padding, 2, "padding", name) if node.padding is not None else (0, 0)
@@ -396,7 +413,22 @@ def fit_param(value: object, shape: Shape) -> np.ndarray:
     return np.broadcast_to(a, tuple(shape)).copy()
 
 
+class _Mismatch(Exception):
+    """An input that does not fit a node: ``what`` it disagrees with and the ``shape`` the node expects."""
+
+    def __init__(self, what: str, shape: Shape) -> None:
+        self.what, self.shape = what, shape
+
+
+ShapeRule = Callable[[nir.NIRNode, str, Shape], Shape]
+
+
+def _same_shape(node: nir.NIRNode, name: str, shape: Shape) -> Shape:
+    return shape
+
+
 def _elementwise_out(node: nir.NIRNode, name: str, shape: Shape) -> Shape:
+    """Scale, Threshold and the neurons keep their input's shape; every parameter must broadcast to it."""
     for p in NODES[type(node)].params:
         val = getattr(node, p, None)
         if val is None:
@@ -408,58 +440,77 @@ def _elementwise_out(node: nir.NIRNode, name: str, shape: Shape) -> Shape:
     return shape
 
 
-class _Mismatch(Exception):
-    def __init__(self, what: str, shape: Shape) -> None:
-        self.what, self.shape = what, shape
+def _linear_out(node: nir.NIRNode, name: str, shape: Shape) -> Shape:
+    """Affine / Linear: a 2-D weight acting on the last dimension."""
+    w = np.asarray(node.weight)
+    if w.ndim != 2:
+        raise UserError(f"node {name!r}: {type(node).__name__} weight has shape {w.shape}, expected 2-D")
+    if not shape or shape[-1] != w.shape[1]:
+        raise _Mismatch("input", (int(w.shape[1]),))
+    if "bias" in NODES[type(node)].params and np.size(node.bias) not in (1, w.shape[0]):
+        raise UserError(f"node {name!r}: bias has {np.size(node.bias)} values for {w.shape[0]} outputs")
+    return (*shape[:-1], int(w.shape[0]))
+
+
+def _check_conv_input(node: nir.NIRNode, name: str, shape: Shape, g: dict) -> None:
+    """The input ``[C, *spatial]`` fits the weight, groups, bias and any declared ``input_shape``."""
+    w = np.asarray(node.weight)
+    if len(shape) != g["nd"] + 1 or shape[0] != w.shape[1] * g["groups"]:
+        raise _Mismatch("input", (int(w.shape[1] * g["groups"]), *(["?"] * g["nd"])))
+    if w.shape[0] % g["groups"]:
+        raise UserError(f"node {name!r}: {w.shape[0]} output channels do not divide into {g['groups']} groups")
+    if np.size(node.bias) not in (1, w.shape[0]):
+        raise UserError(f"node {name!r}: bias has {np.size(node.bias)} values for {w.shape[0]} channels")
+    declared = node.input_shape
+    if declared is not None:
+        declared = _ints(declared, g["nd"], "input_shape", name)
+        if tuple(declared) != tuple(shape[1:]):
+            raise _Mismatch("input_shape", (int(shape[0]), *declared))
+
+
+def _conv_out(node: nir.NIRNode, name: str, shape: Shape) -> Shape:
+    """Conv1d / Conv2d: ``[C_in, *spatial]`` -> ``[C_out, *spatial']`` (padding, stride, dilation applied)."""
+    g = conv_geometry(node, name)
+    _check_conv_input(node, name, shape, g)
+    spatial = []
+    for n, k, s, d, (p0, p1) in zip(shape[1:], g["kernel"], g["stride"], g["dilation"], g["padding"]):
+        spatial.append((n + p0 + p1 - d * (k - 1) - 1) // s + 1)
+    if any(v <= 0 for v in spatial):
+        raise UserError(f"node {name!r}: input {shape} is too small for the kernel {g['kernel']}")
+    return (int(np.shape(node.weight)[0]), *spatial)
+
+
+def _pool_out(node: nir.NIRNode, name: str, shape: Shape) -> Shape:
+    """SumPool2d / AvgPool2d: ``[C, H, W]`` -> ``[C, H', W']``."""
+    g = pool_geometry(node, name)
+    if len(shape) != 3:
+        raise _Mismatch("input", ("C", "H", "W"))
+    spatial = [(n + 2 * p - k) // s + 1 for n, k, s, p in zip(shape[1:], g["kernel"], g["stride"], g["padding"])]
+    if any(v <= 0 for v in spatial):
+        raise UserError(f"node {name!r}: input {shape} is too small for the pooling window {g['kernel']}")
+    return (shape[0], *spatial)
+
+
+def _flatten_out(node: nir.NIRNode, name: str, shape: Shape) -> Shape:
+    s, e = flatten_span(node, shape, name)
+    return (*shape[:s], int(math.prod(shape[s:e + 1])), *shape[e + 1:])
+
+
+#: output shape of each node type from its input shape (batch excluded); :class:`_Mismatch` when it does not fit
+SHAPE_RULES: dict[type, ShapeRule] = {
+    nir.Input: _same_shape, nir.Output: _same_shape,
+    nir.Affine: _linear_out, nir.Linear: _linear_out,
+    nir.Conv1d: _conv_out, nir.Conv2d: _conv_out,
+    nir.SumPool2d: _pool_out, nir.AvgPool2d: _pool_out,
+    nir.Flatten: _flatten_out,
+    nir.Scale: _elementwise_out, nir.Threshold: _elementwise_out,
+    **{t: _elementwise_out for t in NEURON_TYPES},
+}
 
 
 def _out_shape(node: nir.NIRNode, name: str, shape: Shape) -> Shape:
     """Output shape of ``node`` given its input shape, or :class:`_Mismatch` when the input does not fit."""
-    if isinstance(node, (nir.Input, nir.Output)):
-        return shape
-    if isinstance(node, (nir.Affine, nir.Linear)):
-        w = np.asarray(node.weight)
-        if w.ndim != 2:
-            raise UserError(f"node {name!r}: {type(node).__name__} weight has shape {w.shape}, expected 2-D")
-        if not shape or shape[-1] != w.shape[1]:
-            raise _Mismatch("input", (int(w.shape[1]),))
-        if isinstance(node, nir.Affine) and np.size(node.bias) not in (1, w.shape[0]):
-            raise UserError(f"node {name!r}: bias has {np.size(node.bias)} values for {w.shape[0]} outputs")
-        return (*shape[:-1], int(w.shape[0]))
-    if isinstance(node, (nir.Conv1d, nir.Conv2d)):
-        g = conv_geometry(node, name)
-        w = np.asarray(node.weight)
-        if len(shape) != g["nd"] + 1 or shape[0] != w.shape[1] * g["groups"]:
-            raise _Mismatch("input", (int(w.shape[1] * g["groups"]), *(["?"] * g["nd"])))
-        if w.shape[0] % g["groups"]:
-            raise UserError(f"node {name!r}: {w.shape[0]} output channels do not divide into {g['groups']} groups")
-        if np.size(node.bias) not in (1, w.shape[0]):
-            raise UserError(f"node {name!r}: bias has {np.size(node.bias)} values for {w.shape[0]} channels")
-        declared = node.input_shape
-        if declared is not None:
-            declared = _ints(declared, g["nd"], "input_shape", name)
-            if tuple(declared) != tuple(shape[1:]):
-                raise _Mismatch("input_shape", (int(shape[0]), *declared))
-        spatial = []
-        for n, k, s, d, (p0, p1) in zip(shape[1:], g["kernel"], g["stride"], g["dilation"], g["padding"]):
-            spatial.append((n + p0 + p1 - d * (k - 1) - 1) // s + 1)
-        if any(v <= 0 for v in spatial):
-            raise UserError(f"node {name!r}: input {shape} is too small for the kernel {g['kernel']}")
-        return (int(w.shape[0]), *spatial)
-    if isinstance(node, (nir.SumPool2d, nir.AvgPool2d)):
-        g = pool_geometry(node, name)
-        if len(shape) != 3:
-            raise _Mismatch("input", ("C", "H", "W"))
-        spatial = [(n + 2 * p - k) // s + 1 for n, k, s, p in zip(shape[1:], g["kernel"], g["stride"], g["padding"])]
-        if any(v <= 0 for v in spatial):
-            raise UserError(f"node {name!r}: input {shape} is too small for the pooling window {g['kernel']}")
-        return (shape[0], *spatial)
-    if isinstance(node, nir.Flatten):
-        s, e = flatten_span(node, shape, name)
-        return (*shape[:s], int(math.prod(shape[s:e + 1])), *shape[e + 1:])
-    if isinstance(node, (nir.Scale, nir.Threshold, *NEURON_TYPES)):
-        return _elementwise_out(node, name, shape)
-    raise UserError(f"node {name!r} has unsupported type {type(node).__name__}")
+    return handler(SHAPE_RULES, node, name, "shape inference")(node, name, shape)
 
 
 def node_io_shapes(graph: nir.NIRGraph, input_shape: list[int] | None = None) -> dict[str, tuple[Shape, Shape]]:
@@ -471,49 +522,59 @@ def node_io_shapes(graph: nir.NIRGraph, input_shape: list[int] | None = None) ->
     graph = normalize_graph(graph)
     _check_types(graph)
     st = structure(graph)
-    inp = graph.nodes[st.input]
-    declared = inp.input_type.get("input") if isinstance(inp.input_type, dict) else None
-    declared = None if declared is None or np.size(declared) == 0 else tuple(int(v) for v in np.ravel(declared))
-    if input_shape is not None:
-        card = tuple(int(v) for v in input_shape)
-        if declared is not None and declared != card and math.prod(declared) != math.prod(card):
-            raise UserError(f"the Input node {st.input!r} has shape {list(declared)}, the model card says "
-                            f"{list(card)}")
-        declared = declared if declared is not None else card
-    if declared is None:
-        raise UserError(f"the Input node {st.input!r} has no shape; give the input shape in the model card")
-    shapes: dict[str, tuple[Shape, Shape]] = {st.input: (declared, declared)}
+    first = _input_shape(graph.nodes[st.input], st.input, input_shape)
+    shapes: dict[str, tuple[Shape, Shape]] = {st.input: (first, first)}
     for name in st.order:
-        if name == st.input:
-            continue
-        node = graph.nodes[name]
-        srcs = [src for src, rec in st.preds[name] if not rec]
-        in_shape = shapes[srcs[0]][1]
-        for src in srcs[1:]:
-            if shapes[src][1] != in_shape:
-                raise UserError(f"shape mismatch: {srcs[0]} -> {name} brings {list(in_shape)} but "
-                                f"{src} -> {name} brings {list(shapes[src][1])}")
-        try:
-            out = _out_shape(node, name, in_shape)
-        except _Mismatch as mm:
-            raise UserError(f"shape mismatch on edge {srcs[0]} -> {name}: {srcs[0]} gives {list(in_shape)}, "
-                            f"{name} ({type(node).__name__}) expects {list(mm.shape)}"
-                            + ("" if mm.what == "input" else f" (from its {mm.what})")) from None
-        shapes[name] = (tuple(in_shape), tuple(int(v) for v in out))
+        if name != st.input:
+            shapes[name] = _io_shape(graph.nodes[name], name, [src for src, rec in st.preds[name] if not rec], shapes)
     for src, dst in st.recurrent:
         if shapes[src][1] != shapes[dst][0]:
             raise UserError(f"shape mismatch on recurrent edge {src} -> {dst}: {src} gives {list(shapes[src][1])}, "
                             f"{dst} expects {list(shapes[dst][0])}")
-    out_node = graph.nodes[st.output]
-    declared_out = out_node.output_type.get("output") if isinstance(out_node.output_type, dict) else None
-    if declared_out is not None and np.size(declared_out):
-        d = tuple(int(v) for v in np.ravel(declared_out))
-        got = shapes[st.output][0]
+    _check_output_shape(graph.nodes[st.output], st, shapes[st.output][0])
+    return {n: shapes[n] for n in graph.nodes}
+
+
+def _input_shape(inp: nir.Input, name: str, card_shape: list[int] | None) -> Shape:
+    """The Input node's shape, or the model card's where the node declares none (they must agree)."""
+    declared = _declared_input(inp)
+    if card_shape is not None:
+        card = tuple(int(v) for v in card_shape)
+        if declared is not None and declared != card and math.prod(declared) != math.prod(card):
+            raise UserError(f"the Input node {name!r} has shape {list(declared)}, the model card says "
+                            f"{list(card)}")
+        declared = declared if declared is not None else card
+    if declared is None:
+        raise UserError(f"the Input node {name!r} has no shape; give the input shape in the model card")
+    return declared
+
+
+def _io_shape(node: nir.NIRNode, name: str, srcs: list[str],
+              shapes: dict[str, tuple[Shape, Shape]]) -> tuple[Shape, Shape]:
+    """``node``'s input shape (its non-recurrent sources must agree on it) and output shape."""
+    in_shape = shapes[srcs[0]][1]
+    for src in srcs[1:]:
+        if shapes[src][1] != in_shape:
+            raise UserError(f"shape mismatch: {srcs[0]} -> {name} brings {list(in_shape)} but "
+                            f"{src} -> {name} brings {list(shapes[src][1])}")
+    try:
+        out = _out_shape(node, name, in_shape)
+    except _Mismatch as mm:
+        raise UserError(f"shape mismatch on edge {srcs[0]} -> {name}: {srcs[0]} gives {list(in_shape)}, "
+                        f"{name} ({type(node).__name__}) expects {list(mm.shape)}"
+                        + ("" if mm.what == "input" else f" (from its {mm.what})")) from None
+    return tuple(in_shape), tuple(int(v) for v in out)
+
+
+def _check_output_shape(out_node: nir.Output, st: GraphStructure, got: Shape) -> None:
+    """A shape the Output node declares must hold as many values as it receives."""
+    declared = out_node.output_type.get("output") if isinstance(out_node.output_type, dict) else None
+    if declared is not None and np.size(declared):
+        d = tuple(int(v) for v in np.ravel(declared))
         if d != got and math.prod(d) != math.prod(got):
             src = st.preds[st.output][0][0]
             raise UserError(f"shape mismatch on edge {src} -> {st.output}: {src} gives {list(got)}, "
                             f"{st.output} (Output) expects {list(d)}")
-    return {n: shapes[n] for n in graph.nodes}
 
 
 def node_shapes(graph: nir.NIRGraph, input_shape: list[int] | None = None) -> dict[str, Shape]:
@@ -531,7 +592,7 @@ def _check_types(graph: nir.NIRGraph) -> None:
 def check_finite(graph: nir.NIRGraph) -> None:
     """Every numeric parameter of every node is finite; time constants are positive."""
     for name, node in graph.nodes.items():
-        for p in NODES[type(node)].params:
+        for p in facts(node, name).params:
             val = getattr(node, p, None)
             if val is None:
                 continue
@@ -562,9 +623,10 @@ def check_graph(graph: nir.NIRGraph, input_shape: list[int] | None = None) -> di
     check_finite(graph_n)
     io = node_io_shapes(graph_n, input_shape)
     for name, node in graph_n.nodes.items():
-        if isinstance(node, (nir.Conv1d, nir.Conv2d)) and node.input_shape is None:
+        row = NODES[type(node)]
+        if row.role == "synapse" and row.kernel_dims and node.input_shape is None:  # a conv node
             sp = io[name][0][1:]
-            node.input_shape = int(sp[0]) if isinstance(node, nir.Conv1d) else tuple(int(v) for v in sp)
+            node.input_shape = int(sp[0]) if row.kernel_dims == 1 else tuple(int(v) for v in sp)
     return {k: v[1] for k, v in io.items()}
 
 
@@ -572,4 +634,4 @@ def spiking_nodes(graph: nir.NIRGraph) -> list[str]:
     """Names of the nodes whose output is spikes (LIF, IF, CubaLIF), in execution order."""
     graph = normalize_graph(graph)
     st = structure(graph)
-    return [n for n in st.order if isinstance(graph.nodes[n], SPIKING_TYPES)]
+    return [n for n in st.order if node_is(graph.nodes[n], spiking=True)]

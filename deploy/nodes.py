@@ -5,7 +5,8 @@ parameters NIR stores for it, and whether it holds state, spikes or a weight mat
 treat node types differently looks the row up (:func:`facts`) or keeps its own ``{nir type: handler}``
 table and dispatches through :func:`handler` (which names the node and its type when the table lacks
 it), instead of an ``isinstance`` chain per module. Adding a node type means one row here and one entry
-in each backend's table.
+in each backend's table (``graph.SHAPE_RULES``, ``reference.KERNELS``, ``energy.UNIT_RULES`` if synaptic
+layers count it, each target's own); ``tests/test_nodes.py`` checks that the core's tables cover this one.
 """
 
 from __future__ import annotations
@@ -28,11 +29,12 @@ class NodeFacts:
     type: type  # the nir class
     role: Role  # what it does in a network
     params: tuple[str, ...] = ()  # numeric parameters as NIR names them (checked finite on load)
-    weighted: bool = False  # holds a weight matrix: synaptic operations are counted on it
+    weighted: bool = False  # holds a weight matrix (energy also counts pools and Scale: energy.UNIT_RULES)
     stateful: bool = False  # carries state from one time step to the next (the neurons)
     spiking: bool = False  # a neuron whose output is 0/1 spikes (LIF, IF, CubaLIF)
     current: bool = False  # a neuron with a synaptic-current state (CubaLIF, CubaLI)
     leak: bool = False  # a neuron with a membrane time constant (all but IF)
+    kernel_dims: int = 0  # spatial dimensions of a conv / pooling kernel (Conv1d 1; Conv2d and the pools 2)
 
     @property
     def name(self) -> str:
@@ -50,10 +52,10 @@ NODES: dict[type, NodeFacts] = {row.type: row for row in (
     NodeFacts(nir.Output, "output"),
     NodeFacts(nir.Affine, "synapse", ("weight", "bias"), weighted=True),
     NodeFacts(nir.Linear, "synapse", ("weight",), weighted=True),
-    NodeFacts(nir.Conv1d, "synapse", ("weight", "bias"), weighted=True),
-    NodeFacts(nir.Conv2d, "synapse", ("weight", "bias"), weighted=True),
-    NodeFacts(nir.SumPool2d, "pool", _POOL),
-    NodeFacts(nir.AvgPool2d, "pool", _POOL),
+    NodeFacts(nir.Conv1d, "synapse", ("weight", "bias"), weighted=True, kernel_dims=1),
+    NodeFacts(nir.Conv2d, "synapse", ("weight", "bias"), weighted=True, kernel_dims=2),
+    NodeFacts(nir.SumPool2d, "pool", _POOL, kernel_dims=2),
+    NodeFacts(nir.AvgPool2d, "pool", _POOL, kernel_dims=2),
     NodeFacts(nir.Flatten, "reshape"),
     NodeFacts(nir.Scale, "scale", ("scale",)),
     NodeFacts(nir.Threshold, "threshold", ("threshold",)),
@@ -88,6 +90,15 @@ def facts(node: nir.NIRNode, name: str | None = None) -> NodeFacts:
         where = f"node {name!r} has" if name else "a node has"
         raise UserError(f"{where} unsupported type {type(node).__name__} (supported: {', '.join(SUPPORTED_NAMES)})")
     return row
+
+
+def node_is(node: nir.NIRNode, **want: object) -> bool:
+    """Whether ``node``'s type is in the table with every given fact, e.g. ``node_is(node, role="input")``.
+
+    False, not an error, for a type the project does not run: for code that walks a graph not yet checked.
+    """
+    row = NODES.get(type(node))
+    return row is not None and all(getattr(row, k) == v for k, v in want.items())
 
 
 H = TypeVar("H")

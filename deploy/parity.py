@@ -132,36 +132,41 @@ class ParityAccumulator:
                                        float(np.max(np.abs(ref.output.astype(np.float64) - tgt.output))))
         else:
             self.max_output_diff = float("inf")
-
         have_spikes = all(k in ref.spikes and k in tgt.spikes for k in self.layers)
         self.per_neuron = self.per_neuron and have_spikes
         if not have_spikes:
             self.mismatch_basis = "per-layer counts"
         mism = np.zeros((B, T, len(self.layers)), dtype=np.int64)
         for j, k in enumerate(self.layers):
-            rc = np.asarray(ref.spike_counts[k], dtype=np.int64)
-            tc = np.asarray(tgt.spike_counts[k], dtype=np.int64)
-            self.ref_counts[k] = self.ref_counts.get(k, 0) + int(rc.sum())
-            self.tgt_counts[k] = self.tgt_counts.get(k, 0) + int(tc.sum())
-            if have_spikes:
-                rs, ts = ref.spikes[k], tgt.spikes[k]
-                if rs.shape != ts.shape:
-                    raise ValueError(f"layer {k}: reference spikes {rs.shape} vs target spikes {ts.shape}")
-                self.ref_neuron[k] = self.ref_neuron.get(k, 0) + rs.sum(axis=(0, 1), dtype=np.int64)
-                self.tgt_neuron[k] = self.tgt_neuron.get(k, 0) + ts.sum(axis=(0, 1), dtype=np.int64)
-                diff = (rs != ts).reshape(T, B, -1).sum(axis=-1)
-            else:
-                diff = np.abs(rc - tc)
-            mism[:, :, j] = diff.T
+            mism[:, :, j] = self._add_layer(k, ref, tgt, have_spikes, T, B).T
         self.sample_mismatch.extend(mism)
-        if have_spikes:  # keep the records of the most-diverging sample for the raster
-            totals = mism.sum(axis=(1, 2))
-            b = int(totals.argmax())
-            if totals[b] > self.raster.mismatches:
-                self.raster = _Worst(self.n + b, int(totals[b]),
-                                     {k: np.array(ref.spikes[k][:, b]) for k in self.layers},
-                                     {k: np.array(tgt.spikes[k][:, b]) for k in self.layers})
+        if have_spikes:
+            self._keep_worst(mism, ref, tgt)
         self.n += B
+
+    def _add_layer(self, k: str, ref: RunResult, tgt: RunResult, have_spikes: bool, T: int, B: int) -> np.ndarray:
+        """Add layer ``k``'s totals; return its mismatches ``[T, B]`` (spikes if recorded, else |count diff|)."""
+        rc = np.asarray(ref.spike_counts[k], dtype=np.int64)
+        tc = np.asarray(tgt.spike_counts[k], dtype=np.int64)
+        self.ref_counts[k] = self.ref_counts.get(k, 0) + int(rc.sum())
+        self.tgt_counts[k] = self.tgt_counts.get(k, 0) + int(tc.sum())
+        if not have_spikes:
+            return np.abs(rc - tc)
+        rs, ts = ref.spikes[k], tgt.spikes[k]
+        if rs.shape != ts.shape:
+            raise ValueError(f"layer {k}: reference spikes {rs.shape} vs target spikes {ts.shape}")
+        self.ref_neuron[k] = self.ref_neuron.get(k, 0) + rs.sum(axis=(0, 1), dtype=np.int64)
+        self.tgt_neuron[k] = self.tgt_neuron.get(k, 0) + ts.sum(axis=(0, 1), dtype=np.int64)
+        return (rs != ts).reshape(T, B, -1).sum(axis=-1)
+
+    def _keep_worst(self, mism: np.ndarray, ref: RunResult, tgt: RunResult) -> None:
+        """Keep the records of this batch's most-diverging sample if it beats the one kept (for the raster)."""
+        totals = mism.sum(axis=(1, 2))
+        b = int(totals.argmax())
+        if totals[b] > self.raster.mismatches:
+            self.raster = _Worst(self.n + b, int(totals[b]),
+                                 {k: np.array(ref.spikes[k][:, b]) for k in self.layers},
+                                 {k: np.array(tgt.spikes[k][:, b]) for k in self.layers})
 
     # ------------------------------------------------------------------ results
     def result(self) -> dict[str, Any]:

@@ -25,7 +25,7 @@ Lava's floating-point simulation.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import nir
 import numpy as np
@@ -41,11 +41,14 @@ from neuromoco.deploy.graph import (
     pool_geometry,
     structure,
 )
+from neuromoco.deploy.nodes import NEURON_TYPES, NODES, facts, handler
 from neuromoco.deploy.result import RunResult
-from neuromoco.deploy.semantics import NEURON_TYPES, SPIKING_TYPES, DiscreteNeuron, discretize, euler_gain
+from neuromoco.deploy.semantics import DiscreteNeuron, discretize, euler_gain
 from neuromoco.errors import UserError
 
 Tensor = torch.Tensor
+Shape = tuple[int, ...]
+Kernel = Callable[[Tensor], Tensor]  # a stateless node: [N, *in_shape] -> [N, *out_shape]
 
 
 # ------------------------------------------------------------------------------------ neuron kernels
@@ -55,9 +58,8 @@ class _Neuron:
 
     def __init__(self, node: nir.NIRNode, shape: tuple[int, ...], dt: float | None, device: torch.device,
                  dtype: torch.dtype, name: str) -> None:
-        self.kind = type(node).__name__
-        if dt is None and not isinstance(node, nir.IF):
-            raise UserError(f"node {name!r} ({self.kind}) needs dt: give it in the model card or with --dt")
+        if dt is None and NODES[type(node)].leak:
+            raise UserError(f"node {name!r} ({type(node).__name__}) needs dt: give it in the model card or with --dt")
         n = discretize(node, float(dt) if dt is not None else 1.0)
         npd = np.float64 if dtype == torch.float64 else np.float32
         t = lambda a: torch.as_tensor(np.asarray(a, dtype=npd), device=device)
@@ -113,63 +115,132 @@ def _fit_neuron(n: DiscreteNeuron, shape: tuple[int, ...]) -> DiscreteNeuron:
                    v_threshold=fit(n.v_threshold), v_reset=fit(n.v_reset), tau_syn=fit(n.tau_syn), w_in=fit(n.w_in))
 
 
-# --------------------------------------------------------------------------------- stateless kernels
+# ---------------------------------------------------------------------------------- kernels per node type
 
-def _stateless(node: nir.NIRNode, name: str, in_shape: tuple[int, ...], out_shape: tuple[int, ...],
-               device: torch.device, dtype: torch.dtype) -> Callable[[Tensor], Tensor]:
-    """A function ``[N, *in_shape] -> [N, *out_shape]`` for a stateless node."""
-    t = lambda a: torch.as_tensor(np.array(a), device=device).to(dtype).contiguous()
+@dataclass(frozen=True)
+class _Site:
+    """What a kernel is built for besides its node: the node's name and shapes, the run's dt, device and dtype."""
 
-    def bias_of(b: object, n_out: int) -> Tensor | None:
-        if not np.any(np.asarray(b, dtype=np.float64)):
-            return None  # an all-zero bias adds nothing (and models without bias pass None too)
-        return t(fit_param(node.bias, (n_out,)))
+    name: str
+    in_shape: Shape
+    out_shape: Shape
+    dt: float | None
+    device: torch.device
+    dtype: torch.dtype
 
-    if isinstance(node, (nir.Input, nir.Output)):
-        return lambda x: x
-    if isinstance(node, (nir.Affine, nir.Linear)):
-        w = t(node.weight)
-        b = bias_of(node.bias, w.shape[0]) if isinstance(node, nir.Affine) else None
-        return lambda x: F.linear(x, w, b)
-    if isinstance(node, (nir.Conv1d, nir.Conv2d)):
-        g = conv_geometry(node, name)
-        w = t(node.weight)
-        b = bias_of(node.bias, w.shape[0])
-        conv = F.conv1d if g["nd"] == 1 else F.conv2d
-        pads = g["padding"]
-        if all(p0 == p1 for p0, p1 in pads):
-            pad = tuple(p0 for p0, _ in pads)
-            return lambda x: conv(x, w, b, g["stride"], pad, g["dilation"], g["groups"])
-        flat = tuple(v for p in reversed(pads) for v in p)  # F.pad wants the last dim first
-        return lambda x: conv(F.pad(x, flat), w, b, g["stride"], 0, g["dilation"], g["groups"])
-    if isinstance(node, nir.SumPool2d):
-        g = pool_geometry(node, name)
-        return lambda x: F.avg_pool2d(x, g["kernel"], g["stride"], g["padding"], count_include_pad=True,
-                                      divisor_override=1)
-    if isinstance(node, nir.AvgPool2d):
-        g = pool_geometry(node, name)
-        return lambda x: F.avg_pool2d(x, g["kernel"], g["stride"], g["padding"], count_include_pad=True)
-    if isinstance(node, nir.Flatten):
-        return lambda x: x.reshape(x.shape[0], *out_shape)
-    if isinstance(node, nir.Scale):
-        s = t(fit_param(node.scale, in_shape))
-        return lambda x: x * s
-    if isinstance(node, nir.Threshold):
-        th = t(fit_param(node.threshold, in_shape))
-        return lambda x: (x > th).to(x.dtype)
-    raise UserError(f"node {name!r}: the reference executor has no kernel for {type(node).__name__}")
+    def tensor(self, a: object) -> Tensor:
+        return torch.as_tensor(np.array(a), device=self.device).to(self.dtype).contiguous()
+
+    def bias(self, node: nir.NIRNode, n_out: int) -> Tensor | None:
+        """``node.bias`` over ``n_out`` outputs; None for a node without one or an all-zero bias (adds nothing)."""
+        if "bias" not in NODES[type(node)].params or not np.any(np.asarray(node.bias, dtype=np.float64)):
+            return None
+        return self.tensor(fit_param(node.bias, (n_out,)))
+
+
+def _identity(node: nir.NIRNode, site: _Site) -> Kernel:
+    return lambda x: x
+
+
+def _linear(node: nir.NIRNode, site: _Site) -> Kernel:
+    w = site.tensor(node.weight)
+    b = site.bias(node, w.shape[0])
+    return lambda x: F.linear(x, w, b)
+
+
+def _conv(node: nir.NIRNode, site: _Site) -> Kernel:
+    g = conv_geometry(node, site.name)
+    w = site.tensor(node.weight)
+    b = site.bias(node, w.shape[0])
+    conv = F.conv1d if g["nd"] == 1 else F.conv2d
+    pads = g["padding"]
+    if all(p0 == p1 for p0, p1 in pads):
+        pad = tuple(p0 for p0, _ in pads)
+        return lambda x: conv(x, w, b, g["stride"], pad, g["dilation"], g["groups"])
+    flat = tuple(v for p in reversed(pads) for v in p)  # F.pad wants the last dim first
+    return lambda x: conv(F.pad(x, flat), w, b, g["stride"], 0, g["dilation"], g["groups"])
+
+
+def _sum_pool(node: nir.NIRNode, site: _Site) -> Kernel:
+    g = pool_geometry(node, site.name)
+    return lambda x: F.avg_pool2d(x, g["kernel"], g["stride"], g["padding"], count_include_pad=True,
+                                  divisor_override=1)
+
+
+def _avg_pool(node: nir.NIRNode, site: _Site) -> Kernel:
+    g = pool_geometry(node, site.name)
+    return lambda x: F.avg_pool2d(x, g["kernel"], g["stride"], g["padding"], count_include_pad=True)
+
+
+def _flatten(node: nir.NIRNode, site: _Site) -> Kernel:
+    out_shape = site.out_shape
+    return lambda x: x.reshape(x.shape[0], *out_shape)
+
+
+def _scale(node: nir.NIRNode, site: _Site) -> Kernel:
+    s = site.tensor(fit_param(node.scale, site.in_shape))
+    return lambda x: x * s
+
+
+def _threshold(node: nir.NIRNode, site: _Site) -> Kernel:
+    th = site.tensor(fit_param(node.threshold, site.in_shape))
+    return lambda x: (x > th).to(x.dtype)
+
+
+def _neuron(node: nir.NIRNode, site: _Site) -> _Neuron:
+    return _Neuron(node, site.out_shape, site.dt, site.device, site.dtype, site.name)
+
+
+#: how the reference executes each node type: a stateless kernel over folded frames, or a stepped neuron
+KERNELS: dict[type, Callable[[nir.NIRNode, _Site], Kernel | _Neuron]] = {
+    nir.Input: _identity, nir.Output: _identity,
+    nir.Affine: _linear, nir.Linear: _linear,
+    nir.Conv1d: _conv, nir.Conv2d: _conv,
+    nir.SumPool2d: _sum_pool, nir.AvgPool2d: _avg_pool,
+    nir.Flatten: _flatten,
+    nir.Scale: _scale,
+    nir.Threshold: _threshold,
+    **{t: _neuron for t in NEURON_TYPES},
+}
 
 
 # ------------------------------------------------------------------------------------------ executor
 
 @dataclass
 class _Plan:
+    """How one node runs: a stateless kernel (``fn``) or a stepped neuron."""
+
     name: str
-    kind: str
-    in_shape: tuple[int, ...]
-    out_shape: tuple[int, ...]
-    fn: Callable[[Tensor], Tensor] | None  # stateless
+    in_shape: Shape
+    out_shape: Shape
+    fn: Kernel | None  # stateless
     neuron: _Neuron | None  # stateful
+
+    @staticmethod
+    def of(node: nir.NIRNode, site: _Site) -> _Plan:
+        """The plan of ``node``, its kernel from :data:`KERNELS`."""
+        kernel = handler(KERNELS, node, site.name, "the reference executor")(node, site)
+        neuron = kernel if isinstance(kernel, _Neuron) else None
+        return _Plan(site.name, site.in_shape, site.out_shape, None if neuron is not None else kernel, neuron)
+
+
+@dataclass
+class _Pass:
+    """One run's book-keeping: node outputs (dropped once their last reader is done), spike counts and records."""
+
+    T: int
+    B: int
+    keep_all: bool  # keep every node's output (for traces)
+    output: str  # the Output node: always kept
+    remaining: dict[str, int]  # readers of each node's output still to run
+    outs: dict[str, Tensor] = field(default_factory=dict)
+    counts: dict[str, np.ndarray] = field(default_factory=dict)
+    spikes: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def done_with(self, src: str) -> None:
+        self.remaining[src] -= 1
+        if self.remaining[src] == 0 and not self.keep_all and src != self.output:
+            self.outs.pop(src, None)
 
 
 class ReferenceExecutor:
@@ -196,17 +267,9 @@ class ReferenceExecutor:
         self.structure = structure(self.graph)
         self.io_shapes = node_io_shapes(self.graph, input_shape)
         self.input_shape = self.io_shapes[self.structure.input][1]
-        self.plans: dict[str, _Plan] = {}
-        for name in self.structure.order:
-            node = self.graph.nodes[name]
-            ins, outs = self.io_shapes[name]
-            if isinstance(node, NEURON_TYPES):
-                self.plans[name] = _Plan(name, type(node).__name__, ins, outs, None,
-                                         _Neuron(node, outs, dt, self.device, dtype, name))
-            else:
-                self.plans[name] = _Plan(name, type(node).__name__, ins, outs,
-                                         _stateless(node, name, ins, outs, self.device, dtype), None)
-        self.spiking = [n for n in self.structure.order if isinstance(self.graph.nodes[n], SPIKING_TYPES)]
+        sites = {n: _Site(n, *self.io_shapes[n], dt, self.device, dtype) for n in self.structure.order}
+        self.plans = {n: _Plan.of(self.graph.nodes[n], site) for n, site in sites.items()}
+        self.spiking = [n for n in self.structure.order if facts(self.graph.nodes[n], n).spiking]
         self.states: dict[str, dict[str, np.ndarray]] = {}
 
     # -- public API -------------------------------------------------------------------------------
@@ -241,50 +304,48 @@ class ReferenceExecutor:
                  ) -> tuple[dict[str, Tensor], dict[str, np.ndarray], dict[str, np.ndarray]]:
         st = self.structure
         x = self._frames(frames)
-        T, B = x.shape[:2]
-        remaining = {n: len(st.succs[n]) for n in st.order}
-        outs: dict[str, Tensor] = {}
-        counts: dict[str, np.ndarray] = {}
-        spikes: dict[str, np.ndarray] = {}
+        run = _Pass(*x.shape[:2], keep_all, st.output, {n: len(st.succs[n]) for n in st.order})
         self.states = {}
-
-        def done_with(src: str) -> None:
-            remaining[src] -= 1
-            if remaining[src] == 0 and not keep_all and src != st.output:
-                outs.pop(src, None)
-
-        def record(name: str) -> None:
-            if name in self.spiking:
-                s = outs[name]
-                counts[name] = s.reshape(T, B, -1).sum(-1).to("cpu", torch.int64).numpy()
-                if self.record_spikes:
-                    spikes[name] = s.to("cpu", torch.uint8).numpy()
-
         with torch.no_grad():
             for comp in st.components:
                 if st.is_cyclic(comp):
-                    self._run_cycle(comp, outs, T, B)
-                    for name in comp:
-                        record(name)
-                    for name in comp:
-                        for src, _ in st.preds[name]:
-                            if src not in comp:
-                                done_with(src)
-                    continue
-                (name,) = comp
-                plan = self.plans[name]
-                if name == st.input:
-                    outs[name] = x
+                    self._cyclic(comp, run)
                 else:
-                    srcs = [src for src, _ in st.preds[name]]
-                    inp = outs[srcs[0]]
-                    for src in srcs[1:]:
-                        inp = inp + outs[src]
-                    for src in srcs:
-                        done_with(src)
-                    outs[name] = self._apply_all(plan, inp, T, B)
-                record(name)
-        return outs, counts, spikes
+                    self._single(comp, x, run)
+        return run.outs, run.counts, run.spikes
+
+    def _single(self, comp: list[str], x: Tensor, run: _Pass) -> None:
+        """A node on no cycle, over the whole sequence; its input is the sum of its sources' outputs."""
+        (name,) = comp
+        if name == self.structure.input:
+            run.outs[name] = x
+        else:
+            srcs = [src for src, _ in self.structure.preds[name]]
+            inp = run.outs[srcs[0]]
+            for src in srcs[1:]:
+                inp = inp + run.outs[src]
+            for src in srcs:
+                run.done_with(src)
+            run.outs[name] = self._apply_all(self.plans[name], inp, run.T, run.B)
+        self._record(name, run)
+
+    def _cyclic(self, comp: list[str], run: _Pass) -> None:
+        """A strongly connected component, stepped one time step at a time."""
+        self._run_cycle(comp, run.outs, run.T, run.B)
+        for name in comp:
+            self._record(name, run)
+        for name in comp:
+            for src, _ in self.structure.preds[name]:
+                if src not in comp:
+                    run.done_with(src)
+
+    def _record(self, name: str, run: _Pass) -> None:
+        """Spike counts (and, with ``record_spikes``, the 0/1 record) of a spiking node."""
+        if name in self.spiking:
+            s = run.outs[name]
+            run.counts[name] = s.reshape(run.T, run.B, -1).sum(-1).to("cpu", torch.int64).numpy()
+            if self.record_spikes:
+                run.spikes[name] = s.to("cpu", torch.uint8).numpy()
 
     def _apply_all(self, plan: _Plan, inp: Tensor, T: int, B: int) -> Tensor:
         """A node over the whole sequence: stateless with T folded into the batch, neurons looping over T."""
@@ -337,8 +398,3 @@ class ReferenceExecutor:
         if self.record_states:
             for name, tr in traces.items():
                 self._keep_states(name, tr)
-
-
-def run_reference(graph: nir.NIRGraph, frames: np.ndarray | Tensor, dt: float | None, **kwargs) -> RunResult:
-    """One-call form: build a :class:`ReferenceExecutor` and run ``frames``."""
-    return ReferenceExecutor(graph, dt, **kwargs).run(frames)

@@ -144,6 +144,16 @@ def write_parity_report(out_dir: Path, summary: dict[str, Any], extras: dict[str
     ``extras[target]`` may hold ``rates`` ``(ref, tgt)`` arrays and ``raster`` ``(sample, ref, tgt)``.
     """
     out_dir = Path(out_dir)
+    lines = _parity_header(summary) + _parity_summary(summary)
+    for name, t in summary["targets"].items():
+        lines += _target_section(out_dir, name, t, extras.get(name, {}))
+    path = out_dir / "report.md"
+    atomic_write_text(path, "\n".join(lines))
+    return path
+
+
+def _parity_header(summary: dict[str, Any]) -> list[str]:
+    """Title, dataset, how the reference runs and the tolerances."""
     lines = [f"# Parity report: `{summary['model']}`", ""]
     lines += [(f"Dataset: {summary['dataset']} ({summary['split']}), {summary['samples']} samples, "
               f"{summary['time_steps']} time steps each."), ""]
@@ -156,56 +166,64 @@ def write_parity_report(out_dir: Path, summary: dict[str, Any], extras: dict[str
                   tol["min_agreement"], tol["max_count_rel_diff"], tol["min_rate_cosine"],
                   "" if tol.get("max_accuracy_drop") is None else f", accuracy drop <= {tol['max_accuracy_drop']}",
                   ", ".join(tol["exact"]) or "none"), ""]
+    return lines
+
+
+def _parity_summary(summary: dict[str, Any]) -> list[str]:
+    """The one-row-per-target summary table."""
     rows = []
     for name, t in summary["targets"].items():
         m = t.get("metrics") or {}
         rows.append([name, t["status"].upper(), t.get("reference_dtype"), m.get("accuracy_reference"),
                      m.get("accuracy_target"), m.get("agreement"), m.get("max_count_rel_diff"),
                      _cos(m.get("rate_cosine")), m.get("diverging_samples")])
-    lines += ["## Summary", ""]
+    lines = ["## Summary", ""]
     lines += _table(["target", "status", "reference dtype", "reference acc.", "target acc.", "agreement",
                      "max layer count rel. diff", "rate cosine", "samples with any spike mismatch"], rows)
-    lines.append("")
-    for name, t in summary["targets"].items():
-        lines += [f"## {name}", ""]
-        if t["status"] == "error":
-            lines += [f"**Error**: {t['error']}", ""]
-            continue
-        m = t["metrics"]
-        if t["violations"]:
-            lines += ["**Outside tolerance:**", ""] + [f"- {v}" for v in t["violations"]] + [""]
-        else:
-            lines += ["Within tolerance.", ""]
-        lines += [f"Firing-rate cosine basis: {m['rate_basis']}"
-                  + ("" if m["rate_basis"] == "per-neuron" else " (the target reports per-layer counts only)")
-                  + f"; largest absolute output difference: {_fmt(m['max_output_abs_diff'])}.", ""]
-        lrows = [[k, v["reference_spikes"], v["target_spikes"], v["rel_diff"], _cos(v.get("rate_cosine"))]
-                 for k, v in m["layers"].items()]
-        lines += _table(["layer", "reference spikes", "target spikes", "rel. diff", "rate cosine"], lrows) + [""]
-        if m["worst_samples"]:
-            lines += [f"Samples with the most spike mismatches ({m['mismatch_basis']}) and where they first diverge:", ""]
-            lines += _table(["sample", "mismatches", "first step", "first layer", "mismatches at that step"],
-                            [[w["sample"], w["mismatches"], w["first_step"], w["first_layer"],
-                              w["mismatches_at_first_step"]] for w in m["worst_samples"]]) + [""]
-        else:
-            lines += ["No spike differs from the reference on any sample.", ""]
-        safe = _safe(name)
-        pngs = [plot_layer_counts(out_dir / f"counts_{safe}.png", name, m["layers"])]
-        ex = extras.get(name, {})
-        if ex.get("rates") is not None:
-            pngs.append(plot_rate_scatter(out_dir / f"rates_{safe}.png", name, *ex["rates"], m["rate_basis"]))
-        else:
-            layers = list(m["layers"])
-            scale = 1.0 / max(m["samples"] * m["time_steps"], 1)
-            r = np.array([m["layers"][k]["reference_spikes"] for k in layers], dtype=float) * scale
-            g = np.array([m["layers"][k]["target_spikes"] for k in layers], dtype=float) * scale
-            pngs.append(plot_rate_scatter(out_dir / f"rates_{safe}.png", name, r, g, "per-layer"))
-        if ex.get("raster") is not None:
-            pngs.append(plot_raster(out_dir / f"raster_{safe}.png", name, *ex["raster"]))
-        lines += [f"![{p}]({p})" for p in pngs] + [""]
-    path = out_dir / "report.md"
-    atomic_write_text(path, "\n".join(lines))
-    return path
+    return lines + [""]
+
+
+def _target_section(out_dir: Path, name: str, t: dict[str, Any], extras: dict[str, Any]) -> list[str]:
+    """One target's section: tolerance verdict, per-layer table, worst samples and plots."""
+    lines = [f"## {name}", ""]
+    if t["status"] == "error":
+        return lines + [f"**Error**: {t['error']}", ""]
+    m = t["metrics"]
+    if t["violations"]:
+        lines += ["**Outside tolerance:**", ""] + [f"- {v}" for v in t["violations"]] + [""]
+    else:
+        lines += ["Within tolerance.", ""]
+    lines += [f"Firing-rate cosine basis: {m['rate_basis']}"
+              + ("" if m["rate_basis"] == "per-neuron" else " (the target reports per-layer counts only)")
+              + f"; largest absolute output difference: {_fmt(m['max_output_abs_diff'])}.", ""]
+    lrows = [[k, v["reference_spikes"], v["target_spikes"], v["rel_diff"], _cos(v.get("rate_cosine"))]
+             for k, v in m["layers"].items()]
+    lines += _table(["layer", "reference spikes", "target spikes", "rel. diff", "rate cosine"], lrows) + [""]
+    if m["worst_samples"]:
+        lines += [f"Samples with the most spike mismatches ({m['mismatch_basis']}) and where they first diverge:", ""]
+        lines += _table(["sample", "mismatches", "first step", "first layer", "mismatches at that step"],
+                        [[w["sample"], w["mismatches"], w["first_step"], w["first_layer"],
+                          w["mismatches_at_first_step"]] for w in m["worst_samples"]]) + [""]
+    else:
+        lines += ["No spike differs from the reference on any sample.", ""]
+    return lines + [f"![{p}]({p})" for p in _target_plots(out_dir, name, m, extras)] + [""]
+
+
+def _target_plots(out_dir: Path, name: str, m: dict[str, Any], extras: dict[str, Any]) -> list[str]:
+    """Spike counts per layer, firing rates (per neuron when recorded, else per layer) and the raster if any."""
+    safe = _safe(name)
+    pngs = [plot_layer_counts(out_dir / f"counts_{safe}.png", name, m["layers"])]
+    if extras.get("rates") is not None:
+        pngs.append(plot_rate_scatter(out_dir / f"rates_{safe}.png", name, *extras["rates"], m["rate_basis"]))
+    else:
+        layers = list(m["layers"])
+        scale = 1.0 / max(m["samples"] * m["time_steps"], 1)
+        r = np.array([m["layers"][k]["reference_spikes"] for k in layers], dtype=float) * scale
+        g = np.array([m["layers"][k]["target_spikes"] for k in layers], dtype=float) * scale
+        pngs.append(plot_rate_scatter(out_dir / f"rates_{safe}.png", name, r, g, "per-layer"))
+    if extras.get("raster") is not None:
+        pngs.append(plot_raster(out_dir / f"raster_{safe}.png", name, *extras["raster"]))
+    return pngs
 
 
 # ---------------------------------------------------------------------------------------- energy
@@ -232,8 +250,28 @@ def plot_energy(path: Path, prof: dict[str, Any], energies: dict[str, dict[str, 
 
 
 def write_energy_report(out_dir: Path, data: dict[str, Any]) -> Path:
+    """``energy.md`` (and ``energy.png``) for an ``energy.json`` document."""
     out_dir = Path(out_dir)
-    prof, energies, models = data["profile"], data["energy_pj"], data["energy_models"]
+    prof, energies = data["profile"], data["energy_pj"]
+    lines = _energy_totals(data) + _energy_per_layer(prof, energies)
+    png = plot_energy(out_dir / "energy.png", prof, energies)
+    lines += [f"![{png}]({png})", ""]
+    lines += _energy_models(data["energy_models"])
+    lines += ["## How the counts are made", "",
+              "Synaptic operations: each spike times its fan-out, the number of synapses it reaches, computed per "
+              "source position exactly (padding, stride, dilation and groups respected) by running each "
+              "synaptic layer with unit weights. The first layer's sources are the input events. Neuron "
+              "updates: every neuron of every neuron layer, every time step. ANN MACs: the same layers as a "
+              "dense network, once per inference."
+              + (" " + " ".join(prof["notes"]) if prof["notes"] else ""), ""]
+    path = out_dir / "energy.md"
+    atomic_write_text(path, "\n".join(lines))
+    return path
+
+
+def _energy_totals(data: dict[str, Any]) -> list[str]:
+    """Title, dataset, the counts per inference and the energy per model."""
+    prof, energies = data["profile"], data["energy_pj"]
     t = prof["per_inference"]
     lines = [f"# Energy profile: `{data['model']}` on `{data['target']}`", ""]
     lines += [(f"Dataset: {data['dataset']} ({data['split']}), {prof['samples']} samples of {prof['time_steps']} "
@@ -249,20 +287,25 @@ def write_energy_report(out_dir: Path, data: dict[str, Any]) -> Path:
     for name, e in energies.items():
         rows.append([name, e["snn_pj"] * 1e-6, e["snn_synops_pj"] * 1e-6, e["snn_neuron_updates_pj"] * 1e-6,
                      None if e["ann_pj"] is None else e["ann_pj"] * 1e-6, e["ann_over_snn"]])
-    lines += _table(["model", "SNN (µJ)", "of which synops (µJ)", "of which neuron updates (µJ)", "ANN (µJ)",
-                     "ANN / SNN"], rows) + [""]
-    lines += ["## Per layer", ""]
+    return lines + _table(["model", "SNN (µJ)", "of which synops (µJ)", "of which neuron updates (µJ)", "ANN (µJ)",
+                           "ANN / SNN"], rows) + [""]
+
+
+def _energy_per_layer(prof: dict[str, Any], energies: dict[str, dict[str, Any]]) -> list[str]:
     lrows = []
     for i, r in enumerate(prof["layers"]):
         per_model = [energies[n]["layers"][i]["snn_pj"] * 1e-6 for n in energies]
         lrows.append([r["layer"], r["source"], r["sink"], r["spikes_in_per_inference"],
                       None if r["fanout"] is None else r["fanout"]["mean"], r["synops_per_inference"],
                       r["neuron_updates_per_inference"], r["ann_macs"], *per_model])
-    lines += _table(["layer", "source", "sink", "spikes in", "mean fan-out", "synops", "neuron updates",
-                     "ANN MACs", *[f"SNN µJ ({n})" for n in energies]], lrows) + [""]
-    png = plot_energy(out_dir / "energy.png", prof, energies)
-    lines += [f"![{png}]({png})", ""]
-    lines += ["## Energy models and their sources", ""]
+    return ["## Per layer", ""] + _table(["layer", "source", "sink", "spikes in", "mean fan-out", "synops",
+                                          "neuron updates", "ANN MACs", *[f"SNN µJ ({n})" for n in energies]],
+                                         lrows) + [""]
+
+
+def _energy_models(models: dict[str, dict[str, Any]]) -> list[str]:
+    """Each energy model's figures, source and caveats."""
+    lines = ["## Energy models and their sources", ""]
     for name, m in models.items():
         e = m["energy_pj"]
         lines += [f"### {name}: {m.get('title', '')}", "",
@@ -271,13 +314,4 @@ def write_energy_report(out_dir: Path, data: dict[str, Any]) -> Path:
                   f"Source: {m['source']}", ""]
         if m.get("caveats"):
             lines += ["Caveats:", ""] + [f"- {c}" for c in m["caveats"]] + [""]
-    lines += ["## How the counts are made", "",
-              "Synaptic operations: each spike times its fan-out, the number of synapses it reaches, computed per "
-              "source position exactly (padding, stride, dilation and groups respected) by running each "
-              "synaptic layer with unit weights. The first layer's sources are the input events. Neuron "
-              "updates: every neuron of every neuron layer, every time step. ANN MACs: the same layers as a "
-              "dense network, once per inference."
-              + (" " + " ".join(prof["notes"]) if prof["notes"] else ""), ""]
-    path = out_dir / "energy.md"
-    atomic_write_text(path, "\n".join(lines))
-    return path
+    return lines

@@ -46,9 +46,3 @@ class RunResult:
         if labels is not None:
             arrays["labels"] = labels
         atomic_write_npz(path, arrays)
-
-    @staticmethod
-    def load(path: str) -> RunResult:
-        with np.load(path) as z:
-            counts = {k.split("/", 1)[1]: z[k] for k in z.files if k.startswith("spike_counts/")}
-            return RunResult(output=z["output"], spike_counts=counts)

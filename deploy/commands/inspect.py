@@ -5,7 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from neuromoco.deploy.nodes import NodeFacts
+
+_IO = tuple[tuple[int, ...], tuple[int, ...]]  # a node's input and output shape
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -28,11 +33,8 @@ def _summary(values: Any) -> dict[str, Any]:
 
 def describe(path: Path, card_path: Path | None = None) -> dict[str, Any]:
     """Everything `inspect` shows, as a JSON-ready dict (raises UserError on a bad graph or card)."""
-    import numpy as np
-
     from neuromoco.deploy.card import ModelCard
     from neuromoco.deploy.graph import load_graph, node_io_shapes, structure
-    from neuromoco.deploy.nodes import NODES
 
     card = None
     card_file = card_path or ModelCard.beside(path)
@@ -41,36 +43,7 @@ def describe(path: Path, card_path: Path | None = None) -> dict[str, Any]:
     graph = load_graph(path, input_shape=card.input_shape if card else None)
     io = node_io_shapes(graph, card.input_shape if card else None)
     st = structure(graph)
-    nodes = []
-    n_params = 0
-    for name in st.order:
-        node = graph.nodes[name]
-        kind = type(node).__name__
-        entry: dict[str, Any] = {"name": name, "type": kind, "input_shape": list(io[name][0]),
-                                 "output_shape": list(io[name][1])}
-        row = NODES[type(node)]
-        if row.role == "neuron":
-            entry["spiking"] = row.spiking
-            entry["neurons"] = int(np.prod(io[name][1]))
-            entry["params"] = {p: _summary(getattr(node, p)) for p in row.params
-                               if getattr(node, p, None) is not None}
-        elif row.weighted:
-            w = np.asarray(node.weight)
-            n = int(w.size) + (int(np.size(node.bias)) if hasattr(node, "bias") else 0)
-            n_params += n
-            entry["weights"] = {"shape": list(w.shape), "parameters": n}
-            if kind.startswith("Conv"):
-                from neuromoco.deploy.graph import conv_geometry
-                g = conv_geometry(node, name)
-                entry["conv"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items() if k != "nd"}
-        elif kind in ("SumPool2d", "AvgPool2d"):
-            from neuromoco.deploy.graph import pool_geometry
-            entry["pool"] = {k: list(v) for k, v in pool_geometry(node, name).items()}
-        elif kind == "Flatten":
-            from neuromoco.deploy.graph import flatten_span
-            entry["start_dim"], entry["end_dim"] = int(node.start_dim), int(node.end_dim)
-            entry["merges_dims"] = list(flatten_span(node, tuple(io[name][0]), name))  # without the batch
-        nodes.append(entry)
+    nodes = [_node_entry(graph.nodes[name], name, io[name]) for name in st.order]
     return {
         "file": str(path),
         "nodes": nodes,
@@ -78,10 +51,61 @@ def describe(path: Path, card_path: Path | None = None) -> dict[str, Any]:
         "input": st.input,
         "output": st.output,
         "recurrent": bool(st.recurrent),
-        "parameters": n_params,
+        "parameters": sum(e["weights"]["parameters"] for e in nodes if "weights" in e),
         "spiking_neurons": int(sum(e.get("neurons", 0) for e in nodes if e.get("spiking"))),
         "card": None if card is None else {"path": str(card_file), **card.__dict__},
     }
+
+
+def _node_entry(node: Any, name: str, io: _IO) -> dict[str, Any]:
+    """One node's line of `inspect`: name, type, shapes and what its role has to show."""
+    from neuromoco.deploy.nodes import NODES
+
+    row = NODES[type(node)]
+    entry: dict[str, Any] = {"name": name, "type": row.name, "input_shape": list(io[0]), "output_shape": list(io[1])}
+    details = _DETAILS.get(row.role)
+    if details is not None:
+        entry.update(details(node, name, row, io))
+    return entry
+
+
+def _neuron_details(node: Any, name: str, row: NodeFacts, io: _IO) -> dict[str, Any]:
+    import numpy as np
+
+    return {"spiking": row.spiking, "neurons": int(np.prod(io[1])),
+            "params": {p: _summary(getattr(node, p)) for p in row.params if getattr(node, p, None) is not None}}
+
+
+def _weight_details(node: Any, name: str, row: NodeFacts, io: _IO) -> dict[str, Any]:
+    import numpy as np
+
+    w = np.asarray(node.weight)
+    n = int(w.size) + (int(np.size(node.bias)) if "bias" in row.params else 0)
+    out: dict[str, Any] = {"weights": {"shape": list(w.shape), "parameters": n}}
+    if row.kernel_dims:  # a conv node
+        from neuromoco.deploy.graph import conv_geometry
+
+        g = conv_geometry(node, name)
+        out["conv"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items() if k != "nd"}
+    return out
+
+
+def _pool_details(node: Any, name: str, row: NodeFacts, io: _IO) -> dict[str, Any]:
+    from neuromoco.deploy.graph import pool_geometry
+
+    return {"pool": {k: list(v) for k, v in pool_geometry(node, name).items()}}
+
+
+def _flatten_details(node: Any, name: str, row: NodeFacts, io: _IO) -> dict[str, Any]:
+    from neuromoco.deploy.graph import flatten_span
+
+    return {"start_dim": int(node.start_dim), "end_dim": int(node.end_dim),
+            "merges_dims": list(flatten_span(node, tuple(io[0]), name))}  # without the batch
+
+
+#: what `inspect` shows beyond name, type and shapes, per node role (other roles show nothing more)
+_DETAILS = {"neuron": _neuron_details, "synapse": _weight_details, "pool": _pool_details,
+            "reshape": _flatten_details}
 
 
 def _fmt(v: dict[str, Any]) -> str:
