@@ -1,7 +1,7 @@
 """Lava simulation throughput (Loihi2SimCfg on CPU), with and without batching, against the PyTorch reference.
 
 For the 34x34 deployable conv net (a trained one from ``nir_models/`` when one is there -- a 34x34 graph
-whose card states an accuracy -- else the architecture of ``neuromoco.train.models.deployable.vgg34``: conv 16-32-32,
+whose card states an accuracy -- else the architecture of ``neuromoco.train.models.deployable.cnn3_34``: conv 16-32-32,
 LIF, sum pooling, a 512 -> 10 readout, with random He-scaled weights; the JSON says which), measures on
 the same samples:
 
@@ -65,7 +65,7 @@ def small_model(path: Path, n: int, tile: int) -> dict:
     from neuromoco.deploy.graph import load_graph
     from neuromoco.deploy.reference import ReferenceExecutor
     from neuromoco.deploy.targets.lava import TARGET
-    from neuromoco.deploy.targets.lava_run import LavaRunner
+    from neuromoco.deploy.targets.lava.runner import LavaRunner
 
     card = ModelCard.load(ModelCard.beside(path))
     rate = json.loads(ModelCard.beside(path).read_text())["dataset"].get("preprocessing", {}).get("rate", 0.2)
@@ -108,11 +108,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from neuromoco.deploy.reference import ReferenceExecutor
     from neuromoco.deploy.targets.lava import TARGET
-    from neuromoco.deploy.targets.lava_run import LavaRunner
+    from neuromoco.deploy.targets.lava.runner import LavaRunner
 
     graph, card, trained = model_under_test(args.model, args.time_steps)
     model_desc = (f"{describe_path(trained)} (trained)" if trained is not None
-                  else "vgg34 architecture with random weights (no trained 34x34 model in nir_models/ yet)")
+                  else "cnn3-34 architecture with random weights (no trained 34x34 model in nir_models/ yet)")
     n = max(args.samples, args.single)
     frames, data_desc = dataset_frames(card, n, args.dataset)
     T = int(frames.shape[1])

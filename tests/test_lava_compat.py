@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from neuromoco.deploy.lava_compat import import_lava, mutable_defaults_as_factories
+from neuromoco.deploy.targets.lava.compat import import_lava, mutable_defaults_as_factories
 
 
 class _Unhashable:
@@ -122,7 +122,7 @@ def _numpy_fixed_cuba(weights: np.ndarray, inp: np.ndarray, du: int, dv: int, vt
 def test_lava_imports_after_multiprocessing_was_touched():
     """A tqdm bar (or any lock) fixes the start method before Lava asks for 'fork': still importable."""
     code = ("import tqdm; tqdm.tqdm(total=1, disable=True).close(); import multiprocessing as mp; mp.RLock();"
-            "from neuromoco.deploy.lava_compat import import_lava;"
+            "from neuromoco.deploy.targets.lava.compat import import_lava;"
             "import_lava('lava.magma.runtime.message_infrastructure.multiprocessing'); print('ok')")
     import subprocess
     import sys

@@ -1,4 +1,4 @@
-"""Two Lava processes and their CPU models (``floating_pt`` and ``fixed_pt``).
+"""The Lava target's own two Lava processes and their CPU models (``floating_pt`` and ``fixed_pt``).
 
 ``NirNeuron``: Loihi's CUBA LIF (Lava's own ``subthr_dynamics``, float or bit-accurate fixed point) with
 what Lava's ``LIF`` / ``LIFReset`` lack and NIR graphs need: per-neuron ``du``, ``dv`` and threshold; a
@@ -16,8 +16,11 @@ file from the process avoids moving large ``Var`` contents back through Lava's r
 A window starts at time steps ``t`` with ``t % period == offset % period`` (``t`` counts from 1, as Lava's
 ``time_step`` does), the convention of Lava's ``LIFReset``.
 
-This module must be importable on its own (Lava's compiler executes it as a stand-alone module when it
-searches for process models): absolute imports only.
+Lava's compiler finds a process's models by executing every module in the process's folder as a
+stand-alone module; in this package that would run the whole target's code (and fail on its dataclasses).
+So the runner names the models itself (:data:`MODELS`, as ``Loihi2SimCfg(exception_proc_model_map=...)``):
+exactly the ones the compiler's search picks with ``select_tag`` -- and no search. Import
+:mod:`neuromoco.deploy.targets.lava.compat` (``import_lava()``) before importing this module.
 """
 
 from __future__ import annotations
@@ -189,3 +192,10 @@ class PyRecorderModel(PyLoihiProcessModel):
             self.out[t] = x.reshape(self.groups, -1).sum(axis=1) if self.mode == "count" else x
         if t == self.steps - 1:
             self.out.flush()
+
+
+# the model of each process per select_tag: what Loihi2SimCfg(select_tag=...) picks among these classes
+MODELS: dict[str, dict[type[AbstractProcess], type[PyLoihiProcessModel]]] = {
+    "floating_pt": {NirNeuron: PyNirNeuronFloat, Recorder: PyRecorderModel},
+    "fixed_pt": {NirNeuron: PyNirNeuronFixed, Recorder: PyRecorderModel},
+}

@@ -1,0 +1,47 @@
+"""Lava target: a NIR graph as a Lava network on Lava's Loihi 2 simulator, floating point or fixed point.
+
+``export`` compiles the graph into a plan (neuron layers, one composed connection per source, delays,
+Loihi 2 fixed-point formats) and writes it as ``lava_network.h5`` plus ``lava_export.json`` (layers,
+processes, delays and, in fixed point, the quantization error per layer). ``load`` reads the file back;
+its runner builds the Lava processes and runs batches of frames with
+``Loihi2SimCfg(select_tag="floating_pt" | "fixed_pt")``.
+
+Why not lava-dl's netx: a netx network description pairs every synapse block with a neuron and carries
+slayer's fixed-point conventions. The project's graphs have linear chains with no neuron between them
+(``conv -> avgpool -> LIF``, ``LIF -> sumpool -> conv``), an ``Affine`` readout with no neuron, NIR's
+per-neuron parameters and ``v_reset``, recurrent layers, and must match the reference bit for bit in
+floating point. So the network is built from Lava's own processes (``RingBuffer`` for graded input,
+``Sparse`` / ``Dense`` connections, ``LIFReset`` neurons where they fit) plus one small neuron process
+of our own where Lava's ``LIF`` lacks a feature.
+
+Modules, one job each:
+
+* :mod:`.target`: the target object (``TARGET``) and its options;
+* :mod:`.layout`: which NIR nodes become neuron layers and connections, and their delays;
+* :mod:`.linear_ops` and :mod:`.probe`: a stateless node as a sparse matrix plus a bias;
+* :mod:`.compose`: those matrices multiplied along the graph into one map per source layer;
+* :mod:`.compile`: graph -> :class:`~.plan.LavaPlan`; :mod:`.fixed_point`: its Loihi 2 quantization;
+* :mod:`.plan`: the plan itself; :mod:`.plan_io`: the plan as one HDF5 file;
+* :mod:`.network`: Lava processes from a plan; :mod:`.runner`: frames through them;
+* :mod:`.processes`: the project's Lava processes; :mod:`.compat`: importing Lava on Python 3.11.
+
+This ``__init__`` imports nothing heavy: ``TARGET`` is loaded on first access, so that importing
+:mod:`.compat` or :mod:`.options` does not pull in the compiler.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from neuromoco.deploy.targets.lava.target import TARGET, LavaTarget
+
+__all__ = ["TARGET", "LavaTarget"]
+
+
+def __getattr__(name: str) -> Any:
+    """``TARGET`` and ``LavaTarget`` from :mod:`.target`, imported on first access."""
+    if name in __all__:
+        return getattr(importlib.import_module(f"{__name__}.target"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,103 @@
+"""From a NIR graph to a :class:`~.plan.LavaPlan`: neuron layers, composed connections, delays, fixed point.
+
+The graph is checked and laid out (:mod:`.layout`: units, delays), everything between neuron layers is
+composed into one sparse map per source (:mod:`.compose`), and every neuron node becomes a layer:
+
+* Neuron constants come from :func:`neuromoco.deploy.semantics.loihi_form` (Loihi's CUBA form, voltage
+  origin shifted by ``v_reset``); its input gain is folded into the rows of the incoming maps.
+* Biases: a constant input to a neuron with ``du = 1`` is a membrane bias (Lava's ``bias_mant``); with
+  ``du < 1`` it is a synaptic bias ``b0`` of the custom neuron; a bias that reaches a neuron through a
+  recurrent edge starts one step late (``b1``). A bias in front of the Output is added on the host.
+
+In fixed point the float plan is then quantized (:mod:`.fixed_point`).
+"""
+
+from __future__ import annotations
+
+import nir
+import numpy as np
+import scipy.sparse as sp
+
+from neuromoco.deploy.graph import check_graph, node_io_shapes, normalize_graph, structure
+from neuromoco.deploy.nodes import NODES
+from neuromoco.deploy.semantics import discretize, loihi_form
+from neuromoco.deploy.targets.lava.compose import Biases, Maps, compose, identity_source
+from neuromoco.deploy.targets.lava.fixed_point import check_fixed_point, quantize_plan
+from neuromoco.deploy.targets.lava.layout import Layout, check_mappable, layout
+from neuromoco.deploy.targets.lava.linear_ops import linear_op
+from neuromoco.deploy.targets.lava.plan import Conn, LavaPlan, Layer, Readout, report
+from neuromoco.errors import UserError
+
+
+def compile_graph(graph: nir.NIRGraph, dt: float | None, *, precision: str = "float",
+                  input_shape: list[int] | None = None, input_scale: float = 1.0,
+                  input_max: float = 15.0, per_neuron_scale: bool = True, weight_bits: int = 8) -> LavaPlan:
+    """Check ``graph`` and turn it into a :class:`LavaPlan` (``precision`` ``"float"`` or ``"fixed"``).
+
+    Raises :class:`UserError` naming the node for anything Lava cannot run.
+    """
+    if precision not in ("float", "fixed"):
+        raise UserError(f"Lava precision must be float or fixed, not {precision!r}")
+    g = normalize_graph(graph)
+    check_graph(g, input_shape=input_shape)
+    check_mappable(g)
+    st = structure(g)
+    io = node_io_shapes(g, input_shape)
+    lay = layout(g, st)
+    ops = {n: linear_op(g.nodes[n], n, io[n][0], io[n][1]) for n in lay.stateless}
+    size = {n: int(np.prod(io[n][1])) for n in lay.units}
+    mats, biases = compose(st, lay, ops, size)
+    layers = [neuron_layer(g.nodes[n], n, tuple(io[n][1]), dt, lay.delays[n], mats[n], biases[n])
+              for n in lay.neurons]
+    readout = build_readout(lay, tuple(io[st.output][0]), mats, biases)
+    plan = LavaPlan(precision, dt, st.input, tuple(io[st.input][1]), layers, readout,
+                    input_scale=float(input_scale), input_max=float(input_max))
+    if precision == "fixed":
+        check_fixed_point(plan)
+        quantize_plan(plan, per_neuron=per_neuron_scale, weight_bits=int(weight_bits))
+    plan.report = report(plan)
+    return plan
+
+
+def neuron_layer(node: nir.NIRNode, name: str, shape: tuple[int, ...], dt: float | None, delay: int,
+                 mats: dict[tuple[str, int], sp.csr_matrix], biases: dict[int, np.ndarray]) -> Layer:
+    """A neuron node as a float :class:`Layer`: Loihi CUBA constants, gain-folded connections, biases."""
+    row = NODES[type(node)]
+    if row.leak and dt is None:  # IF needs no dt (no leak); every other neuron integrates over dt
+        raise UserError(f"node {name!r} ({type(node).__name__}) needs dt: give it in the model card")
+    n = discretize(node, float(dt) if dt is not None else 1.0)
+    lf = loihi_form(n, v_init=0.0)  # the reference starts every sample at v = 0, i = 0
+
+    def full(a: object) -> np.ndarray:
+        return np.broadcast_to(np.asarray(a, dtype=np.float64), shape).reshape(-1).copy()
+
+    gain = full(lf.input_gain)
+    conns = [Conn(src, sp.csr_matrix(sp.diags(gain) @ m), recurrent=bool(r)) for (src, r), m in mats.items()]
+    du, dv, bias = full(lf.du), full(lf.dv), full(lf.bias)
+    b0 = gain * biases.get(0, np.zeros(len(gain)))
+    b1 = gain * biases.get(1, np.zeros(len(gain)))
+    if np.all(du == 1.0) and np.any(b0):  # no current filter: a constant input is a membrane bias
+        bias, b0 = bias + b0, np.zeros_like(b0)
+    vth = full(lf.vth) if row.spiking else np.full(len(gain), np.inf)
+    return Layer(name, type(node).__name__, shape, delay, row.spiking, du, dv, vth, bias, np.zeros_like(bias),
+                 b0, b1, full(lf.v0), full(n.v_reset), conns)
+
+
+def build_readout(lay: Layout, shape: tuple[int, ...], mats: Maps, biases: Biases) -> Readout:
+    """What the Output receives: one neuron layer's output unchanged (``direct``), or connections + bias."""
+    readout = Readout(lay.delays[lay.output], shape)
+    out_mats = mats[lay.output]
+    c0, c1 = biases[lay.output].get(0), biases[lay.output].get(1)
+    ident = identity_source(out_mats)
+    if ident is not None and ident in lay.neurons and c0 is None and c1 is None:
+        readout.direct = ident
+        readout.delay = lay.delays[ident]
+        return readout
+    if len(out_mats) == 0:
+        raise UserError(f"the Output node {lay.output!r} receives nothing Lava can compute")
+    if (lay.input, 0) in out_mats and ident == lay.input:
+        raise UserError(f"the Input node {lay.input!r} feeds the Output node {lay.output!r} directly; "
+                        "there is no network to run")
+    readout.conns = [Conn(src, m.tocsr(), recurrent=bool(r)) for (src, r), m in out_mats.items()]
+    readout.c0, readout.c1 = c0, c1
+    return readout

@@ -1,0 +1,151 @@
+"""A stateless NIR node as a float64 sparse matrix ``[n_out, n_in]`` plus a separable bias.
+
+Lava has no process for a chain such as ``conv -> avgpool -> LIF``; :mod:`.compose` multiplies these
+matrices along the graph into one Lava connection per source layer. Flattening is row-major, like NIR's.
+One class per kind of node, found through :data:`LINEAR_OPS` (a ``{nir type: class}`` table): a node type
+the table lacks is refused by name.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+import nir
+import numpy as np
+import scipy.sparse as sp
+import torch
+import torch.nn.functional as F
+
+from neuromoco.deploy.graph import conv_geometry, flatten_dims, pool_geometry
+from neuromoco.deploy.nodes import NODES, handler
+from neuromoco.deploy.targets.lava.probe import probe_matrix
+
+WHERE = "the Lava target"
+
+
+def _tensor(a: object) -> torch.Tensor:
+    return torch.as_tensor(np.array(a, dtype=np.float64))
+
+
+class LinearOp(ABC):
+    """A stateless node, ``x [N, *in_shape] -> [N, *out_shape]``: its matrix and its bias (or ``None``)."""
+
+    def __init__(self, node: nir.NIRNode, name: str, in_shape: Sequence[int], out_shape: Sequence[int]) -> None:
+        self.node, self.name = node, name
+        self.in_shape, self.out_shape = tuple(in_shape), tuple(out_shape)
+
+    @property
+    def n_in(self) -> int:
+        return int(np.prod(self.in_shape))
+
+    @abstractmethod
+    def matrix(self) -> sp.csr_matrix:
+        """The linear part, ``[n_out, n_in]``."""
+
+    def bias(self) -> np.ndarray | None:
+        """The constant part, flattened to ``[n_out]``; ``None`` when there is none."""
+        return None
+
+
+class Dense(LinearOp):
+    """Affine or Linear, acting on the last dimension."""
+
+    def __init__(self, node: nir.NIRNode, name: str, in_shape: Sequence[int], out_shape: Sequence[int]) -> None:
+        super().__init__(node, name, in_shape, out_shape)
+        self.w = _tensor(node.weight)
+        self.b: torch.Tensor | None = None
+        if "bias" in NODES[type(node)].params and np.any(np.asarray(node.bias)):
+            self.b = _tensor(np.broadcast_to(np.asarray(node.bias, dtype=np.float64), (self.w.shape[0],)))
+
+    def matrix(self) -> sp.csr_matrix:
+        lead = int(np.prod(self.in_shape[:-1]))
+        return sp.csr_matrix(sp.kron(sp.identity(lead), sp.csr_matrix(self.w.numpy())))
+
+    def bias(self) -> np.ndarray | None:
+        return None if self.b is None else np.broadcast_to(self.b.numpy(), self.out_shape).reshape(-1).copy()
+
+
+class Conv(LinearOp):
+    """Conv1d or Conv2d (padding, stride, dilation, groups as :func:`conv_geometry` reads them)."""
+
+    def __init__(self, node: nir.NIRNode, name: str, in_shape: Sequence[int], out_shape: Sequence[int]) -> None:
+        super().__init__(node, name, in_shape, out_shape)
+        self.g = conv_geometry(node, name)
+        self.w = _tensor(node.weight)
+        self.b: torch.Tensor | None = None
+        if np.any(np.asarray(node.bias)):
+            b = np.broadcast_to(np.asarray(node.bias, dtype=np.float64), (self.w.shape[0],))
+            self.b = _tensor(b).reshape(-1, *([1] * self.g["nd"]))
+
+    def apply(self, x: torch.Tensor) -> torch.Tensor:
+        g = self.g
+        conv = F.conv1d if g["nd"] == 1 else F.conv2d
+        flat = tuple(v for p in reversed(g["padding"]) for v in p)
+        return conv(F.pad(x, flat), self.w, None, g["stride"], 0, g["dilation"], g["groups"])
+
+    def matrix(self) -> sp.csr_matrix:
+        g = self.g
+        span = [d * (k - 1) + 1 for k, d in zip(g["kernel"], g["dilation"])]
+        return probe_matrix(self.apply, self.in_shape, self.out_shape, span, g["stride"],
+                            [p0 for p0, _ in g["padding"]], self.name)
+
+    def bias(self) -> np.ndarray | None:
+        return None if self.b is None else self.b.expand(*self.out_shape).reshape(-1).numpy().copy()
+
+
+class AvgPool(LinearOp):
+    """AvgPool2d (``divisor = None``: the window's size) or, as :class:`SumPool`, SumPool2d; padding counted."""
+
+    divisor: int | None = None
+
+    def __init__(self, node: nir.NIRNode, name: str, in_shape: Sequence[int], out_shape: Sequence[int]) -> None:
+        super().__init__(node, name, in_shape, out_shape)
+        self.g = pool_geometry(node, name)
+
+    def apply(self, x: torch.Tensor) -> torch.Tensor:
+        g = self.g
+        return F.avg_pool2d(x, g["kernel"], g["stride"], g["padding"], count_include_pad=True,
+                            divisor_override=self.divisor)
+
+    def matrix(self) -> sp.csr_matrix:
+        g = self.g
+        return probe_matrix(self.apply, self.in_shape, self.out_shape, list(g["kernel"]), g["stride"],
+                            list(g["padding"]), self.name)
+
+
+class SumPool(AvgPool):
+    divisor = 1
+
+
+class Flatten(LinearOp):
+    """A reshape: the identity on the row-major flattened values."""
+
+    def __init__(self, node: nir.NIRNode, name: str, in_shape: Sequence[int], out_shape: Sequence[int]) -> None:
+        super().__init__(node, name, in_shape, out_shape)
+        flatten_dims(node, len(self.in_shape), name)  # refuses dimensions the input does not have
+
+    def matrix(self) -> sp.csr_matrix:
+        return sp.identity(self.n_in, format="csr")
+
+
+class Scale(LinearOp):
+    """An element-wise factor: a diagonal matrix."""
+
+    def __init__(self, node: nir.NIRNode, name: str, in_shape: Sequence[int], out_shape: Sequence[int]) -> None:
+        super().__init__(node, name, in_shape, out_shape)
+        self.s = _tensor(np.broadcast_to(np.asarray(node.scale, dtype=np.float64), self.in_shape))
+
+    def matrix(self) -> sp.csr_matrix:
+        return sp.diags(self.s.numpy().reshape(-1)).tocsr()
+
+
+LINEAR_OPS: dict[type, type[LinearOp]] = {
+    nir.Affine: Dense, nir.Linear: Dense, nir.Conv1d: Conv, nir.Conv2d: Conv,
+    nir.SumPool2d: SumPool, nir.AvgPool2d: AvgPool, nir.Flatten: Flatten, nir.Scale: Scale,
+}
+
+
+def linear_op(node: nir.NIRNode, name: str, in_shape: Sequence[int], out_shape: Sequence[int]) -> LinearOp:
+    """The :class:`LinearOp` of ``node``; a :class:`~neuromoco.errors.UserError` naming it if Lava lacks one."""
+    return handler(LINEAR_OPS, node, name, WHERE)(node, name, in_shape, out_shape)

@@ -1,0 +1,199 @@
+"""The Lava network plan: neuron layers, their connections and the readout (what ``lava_network.h5`` holds).
+
+:mod:`.compile` makes a plan from a NIR graph, :mod:`.fixed_point` turns a float plan into Loihi 2 fixed
+point, :mod:`.plan_io` writes and reads it, :mod:`.network` builds Lava processes from it. Nothing in a
+plan depends on the number of time steps or samples of a run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+
+@dataclass
+class Conn:
+    """One Lava connection process: ``matrix`` ``[n_target, n_source]`` from unit ``source``."""
+
+    source: str
+    matrix: sp.csr_matrix  # float64: gain-folded real weights (float) or integer mantissas (fixed)
+    recurrent: bool = False
+    weight_exp: int = 0  # fixed point: a_out = (mant @ s) << weight_exp
+    report: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def nnz(self) -> int:
+        return int(self.matrix.nnz)
+
+
+@dataclass
+class Layer:
+    """A neuron node as a Lava neuron process (``LIFReset`` when it fits, else ``NirNeuron``)."""
+
+    name: str
+    kind: str  # NIR type name
+    shape: tuple[int, ...]
+    delay: int
+    spiking: bool
+    du: np.ndarray  # float: decay in [0, 1]; fixed: 12-bit integer as Lava wants it
+    dv: np.ndarray
+    vth: np.ndarray  # float: volts (shifted origin); fixed: 17-bit mantissa (inf / max when not spiking)
+    bias_mant: np.ndarray
+    bias_exp: np.ndarray
+    b0: np.ndarray  # synaptic bias from the first window step (fixed: activation units)
+    b1: np.ndarray  # synaptic bias from the second window step (through a recurrent edge)
+    v0: np.ndarray  # voltage at a window's start (shifted origin)
+    v_reset: np.ndarray  # to turn a non-spiking layer's voltage back into NIR volts
+    conns: list[Conn] = field(default_factory=list)
+    scale: np.ndarray | float = 1.0  # fixed point, per neuron: integer activation units per volt (v: 64x)
+    report: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+    @property
+    def recurrent(self) -> bool:
+        return any(c.recurrent for c in self.conns)
+
+    @property
+    def stock(self) -> bool:
+        """Whether Lava's own ``LIFReset`` runs this layer (uniform parameters, reset to zero, no extras)."""
+        uniform = all(np.all(a == a.flat[0]) for a in (self.du, self.dv, self.vth))
+        return (self.spiking and uniform and not np.any(self.v0) and not np.any(self.b0)
+                and not np.any(self.b1) and not self.recurrent)
+
+    @property
+    def process(self) -> str:
+        """The Lava process that runs this layer."""
+        return "LIFReset" if self.stock else "NirNeuron"
+
+
+@dataclass
+class Readout:
+    """What the Output node receives: a neuron's output directly, or connections plus a host-side bias."""
+
+    delay: int
+    shape: tuple[int, ...]
+    direct: str | None = None  # a layer whose output (spikes or voltage) is the graph's output
+    conns: list[Conn] = field(default_factory=list)
+    c0: np.ndarray | None = None  # bias from the first step
+    c1: np.ndarray | None = None  # bias from the second step (through a recurrent edge)
+    scale: np.ndarray | float = 1.0  # fixed point, per output: a_out / scale is the real value
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+
+@dataclass
+class LavaPlan:
+    """A whole Lava network: the input, the neuron layers in execution order, the readout."""
+
+    precision: str  # "float" | "fixed"
+    dt: float | None
+    input_name: str
+    input_shape: tuple[int, ...]
+    layers: list[Layer]
+    readout: Readout
+    input_scale: float = 1.0  # fixed point: graded payload = round(x * input_scale)
+    input_max: float = 15.0  # fixed point: the largest input value the scales were chosen for
+    report: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def input_size(self) -> int:
+        return int(np.prod(self.input_shape))
+
+    @property
+    def depth(self) -> int:
+        return max([self.readout.delay, *(lay.delay for lay in self.layers)])
+
+    def layer(self, name: str) -> Layer:
+        return next(lay for lay in self.layers if lay.name == name)
+
+    def __str__(self) -> str:
+        """The plan as a table of layers (like lava-dl netx's network printout)."""
+        return format_table(self)
+
+
+def connection_process(m: sp.spmatrix, tiles: int) -> str:
+    """``Dense`` for a small, dense map run one sample at a time, ``Sparse`` otherwise."""
+    n = m.shape[0] * m.shape[1]
+    return "Dense" if tiles == 1 and n <= (1 << 22) and m.nnz > 0.25 * n else "Sparse"
+
+
+# ---------------------------------------------------------------------------------- descriptions
+
+def _inputs(conns: list[Conn], fixed: bool) -> str:
+    parts = []
+    for c in conns:
+        exp = f" <<{c.weight_exp}" if fixed else ""
+        rec = " (recurrent)" if c.recurrent else ""
+        residual = " residual" if "residual_of" in c.report else ""  # 16-bit weights: the second synapse
+        parts.append(f"{c.source}{rec}: {c.nnz}{residual} {connection_process(c.matrix, 1)}{exp}")
+    return ", ".join(parts)
+
+
+def format_table(plan: LavaPlan) -> str:
+    """One row per neuron layer plus the readout: type, Lava process, neurons, delay, incoming connections."""
+    fixed = plan.precision == "fixed"
+    head = ("Layer", "Type", "Process", "Neurons", "Shape", "Delay", "Inputs (synapses)")
+    rows = [(lay.name, lay.kind, lay.process, str(lay.size), str(list(lay.shape)), str(lay.delay),
+             _inputs(lay.conns, fixed)) for lay in plan.layers]
+    ro = plan.readout
+    if ro.direct:
+        ro_in = f"{ro.direct}: direct"
+    else:
+        bias = ", bias on the host" if ro.c0 is not None or ro.c1 is not None else ""
+        ro_in = _inputs(ro.conns, fixed) + bias
+    rows.append(("(readout)", "Output", "Recorder", str(ro.size), str(list(ro.shape)), str(ro.delay), ro_in))
+    widths = [max(len(r[i]) for r in (head, *rows)) for i in range(len(head))]
+    right = {3, 5}  # numbers
+
+    def line(cells: tuple[str, ...]) -> str:
+        return "| " + " | ".join(c.rjust(w) if i in right else c.ljust(w)
+                                 for i, (c, w) in enumerate(zip(cells, widths))) + " |"
+
+    kind = "floating point" if plan.precision == "float" else "Loihi 2 fixed point"
+    title = (f"Lava plan ({kind}, dt {plan.dt}): input {plan.input_name!r} "
+             f"{list(plan.input_shape)}, depth {plan.depth}")
+    rule = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return "\n".join([title, line(head), rule, *(line(r) for r in rows)])
+
+
+def report(plan: LavaPlan) -> dict[str, Any]:
+    """A JSON-ready description of the plan with the quantization errors per layer (``lava_export.json``)."""
+    layers = []
+    for lay in plan.layers:
+        entry: dict[str, Any] = {
+            "name": lay.name, "type": lay.kind, "neurons": lay.size, "shape": list(lay.shape),
+            "delay": lay.delay, "spiking": lay.spiking, "process": lay.process,
+            "connections": [{"source": c.source, "recurrent": c.recurrent, "synapses": c.nnz,
+                             "process": connection_process(c.matrix, 1)} for c in lay.conns],
+        }
+        if plan.precision == "fixed":
+            entry["quantization"] = lay.report
+        layers.append(entry)
+    ro = plan.readout
+    readout: dict[str, Any] = {"delay": ro.delay, "outputs": ro.size}
+    if ro.direct:
+        readout["direct"] = ro.direct
+    else:
+        readout["connections"] = [{"source": c.source, "synapses": c.nnz,
+                                   "process": connection_process(c.matrix, 1)} for c in ro.conns]
+        readout["bias"] = "added on the host" if ro.c0 is not None or ro.c1 is not None else None
+        if plan.precision == "fixed":
+            readout["quantization"] = plan.report.get("readout")
+    summary: dict[str, Any] = {"precision": plan.precision, "dt": plan.dt, "input": plan.input_name,
+                               "input_shape": list(plan.input_shape), "depth": plan.depth,
+                               "layers": layers, "readout": readout}
+    if plan.precision == "fixed":
+        errs = [r["rel_weight_error"] for lay in plan.layers for r in lay.report["connections"].values()
+                if "rel_weight_error" in r]
+        summary["input_scale"] = plan.input_scale
+        summary["input_max"] = plan.input_max
+        summary["max_rel_weight_error"] = max(errs) if errs else 0.0
+    return summary

@@ -1,0 +1,132 @@
+"""A :class:`~.plan.LavaPlan` as one HDF5 file (``lava_network.h5``): JSON metadata plus arrays.
+
+Layout: attribute ``meta`` (format, version, precision, dt, input, every layer's name, kind, shape,
+delay, spiking flag and connection metadata, the readout's), attribute ``report``; group ``layers/<i>``
+with the neuron arrays and ``conns/<j>`` (CSR ``data`` / ``indices`` / ``indptr``); group ``readout``
+with ``scale``, optional ``c0`` / ``c1`` and ``conns/<j>``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from neuromoco.deploy.targets.lava.plan import Conn, LavaPlan, Layer, Readout
+from neuromoco.errors import UserError
+from neuromoco.io import atomic_write
+
+FORMAT = "neuromoco-lava-plan"
+FORMAT_VERSION = 1
+LAYER_ARRAYS = ("du", "dv", "vth", "bias_mant", "bias_exp", "b0", "b1", "v0", "v_reset")
+
+
+def save_plan(plan: LavaPlan, path: str | Path) -> Path:
+    """Write the plan as one HDF5 file (atomically): JSON metadata plus arrays."""
+    import h5py
+
+    def write(tmp: str) -> None:
+        with h5py.File(tmp, "w") as f:
+            f.attrs["meta"] = json.dumps(_meta(plan))
+            f.attrs["report"] = json.dumps(plan.report, default=_jsonable)
+            for i, lay in enumerate(plan.layers):
+                grp = f.create_group(f"layers/{i}")
+                for k in LAYER_ARRAYS:
+                    grp.create_dataset(k, data=np.asarray(getattr(lay, k), dtype=np.float64))
+                grp.create_dataset("scale", data=_per_value(lay.scale, lay.size))
+                for j, c in enumerate(lay.conns):
+                    _write_csr(grp.create_group(f"conns/{j}"), c.matrix)
+            ro = f.create_group("readout")
+            ro.create_dataset("scale", data=_per_value(plan.readout.scale, plan.readout.size))
+            for k in ("c0", "c1"):
+                if getattr(plan.readout, k) is not None:
+                    ro.create_dataset(k, data=getattr(plan.readout, k))
+            for j, c in enumerate(plan.readout.conns):
+                _write_csr(ro.create_group(f"conns/{j}"), c.matrix)
+
+    return atomic_write(path, write)
+
+
+def load_plan(path: str | Path) -> LavaPlan:
+    """Read a plan written by :func:`save_plan` (a clear error for anything else)."""
+    import h5py
+
+    path = Path(path)
+    try:
+        f = h5py.File(path, "r")
+    except FileNotFoundError:
+        raise UserError(f"Lava network file not found: {path}") from None
+    except OSError as err:
+        raise UserError(f"{path} is not a readable Lava network file ({err})") from None
+    with f:
+        try:
+            meta = json.loads(f.attrs["meta"])
+        except KeyError:
+            raise UserError(f"{path} is not a Lava network written by `deploy export --target lava`") from None
+        if meta.get("format") != FORMAT or meta.get("version") != FORMAT_VERSION:
+            raise UserError(f"{path}: unknown Lava network format {meta.get('format')!r} "
+                            f"version {meta.get('version')!r}")
+        layers = [_read_layer(f[f"layers/{i}"], lm) for i, lm in enumerate(meta["layers"])]
+        rm = meta["readout"]
+        ro = f["readout"]
+        readout = Readout(rm["delay"], tuple(rm["shape"]), rm["direct"], _read_conns(ro, rm["conns"]),
+                          ro["c0"][()] if "c0" in ro else None, ro["c1"][()] if "c1" in ro else None,
+                          ro["scale"][()])
+        return LavaPlan(meta["precision"], meta["dt"], meta["input_name"], tuple(meta["input_shape"]), layers,
+                        readout, meta["input_scale"], meta["input_max"], json.loads(f.attrs["report"]))
+
+
+def _meta(plan: LavaPlan) -> dict[str, Any]:
+    return {"format": FORMAT, "version": FORMAT_VERSION, "precision": plan.precision, "dt": plan.dt,
+            "input_name": plan.input_name, "input_shape": list(plan.input_shape),
+            "input_scale": plan.input_scale, "input_max": plan.input_max,
+            "layers": [{"name": lay.name, "kind": lay.kind, "shape": list(lay.shape),
+                        "delay": lay.delay, "spiking": lay.spiking,
+                        "conns": [_conn_meta(c) for c in lay.conns]} for lay in plan.layers],
+            "readout": {"delay": plan.readout.delay, "shape": list(plan.readout.shape),
+                        "direct": plan.readout.direct,
+                        "conns": [_conn_meta(c) for c in plan.readout.conns]}}
+
+
+def _conn_meta(c: Conn) -> dict[str, Any]:
+    return {"source": c.source, "recurrent": c.recurrent, "weight_exp": c.weight_exp, "report": c.report}
+
+
+def _jsonable(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(type(o).__name__)
+
+
+def _per_value(scale: np.ndarray | float, n: int) -> np.ndarray:
+    """A scale (one per layer or one per value) as ``n`` float64 values."""
+    return np.broadcast_to(np.asarray(scale, dtype=np.float64), (n,))
+
+
+def _write_csr(grp: Any, m: sp.spmatrix) -> None:
+    m = sp.csr_matrix(m)
+    grp.create_dataset("data", data=m.data, compression="gzip")
+    grp.create_dataset("indices", data=m.indices, compression="gzip")
+    grp.create_dataset("indptr", data=m.indptr, compression="gzip")
+    grp.attrs["shape"] = list(m.shape)
+
+
+def _read_csr(grp: Any) -> sp.csr_matrix:
+    return sp.csr_matrix((grp["data"][()], grp["indices"][()], grp["indptr"][()]),
+                         shape=tuple(int(v) for v in grp.attrs["shape"]))
+
+
+def _read_conns(grp: Any, metas: list[dict[str, Any]]) -> list[Conn]:
+    return [Conn(cm["source"], _read_csr(grp[f"conns/{j}"]), cm["recurrent"], cm["weight_exp"],
+                 cm.get("report", {})) for j, cm in enumerate(metas)]
+
+
+def _read_layer(grp: Any, lm: dict[str, Any]) -> Layer:
+    arr = {k: grp[k][()] for k in (*LAYER_ARRAYS, "scale")}
+    return Layer(lm["name"], lm["kind"], tuple(lm["shape"]), lm["delay"], lm["spiking"],
+                 conns=_read_conns(grp, lm["conns"]), **arr)
