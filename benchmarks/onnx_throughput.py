@@ -1,7 +1,7 @@
 """ONNX target speed on CPU: onnxruntime fp32 and int8 against the PyTorch reference executor, in one run.
 
 For the 34x34 deployable conv net (a trained one from ``nir_models/`` when one is there, else the same
-architecture as ``neuromoco.train.models.deployable.vgg34`` -- conv 16-32-32, LIF, sum pooling, a 512 -> 10 readout --
+architecture as ``neuromoco.train.models.deployable.cnn3_34`` -- conv 16-32-32, LIF, sum pooling, a 512 -> 10 readout --
 with random weights; the JSON says which), measures
 
 * latency per time step: one sample (batch 1), one ``session.run`` per step carrying the states, median
@@ -86,13 +86,13 @@ def main(argv: list[str] | None = None) -> int:
 
     from neuromoco.deploy.reference import ReferenceExecutor
     from neuromoco.deploy.targets.onnx import TARGET
-    from neuromoco.deploy.targets.onnx_run import OnnxRunner
+    from neuromoco.deploy.targets.onnx.runner import OnnxRunner
 
     if args.threads:
         torch.set_num_threads(args.threads)
     graph, card, trained = model_under_test(args.model, time_steps=10)
     source = (f"trained: {describe_path(trained)}" if trained is not None else
-              "random weights (no trained 34x34 model in nir_models/): architecture of train vgg34 + 512->10 head")
+              "random weights (no trained 34x34 model in nir_models/): architecture of train cnn3-34 + 512->10 head")
     frames, data_source = dataset_frames(card, args.samples, args.dataset, "test", min_samples=min(args.samples, 8))
     calib, calib_source = dataset_frames(card, args.calibration, args.dataset, "train",
                                          min_samples=min(args.calibration, 8))

@@ -13,8 +13,10 @@ from test_onnx_graphs import DT, GRAPHS, convnet, cuba_rnn, lif
 from neuromoco.deploy.card import ModelCard
 from neuromoco.deploy.targets import get_target
 from neuromoco.deploy.targets.onnx import FP32_NAME, TARGET, describe
-from neuromoco.deploy.targets.onnx_build import DEFAULT_OPSET, StepSpec, build_step_model
-from neuromoco.deploy.targets.onnx_run import OnnxRunner
+from neuromoco.deploy.targets.onnx.builder import build_step_model
+from neuromoco.deploy.targets.onnx.options import OnnxOptions
+from neuromoco.deploy.targets.onnx.runner import OnnxRunner
+from neuromoco.deploy.targets.onnx.spec import DEFAULT_OPSET, StepSpec
 from neuromoco.errors import UserError
 
 
@@ -23,9 +25,9 @@ def card_for(frames: np.ndarray, dt: float = DT) -> ModelCard:
 
 
 def test_registry_names_resolve_to_this_target():
-    for name, quantize in (("onnx", None), ("onnx-int8", "int8")):
+    for name, quantize in (("onnx", "none"), ("onnx-int8", "int8")):
         target, options = get_target(name)
-        assert target is TARGET and options == {"quantize": quantize}
+        assert target is TARGET and options == OnnxOptions(quantize=quantize)
 
 
 @pytest.mark.parametrize("name", list(GRAPHS))
@@ -44,7 +46,7 @@ def test_export_passes_checker_and_strict_shape_inference(name, tmp_path):
 
 def test_interface_states_in_and_out_spike_counts_dynamic_batch(tmp_path):
     g, dt, frames = cuba_rnn()
-    path = TARGET.export(g, card_for(frames, dt), tmp_path, spike_tensors=True)
+    path = TARGET.export(g, card_for(frames, dt), tmp_path, record_spikes=True)
     model = onnx.load(str(path))
     spec = StepSpec.of(model)
     ins = {i.name: i for i in model.graph.input}
@@ -59,7 +61,7 @@ def test_interface_states_in_and_out_spike_counts_dynamic_batch(tmp_path):
     assert outs["spike_count/cuba"].type.tensor_type.elem_type == onnx.TensorProto.INT64
     assert outs["spikes/cuba"].type.tensor_type.elem_type == onnx.TensorProto.UINT8
     # the same model runs at batch 1 and batch 5
-    r = OnnxRunner(path, spikes=True)
+    r = OnnxRunner(path, record_spikes=True)
     for b in (1, 5):
         res = r.run(frames[:, :b])
         assert res.output.shape == (frames.shape[0], b, 5)
@@ -161,9 +163,27 @@ def test_bad_options_are_clear(tmp_path):
     with pytest.raises(UserError, match="holds no model.int8.onnx"):
         TARGET.load(tmp_path, quantize="int8")
     with pytest.raises(UserError, match="without spike tensors"):
-        TARGET.load(tmp_path, spike_tensors=True)
+        TARGET.load(tmp_path, record_spikes=True)
     with pytest.raises(UserError, match="do not fit"):
         OnnxRunner(path).run(np.zeros((3, 2, 5), np.float32))
+
+
+def test_runner_owns_its_export_folder():
+    """``runner()`` exports to a temporary folder the runner owns: removed by ``close()`` or with the runner."""
+    import gc
+
+    g, dt, frames = convnet(B=2, T=3)
+    run = TARGET.runner(g, card_for(frames, dt))
+    folder = run.path.parent
+    assert folder.is_dir() and run.workdir is not None and run.workdir.name == str(folder)
+    assert run.run(frames).output.shape == (3, 2, 10)
+    run.close()
+    assert not folder.exists() and run.workdir is None
+    run = TARGET.runner(g, card_for(frames, dt))
+    folder = run.path.parent
+    del run
+    gc.collect()
+    assert not folder.exists()
 
 
 def test_opset_18_also_valid(tmp_path):

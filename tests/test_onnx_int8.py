@@ -17,8 +17,8 @@ from test_onnx_graphs import convnet, digits_convnet, trained_digits_mlp
 from neuromoco.deploy.card import ModelCard
 from neuromoco.deploy.reference import ReferenceExecutor
 from neuromoco.deploy.targets.onnx import INT8_NAME, TARGET
-from neuromoco.deploy.targets.onnx_build import StepSpec
-from neuromoco.deploy.targets.onnx_run import OnnxRunner
+from neuromoco.deploy.targets.onnx.runner import OnnxRunner
+from neuromoco.deploy.targets.onnx.spec import StepSpec
 from neuromoco.errors import UserError
 
 
@@ -70,7 +70,7 @@ def test_only_synapses_quantized_spikes_and_states_stay_exact(tmp_path):
     g, dt, frames = convnet(B=8)
     card = ModelCard(input_shape=list(frames.shape[2:]), time_steps=frames.shape[0], dt=dt)
     calib = np.swapaxes(frames, 0, 1)
-    path = TARGET.export(g, card, tmp_path, quantize="int8", calibration=calib, spike_tensors=True)
+    path = TARGET.export(g, card, tmp_path, quantize="int8", calibration=calib, record_spikes=True)
     assert path.name == INT8_NAME and (tmp_path / "model.onnx").exists()
     report = json.loads((tmp_path / "model.int8.quant.json").read_text())
     model = onnx.load(str(path))
@@ -96,7 +96,7 @@ def test_only_synapses_quantized_spikes_and_states_stay_exact(tmp_path):
     assert not any(s.input in q_inputs or s.output in q_inputs for s in spec.states)
     assert {o.type.tensor_type.elem_type for o in model.graph.output if o.name.startswith("new_state/")} == {
         onnx.TensorProto.FLOAT}
-    res = OnnxRunner(path, spikes=True).run(frames)
+    res = OnnxRunner(path, record_spikes=True).run(frames)
     for layer, s in res.spikes.items():
         assert set(np.unique(s)) <= {0, 1} and s.sum() == res.spike_counts[layer].sum()
 
@@ -126,7 +126,7 @@ def test_int8_without_any_dataset_is_a_clear_error(tmp_path):
 
 def test_calibration_ranges_are_streamed_over_every_step(tmp_path):
     """The min-max ranges cover all samples and time steps of the replay (checked against the reference)."""
-    from neuromoco.deploy.targets.onnx_quant import replay_ranges
+    from neuromoco.deploy.targets.onnx.calibration import replay_ranges
 
     g, dt, frames = convnet(B=12, T=6)
     card = ModelCard(input_shape=list(frames.shape[2:]), time_steps=6, dt=dt)
@@ -147,7 +147,7 @@ def test_calibration_ranges_are_streamed_over_every_step(tmp_path):
 def test_keep_float_default_option_forms_and_errors(tmp_path):
     """Default: the synapses that read the input (through reshapes and pooling) stay float; ``""`` quantizes
     every synapse; a comma string names nodes; an unknown name is a clear error."""
-    from neuromoco.deploy.targets.onnx import input_synapses
+    from neuromoco.deploy.targets.onnx.keep_float import input_synapses
 
     g, dt, frames = convnet(B=4, T=3)
     assert input_synapses(g) == ["conv1"]

@@ -20,7 +20,7 @@ def card_for(frames: np.ndarray, dt: float) -> ModelCard:
 def test_fp32_spikes_identical_to_reference(name, seed):
     g, dt, frames = GRAPHS[name](seed=seed, B=16)
     ref = ReferenceExecutor(g, dt, record_spikes=True).run(frames)
-    res = TARGET.runner(g, card_for(frames, dt), spike_tensors=True, batch_size=16).run(frames)
+    res = TARGET.runner(g, card_for(frames, dt), record_spikes=True, batch_size=16).run(frames)
     assert set(res.spike_counts) == set(ref.spike_counts) and set(res.spikes) == set(ref.spikes)
     for layer in ref.spikes:
         np.testing.assert_array_equal(res.spikes[layer], ref.spikes[layer], err_msg=layer)
@@ -61,18 +61,18 @@ def test_whole_sequence_graph_matches_step_graph(name, tmp_path):
     g, dt, frames = GRAPHS[name](B=6)
     card = card_for(frames, dt)
     ref = ReferenceExecutor(g, dt, record_spikes=True).run(frames)
-    path = TARGET.export(g, card, tmp_path / "fp32", sequence=True, spike_tensors=True)
+    path = TARGET.export(g, card, tmp_path / "fp32", sequence=True, record_spikes=True)
     assert path.name == "model.seq.onnx"
     model = onnx.load(str(path))
     onnx.checker.check_model(model, full_check=True)
     onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True)
     assert [n.op_type for n in model.graph.node].count("Scan") == 1
-    seq = TARGET.load(path, spikes=True).run(frames)
+    seq = TARGET.load(path, record_spikes=True).run(frames)
     for layer in ref.spikes:
         np.testing.assert_array_equal(seq.spikes[layer], ref.spikes[layer])
     calib = np.swapaxes(frames, 0, 1)
     q_step = TARGET.runner(g, card, quantize="int8", calibration=calib).run(frames)
-    q_seq = TARGET.runner(g, card, quantize="int8", calibration=calib, unroll=True).run(frames)
+    q_seq = TARGET.runner(g, card, quantize="int8", calibration=calib, sequence=True).run(frames)
     np.testing.assert_array_equal(q_seq.output, q_step.output)
     for layer in q_step.spike_counts:
         np.testing.assert_array_equal(q_seq.spike_counts[layer], q_step.spike_counts[layer])

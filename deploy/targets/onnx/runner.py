@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from neuromoco.deploy.result import RunResult
-from neuromoco.deploy.targets.onnx_build import StepSpec
+from neuromoco.deploy.targets.onnx.spec import StepSpec
 from neuromoco.errors import UserError
 
+if TYPE_CHECKING:
+    import onnxruntime
 
-def session_options(threads: int | None = None, optimization: str = "all"):
+
+def session_options(threads: int | None = None, optimization: str = "all") -> onnxruntime.SessionOptions:
+    """CPU session options: graph optimization level, intra-op threads, warnings and errors only."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()
@@ -33,13 +39,18 @@ class OnnxRunner:
 
     Samples go through in batches of ``batch_size`` (state reset per batch: every sample starts from the
     initial state); a progress bar appears when there is more than one batch and ``progress`` allows.
+
+    ``workdir``: a temporary folder holding the model file (as :meth:`OnnxTarget.runner` exports it) that
+    the runner owns: it lives as long as the runner and is removed with it (or by :meth:`close`).
     """
 
     def __init__(self, path: str | Path, batch_size: int = 64, progress: bool | None = None,
-                 spikes: bool = False, threads: int | None = None, optimization: str = "all") -> None:
+                 record_spikes: bool = False, threads: int | None = None, optimization: str = "all",
+                 workdir: tempfile.TemporaryDirectory | None = None) -> None:
         import onnx
         import onnxruntime as ort
 
+        self.workdir = workdir
         self.path = Path(path)
         if not self.path.exists():
             raise UserError(f"ONNX model not found: {self.path}")
@@ -57,16 +68,18 @@ class OnnxRunner:
         self.session = ort.InferenceSession(str(self.path), so, providers=["CPUExecutionProvider"])
         self.batch_size = max(1, int(batch_size))
         self.progress = progress
-        self.spikes = bool(spikes) and bool(self.spec.spike_tensors)
-        if spikes and not self.spec.spike_tensors:
-            raise UserError(f"{self.path} was exported without spike tensors; export with spike_tensors=True")
+        self.spikes = bool(record_spikes) and bool(self.spec.spike_tensors)
+        if record_spikes and not self.spec.spike_tensors:
+            raise UserError(f"{self.path} was exported without spike tensors; export with -o record_spikes=true")
         self._fetch = [self.spec.output, *self.spec.spike_counts.values(), *(s.output for s in self.spec.states)]
         if self.spikes:
             self._fetch += list(self.spec.spike_tensors.values())
 
-    @property
-    def quantization(self) -> dict:
-        return self.spec.quantization
+    def close(self) -> None:
+        """Remove the runner's ``workdir`` now instead of when the runner is garbage-collected."""
+        if self.workdir is not None:
+            self.workdir.cleanup()
+            self.workdir = None
 
     def initial_state(self, batch: int) -> dict[str, np.ndarray]:
         return {s.input: np.full((batch, *s.shape), s.init, dtype=np.float32) for s in self.spec.states}
