@@ -24,9 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_common import RESULTS, ROOT, machine_info, now, write_json
 
 from neuromoco.deploy.card import ModelCard
-from neuromoco.deploy.commands.parity import build_runner
 from neuromoco.deploy.energy import Activity, energy, load_energy_models, profile
 from neuromoco.deploy.graph import load_graph
+from neuromoco.deploy.targets import get_target
 from neuromoco.errors import UserError
 
 
@@ -50,7 +50,8 @@ def measure(path: Path, target: str, samples: int, batch: int) -> dict:
     card = ModelCard.load(ModelCard.beside(path))
     graph = load_graph(path, input_shape=card.input_shape)
     frames, source = inputs(card, samples, path.stem)
-    runner = build_runner(target, graph, card)
+    impl, options = get_target(target)
+    runner = impl.runner(graph, card, options.updated({"record_spikes": True}))
     act = Activity()
     t0 = time.perf_counter()
     for i in range(0, len(frames), batch):

@@ -23,7 +23,9 @@ import pytest
 from neuromoco.deploy.card import ModelCard
 from neuromoco.deploy.graph import load_graph, spiking_nodes
 from neuromoco.deploy.parity import Tolerances, check, compare
-from neuromoco.deploy.targets.reference import ReferenceRunner
+from neuromoco.deploy.targets import get_target
+from neuromoco.deploy.targets.options import RunContext
+from neuromoco.deploy.targets.reference import ReferenceOptions, ReferenceRunner
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "nir_models"
@@ -91,7 +93,7 @@ APPROXIMATE: dict[str, Tolerances] = {
     "lava-fixed": Tolerances(min_agreement=0.75, max_count_rel_diff=0.15, min_rate_cosine=0.995, exact=()),
 }
 # Trained models run on REAL_SAMPLES samples of their own test split (int8 calibrated on their train split).
-# Measured on the demo's vgg34 over the whole embedded test split (179 samples, `deploy parity`, 2026-12-01):
+# Measured on the demo's cnn3-34 over the whole embedded test split (179 samples, `deploy parity`, 2026-12-01):
 #   lava-fixed  agreement 1.0,    worst layer count diff 0.0053, rate cosine 0.9998
 #   onnx-int8   agreement 0.9944, worst layer count diff 0.0028, rate cosine 0.9999
 # and on its first REAL_SAMPLES samples: lava-fixed 1.0 / 0.0030 / 0.9991, onnx-int8 1.0 / 0.0024 / 0.9998.
@@ -126,7 +128,8 @@ def model(request):
     else:
         frames = poisson_frames(card, SAMPLES, graph_id(path))
         calibration = np.swapaxes(poisson_frames(card, CALIBRATION_SAMPLES, graph_id(path) + "/calibration"), 0, 1)
-    refs = {d: ReferenceRunner(graph, card, dtype=d, record_spikes=True).run(frames) for d in ("float32", "float64")}
+    refs = {d: ReferenceRunner(graph, card, ReferenceOptions(dtype=d, record_spikes=True)).run(frames)
+            for d in ("float32", "float64")}
     for layer in spiking_nodes(graph):  # a silent layer would make parity vacuous
         assert refs["float32"].spike_counts[layer].sum() > 0, f"{path.name}: layer {layer} never fires"
     return {"path": path, "card": card, "graph": graph, "frames": frames, "calibration": calibration,
@@ -138,9 +141,9 @@ def test_target_matches_reference(model, target):
     reason = target_module_missing(target)
     if reason:
         pytest.skip(reason)
-    from neuromoco.deploy.commands.parity import build_runner
-
-    runner = build_runner(target, model["graph"], model["card"], calibration=model["calibration"])
+    impl, options = get_target(target)
+    runner = impl.runner(model["graph"], model["card"], options.updated({"record_spikes": True}),
+                         RunContext(calibration=model["calibration"]))
     result = runner.run(model["frames"])
     ref = model["refs"]["float64" if target.startswith("lava") else "float32"]
     assert result.output.shape[:2] == ref.output.shape[:2]

@@ -6,6 +6,7 @@ import copy
 import json
 import sys
 import types
+from dataclasses import dataclass
 
 import nir
 import numpy as np
@@ -13,6 +14,8 @@ import pytest
 
 from neuromoco.deploy.cli import main
 from neuromoco.deploy.targets import TARGETS, TargetSpec
+from neuromoco.deploy.targets.base import Target
+from neuromoco.deploy.targets.options import TargetOptions, option
 
 
 def write_model(folder, seed: int = 0):
@@ -41,33 +44,42 @@ def write_model(folder, seed: int = 0):
     return folder / "model.nir", folder / "frames.npz"
 
 
-class _PerturbedTarget:
+@dataclass(frozen=True)
+class PerturbedOptions(TargetOptions):
+    scale: float = option(1.0, "factor on every LIF threshold")
+
+
+class _PerturbedTarget(Target):
     """The reference executor with every LIF threshold multiplied by ``scale``: a deliberately wrong target."""
 
     name = "perturbed"
+    Options = PerturbedOptions
 
-    def runner(self, graph, card, scale: float = 1.0, **options):
-        from neuromoco.deploy.targets.reference import ReferenceRunner
+    def build(self, graph, card, options, context):
+        from neuromoco.deploy.targets.reference import ReferenceOptions, ReferenceRunner
 
         g = copy.copy(graph)
         g.nodes = dict(graph.nodes)
         for k, node in graph.nodes.items():
             if isinstance(node, nir.LIF):
                 n = copy.copy(node)
-                n.v_threshold = np.asarray(node.v_threshold) * scale
+                n.v_threshold = np.asarray(node.v_threshold) * options.scale
                 g.nodes[k] = n
-        return ReferenceRunner(g, card, record_spikes=options.get("record_spikes", False))
+        return ReferenceRunner(g, card, ReferenceOptions(record_spikes=options.record_spikes))
 
 
 @pytest.fixture
 def perturbed(monkeypatch):
     module = types.ModuleType("neuromoco_test_perturbed_target")
     module.TARGET = _PerturbedTarget()
+    module.PerturbedOptions = PerturbedOptions
     monkeypatch.setitem(sys.modules, module.__name__, module)
-    monkeypatch.setitem(TARGETS, "perturbed", TargetSpec(module.__name__, {"scale": 0.6}))
-    monkeypatch.setitem(TARGETS, "slightly-perturbed", TargetSpec(module.__name__, {"scale": 0.995}))
-    monkeypatch.setitem(TARGETS, "unperturbed", TargetSpec(module.__name__, {"scale": 1.0}))
-    monkeypatch.setitem(TARGETS, "missing", TargetSpec("neuromoco.deploy.targets.no_such_module"))
+    opts = f"{module.__name__}:PerturbedOptions"
+    monkeypatch.setitem(TARGETS, "perturbed", TargetSpec(module.__name__, opts, {"scale": 0.6}))
+    monkeypatch.setitem(TARGETS, "slightly-perturbed", TargetSpec(module.__name__, opts, {"scale": 0.995}))
+    monkeypatch.setitem(TARGETS, "unperturbed", TargetSpec(module.__name__, opts, {"scale": 1.0}))
+    monkeypatch.setitem(TARGETS, "missing", TargetSpec("neuromoco.deploy.targets.no_such_module",
+                                                       "neuromoco.deploy.targets.no_such_module:Options"))
 
 
 def test_reference_against_itself_passes_and_writes_the_report(tmp_path, capsys):

@@ -12,12 +12,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from neuromoco.deploy.commands.parity import (
-    add_data_arguments,
+from neuromoco.deploy.commands.common import (
+    add_sample_arguments,
+    add_shared_arguments,
     batches,
-    build_runner,
     load_model,
-    progress,
+    parse_option_items,
+    progress_bar,
+    run_context,
     target_options,
 )
 from neuromoco.deploy.energy import DEFAULT_MODELS
@@ -28,13 +30,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help="the .nir graph (its model card is model_card.json beside it, or --card)")
     p.add_argument("--target", default="reference",
                    help="target whose spikes are counted (default reference; e.g. lava-fixed, onnx-int8)")
-    add_data_arguments(p)
+    add_sample_arguments(p, batch_size=32)
+    p.add_argument("--device", default="cpu", help="device of the reference executor (default cpu)")
     p.add_argument("--energy-model", default=",".join(DEFAULT_MODELS),
                    help=f"comma-separated energy models, or 'all' (default {','.join(DEFAULT_MODELS)})")
     p.add_argument("--energy-models", action="append", default=[], metavar="FILE",
                    help="JSON file of further energy models ({\"models\": {NAME: {\"energy_pj\": {...}, "
                         "\"source\": ...}}}); may be repeated")
     p.add_argument("--out", required=True, help="folder for energy.json, energy.md and energy.png")
+    add_shared_arguments(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,10 +53,13 @@ def run(args: argparse.Namespace) -> int:
     table = load_energy_models(args.energy_models)
     names = list(table) if args.energy_model.strip() == "all" else parse_names(args.energy_model)
     models = select_models(table, names)
+    values = {**parse_option_items(args.option, [args.target])[args.target], "record_spikes": "true"}
+    if args.target == "reference":
+        values["device"] = args.device
+    target, options = target_options(args.target, values)
     graph, card, frames, labels = load_model(args)
-    options = {"device": args.device} if args.target == "reference" else target_options(args)
     try:
-        runner = build_runner(args.target, graph, card, **options)
+        runner = target.runner(graph, card, options, run_context(args))
     except UserError:
         raise
     except Exception as err:  # noqa: BLE001 - any build failure becomes one clear line
@@ -60,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
 
     activity = Activity()
     correct = 0
-    bar = progress(len(frames), f"profile ({args.target})")
+    bar = progress_bar(len(frames), f"profile ({args.target})", not args.no_progress)
     for fr, lab in batches(frames, labels, args.batch_size):
         result = runner.run(fr)
         activity.update(result, fr)
@@ -71,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         bar.close()
     prof = profile(graph, activity, card.input_shape)
     data = {
-        "model": str(args.model), "target": args.target,
+        "model": str(args.model), "target": args.target, "options": options.as_dict(),
         "dataset": args.dataset or card.dataset.get("name", ""), "split": args.split,
         "accuracy": correct / len(frames), "profile": prof, "energy_pj": energy(prof, models),
         "energy_models": models,

@@ -1,66 +1,87 @@
-"""Deployment targets: one module each, behind one small interface. Adding a target touches this table.
+"""Deployment targets: one package or module each, behind one small interface (:mod:`.base`).
 
-A target turns a checked NIR graph (plus its model card) into an artefact on disk (``export``) and runs
-that artefact over batches of frames ``[T, B, C, H, W]`` (``load(...).run``), returning a
-:class:`neuromoco.deploy.result.RunResult` with the same per-layer spike counts as the reference executor.
+Adding a target touches this table: a name, the module exposing ``TARGET`` (a :class:`~.base.Target`),
+its options class (imported alone for ``--help``, so it must not pull in the target's runtime) and the
+option values the name fixes.
 """
 
 from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-import nir
-import numpy as np
-
-from neuromoco.deploy.card import ModelCard
-from neuromoco.deploy.result import RunResult
-
-
-class Runner(Protocol):
-    def run(self, frames: np.ndarray) -> RunResult:
-        """Frames ``[T, B, C, H, W]`` (float) -> outputs and spike counts, state reset per sample."""
-
-
-class Target(Protocol):
-    name: str
-
-    def export(self, graph: nir.NIRGraph, card: ModelCard, out_dir: Path, **options: Any) -> Path:
-        """Write the artefact for ``graph`` under ``out_dir``; raise ``UserError`` naming a node it cannot map."""
-
-    def load(self, artefact: Path, **options: Any) -> Runner:
-        """Open an artefact written by :meth:`export`."""
-
-    def runner(self, graph: nir.NIRGraph, card: ModelCard, **options: Any) -> Runner:
-        """Build a runner straight from the graph (export to a temporary place and load)."""
+from neuromoco.deploy.targets.options import TargetOptions
+from neuromoco.errors import UserError
 
 
 @dataclass(frozen=True)
 class TargetSpec:
-    """A named target configuration, as used by ``deploy parity --targets``."""
+    """A named target configuration (as ``--target`` and ``deploy parity --targets`` take it)."""
 
-    module: str  # module exposing TARGET: Target
-    options: dict[str, Any] = field(default_factory=dict)
+    module: str  # module exposing TARGET
+    options: str  # "module:Class" of the target's options
+    preset: dict[str, Any] = field(default_factory=dict)  # option values this name fixes
+    summary: str = ""
 
 
-# name -> implementation and options. "lava-float" and "lava" are the same thing.
+_LAVA, _LAVA_OPTS = "neuromoco.deploy.targets.lava", "neuromoco.deploy.targets.lava.options:LavaOptions"
+_ONNX, _ONNX_OPTS = "neuromoco.deploy.targets.onnx", "neuromoco.deploy.targets.onnx.options:OnnxOptions"
 TARGETS: dict[str, TargetSpec] = {
-    "reference": TargetSpec("neuromoco.deploy.targets.reference"),
-    "lava": TargetSpec("neuromoco.deploy.targets.lava", {"precision": "float"}),
-    "lava-float": TargetSpec("neuromoco.deploy.targets.lava", {"precision": "float"}),
-    "lava-fixed": TargetSpec("neuromoco.deploy.targets.lava", {"precision": "fixed"}),
-    "onnx": TargetSpec("neuromoco.deploy.targets.onnx", {"quantize": None}),
-    "onnx-int8": TargetSpec("neuromoco.deploy.targets.onnx", {"quantize": "int8"}),
+    "reference": TargetSpec("neuromoco.deploy.targets.reference",
+                            "neuromoco.deploy.targets.reference:ReferenceOptions", {},
+                            "the PyTorch reference executor (CPU or CUDA)"),
+    "lava": TargetSpec(_LAVA, _LAVA_OPTS, {}, "Lava, Loihi 2 simulator (floating point unless --precision fixed)"),
+    "lava-float": TargetSpec(_LAVA, _LAVA_OPTS, {"precision": "float"}, "Lava, Loihi 2 simulator, floating point"),
+    "lava-fixed": TargetSpec(_LAVA, _LAVA_OPTS, {"precision": "fixed"}, "Lava, Loihi 2 simulator, fixed point"),
+    "onnx": TargetSpec(_ONNX, _ONNX_OPTS, {}, "ONNX step graph on onnxruntime, float32 (int8 with --int8)"),
+    "onnx-int8": TargetSpec(_ONNX, _ONNX_OPTS, {"quantize": "int8"}, "ONNX step graph on onnxruntime, int8 QDQ"),
 }
 
 
-def get_target(name: str) -> tuple[Target, dict[str, Any]]:
-    """The target object and its default options for a name from :data:`TARGETS`."""
-    from neuromoco.errors import UserError
-
+def spec(name: str) -> TargetSpec:
     if name not in TARGETS:
         raise UserError(f"unknown target {name!r}; known: {', '.join(TARGETS)}")
-    spec = TARGETS[name]
-    return importlib.import_module(spec.module).TARGET, dict(spec.options)
+    return TARGETS[name]
+
+
+def options_class(name: str) -> type[TargetOptions]:
+    """The options class of target ``name``, without importing the target's runtime."""
+    module, _, cls = spec(name).options.partition(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def get_target(name: str) -> tuple[Any, TargetOptions]:
+    """The target object and its options with the name's preset applied (e.g. ``lava-fixed``: fixed point)."""
+    s = spec(name)
+    target = importlib.import_module(s.module).TARGET
+    return target, target.Options.parse(s.preset, target=name)
+
+
+def with_options(name: str, base: TargetOptions, values: dict[str, Any]) -> TargetOptions:
+    """``base`` with ``values`` applied; a value that contradicts what the name fixes is an error."""
+    fixed = spec(name).preset
+    for key, want in fixed.items():
+        if key in values:
+            got = type(base).parse({key: values[key]}, target=name)
+            if getattr(got, key) != getattr(base, key):
+                raise UserError(f"target {name} fixes {key}={want}; {key}={values[key]} contradicts it "
+                                f"(choose another target name)")
+    return base.updated(values, target=name)
+
+
+def options_help(names: list[str] | None = None) -> str:
+    """The options of each target (for a command's ``--help``), one block per options class."""
+    blocks: dict[str, list[str]] = {}
+    for name in names or list(TARGETS):
+        s = TARGETS[name]
+        blocks.setdefault(s.options, []).append(name)
+    lines = ["options of each target (-o KEY=VALUE, repeatable; -o TARGET:KEY=VALUE for one target only):"]
+    for users in blocks.values():
+        lines.append(f"  {', '.join(users)}:")
+        try:
+            described = options_class(users[0]).describe()
+        except ImportError as err:
+            described = [f"(unavailable: {err})"]
+        lines += [f"    {line}" for line in described]
+    return "\n".join(lines)
