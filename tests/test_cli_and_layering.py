@@ -70,3 +70,50 @@ def test_top_level_help_lists_commands(tool: str):
                           cwd=ROOT, timeout=60)
     table = TRAIN_COMMANDS if tool == "train" else DEPLOY_COMMANDS
     assert proc.returncode == 0 and all(name in proc.stdout for name in table)
+
+
+def _module_name(path: Path) -> str:
+    rel = path.relative_to(ROOT).with_suffix("")
+    parts = list(rel.parts)
+    if parts[0] in ("train", "deploy"):
+        parts = ["neuromoco", *parts]
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def _module_level_imports(path: Path, known: set[str]) -> set[str]:
+    """Project modules imported when ``path`` is imported (module-level statements, not inside functions)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    out: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            out.add(node.module)
+            out.update(f"{node.module}.{a.name}" for a in node.names)
+    return {n for n in out if n in known}
+
+
+def test_no_import_cycles():
+    files = [p for folder in ("neuromoco", "train", "deploy") for p in (ROOT / folder).rglob("*.py")]
+    known = {_module_name(p) for p in files}
+    graph = {_module_name(p): _module_level_imports(p, known) for p in files}
+    state: dict[str, int] = {}
+    cycles: list[list[str]] = []
+
+    def visit(node: str, stack: list[str]) -> None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                cycles.append(stack[stack.index(nxt):] + [nxt])
+            elif nxt not in state:
+                visit(nxt, stack)
+        stack.pop()
+        state[node] = 2
+
+    for mod in sorted(graph):
+        if mod not in state:
+            visit(mod, [])
+    assert cycles == [], "\n".join(" -> ".join(c) for c in cycles)
