@@ -7,7 +7,6 @@ import argparse
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", help="data folder (default: $NEUROMOCO_DATA, else ./data)")
-    p.add_argument("--root", dest="data_root", help=argparse.SUPPRESS)  # the flag's earlier name
     p.add_argument("--build", action="store_true",
                    help="(re)generate the embedded dataset from scikit-learn's digits (about 10 s)")
     p.add_argument("--render", metavar="NAME", help="render samples of dataset NAME as PNG (needs --out)")
