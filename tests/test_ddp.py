@@ -66,6 +66,9 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
             torch.save({"losses": losses, "queue": moco.queue.clone(), "ptr": int(moco.queue_ptr),
                         "state": {k: v.clone() for k, v in moco.state_dict().items()}}, out)
     finally:
+        # both ranks finish their work before either tears gloo down: a rank that leaves while the other still
+        # talks to it made gloo abort the process ("terminate called without an active exception") on busy machines
+        dist.barrier()
         dist.destroy_process_group()
 
 

@@ -73,8 +73,35 @@ def reference_dtype(target: str, choice: str) -> str:
 def run(args: argparse.Namespace) -> int:
     from neuromoco.deploy.graph import spiking_nodes
     from neuromoco.deploy.report import write_parity_report
-    from neuromoco.deploy.targets import TARGETS, options_class, with_options
     from neuromoco.io import atomic_write_json
+
+    names, values, tol = _selection(args)
+    graph, card, frames, labels = load_model(args)
+    layers = spiking_nodes(graph)
+    out = Path(args.out)
+    entries, runners, refs = _build(names, values, graph, card, args)
+    accs, seconds = _compare(runners, refs, entries, frames, labels, layers, args)
+    extras = _judge(accs, seconds, entries, tol)
+    summary = {
+        "model": str(args.model), "dataset": args.dataset or card.dataset.get("name", ""), "split": args.split,
+        "samples": len(frames), "time_steps": int(card.time_steps), "layers": layers,
+        "tolerances": tol.as_dict(), "targets": entries,
+        "passed": all(e["status"] == "ok" for e in entries.values()),
+    }
+    atomic_write_json(out / "parity.json", summary)
+    report = write_parity_report(out, summary, extras)
+    _print_entries(entries)
+    print(f"wrote {out / 'parity.json'} and {report}")
+    if not summary["passed"]:
+        bad = [n for n, e in entries.items() if e["status"] != "ok"]
+        print(f"deploy parity: {len(bad)} target(s) outside tolerance or failed: {', '.join(bad)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _selection(args: argparse.Namespace) -> tuple[list[str], dict[str, dict[str, str]], Tolerances]:
+    """The target names, their ``-o`` values (spike records on) and the tolerances; typos fail before any work."""
+    from neuromoco.deploy.targets import TARGETS, options_class, with_options
 
     names = parse_names(args.targets)
     if not names:
@@ -86,22 +113,24 @@ def run(args: argparse.Namespace) -> int:
     tol = Tolerances(args.min_agreement, args.max_count_rel_diff, args.min_rate_cosine, args.max_accuracy_drop,
                      exact)
     values = {n: {**v, "record_spikes": "true"} for n, v in parse_option_items(args.option, names).items()}
-    for n in names:  # a typo or a bad value fails before any work
+    for n in names:
         try:
             cls = options_class(n)
         except ImportError:  # a target that cannot even be imported is reported when it is built
             continue
         with_options(n, cls.parse(TARGETS[n].preset, target=n), values[n])
-    graph, card, frames, labels = load_model(args)
-    layers = spiking_nodes(graph)
-    out = Path(args.out)
+    return names, values, tol
 
+
+def _build(names: list[str], values: dict[str, dict[str, str]], graph: Any, card: Any,
+           args: argparse.Namespace) -> tuple[dict[str, dict[str, Any]], dict[str, Any], dict[str, Any]]:
+    """One entry and runner per target (a target that cannot build is an ``error`` entry) and the references."""
     context = run_context(args)
     entries: dict[str, dict[str, Any]] = {}
     runners: dict[str, Any] = {}
     for name in names:
-        dtype = reference_dtype(name, args.reference_dtype)
-        entries[name] = {"status": "ok", "reference_dtype": dtype, "violations": []}
+        entries[name] = {"status": "ok", "reference_dtype": reference_dtype(name, args.reference_dtype),
+                         "violations": []}
         try:
             target, options = target_options(name, values[name])
             entries[name]["options"] = options.as_dict()
@@ -112,9 +141,14 @@ def run(args: argparse.Namespace) -> int:
     for d in sorted({entries[n]["reference_dtype"] for n in runners}):
         ref, ref_options = target_options("reference", {"dtype": d, "device": args.device, "record_spikes": "true"})
         refs[d] = ref.runner(graph, card, ref_options, context)
+    return entries, runners, refs
+
+
+def _compare(runners: dict[str, Any], refs: dict[str, Any], entries: dict[str, dict[str, Any]], frames: Any,
+             labels: Any, layers: list[str], args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, float]]:
+    """Every batch through the references and each target, accumulated; a target failing mid-way is dropped."""
     accs = {n: ParityAccumulator(layers, args.worst) for n in runners}
     seconds = {n: 0.0 for n in runners}
-
     bar = progress_bar(len(frames), "parity", not args.no_progress)
     for fr, lab in batches(frames, labels, args.batch_size):
         ref_results = {d: r.run(fr) for d, r in refs.items()}
@@ -131,7 +165,12 @@ def run(args: argparse.Namespace) -> int:
             bar.update(len(lab))
     if bar is not None:
         bar.close()
+    return accs, seconds
 
+
+def _judge(accs: dict[str, Any], seconds: dict[str, float], entries: dict[str, dict[str, Any]],
+           tol: Tolerances) -> dict[str, dict[str, Any]]:
+    """Metrics and tolerance verdicts into each entry; the per-target plot data for the report."""
     extras: dict[str, dict[str, Any]] = {}
     for name, acc in accs.items():
         if entries[name]["status"] == "error":
@@ -145,15 +184,10 @@ def run(args: argparse.Namespace) -> int:
         extras[name] = {"rates": acc.rates(),
                         "raster": None if acc.raster.index < 0 else (acc.raster.index, acc.raster.reference,
                                                                       acc.raster.target)}
-    summary = {
-        "model": str(args.model), "dataset": args.dataset or card.dataset.get("name", ""), "split": args.split,
-        "samples": len(frames), "time_steps": int(card.time_steps), "layers": layers,
-        "tolerances": tol.as_dict(), "targets": entries,
-        "passed": all(e["status"] == "ok" for e in entries.values()),
-    }
-    atomic_write_json(out / "parity.json", summary)
-    report = write_parity_report(out, summary, extras)
+    return extras
 
+
+def _print_entries(entries: dict[str, dict[str, Any]]) -> None:
     for name, e in entries.items():
         if e["status"] == "error":
             print(f"{name}: ERROR {e['error']}")
@@ -165,9 +199,3 @@ def run(args: argparse.Namespace) -> int:
               f"max layer count diff {m['max_count_rel_diff']:.4f}, rate cosine {m['rate_cosine']:.6f}")
         for v in e["violations"]:
             print(f"  outside tolerance: {v}")
-    print(f"wrote {out / 'parity.json'} and {report}")
-    if not summary["passed"]:
-        bad = [n for n, e in entries.items() if e["status"] != "ok"]
-        print(f"deploy parity: {len(bad)} target(s) outside tolerance or failed: {', '.join(bad)}", file=sys.stderr)
-        return 1
-    return 0

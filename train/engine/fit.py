@@ -118,6 +118,7 @@ class Fit:
             self._epochs()
             self.logger.close()
             self.task.finish(self)
+            du.barrier()  # no rank tears the process group down while rank 0 still writes its reports
             return 0
         finally:
             du.cleanup()
