@@ -26,9 +26,13 @@ class ModelCard:
     model: str = ""  # architecture name
     version: str = ""  # project version that wrote it
     extra: dict[str, Any] = field(default_factory=dict)
+    # where input_shape / time_steps come from, for messages ("the model card X", "the frames in Y"); not saved
+    source: str = field(default="the model card", compare=False, repr=False)
 
     def save(self, path: str | Path) -> Path:
-        return atomic_write_json(path, asdict(self))
+        data = asdict(self)
+        data.pop("source")
+        return atomic_write_json(path, data)
 
     @staticmethod
     def load(path: str | Path) -> ModelCard:
@@ -42,9 +46,9 @@ class ModelCard:
         missing = [k for k in ("input_shape", "time_steps", "dt") if k not in data]
         if missing:
             raise UserError(f"model card {path} lacks {', '.join(missing)}")
-        known = {f for f in ModelCard.__dataclass_fields__}
+        known = {f for f in ModelCard.__dataclass_fields__} - {"source"}
         extra = {k: v for k, v in data.items() if k not in known}
-        card = ModelCard(**{k: v for k, v in data.items() if k in known})
+        card = ModelCard(**{k: v for k, v in data.items() if k in known}, source=f"the model card {path}")
         card.extra.update(extra)
         return card
 

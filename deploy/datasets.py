@@ -35,7 +35,22 @@ def load_npz_frames(path: str | Path, limit: int | None = None) -> tuple[np.ndar
         raise UserError(f"{path}: frames must be [N, T, *input_shape], got shape {list(frames.shape)}")
     if labels.shape != frames.shape[:1]:
         raise UserError(f"{path}: {len(frames)} samples of frames but labels of shape {list(labels.shape)}")
-    return frames[:limit].astype(np.float32), labels[:limit].astype(np.int64)
+    frames = frames[:limit].astype(np.float32)
+    check_finite_frames(frames, str(path))
+    return frames, labels[:limit].astype(np.int64)
+
+
+def check_finite_frames(frames: np.ndarray, where: str) -> None:
+    """A one-line error naming ``where`` and the first sample (and step) holding NaN or infinity."""
+    bad = ~np.isfinite(frames)
+    if not bad.any():
+        return
+    per_sample = bad.reshape(len(frames), -1).any(1)
+    i = int(np.argmax(per_sample))
+    t = int(np.argmax(bad[i].reshape(bad.shape[1], -1).any(1))) if frames.ndim > 1 else 0
+    what = "NaN" if np.isnan(frames[i]).any() else "infinite"
+    raise UserError(f"{where}: frames hold non-finite values ({what}) in {int(per_sample.sum())} of "
+                    f"{len(frames)} samples, the first in sample {i} (time step {t})")
 
 
 def load_frames(card: ModelCard, dataset: str | None = None, split: str = "test",
@@ -55,10 +70,12 @@ def load_frames(card: ModelCard, dataset: str | None = None, split: str = "test"
         if not spec.get("name"):
             raise UserError("no dataset: name one with --dataset (or a frames .npz file); the model card names none")
         frames, labels = _from_providers(spec, split, root, limit)
+        check_finite_frames(frames, f"dataset {spec['name']!r} ({split} split)")
     expected = [card.time_steps, *card.input_shape]
     if list(frames.shape[1:]) != expected:
-        raise UserError(f"dataset frames are [T, *input_shape] = {list(frames.shape[1:])} but the model card "
-                        f"expects {expected}")
+        source = dataset if dataset and dataset.endswith(".npz") else f"dataset {spec['name']!r}"
+        raise UserError(f"the frames of {source} are [T, *input_shape] = {list(frames.shape[1:])} but "
+                        f"{card.source} expects {expected}")
     return frames, labels
 
 

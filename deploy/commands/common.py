@@ -73,7 +73,8 @@ def resolve_card(model: Path, card: str | None = None, dt: float | None = None, 
         return c
     if dataset and dataset.endswith(".npz") and dt:
         frames, _ = load_npz_frames(dataset, 1)
-        return ModelCard(input_shape=list(frames.shape[2:]), time_steps=int(frames.shape[1]), dt=float(dt))
+        return ModelCard(input_shape=list(frames.shape[2:]), time_steps=int(frames.shape[1]), dt=float(dt),
+                         source=f"the frames file {dataset} (no model card)")
     raise UserError(f"no model card for {model} (looked for {path}); pass --card, or a frames .npz with "
                     "--dataset and the time step with --dt")
 
@@ -144,7 +145,7 @@ def build_runner(target: Any, options: Any, context: Any, model: Path, card: Any
     if graph is None:
         from neuromoco.deploy.graph import load_graph
 
-        graph = load_graph(model, input_shape=card.input_shape)
+        graph = load_graph(model, input_shape=card.input_shape, shape_source=card.source)
     return target.runner(graph, card, options, context)
 
 
@@ -175,7 +176,7 @@ def load_model(args: argparse.Namespace) -> tuple[Any, Any, np.ndarray, np.ndarr
     if not model.exists():
         raise UserError(f"NIR file not found: {model}")
     card = resolve_card(model, args.card, args.dt, args.dataset)
-    graph = load_graph(model, input_shape=card.input_shape)
+    graph = load_graph(model, input_shape=card.input_shape, shape_source=card.source)
     frames, labels = load_samples(card, args)
     return graph, card, frames, labels
 

@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     if not model.exists():
         raise UserError(f"NIR file not found: {model}")
     card = resolve_card(model, args.card, args.dt, args.dataset)
-    graph = load_graph(model, input_shape=card.input_shape)
+    graph = load_graph(model, input_shape=card.input_shape, shape_source=card.source)
     values = {**flag_options(args), **parse_option_items(args.option, [args.target])[args.target]}
     target, options = target_options(args.target, values)
     out = Path(args.out)

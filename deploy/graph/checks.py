@@ -35,7 +35,8 @@ def check_finite(graph: nir.NIRGraph) -> None:
                                 f"(min {arr.min():g})")
 
 
-def check_graph(graph: nir.NIRGraph, input_shape: list[int] | None = None) -> dict[str, Shape]:
+def check_graph(graph: nir.NIRGraph, input_shape: list[int] | None = None,
+                shape_source: str = "the model card") -> dict[str, Shape]:
     """Check ``graph`` before use and return the inferred output shape of every node.
 
     Every node type supported, one Input and one Output, every node reachable, shapes agreeing along
@@ -45,7 +46,7 @@ def check_graph(graph: nir.NIRGraph, input_shape: list[int] | None = None) -> di
     graph_n = normalize_graph(graph)
     _check_types(graph_n)
     check_finite(graph_n)
-    io = node_io_shapes(graph_n, input_shape)
+    io = node_io_shapes(graph_n, input_shape, shape_source)
     for name, node in graph_n.nodes.items():
         row = NODES[type(node)]
         if row.role == "synapse" and row.kernel_dims and node.input_shape is None:  # a conv node

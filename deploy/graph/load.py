@@ -18,7 +18,8 @@ _NIR_KNOWN = set(getattr(nir.ir, "__all_ir", [])) or {
     "CubaLI", "CubaLIF", "I", "IF", "LI", "LIF", "AvgPool2d", "SumPool2d", "Threshold"}
 
 
-def load_graph(path: str | Path, *, check: bool = True, input_shape: list[int] | None = None) -> nir.NIRGraph:
+def load_graph(path: str | Path, *, check: bool = True, input_shape: list[int] | None = None,
+               shape_source: str = "the model card") -> nir.NIRGraph:
     """Read a ``.nir`` file into a normalised graph (sub-graphs inlined, conv input shapes filled in).
 
     With ``check`` (the default) the graph also passes :func:`check_graph`. Every problem is a one-line
@@ -38,7 +39,7 @@ def load_graph(path: str | Path, *, check: bool = True, input_shape: list[int] |
         raise UserError(f"{path}: the file holds a single {type(graph).__name__} node, not a NIR graph")
     graph = normalize_graph(graph)
     if check:
-        check_graph(graph, input_shape=input_shape)
+        check_graph(graph, input_shape=input_shape, shape_source=shape_source)
     return graph
 
 

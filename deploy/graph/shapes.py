@@ -116,16 +116,18 @@ def _out_shape(node: nir.NIRNode, name: str, shape: Shape) -> Shape:
     return handler(SHAPE_RULES, node, name, "shape inference")(node, name, shape)
 
 
-def node_io_shapes(graph: nir.NIRGraph, input_shape: list[int] | None = None) -> dict[str, tuple[Shape, Shape]]:
+def node_io_shapes(graph: nir.NIRGraph, input_shape: list[int] | None = None,
+                   shape_source: str = "the model card") -> dict[str, tuple[Shape, Shape]]:
     """Input and output shape (batch excluded) of every node, inferred from the Input node forward.
 
-    ``input_shape`` (from a model card) must agree with the Input node's shape when both are given.
+    ``input_shape`` (from a model card, or from the frames when there is none: ``shape_source`` says which,
+    for the message) must agree with the Input node's shape when both are given.
     Raises :class:`UserError` naming both nodes and both shapes where an edge disagrees.
     """
     graph = normalize_graph(graph)
     _check_types(graph)
     st = structure(graph)
-    first = _input_shape(graph.nodes[st.input], st.input, input_shape)
+    first = _input_shape(graph.nodes[st.input], st.input, input_shape, shape_source)
     shapes: dict[str, tuple[Shape, Shape]] = {st.input: (first, first)}
     for name in st.order:
         if name != st.input:
@@ -138,13 +140,13 @@ def node_io_shapes(graph: nir.NIRGraph, input_shape: list[int] | None = None) ->
     return {n: shapes[n] for n in graph.nodes}
 
 
-def _input_shape(inp: nir.Input, name: str, card_shape: list[int] | None) -> Shape:
+def _input_shape(inp: nir.Input, name: str, card_shape: list[int] | None, source: str) -> Shape:
     """The Input node's shape, or the model card's where the node declares none (they must agree)."""
     declared = _declared_input(inp)
     if card_shape is not None:
         card = tuple(int(v) for v in card_shape)
         if declared is not None and declared != card and math.prod(declared) != math.prod(card):
-            raise UserError(f"the Input node {name!r} has shape {list(declared)}, the model card says "
+            raise UserError(f"the Input node {name!r} has shape {list(declared)}, {source} says "
                             f"{list(card)}")
         declared = declared if declared is not None else card
     if declared is None:

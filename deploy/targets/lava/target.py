@@ -67,7 +67,8 @@ class LavaTarget(Target):
         if not report.exists():
             return []
         rep = json.loads(report.read_text())
-        lines = [f"{rep['precision']} point, {len(rep['layers'])} neuron layers, depth {rep['depth']} steps"]
+        kind = "floating" if rep["precision"] == "float" else "fixed"
+        lines = [f"{kind} point, {len(rep['layers'])} neuron layers, depth {rep['depth']} steps"]
         for lay in rep["layers"]:
             line = (f"{lay['name']:<16} {lay['type']:<8} {lay['neurons']:>7} neurons  delay {lay['delay']}  "
                     f"{lay['process']}")
