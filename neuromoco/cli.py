@@ -1,7 +1,8 @@
 """A small argparse front-end whose subcommands are imported only when they run.
 
-Each subcommand lives in its own module exposing ``add_arguments(parser)`` and ``run(args) -> int``;
-the table maps the command name to ``(module, one-line help)``. ``--help`` stays fast (no torch import)
+Each subcommand is a module (or, written ``module:NAME``, an object in a module) exposing
+``add_arguments(parser)`` and ``run(args) -> int``; the table maps the command name to ``(where, one-line
+help)``. ``--help`` stays fast (no torch import)
 and adding a command touches one line. Errors that a user caused (:class:`UserError`) are printed as
 one clear line with exit code 2, never as a traceback.
 """
@@ -13,8 +14,16 @@ import importlib
 import os
 import sys
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from neuromoco.errors import UserError
+
+
+def load_command(where: str) -> Any:
+    """The module ``where`` names, or the object ``NAME`` in it for ``module:NAME``."""
+    module, _, name = where.partition(":")
+    found = importlib.import_module(module)
+    return getattr(found, name) if name else found
 
 
 def build_parser(prog: str, description: str, commands: Mapping[str, tuple[str, str]],
@@ -25,7 +34,7 @@ def build_parser(prog: str, description: str, commands: Mapping[str, tuple[str, 
     for name, (module, help_text) in commands.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         if name == chosen:  # only the command that runs pays for its imports
-            importlib.import_module(module).add_arguments(p)
+            load_command(module).add_arguments(p)
     return parser, chosen
 
 
@@ -37,9 +46,9 @@ def run_cli(prog: str, description: str, commands: Mapping[str, tuple[str, str]]
     if args.command is None:
         parser.print_help()
         return 2
-    module = importlib.import_module(commands[args.command][0])
+    command = load_command(commands[args.command][0])
     try:
-        return int(module.run(args) or 0)
+        return int(command.run(args) or 0)
     except UserError as err:
         print(f"{prog} {args.command}: error: {err}", file=sys.stderr)
         return 2

@@ -3,25 +3,25 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 
 import pytest
 
+from neuromoco.cli import load_command
 from neuromoco.train.cli import COMMANDS
 from neuromoco.train.engine.modes import MODES
 
 
 def _parser(name: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=f"train {name}")
-    importlib.import_module(COMMANDS[name][0]).add_arguments(p)
+    load_command(COMMANDS[name][0]).add_arguments(p)
     return p
 
 
 @pytest.mark.parametrize("name", list(MODES))
 def test_each_mode_is_a_command_whose_options_follow_its_row(name):
     mode = MODES[name]
-    module = importlib.import_module(COMMANDS[name][0])
-    assert module.MODE is mode
+    command = load_command(COMMANDS[name][0])
+    assert command.mode is mode
     p = _parser(name)
     options = {s for a in p._actions for s in a.option_strings}
     assert ("--pretrained" in options) == mode.pretrained and ("--model" in options) == mode.takes_model

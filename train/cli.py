@@ -10,9 +10,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("neuromoco.train.commands.data", "list datasets and their status; render samples as PNG"),
     "models": ("neuromoco.train.commands.models", "list the model architectures with parameter counts"),
     "pretrain": ("neuromoco.train.commands.pretrain", "self-supervised NeuroMoCo pre-training (labels unused)"),
-    "finetune": ("neuromoco.train.commands.finetune", "fine-tune the whole pre-trained network on labels"),
-    "linear": ("neuromoco.train.commands.linear", "linear probe: frozen pre-trained encoder, trained linear head"),
-    "supervised": ("neuromoco.train.commands.supervised", "supervised training from scratch (the baseline)"),
+    "finetune": ("neuromoco.train.commands.downstream:FINETUNE", "fine-tune the whole pre-trained network on labels"),
+    "linear": ("neuromoco.train.commands.downstream:LINEAR", "linear probe: frozen pre-trained encoder, trained linear head"),
+    "supervised": ("neuromoco.train.commands.downstream:SUPERVISED", "supervised training from scratch (the baseline)"),
     "eval": ("neuromoco.train.commands.evaluate", "evaluate a checkpoint on a test split"),
     "export": ("neuromoco.train.commands.export", "export a checkpoint as model.nir with its model card"),
 }

@@ -28,6 +28,7 @@ O = TypeVar("O", bound="TargetOptions")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 _NONE = {"none", "null"}
+_NUMBERS: dict[type, tuple[type, ...]] = {int: (int, np.integer), float: (int, float, np.integer, np.floating)}
 
 
 def option(default: Any, help: str) -> Any:
@@ -162,21 +163,13 @@ def _convert(value: Any, tp: Any) -> Any:
         if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
             return value.strip().lower() in _TRUE
         raise ValueError(value)
-    if tp is int:
-        if isinstance(value, bool):
+    if tp in _NUMBERS:
+        if isinstance(value, bool):  # True is an int to Python, not a number to a user
             raise ValueError(value)
-        if isinstance(value, (int, np.integer)):
-            return int(value)
+        if isinstance(value, _NUMBERS[tp]):
+            return tp(value)
         if isinstance(value, str):
-            return int(value.strip())
-        raise ValueError(value)
-    if tp is float:
-        if isinstance(value, bool):
-            raise ValueError(value)
-        if isinstance(value, (int, float, np.integer, np.floating)):
-            return float(value)
-        if isinstance(value, str):
-            return float(value.strip())
+            return tp(value.strip())
         raise ValueError(value)
     if tp is str:
         if isinstance(value, str):

@@ -1,7 +1,8 @@
 """What `train finetune`, `train linear` and `train supervised` share: their options and their run.
 
 Each mode is a row of :data:`~neuromoco.train.engine.modes.MODES` (default epochs and lr, whether it starts
-from a pre-trained encoder, whether that encoder stays frozen); its command module passes the row here.
+from a pre-trained encoder, whether that encoder stays frozen); :data:`FINETUNE`, :data:`LINEAR` and
+:data:`SUPERVISED` are the three commands (``train/cli.py`` names them as ``downstream:FINETUNE`` etc.).
 
 * finetune   — the pre-trained encoder plus a new linear readout, all trained;
 * linear     — the pre-trained encoder frozen (evaluation mode), only the readout trained, on features
@@ -19,9 +20,10 @@ weights by default, ``--export-weights best`` to change).
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 
 from neuromoco.train.engine.cliargs import add_data_args, add_optim_args, add_run_args, add_runtime_args
-from neuromoco.train.engine.modes import Mode
+from neuromoco.train.engine.modes import MODES, Mode
 
 
 def add_arguments(p: argparse.ArgumentParser, mode: Mode) -> None:
@@ -50,3 +52,21 @@ def run(args: argparse.Namespace, mode: Mode) -> int:
     from neuromoco.train.engine.fit import Fit
 
     return Fit(Classify(args, mode)).run()
+
+
+@dataclass(frozen=True)
+class DownstreamCommand:
+    """One downstream mode as a command: what the CLI front-end calls."""
+
+    mode: Mode
+
+    def add_arguments(self, p: argparse.ArgumentParser) -> None:
+        add_arguments(p, self.mode)
+
+    def run(self, args: argparse.Namespace) -> int:
+        return run(args, self.mode)
+
+
+FINETUNE = DownstreamCommand(MODES["finetune"])
+LINEAR = DownstreamCommand(MODES["linear"])
+SUPERVISED = DownstreamCommand(MODES["supervised"])
