@@ -180,7 +180,9 @@ class ParityAccumulator:
             labels = np.concatenate(self.labels)
             out["accuracy_reference"] = float(np.mean(ref_pred == labels))
             out["accuracy_target"] = float(np.mean(tgt_pred == labels))
-        out["agreement"] = float(np.mean(ref_pred == tgt_pred))
+        agree = int(np.sum(ref_pred == tgt_pred))
+        out["agreement"] = agree / self.n
+        out["agreement_ci95"] = list(wilson_interval(agree, self.n))
         out["max_output_abs_diff"] = self.max_output_diff
         per_layer = {}
         for k in layers:
@@ -246,6 +248,47 @@ def compare(reference: RunResult, target: RunResult, labels: np.ndarray | None =
     acc = ParityAccumulator(layers, worst_k)
     acc.update(reference, target, labels)
     return acc.result()
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """The Wilson score interval of a proportion ``successes / n`` (95 % for the default ``z``).
+
+    Unlike the normal approximation it stays inside [0, 1] and is not empty at 0 or n successes, which is
+    where parity results live (agreement 1.0 on a few hundred samples).
+    """
+    if n <= 0:
+        return 0.0, 1.0
+    if successes in (0, n):  # closed forms (the general one rounds 1.0 to 0.9999999999999999)
+        edge = z * z / (n + z * z)
+        return (0.0, edge) if successes == 0 else (1.0 - edge, 1.0)
+    p = successes / n
+    denom = 1.0 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+
+
+def samples_for_agreement(min_agreement: float, z: float = 1.959964) -> int:
+    """The fewest samples for which full agreement puts the Wilson interval's lower end at ``min_agreement``.
+
+    Below it, even a target that agrees on every sample cannot show, at 95 %, that it meets the tolerance:
+    n / (n + z^2) >= a  <=>  n >= a z^2 / (1 - a).
+    """
+    if min_agreement >= 1.0:
+        return 0  # an exact target: equality is checked, not estimated
+    return int(np.ceil(min_agreement * z * z / (1.0 - min_agreement)))
+
+
+def sample_size_note(metrics: dict[str, Any], tol: Tolerances) -> str | None:
+    """A sentence when ``metrics`` rest on too few samples for ``tol.min_agreement`` to mean anything."""
+    need = samples_for_agreement(tol.min_agreement)
+    n = metrics["samples"]
+    if not need or n >= need:
+        return None
+    lo, hi = metrics.get("agreement_ci95") or wilson_interval(round(metrics["agreement"] * n), n)
+    return (f"{n} samples are too few for the agreement tolerance {tol.min_agreement:g}: the 95 % interval of "
+            f"the agreement is [{lo:.4f}, {hi:.4f}], and even full agreement needs {need} samples to put its "
+            f"lower end at the tolerance (one flip is {1 / n:.2%} here)")
 
 
 def check(metrics: dict[str, Any], tol: Tolerances) -> list[str]:

@@ -174,13 +174,18 @@ def _parity_summary(summary: dict[str, Any]) -> list[str]:
     rows = []
     for name, t in summary["targets"].items():
         m = t.get("metrics") or {}
+        ci = m.get("agreement_ci95")
         rows.append([name, t["status"].upper(), t.get("reference_dtype"), m.get("accuracy_reference"),
-                     m.get("accuracy_target"), m.get("agreement"), m.get("max_count_rel_diff"),
+                     m.get("accuracy_target"), m.get("agreement"),
+                     None if ci is None else f"{ci[0]:.4f}-{ci[1]:.4f}", m.get("max_count_rel_diff"),
                      _cos(m.get("rate_cosine")), m.get("diverging_samples")])
     lines = ["## Summary", ""]
     lines += _table(["target", "status", "reference dtype", "reference acc.", "target acc.", "agreement",
-                     "max layer count rel. diff", "rate cosine", "samples with any spike mismatch"], rows)
-    return lines + [""]
+                     "agreement 95% (Wilson)", "max layer count rel. diff", "rate cosine",
+                     "samples with any spike mismatch"], rows)
+    notes = [f"- {name}: {t['sample_size_note']}" for name, t in summary["targets"].items()
+             if t.get("sample_size_note")]
+    return lines + [""] + (["**Sample size:**", "", *notes, ""] if notes else [])
 
 
 def _target_section(out_dir: Path, name: str, t: dict[str, Any], extras: dict[str, Any]) -> list[str]:

@@ -122,3 +122,34 @@ def test_check_names_each_broken_tolerance(pair):
     assert check(m, Tolerances(min_agreement=0.5, max_count_rel_diff=1.0, min_rate_cosine=0.5)) == []
     exact = Tolerances(min_agreement=0.5, max_count_rel_diff=1.0, min_rate_cosine=0.5).for_target("lava-float")
     assert exact.min_agreement == 1.0 and exact.max_count_rel_diff == 0.0 and check(m, exact)
+
+
+def test_wilson_interval_against_hand_values():
+    from neuromoco.deploy.parity import wilson_interval
+
+    z2 = 1.959964 ** 2
+    lo, hi = wilson_interval(0, 10)  # k = 0: [0, z^2 / (n + z^2)]
+    assert lo == 0.0 and hi == pytest.approx(z2 / (10 + z2), abs=1e-12)
+    lo, hi = wilson_interval(10, 10)  # k = n: [n / (n + z^2), 1]
+    assert hi == 1.0 and lo == pytest.approx(10 / (10 + z2), abs=1e-12)
+    # 178 of 179 (one flip on the embedded test split), by the formula written out
+    n, p = 179, 178 / 179
+    c = (p + z2 / (2 * n)) / (1 + z2 / n)
+    h = (z2 ** 0.5) * ((p * (1 - p) / n + z2 / (4 * n * n)) ** 0.5) / (1 + z2 / n)
+    assert wilson_interval(178, 179) == pytest.approx((c - h, c + h), abs=1e-12)
+    assert wilson_interval(178, 179)[0] < 0.99 < wilson_interval(178, 179)[1]
+
+
+def test_too_few_samples_for_the_tolerance_is_said():
+    from neuromoco.deploy.parity import Tolerances, sample_size_note, samples_for_agreement, wilson_interval
+
+    assert samples_for_agreement(0.99) == 381  # 381 / (381 + z^2) >= 0.99 > 380 / (380 + z^2)
+    assert 381 / (381 + 1.959964 ** 2) >= 0.99 > 380 / (380 + 1.959964 ** 2)
+    assert samples_for_agreement(1.0) == 0
+    tol = Tolerances(min_agreement=0.99)
+    few = {"samples": 179, "agreement": 1.0, "agreement_ci95": list(wilson_interval(179, 179))}
+    note = sample_size_note(few, tol)
+    assert note is not None and "179 samples are too few" in note and "381" in note and "0.56%" in note
+    many = {"samples": 400, "agreement": 1.0, "agreement_ci95": list(wilson_interval(400, 400))}
+    assert sample_size_note(many, tol) is None
+    assert sample_size_note(few, Tolerances(min_agreement=1.0)) is None  # exact targets: no estimate

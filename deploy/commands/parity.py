@@ -29,7 +29,14 @@ from neuromoco.deploy.commands.common import (
     run_context,
     target_options,
 )
-from neuromoco.deploy.parity import EXACT_TARGETS, ParityAccumulator, Tolerances, check, parse_names
+from neuromoco.deploy.parity import (
+    EXACT_TARGETS,
+    ParityAccumulator,
+    Tolerances,
+    check,
+    parse_names,
+    sample_size_note,
+)
 from neuromoco.errors import UserError
 
 DEFAULT_TARGETS = "lava-float,lava-fixed,onnx,onnx-int8"
@@ -178,7 +185,8 @@ def _judge(accs: dict[str, Any], seconds: dict[str, float], entries: dict[str, d
         metrics = acc.result()
         metrics["target_seconds"] = seconds[name]
         limits = tol.for_target(name)
-        entries[name].update(metrics=metrics, tolerances=limits.as_dict(), violations=check(metrics, limits))
+        entries[name].update(metrics=metrics, tolerances=limits.as_dict(), violations=check(metrics, limits),
+                             sample_size_note=sample_size_note(metrics, limits))
         if entries[name]["violations"]:
             entries[name]["status"] = "fail"
         extras[name] = {"rates": acc.rates(),
@@ -195,7 +203,10 @@ def _print_entries(entries: dict[str, dict[str, Any]]) -> None:
         m = e["metrics"]
         acc_text = (f"accuracy {m['accuracy_target']:.4f} (reference {m['accuracy_reference']:.4f}), "
                     if "accuracy_target" in m else "")
-        print(f"{name}: {e['status'].upper()} {acc_text}agreement {m['agreement']:.4f}, "
+        lo, hi = m["agreement_ci95"]
+        print(f"{name}: {e['status'].upper()} {acc_text}agreement {m['agreement']:.4f} (95% {lo:.4f}-{hi:.4f}), "
               f"max layer count diff {m['max_count_rel_diff']:.4f}, rate cosine {m['rate_cosine']:.6f}")
         for v in e["violations"]:
             print(f"  outside tolerance: {v}")
+        if e.get("sample_size_note"):
+            print(f"  note: {e['sample_size_note']}")
