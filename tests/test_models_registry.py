@@ -17,13 +17,13 @@ from neuromoco.train.models.registry import (
     get_spec,
 )
 
-TINY = {"cnn3-34": (2, 34, 34), "cnn5-128": (2, 32, 32), "spikformer-2-256": (2, 32, 32),
+TINY = {"cnn3-34": (2, 34, 34), "cnn5-128": (2, 32, 32), "mlp2-256": (2, 1, 20), "spikformer-2-256": (2, 32, 32),
         "sew-resnet18": (2, 32, 32)}
 
 
-def test_registry_covers_the_four_architectures():
+def test_registry_covers_the_architectures():
     assert set(MODELS) == set(TINY)
-    assert {n for n, s in MODELS.items() if s.deployable} == {"cnn3-34", "cnn5-128"}
+    assert {n for n, s in MODELS.items() if s.deployable} == {"cnn3-34", "cnn5-128", "mlp2-256"}
 
 
 @pytest.mark.parametrize("name", list(TINY))

@@ -239,3 +239,15 @@ def test_avgpool_variants_without_nir_form_are_refused():
                        (nn.AvgPool2d(3, 1, padding=1, count_include_pad=False), "count_include_pad")]:
         with pytest.raises(ExportError, match=what):
             to_nir([TD(pool)], [1, 8, 8], DT)
+
+
+def test_deployable_mlp_for_one_dimensional_sensors(tmp_path):
+    """The registry's flat model (flatten, linear-BN-LIF x2, readout) exports exactly, BatchNorm folded."""
+    from neuromoco.train.models.registry import build_classifier
+
+    torch.manual_seed(3)
+    model = build_classifier("mlp2-256", (2, 1, 20), 4)
+    modules = model.deploy_modules()
+    x = _frames((2, 1, 20), b=5, seed=11)
+    stats = _roundtrip(modules, [2, 1, 20], tmp_path, x)
+    assert set(stats) == {"lif1", "lif2"}

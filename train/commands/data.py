@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _status(name: str, root) -> str:
-    from neuromoco.train.data.registry import DATASETS, files_present
+    from neuromoco.train.data.registry import DATASETS, files_present, partial_counts
 
     spec = DATASETS[name]
     if name == "embedded":
@@ -64,6 +64,11 @@ def _status(name: str, root) -> str:
         return f"found: {path}" if path.exists() else f"not built yet: made on first use, or now with --build ({path})"
     splits = ["train", "test"] if spec.official_split else ["all"]
     missing = [s for s in splits if not files_present(spec, s, root)]
-    if not missing:
-        return f"found under {(root / spec.file_check(splits[0]).folder.split('/')[0]).resolve()}"
-    return "missing: " + spec.files.replace("ROOT", str(root.resolve()))
+    if missing:
+        return "missing: " + spec.files.replace("ROOT", str(root.resolve()))
+    where = (root / spec.file_check(splits[0]).folder.split('/')[0]).resolve()
+    partial = {s: partial_counts(spec, s, root) for s in splits}
+    if not any(partial.values()):
+        return f"found under {where}"
+    counts = ", ".join(f"{s} {c[0]} of {c[1]} files" if c else f"{s} complete" for s, c in partial.items())
+    return f"partial under {where}: {counts} (results are not comparable with published ones)"

@@ -7,6 +7,7 @@ and a deployable model, also ``model.nir`` + ``model_card.json`` carrying the ac
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 
@@ -28,6 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from neuromoco.errors import UserError
     from neuromoco.io import atomic_write_json
+    from neuromoco.train.data.registry import is_folder_name
     from neuromoco.train.engine import data as D
     from neuromoco.train.engine import distributed as du
     from neuromoco.train.engine.checkpoint import load_checkpoint
@@ -44,12 +46,15 @@ def run(args: argparse.Namespace) -> int:
     rt = make_runtime(args.device, args.amp)
     try:
         model = classifier_from_checkpoint(ckpt).to(rt.device)
+        # a recordings folder is read with the sensor size and time unit training used (unless --dataset says)
+        own = D.own_options(data.get("sensor_size"), data.get("time_unit")) \
+            if is_folder_name(name) and not args.dataset else {}
         ds = D.first_n(D.labelled(name, args.split, root=args.data_root, time_steps=int(data.get("time_steps", 16)),
-                                  downsample=int(data.get("downsample", 1))), args.max_samples)
+                                  downsample=int(data.get("downsample", 1)), **own), args.max_samples)
         shape = D.frame_shape(ds)[1:]
         if list(shape) != list(ckpt["model"]["input_shape"]):
             raise UserError(f"{name} frames are {shape}, the model was built for {ckpt['model']['input_shape']}")
-        meta = D.metadata(name)
+        meta = D.metadata(name, **own)
         if meta["num_classes"] != int(ckpt["model"]["num_classes"]):
             raise UserError(f"{name} has {meta['num_classes']} classes, the checkpoint's readout "
                             f"{ckpt['model']['num_classes']}")
@@ -61,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
                   "epoch": ckpt.get("epoch"), "time_steps": data.get("time_steps"),
                   "downsample": data.get("downsample")}
         if rt.is_main:
-            path = atomic_write_json(out / f"eval_{name}_{args.split}.json", result)
+            label = Path(name).name if is_folder_name(name) else name  # a folder's path is no file name
+            path = atomic_write_json(out / f"eval_{re.sub(r'[^A-Za-z0-9_.-]+', '_', label)}_{args.split}.json", result)
             print(f"{name}/{args.split}: top-1 {res['top1']:.4f} over {res['n']} samples -> {path}")
             if args.export:
                 nir_path = export_classifier(ckpt, out, accuracy={args.split: res["top1"]})

@@ -8,9 +8,11 @@ The entry points other code uses::
 ``get_dataset(name, split, time_steps=16, downsample=1)`` gives ``(frames [T, C, H, W] float32, label)``
 with a disk cache of framed samples; ``make_contrastive_dataset(name, split, strength=...)`` gives
 ``((view_q, view_k), label)``. Datasets: "embedded" (offline default), "nmnist", "dvsgesture",
-"cifar10dvs", "ncaltech101". Files live under ``default_root()`` (``$NEUROMOCO_DATA`` or ``./data``);
-a real dataset whose files are absent raises :class:`DatasetMissing` with one message saying where
-they go.
+"cifar10dvs", "ncaltech101", ``"tonic:ClassName"`` (any class of tonic.datasets, :mod:`.tonic_class`), or the
+path of a folder of one's own recordings (:mod:`.folder`, formats in :mod:`.readers`; ``sensor_size`` and
+``time_unit`` keywords). Files live under ``default_root()`` (``$NEUROMOCO_DATA`` or ``./data``); a real
+dataset whose files are absent raises :class:`DatasetMissing` with one message saying where they go; one
+with fewer files than the full dataset is used with one warning per split (``registry.warn_if_partial``).
 """
 
 import importlib

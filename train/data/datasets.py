@@ -1,6 +1,7 @@
 """From a dataset name to what training consumes: events, framed samples (cached), two-view samples.
 
-* :func:`get_event_dataset` -> ``(events, label)``: the embedded digits or a real dataset through tonic.
+* :func:`get_event_dataset` -> ``(events, label)``: the embedded digits, a real dataset through tonic
+  (named, or ``tonic:ClassName``), or a folder of one's own recordings (``name`` a path).
 * :func:`get_dataset` -> ``(frames [T, C, H, W] float32 tensor, label)``: events framed into T time bins
   (:mod:`neuromoco.train.data.framing`), optionally downsampled, with a disk cache of framed samples (used only when
   no ``event_transform`` is given: augmented samples are never cached, they differ at every draw).
@@ -30,22 +31,32 @@ from neuromoco.train.data.base import EVENT_DTYPE, EventDataset, list_index, to_
 from neuromoco.train.data.cache import NpyCache, cache_key, compact_counts
 from neuromoco.train.data.embedded import DEFAULT_SEED, EmbeddedDigits
 from neuromoco.train.data.framing import FRAMING_VERSION, frame_events, frame_shape
-from neuromoco.train.data.registry import get_spec, resolve_root
+from neuromoco.train.data.registry import get_spec, is_folder_name, resolve_root
 
 COMPACT_EVENT_DTYPE = np.dtype([("x", "<u2"), ("y", "<u2"), ("t", "<i8"), ("p", "u1")])
 
 
 def get_event_dataset(name: str, split: str = "train", root: str | Path | None = None,
-                      download: bool | None = None, seed: int = DEFAULT_SEED) -> EventDataset:
+                      download: bool | None = None, seed: int = DEFAULT_SEED, sensor_size=None,
+                      time_unit: str | None = None) -> EventDataset:
     """``(events, label)`` samples of ``split`` ("train", "test", or "all"); ``seed`` is the embedded
-    dataset's generation seed. Raises :class:`DatasetMissing` when a real dataset's files are absent."""
-    spec = get_spec(name)
-    if spec.name == "embedded":
-        ds: EventDataset = EmbeddedDigits(split, root, seed=seed)
+    dataset's generation seed. ``name``: a registry name, ``tonic:ClassName``, or a folder of recordings
+    (``sensor_size`` and ``time_unit`` apply to folders only). Raises :class:`DatasetMissing` when a real
+    dataset's files are absent."""
+    if is_folder_name(name):
+        from neuromoco.train.data.folder import FolderEvents
+
+        ds: EventDataset = FolderEvents(name, split, sensor_size=sensor_size, time_unit=time_unit)
+    elif name.startswith("tonic:"):
+        from neuromoco.train.data.tonic_class import TonicClassEvents
+
+        ds = TonicClassEvents(name, split, root, download=download)
+    elif get_spec(name).name == "embedded":
+        ds = EmbeddedDigits(split, root, seed=seed)
     else:
         from neuromoco.train.data.real import TonicEvents
 
-        ds = TonicEvents(spec.name, split, root, download=download)
+        ds = TonicEvents(get_spec(name).name, split, root, download=download)
     ds.root = resolve_root(root)
     return ds
 
@@ -207,9 +218,10 @@ class TwoViews(_SourceView, Dataset):
 
 def get_dataset(name: str, split: str = "train", root: str | Path | None = None, time_steps: int = 16,
                 downsample: int = 1, event_transform: Callable | None = None, cache: bool = True,
-                download: bool | None = None, seed: int | None = None) -> FramedDataset:
+                download: bool | None = None, seed: int | None = None, sensor_size=None,
+                time_unit: str | None = None) -> FramedDataset:
     """Framed samples ``(frames [T, C, H, W] float32, label)`` of a dataset split (see module docstring)."""
-    events = get_event_dataset(name, split, root, download=download)
+    events = get_event_dataset(name, split, root, download=download, sensor_size=sensor_size, time_unit=time_unit)
     return FramedDataset(events, time_steps, downsample, event_transform, cache,
                          cache_root=resolve_root(root) / "cache", seed=seed)
 
@@ -217,10 +229,10 @@ def get_dataset(name: str, split: str = "train", root: str | Path | None = None,
 def make_contrastive_dataset(name: str, split: str = "train", root: str | Path | None = None,
                              time_steps: int = 16, downsample: int = 1, strength: str = "default",
                              seed: int | None = None, download: bool | None = None,
-                             cache_events: bool = True) -> TwoViews:
+                             cache_events: bool = True, sensor_size=None, time_unit: str | None = None) -> TwoViews:
     """Two-view samples for NeuroMoCo pre-training, with the augmentation policy ``strength``
     ("none", "weak", "default", "strong"); horizontal flips only where they keep the class."""
-    events = get_event_dataset(name, split, root, download=download)
+    events = get_event_dataset(name, split, root, download=download, sensor_size=sensor_size, time_unit=time_unit)
     if cache_events and not isinstance(events, EmbeddedDigits):  # the embedded events are in memory already
         events = CachedEvents(events, resolve_root(root) / "cache")
     spec = events.spec

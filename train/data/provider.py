@@ -14,18 +14,26 @@ import numpy as np
 
 def load_frames(spec: dict[str, Any], split: str = "test", root: str | None = None,
                 limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """``(frames [N, T, C, H, W] float32, labels [N] int64)`` for ``spec`` = ``{"name", "time_steps",
-    "downsample"?}`` (also read from ``spec["preprocessing"]``); ``LookupError`` for a name not known here."""
+    """``(frames [N, T, C, H, W] float32, labels [N] int64)`` for ``spec`` = the card's ``dataset`` recipe
+    (``{"name", "time_steps", "downsample"?, "kind"?, "sensor_size"?, "time_unit"?}``; T and downsampling also
+    read from ``spec["preprocessing"]``): a named dataset, ``tonic:ClassName``, or a recordings folder (the
+    name is its path; sensor and time unit as recorded). ``LookupError`` for a name not known here."""
     from neuromoco.train.data.datasets import get_dataset
-    from neuromoco.train.data.registry import DATASETS
+    from neuromoco.train.data.registry import DATASETS, is_folder_name
 
-    name = str(spec.get("name", "")).lower()
-    if name not in DATASETS:
-        raise LookupError(name)
+    name = str(spec.get("name", ""))
+    own: dict[str, Any] = {}
+    if is_folder_name(name):  # a folder that is gone: the folder reader's one-line UserError
+        sensor = spec.get("sensor_size") or None
+        own = {"sensor_size": [int(v) for v in sensor] if sensor else None, "time_unit": spec.get("time_unit")}
+    elif not name.startswith("tonic:"):
+        name = name.lower()
+        if name not in DATASETS:
+            raise LookupError(name)
     pre = spec.get("preprocessing") or {}
     time_steps = int(spec.get("time_steps", pre.get("time_steps", 16)))
     downsample = int(spec.get("downsample", pre.get("downsample", 1)) or 1)
-    ds = get_dataset(name, split, root, time_steps=time_steps, downsample=downsample)
+    ds = get_dataset(name, split, root, time_steps=time_steps, downsample=downsample, **own)
     n = len(ds) if limit is None else min(int(limit), len(ds))
     if n == len(ds):
         ds.build_cache()  # the whole split: frame it once into the packed cache

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from neuromoco.errors import UserError
 from neuromoco.train.data.base import EventDataset, to_event_array
 from neuromoco.train.data.registry import (
     DatasetMissing,
@@ -34,6 +35,7 @@ from neuromoco.train.data.registry import (
     get_spec,
     missing_message,
     resolve_root,
+    warn_if_partial,
 )
 from neuromoco.train.data.splits import SPLIT_SEED, stratified_split
 
@@ -91,6 +93,8 @@ class TonicEvents(EventDataset):
         if spec.name == "cifar10dvs" and importlib.util.find_spec("aedat") is None:
             raise DatasetMissing("CIFAR10-DVS is stored as .aedat4 files, which tonic reads with the 'aedat' "
                                  "package: install it (pip install aedat) and run again")
+        if extracted:
+            warn_if_partial(spec, part, self.root)
         cls = _tonic_class(spec, extracted)
         kwargs = {"train": part == "train"} if spec.official_split else {}
         try:
@@ -116,7 +120,12 @@ class TonicEvents(EventDataset):
 
     def events(self, index: int) -> np.ndarray:
         k, i = self._index[index]
-        raw, _ = self._parts[k][i]
+        try:
+            raw, _ = self._parts[k][i]
+        except (OSError, ValueError, IndexError) as err:  # a damaged or unreadable file: name it
+            files = getattr(self._parts[k], "data", None)
+            where = files[i] if isinstance(files, list) and i < len(files) else f"sample {i}"
+            raise UserError(f"dataset {self.spec.name!r}: cannot read {where}: {err}") from None
         ev = to_event_array(raw)
         if self.spec.name == "ncaltech101":
             ev = resize_events(ev, NCALTECH_SOURCE, self.spec.sensor_size[:2])

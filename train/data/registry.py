@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,12 +49,19 @@ def download_allowed(download: bool | None) -> bool:
 
 @dataclass(frozen=True)
 class FileCheck:
-    """Files one split needs: at least ``min_count`` files matching ``pattern`` under ``ROOT/folder``."""
+    """Files of one split: ``full_count`` files matching ``pattern`` under ``ROOT/folder`` in the full dataset.
+
+    Fewer (but at least one) is a *partial* split: used, with one warning (:func:`warn_if_partial`).
+    ``class_counts``: the full dataset's files per class (in the spec's class order), where known;
+    ``class_from``: whether a file's class is its parent folder ("folder") or its file name ("stem").
+    """
 
     folder: str
     pattern: str
-    min_count: int
+    full_count: int
     example: str  # one path, relative to ROOT, as it must look
+    class_counts: tuple[int, ...] = ()
+    class_from: str = "folder"
 
 
 @dataclass(frozen=True)
@@ -78,6 +86,10 @@ class DatasetSpec:
 def _digits() -> tuple[str, ...]:
     return tuple(str(i) for i in range(10))
 
+
+# MNIST's (and so N-MNIST's) files per digit 0..9
+MNIST_TRAIN_COUNTS = (5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949)
+MNIST_TEST_COUNTS = (980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009)
 
 NCALTECH_CLASSES = (  # N-Caltech101's folders: Caltech101 without "Faces" (kept: Faces_easy), plus background
     "BACKGROUND_Google", "Faces_easy", "Leopards", "Motorbikes", "accordion", "airplanes", "anchor", "ant",
@@ -115,8 +127,10 @@ DATASETS: dict[str, DatasetSpec] = {
         files="ROOT/NMNIST/Train/<digit>/*.bin and ROOT/NMNIST/Test/<digit>/*.bin (unpack train.zip and "
               "test.zip from https://www.garrickorchard.com/datasets/n-mnist into ROOT/NMNIST/)",
         tonic_class="NMNIST",
-        checks={"train": FileCheck("NMNIST/Train", "*/*.bin", 10000, "NMNIST/Train/0/<number>.bin"),
-                "test": FileCheck("NMNIST/Test", "*/*.bin", 10000, "NMNIST/Test/0/<number>.bin")},
+        checks={"train": FileCheck("NMNIST/Train", "*/*.bin", 60000, "NMNIST/Train/0/<number>.bin",
+                                   MNIST_TRAIN_COUNTS),
+                "test": FileCheck("NMNIST/Test", "*/*.bin", 10000, "NMNIST/Test/0/<number>.bin",
+                                  MNIST_TEST_COUNTS)},
         archives=("train.zip", "test.zip"),
         hflip_preserves_label=False,
     ),
@@ -132,10 +146,10 @@ DATASETS: dict[str, DatasetSpec] = {
               "ROOT/DVSGesture/ibmGestureTest/... (unpack ibmGestureTrain.tar.gz and ibmGestureTest.tar.gz, "
               "tonic's figshare files 38022171 and 38020584, into ROOT/DVSGesture/)",
         tonic_class="DVSGesture",
-        checks={"train": FileCheck("DVSGesture/ibmGestureTrain", "*/*.npy", 100,
-                                   "DVSGesture/ibmGestureTrain/user01_fluorescent/0.npy"),
-                "test": FileCheck("DVSGesture/ibmGestureTest", "*/*.npy", 100,
-                                  "DVSGesture/ibmGestureTest/user24_fluorescent/0.npy")},
+        checks={"train": FileCheck("DVSGesture/ibmGestureTrain", "*/*.npy", 1077,
+                                   "DVSGesture/ibmGestureTrain/user01_fluorescent/0.npy", class_from="stem"),
+                "test": FileCheck("DVSGesture/ibmGestureTest", "*/*.npy", 264,
+                                  "DVSGesture/ibmGestureTest/user24_fluorescent/0.npy", class_from="stem")},
         archives=("ibmGestureTrain.tar.gz", "ibmGestureTest.tar.gz"),
         hflip_preserves_label=False,  # a mirrored right-hand wave is a left-hand wave
     ),
@@ -150,7 +164,8 @@ DATASETS: dict[str, DatasetSpec] = {
               "tonic's figshare file 38023437, into ROOT/CIFAR10DVS/, then each <class>.zip inside it); "
               "reading .aedat4 needs the 'aedat' package (pip install aedat)",
         tonic_class="CIFAR10DVS",
-        checks={"all": FileCheck("CIFAR10DVS", "*/*.aedat4", 1000, "CIFAR10DVS/airplane/<recording>.aedat4")},
+        checks={"all": FileCheck("CIFAR10DVS", "*/*.aedat4", 10000, "CIFAR10DVS/airplane/<recording>.aedat4",
+                                 (1000,) * 10)},
         archives=("CIFAR10DVS.zip",),
         resize_note="recorded at 128x128: kept as is",
     ),
@@ -173,30 +188,96 @@ DATASETS: dict[str, DatasetSpec] = {
 }
 
 
-def get_spec(name: str) -> DatasetSpec:
-    try:
+def get_spec(name: str, root: str | os.PathLike | None = None, **options) -> DatasetSpec:
+    """The spec of a named dataset, of ``tonic:ClassName``, or of a folder of one's own recordings (a path;
+    ``options``: ``sensor_size``, ``time_unit``, see :mod:`neuromoco.train.data.folder`)."""
+    if name.lower() in DATASETS:
         return DATASETS[name.lower()]
-    except KeyError:
-        raise UserError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}") from None
+    if name.startswith("tonic:"):
+        from neuromoco.train.data.tonic_class import tonic_spec
+
+        return tonic_spec(name, root)
+    if is_folder_name(name):
+        from neuromoco.train.data.folder import folder_spec
+
+        return folder_spec(name, **options)
+    raise UserError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}, tonic:ClassName (a class of "
+                    "tonic.datasets), or the path of a folder of recordings (one sub-folder per class)")
 
 
-def count_files(folder: Path, pattern: str, stop_at: int) -> int:
+def is_folder_name(name: str) -> bool:
+    """Whether ``--dataset name`` means a folder of one's own recordings (a path, not a registry name)."""
+    return name.lower() not in DATASETS and not name.startswith("tonic:") and (
+        "/" in name or os.sep in name or name.startswith((".", "~")) or Path(name).expanduser().is_dir())
+
+
+def count_files(folder: Path, pattern: str, stop_at: int | None = None) -> int:
     """How many files match ``pattern`` under ``folder``, counting no further than ``stop_at``."""
     if not folder.is_dir():
         return 0
     return sum(1 for _ in itertools.islice(folder.glob(pattern), stop_at))
 
 
+def count_by_class(folder: Path, check: FileCheck) -> dict[str, int]:
+    """Files of ``check`` per class name (parent folder or file stem), for the partial-dataset report."""
+    counts: dict[str, int] = {}
+    if folder.is_dir():
+        for path in folder.glob(check.pattern):
+            key = path.parent.name if check.class_from == "folder" else path.stem
+            counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
 def files_present(spec: DatasetSpec, split: str, root: Path) -> bool:
+    """Whether the split has any files (fewer than the full dataset's is a partial split, still used)."""
     check = spec.file_check(split)
-    return count_files(root / check.folder, check.pattern, check.min_count) >= check.min_count
+    return count_files(root / check.folder, check.pattern, 1) > 0
+
+
+def partial_counts(spec: DatasetSpec, split: str, root: Path) -> tuple[int, int] | None:
+    """``(found, expected)`` files when the split is partial (some files, fewer than the full dataset's)."""
+    check = spec.file_check(split)
+    found = count_files(root / check.folder, check.pattern, check.full_count)
+    return (found, check.full_count) if 0 < found < check.full_count else None
+
+
+_WARNED: set[tuple[str, str, str]] = set()
+
+
+def partial_message(spec: DatasetSpec, split: str, root: Path) -> str | None:
+    """The one-line partial-dataset warning of a split, or None when the split is complete (or absent)."""
+    counts = partial_counts(spec, split, root)
+    if counts is None:
+        return None
+    check = spec.file_check(split)
+    folder = (root / check.folder).resolve()
+    found = count_by_class(folder, check)
+    if check.class_counts and check.class_from == "folder":
+        per = [f"{c} {found.get(c, 0)}/{n}" for c, n in zip(spec.class_names, check.class_counts)]
+        per_text = "per class found/expected: " + ", ".join(per)
+    else:
+        per_text = "per class found: " + ", ".join(f"{c} {n}" for c, n in sorted(found.items()))
+    which = f"{split} split" if split != "all" else "(no official split)"
+    return (f"warning: dataset {spec.name!r} {which} is partial: found {counts[0]} of {counts[1]} files in "
+            f"{folder} ({per_text}); results are not comparable with published ones")
+
+
+def warn_if_partial(spec: DatasetSpec, split: str, root: Path) -> None:
+    """Print the partial-dataset warning to stderr, once per dataset, split and folder in a process."""
+    key = (spec.name, split, str((root / spec.file_check(split).folder).resolve()))
+    if key in _WARNED:
+        return
+    message = partial_message(spec, split, root)
+    if message:
+        _WARNED.add(key)
+        print(message, file=sys.stderr)
 
 
 def missing_message(spec: DatasetSpec, split: str, root: Path) -> str:
     check = spec.file_check(split)
     folder = (root / check.folder).resolve()
-    found = count_files(folder, check.pattern, check.min_count)
-    where = f"found {found} of at least {check.min_count} files" if found else "folder is missing or empty"
+    found = count_files(folder, check.pattern, check.full_count)
+    where = f"found {found} of {check.full_count} files" if found else "folder is missing or empty"
     return (f"dataset {spec.name!r} ({spec.title}) is not in {folder} ({where}). "
             f"Put the files there: {spec.files.replace('ROOT', str(root.resolve()))}, so that there are files "
             f"like {(root / check.example).resolve()}. Downloading them needs network access "

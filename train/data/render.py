@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -54,6 +55,11 @@ def render_rows(rows: Sequence[np.ndarray], titles: Sequence[str], path: str | P
     return path
 
 
+def file_stem(name: str) -> str:
+    """A file-name part for a dataset: its name, a folder's last component, ``tonic_ClassName``."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name).name if "/" in name else name)
+
+
 def render_dataset(name: str, out: str | Path, n: int = 4, split: str = "train", root: str | Path | None = None,
                    time_steps: int = 8, downsample: int = 1, views: bool = True, seed: int = 0) -> list[Path]:
     """Render ``n`` samples of a dataset (and, with ``views``, two contrastive views of each) as PNG files."""
@@ -65,6 +71,7 @@ def render_dataset(name: str, out: str | Path, n: int = 4, split: str = "train",
     spec = events_ds.spec
     picks = _one_per_class(events_ds.labels, n)
     out = Path(out)
+    stem = file_stem(spec.name)
     rows, titles = [], []
     for i in picks:
         ev, label = events_ds[i]
@@ -72,7 +79,7 @@ def render_dataset(name: str, out: str | Path, n: int = 4, split: str = "train",
         titles.append(f"#{i} '{spec.class_names[label]}'\n{len(ev)} events")
     span_ms = _span_ms(events_ds, picks[0]) if picks else 0.0
     frame_ms = [(t + 0.5) * span_ms / time_steps for t in range(time_steps)]
-    written = [render_rows(rows, titles, out / f"{name}_{split}_samples.png",
+    written = [render_rows(rows, titles, out / f"{stem}_{split}_samples.png",
                            f"{spec.title}: {split} split, T={time_steps} bins (times: bin centres of #{picks[0]})",
                            frame_ms)]
     if views:
@@ -84,7 +91,7 @@ def render_dataset(name: str, out: str | Path, n: int = 4, split: str = "train",
             label = spec.class_names[int(events_ds.labels[i])]
             v_rows += [q, k]
             v_titles += [f"#{i} '{label}'\nview q", f"#{i} '{label}'\nview k"]
-        written.append(render_rows(v_rows, v_titles, out / f"{name}_{split}_views.png",
+        written.append(render_rows(v_rows, v_titles, out / f"{stem}_{split}_views.png",
                                    f"{spec.title}: two augmented views per sample (strength 'default')"))
     return written
 

@@ -46,19 +46,25 @@ class Classify(Task):
         self.dataset = a.dataset or pdata.get("dataset") or "embedded"
         self.time_steps = a.time_steps or pdata.get("time_steps") or 16
         self.downsample = a.downsample or pdata.get("downsample") or 1
+        # a recordings folder's sensor and time unit: as given, else as pre-training read it
+        self.sensor_size = getattr(a, "sensor_size", None) or (pdata.get("sensor_size") if not a.dataset else None)
+        self.time_unit = getattr(a, "time_unit", None) or (pdata.get("time_unit") if not a.dataset else None)
         check_positive(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, time_steps=self.time_steps,
                        downsample=self.downsample, eval_every=a.eval_every)
 
     def build_data(self, fit: Fit) -> None:
         a = self.args
-        frames = {"root": a.data_root, "time_steps": self.time_steps, "downsample": self.downsample}
+        own = D.own_options(self.sensor_size, self.time_unit)
+        frames = {"root": a.data_root, "time_steps": self.time_steps, "downsample": self.downsample, **own}
         full_train = D.labelled(self.dataset, "train", **frames, augment=None if self.mode.frozen else a.augment)
-        self.meta = D.metadata(self.dataset)
+        self.meta = D.metadata(self.dataset, **own)
         self.train_set = D.class_balanced_subset(D.first_n(full_train, a.max_samples), a.label_fraction, a.seed)
         self.test_set = D.first_n(D.labelled(self.dataset, "test", **frames), a.max_samples)
         self.input_shape = D.frame_shape(self.test_set)[1:]
-        self.data = {"dataset": self.dataset, "time_steps": self.time_steps, "downsample": self.downsample,
-                     "sensor_size": self.meta["sensor_size"], "class_names": self.meta["class_names"],
+        recipe = self.meta.get("recipe") or {"name": self.dataset, "time_unit": None}
+        self.data = {"dataset": recipe["name"], "time_steps": self.time_steps, "downsample": self.downsample,
+                     "sensor_size": self.meta["sensor_size"], "time_unit": recipe["time_unit"], "recipe": recipe,
+                     "class_names": self.meta["class_names"],
                      "label_fraction": a.label_fraction, "train_samples": len(self.train_set),
                      "test_samples": len(self.test_set)}
 

@@ -27,14 +27,30 @@ def add_data_args(p: argparse.ArgumentParser, dataset_default: str | None = "emb
                   time_steps_default: int | None = 16, downsample_default: int | None = 1) -> None:
     g = p.add_argument_group("data")
     g.add_argument("--dataset", default=dataset_default,
-                   help="dataset name (see `train data`)" + (f"; default {dataset_default}" if dataset_default
-                                                             else ""))
+                   help="dataset name (see `train data`), tonic:ClassName, or a folder of recordings with one "
+                        "sub-folder per class (docs/datasets.md)" + (f"; default {dataset_default}"
+                                                                     if dataset_default else ""))
+    g.add_argument("--sensor-size", type=sensor_size_arg, default=None, metavar="W,H,P",
+                   help="sensor of a recordings folder (default: from the files, else max x+1, max y+1, 2)")
+    g.add_argument("--time-unit", default=None, choices=["us", "ms", "s", "ns"],
+                   help="timestamp unit of a recordings folder's .npy/.h5/.csv files (default us)")
     g.add_argument("--data-root", default=None, help="where the dataset files are (default: the data package's)")
     g.add_argument("--time-steps", "-T", type=int, default=time_steps_default,
                    help="frames per sample" + (f" (default {time_steps_default})" if time_steps_default else ""))
     g.add_argument("--downsample", type=int, default=downsample_default, help="spatial downsampling factor")
     g.add_argument("--max-samples", type=int, default=None, help="use only the first N samples of each split "
                    "(quick smoke runs)")
+
+
+def sensor_size_arg(text: str) -> list[int]:
+    """``W,H,P`` -> ``[W, H, P]`` (argparse type of ``--sensor-size``)."""
+    try:
+        values = [int(v) for v in text.replace("x", ",").split(",")]
+    except ValueError:
+        values = []
+    if len(values) != 3 or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected three positive integers W,H,P, got {text!r}")
+    return values
 
 
 def add_optim_args(p: argparse.ArgumentParser, *, epochs: int, batch_size: int,

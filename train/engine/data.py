@@ -26,31 +26,45 @@ def _call(fn: Callable[..., Dataset], name: str, split: str, root: str | None, t
 
 
 def labelled(name: str, split: str, *, root: str | None = None, time_steps: int = 16, downsample: int = 1,
-             augment: str | None = None) -> Dataset:
+             augment: str | None = None, sensor_size: list[int] | None = None,
+             time_unit: str | None = None) -> Dataset:
     """Dataset of ``(frames [T,C,H,W] float32, label)``; ``augment`` ("weak", "default", "strong") draws one
-    random event augmentation per sample and read (the contrastive views' policy), uncached."""
-    kw: dict[str, Any] = {}
+    random event augmentation per sample and read (the contrastive views' policy), uncached. ``sensor_size``
+    and ``time_unit``: for a folder of one's own recordings (``name`` a path)."""
+    kw: dict[str, Any] = own_options(sensor_size, time_unit)
     if augment not in (None, "none"):
-        spec = data.get_spec(name)
-        kw = {"event_transform": data.contrastive_augmentation(spec.sensor_size, augment,
-                                                               hflip=spec.hflip_preserves_label), "cache": False}
+        spec = data.get_spec(name, sensor_size=sensor_size, time_unit=time_unit)
+        kw.update(event_transform=data.contrastive_augmentation(spec.sensor_size, augment,
+                                                                hflip=spec.hflip_preserves_label), cache=False)
     return _call(data.get_dataset, name, split, root, time_steps, downsample, **kw)
 
 
 def contrastive(name: str, split: str = "train", *, root: str | None = None, time_steps: int = 16,
-                downsample: int = 1, strength: str = "default") -> Dataset:
+                downsample: int = 1, strength: str = "default", sensor_size: list[int] | None = None,
+                time_unit: str | None = None) -> Dataset:
     """Dataset of ``((view_q, view_k), label)``: two independent random augmentations of each sample.
 
     The views draw their randomness from torch's generator (``seed=None`` in ``neuromoco.train.data``), which the
     training loop re-seeds every epoch and DataLoader seeds per worker: runs are reproducible."""
-    return _call(data.make_contrastive_dataset, name, split, root, time_steps, downsample, strength=strength)
+    return _call(data.make_contrastive_dataset, name, split, root, time_steps, downsample, strength=strength,
+                 sensor_size=sensor_size, time_unit=time_unit)
 
 
-def metadata(name: str) -> dict[str, Any]:
-    """``{"num_classes", "class_names", "sensor_size"}`` of a dataset, from its registry entry."""
-    spec = data.get_spec(name)
+def metadata(name: str, sensor_size: list[int] | None = None, time_unit: str | None = None) -> dict[str, Any]:
+    """``{"num_classes", "class_names", "sensor_size", "recipe"}`` of a dataset (``recipe``: what the model
+    card records so that deploy frames the same data, :mod:`neuromoco.train.data.recipe`)."""
+    from neuromoco.train.data.recipe import dataset_recipe
+
+    spec = data.get_spec(name, sensor_size=sensor_size, time_unit=time_unit)
     return {"num_classes": int(spec.num_classes), "class_names": [str(c) for c in spec.class_names],
-            "sensor_size": [int(v) for v in spec.sensor_size]}
+            "sensor_size": [int(v) for v in spec.sensor_size],
+            "recipe": dataset_recipe(name, sensor_size=sensor_size, time_unit=time_unit)}
+
+
+def own_options(sensor_size: list[int] | None, time_unit: str | None) -> dict[str, Any]:
+    """The recordings-folder options that are set, as keyword arguments of :func:`labelled`, :func:`contrastive`
+    and :func:`metadata` (none at all for the named datasets' usual runs)."""
+    return {k: v for k, v in (("sensor_size", sensor_size), ("time_unit", time_unit)) if v}
 
 
 def labels_of(ds: Dataset) -> np.ndarray:

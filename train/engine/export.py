@@ -40,7 +40,8 @@ def export_classifier(ckpt: dict[str, Any], out_dir: str | Path,
     if accuracy is None:
         top1 = ckpt.get("metrics", {}).get("test_top1")
         accuracy = {"test": float(top1)} if top1 is not None else {}
-    dataset = {"name": data.get("dataset"), "time_steps": int(data.get("time_steps", 16)),
+    # the recipe (name, kind, sensor, time unit, framing) lets deploy frame the same data from the card alone
+    dataset = {**data.get("recipe", {}), "name": data.get("dataset"), "time_steps": int(data.get("time_steps", 16)),
                "downsample": int(data.get("downsample", 1)), "sensor_size": list(data.get("sensor_size", [])),
                "split": "test"}
     try:

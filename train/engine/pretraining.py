@@ -33,8 +33,9 @@ class Pretrain(Task):
 
     def build_data(self, fit: Fit) -> None:
         a = self.args
+        own = D.own_options(getattr(a, "sensor_size", None), getattr(a, "time_unit", None))
         self.train_set = D.first_n(D.contrastive(a.dataset, "train", root=a.data_root, time_steps=a.time_steps,
-                                                 downsample=a.downsample, strength=a.augment_strength),
+                                                 downsample=a.downsample, strength=a.augment_strength, **own),
                                    a.max_samples)
         self.input_shape = D.frame_shape(self.train_set)[1:]
         n = len(self.train_set)
@@ -45,7 +46,9 @@ class Pretrain(Task):
         if a.queue_size > n and fit.rt.is_main:
             print(f"note: the queue ({a.queue_size}) is larger than the training set ({n}): it will hold several "
                   f"keys of the same sample; consider --queue-size {max(a.batch_size, n // 2)}", file=sys.stderr)
-        self.data = {"dataset": a.dataset, "time_steps": a.time_steps, "downsample": a.downsample,
+        recipe = D.metadata(a.dataset, **own).get("recipe") or {"name": a.dataset}
+        self.data = {"dataset": recipe["name"], "time_steps": a.time_steps, "downsample": a.downsample,
+                     "sensor_size": recipe.get("sensor_size"), "time_unit": recipe.get("time_unit"), "recipe": recipe,
                      "train_samples": n}
 
     def build_model(self, fit: Fit) -> tuple[MoCo, list[torch.nn.Parameter], int]:

@@ -14,6 +14,11 @@ Two sizes, named by stage count and input size (one conv per stage: not VGG's st
   16-32-64-128-128 channels, 128 -> 4, 2048 features.
 
 Their earlier names ``vgg34`` and ``vgg128`` stay accepted as aliases (old checkpoints and cards carry them).
+
+And one for inputs without useful 2-D structure:
+
+* ``mlp2-256`` — flatten, two linear-BN-LIF blocks of 256: 1-D sensors (SHD-style audio spikes framed as
+  ``[P, 1, W]``) or any small input.
 """
 
 from __future__ import annotations
@@ -66,3 +71,40 @@ def cnn3_34(input_shape: Sequence[int] = (2, 34, 34), **kw) -> DeployableCNN:
 def cnn5_128(input_shape: Sequence[int] = (2, 128, 128), **kw) -> DeployableCNN:
     kw.setdefault("channels", (16, 32, 64, 128, 128))
     return DeployableCNN(input_shape, **kw)
+
+
+class DeployableMLP(SpikingEncoder):
+    """Flatten, then blocks of linear (no bias) - BatchNorm - LIF: for inputs with no useful 2-D structure.
+
+    A 1-D sensor (SHD's 700 cochlea channels, framed as ``[P, 1, W]``) or any small input: every operator
+    has an exact NIR form (BatchNorm is folded into the linear layer at export), so it deploys like the CNNs.
+    """
+
+    deployable = True
+
+    def __init__(self, input_shape: Sequence[int], hidden: Sequence[int] = (256, 256),
+                 lif: LIFConfig | None = None) -> None:
+        super().__init__()
+        if not hidden:
+            raise ValueError("an MLP needs at least one hidden layer")
+        width = 1
+        for v in input_shape:
+            width *= int(v)
+        layers: list[nn.Module] = [nn.Flatten()]
+        for out in hidden:
+            layers += [nn.Linear(width, int(out), bias=False), nn.BatchNorm1d(int(out)), LIF(lif or LIFConfig())]
+            width = int(out)
+        self.layers = nn.ModuleList(layers)
+        self.input_shape = tuple(int(v) for v in input_shape)
+        self.feature_dim = width
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return run_multistep(self.layers, x)
+
+    def deploy_modules(self) -> list[nn.Module]:
+        return [m if isinstance(m, LIF) else TimeDistributed(m) for m in self.layers]
+
+
+def mlp2_256(input_shape: Sequence[int] = (2, 34, 34), **kw) -> DeployableMLP:
+    kw.setdefault("hidden", (256, 256))
+    return DeployableMLP(input_shape, **kw)

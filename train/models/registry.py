@@ -13,7 +13,7 @@ from typing import Any
 
 from neuromoco.errors import UserError
 from neuromoco.train.models.base import SpikingClassifier, SpikingEncoder, count_parameters
-from neuromoco.train.models.deployable import cnn3_34, cnn5_128
+from neuromoco.train.models.deployable import cnn3_34, cnn5_128, mlp2_256
 from neuromoco.train.models.sew_resnet import sew_resnet18
 from neuromoco.train.models.spikformer import spikformer_2_256
 
@@ -35,6 +35,8 @@ MODELS: dict[str, ModelSpec] = {s.name: s for s in [
     ModelSpec("cnn5-128", cnn5_128, True, (2, 128, 128),
               "deployable spiking CNN, conv-BN-LIF-sumpool x5 (16-32-64-128-128), for 128x128 DVS data",
               aliases=("vgg128",)),
+    ModelSpec("mlp2-256", mlp2_256, True, (2, 34, 34),
+              "deployable spiking MLP, flatten + linear-BN-LIF x2 (256-256), for 1-D sensors (SHD) or small inputs"),
     ModelSpec("spikformer-2-256", spikformer_2_256, False, (2, 128, 128),
               "Spikformer-2-256, DVS configuration (paper backbone: CIFAR10-DVS, DVS128 Gesture)"),
     ModelSpec("sew-resnet18", sew_resnet18, False, (2, 128, 128),
