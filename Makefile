@@ -8,8 +8,12 @@ PIP    := $(BIN)/python -m pip
 # Lava is archived: its last releases declare Python < 3.11 and old pins, so they are installed
 # without their declared dependencies; their real runtime needs are in pyproject.toml.
 LAVA   := lava-nc==0.10.0 lava-dl==0.6.0
+# neurobench 2.3.0 declares torchaudio (another torch build) and numba; its metrics, models and Benchmark import
+# and run with snntorch beside it and nothing else, so both are installed without their declared dependencies.
+# They serve the NeuroBench cross-check only (tests/test_neurobench_crosscheck.py, benchmarks/neurobench_check.py).
+NEUROBENCH := neurobench==2.3.0 snntorch==1.0.0
 
-.PHONY: install test demo lint bench clean
+.PHONY: install test demo lint bench neurobench clean
 
 install: $(STAMP)
 
@@ -17,6 +21,7 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	$(PIP) install -q --disable-pip-version-check --no-deps --ignore-requires-python $(LAVA)
+	$(PIP) install -q --disable-pip-version-check --no-deps $(NEUROBENCH)
 	touch $(STAMP)
 
 test: install
@@ -32,6 +37,10 @@ lint: install
 bench: install
 	$(PIP) install -q --disable-pip-version-check -c constraints.txt -e '.[bench]'
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash benchmarks/run_all.sh
+
+# our NeuroBench metrics against the neurobench package's own, written to benchmarks/results/neurobench_check.json
+neurobench: install
+	$(BIN)/python benchmarks/neurobench_check.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -4,7 +4,10 @@
 
 For each graph: synaptic operations, neuron updates, spikes and input events per inference, and energy per
 inference under every model of ``deploy/energy_models.json`` (SNN, and the same network as an ANN where the
-model has an ANN figure), counted exactly as ``deploy profile`` counts them. Inputs are the model's own
+model has an ANN figure), counted exactly as ``deploy profile`` counts them, with NeuroBench's metrics and
+the Loihi 2 core-mapping estimate (cores, fit, time per step bound by the most loaded core). With several
+``--target``, each graph runs on each, and ``energy_layers_<graph>.png`` plots per-layer activation sparsity
+and synaptic operations by target. Inputs are the model's own
 dataset (test split) when a dataset provider knows it, otherwise seeded Poisson event counts at the rate
 its model card states; the JSON says which. Default output: benchmarks/results/energy.json.
 """
@@ -26,6 +29,8 @@ from bench_common import RESULTS, ROOT, machine_info, now, write_json
 from neuromoco.deploy.card import ModelCard
 from neuromoco.deploy.energy import Activity, energy, load_energy_models, profile
 from neuromoco.deploy.graph import load_graph
+from neuromoco.deploy.loihi_map import CoreMapping
+from neuromoco.deploy.neurobench_metrics import NeuroBenchCounter, neurobench_metrics
 from neuromoco.deploy.targets import get_target
 from neuromoco.errors import UserError
 
@@ -53,11 +58,17 @@ def measure(path: Path, target: str, samples: int, batch: int) -> dict:
     impl, options = get_target(target)
     runner = impl.runner(graph, card, options.updated({"record_spikes": True}))
     act = Activity()
-    t0 = time.perf_counter()
+    counter = NeuroBenchCounter(graph, card.input_shape)
+    mapping = CoreMapping.build(graph, card)
+    seconds = 0.0
     for i in range(0, len(frames), batch):
         fr = np.ascontiguousarray(np.swapaxes(frames[i:i + batch], 0, 1))
-        act.update(runner.run(fr), fr)
-    seconds = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        res = runner.run(fr)
+        seconds += time.perf_counter() - t0
+        act.update(res, fr)
+        counter.update(res, fr)
+        mapping.update(res, fr)
     prof = profile(graph, act, card.input_shape)
     models = load_energy_models()
     e = energy(prof, models)
@@ -68,14 +79,28 @@ def measure(path: Path, target: str, samples: int, batch: int) -> dict:
         "energy_per_inference_uj": {
             name: {"snn": v["snn_pj"] * 1e-6, "ann": None if v["ann_pj"] is None else v["ann_pj"] * 1e-6,
                    "ann_over_snn": v["ann_over_snn"]} for name, v in e.items()},
+        "neurobench": {k: v for k, v in neurobench_metrics(graph, counter, target, options.as_dict()).items()
+                       if k != "source"},
+        "loihi2_map": _map_summary(mapping.result()),
         "run_seconds": seconds,
     }
+
+
+def _map_summary(m: dict) -> dict:
+    """The core map's headline figures (the per-core table stays in `deploy profile`'s energy.json)."""
+    if not m.get("available"):
+        return {"available": False, "reason": m["reason"]}
+    load = m.get("load") or {}
+    return {"available": True, "cores_needed": m["cores_needed"], "chips_needed": m["chips_needed"], "fits": m["fits"],
+            "problems": m["problems"], "layers": m["layers"],
+            "most_loaded_core": load.get("most_loaded_core"), "time_per_step_s": load.get("time_per_step_s"),
+            "energy_per_inference_pj": load.get("energy_per_inference_pj")}
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", action="append", help="a .nir graph (repeatable; default: all in nir_models/)")
-    p.add_argument("--target", default="reference", help="whose spikes are counted (default reference)")
+    p.add_argument("--target", action="append", help="whose spikes are counted (repeatable; default reference)")
     p.add_argument("--samples", type=int, default=32, help="samples per graph (default 32)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--out", default=str(RESULTS / "energy.json"))
@@ -83,11 +108,24 @@ def main(argv: list[str] | None = None) -> int:
     paths = [Path(m).resolve() for m in args.model] if args.model else sorted((ROOT / "nir_models").rglob("*.nir"))
     results = []
     for path in paths:
-        r = measure(path, args.target, args.samples, args.batch_size)
-        results.append(r)
-        e = r["energy_per_inference_uj"]
-        print(f"{r['model']}: {r['per_inference']['synops']:.4g} synops/inference; "
-              f"Loihi {e['loihi']['snn']:.4g} uJ; 45nm SNN {e['45nm']['snn']:.4g} uJ vs ANN {e['45nm']['ann']:.4g} uJ")
+        by_target = {}
+        for target in args.target or ["reference"]:
+            try:
+                r = measure(path, target, args.samples, args.batch_size)
+            except UserError as err:
+                print(f"{path.name} on {target}: skipped ({err})")
+                continue
+            results.append(r)
+            by_target[target] = r["neurobench"]
+            e, m = r["energy_per_inference_uj"], r["loihi2_map"]
+            cores = f"{m['cores_needed']} Loihi 2 cores" if m["available"] else "no Lava plan"
+            print(f"{r['model']} on {target}: {r['per_inference']['synops']:.4g} synops/inference; "
+                  f"Loihi {e['loihi']['snn']:.4g} uJ; 45nm SNN {e['45nm']['snn']:.4g} uJ vs ANN {e['45nm']['ann']:.4g} uJ; "
+                  f"{cores}")
+        if len(by_target) > 1:
+            from neuromoco.deploy.report import plot_layer_metrics
+
+            plot_layer_metrics(Path(args.out).parent / f"energy_layers_{path.stem}.png", by_target)
     models = load_energy_models()
     out = {
         "benchmark": "energy per inference",

@@ -261,6 +261,15 @@ def write_energy_report(out_dir: Path, data: dict[str, Any]) -> Path:
     lines = _energy_totals(data) + _energy_per_layer(prof, energies)
     png = plot_energy(out_dir / "energy.png", prof, energies)
     lines += [f"![{png}]({png})", ""]
+    if data.get("neurobench"):
+        lines += _neurobench_section(data["neurobench"])
+        png = plot_layer_metrics(out_dir / "layers.png", {data["target"]: data["neurobench"]})
+        lines += [f"![{png}]({png})", ""]
+    if data.get("loihi2_map"):
+        lines += _loihi_section(data["loihi2_map"])
+        if data["loihi2_map"].get("load"):
+            png = plot_core_load(out_dir / "cores.png", data["loihi2_map"])
+            lines += [f"![{png}]({png})", ""]
     lines += _energy_models(data["energy_models"])
     lines += ["## How the counts are made", "",
               "Synaptic operations: each spike times its fan-out, the number of synapses it reaches, computed per "
@@ -320,3 +329,106 @@ def _energy_models(models: dict[str, dict[str, Any]]) -> list[str]:
         if m.get("caveats"):
             lines += ["Caveats:", ""] + [f"- {c}" for c in m["caveats"]] + [""]
     return lines
+
+
+# ---------------------------------------------------------------------------------------- NeuroBench, Loihi 2
+def _neurobench_section(nb: dict[str, Any]) -> list[str]:
+    """NeuroBench's metrics (names and units as NeuroBench reports them) and their per-layer parts."""
+    so, fp = nb["synaptic_operations"], nb["footprint_bytes"]
+    lines = ["## NeuroBench metrics", "",
+             f"Definitions and names of {nb['source']}; per sample (one inference), precision {nb['precision']['name']}.",
+             ""]
+    lines += _table(["metric", "value"], [
+        ["footprint (bytes)", nb["footprint"]],
+        ["  of which weights / biases / neuron constants / neuron state",
+         f"{fp['weights']:,} / {fp['biases']:,} / {fp['neuron_constants']:,} / {fp['neuron_state']:,}"],
+        ["connection_sparsity", nb["connection_sparsity"]], ["activation_sparsity", nb["activation_sparsity"]],
+        ["synaptic_operations: Dense", so["Dense"]], ["synaptic_operations: Effective_MACs", so["Effective_MACs"]],
+        ["synaptic_operations: Effective_ACs", so["Effective_ACs"]],
+        ["membrane_updates (neurons x steps: an upper bound of NeuroBench's)", nb["membrane_updates"]]]) + [""]
+    rows = [[k, v] for k, v in nb["activation_sparsity_by_layer"].items()]
+    lines += _table(["spiking layer", "activation sparsity"], rows) + [""]
+    rows = [[k, v["Dense"], v["Effective_MACs"], v["Effective_ACs"]] for k, v in nb["synaptic_operations_by_layer"].items()]
+    lines += _table(["weighted node", "Dense", "Effective_MACs", "Effective_ACs"], rows) + [""]
+    return lines + [f"Note: {n}" for n in nb.get("notes", [])] + ([""] if nb.get("notes") else [])
+
+
+def _loihi_section(m: dict[str, Any]) -> list[str]:
+    """The core-mapping estimate: fit, cores per layer, the most loaded core, time and energy, the limits' sources."""
+    lines = ["## Loihi 2 core mapping (an estimate from a model)", ""]
+    if not m.get("available", True):
+        return lines + [f"Not available: {m['reason']}", ""]
+    fit = "fits on one chip" if m["fits"] else "**does not fit on one chip**: " + "; ".join(m["problems"])
+    lines += [(f"{m['cores_needed']} cores ({m['chips_needed']} chip(s)); {fit}. This is a model of the mapping "
+               "(greedy, one layer per core), not Intel's compiler; limits and costs marked 'assumed' are not "
+               "published Loihi 2 figures."), ""]
+    lines += _table(["layer", "neurons", "synapses", "cores", "sources"],
+                    [[r["layer"], r["neurons"], r["synapses"], r["cores"], ", ".join(r["sources"])] for r in m["layers"]])
+    lines += [""]
+    load = m.get("load")
+    if load:
+        c, t, e = load["most_loaded_core"], load["time_per_step_s"], load["energy_per_inference_pj"]
+        lines += _table(["per time step / per inference", "value"], [
+            ["most loaded core", f"core {c['core']} ({c['layer']}, {c['neurons']:,} neurons, {c['synapses']:,} synapses)"],
+            ["its synaptic ops per step: mean / max", f"{_fmt(c['synops_per_step_mean'])} / {_fmt(c['synops_per_step_max'])}"],
+            ["time per step, most loaded core bound (µs): mean / max",
+             f"{_fmt(t['mean'] * 1e6)} / {_fmt(t['max'] * 1e6)}"],
+            ["time per step if the load were perfectly balanced (µs)", t["if_perfectly_balanced"] * 1e6],
+            ["time per inference (µs)", load["time_per_inference_s"] * 1e6],
+            ["energy per inference (µJ): synops + neuron updates + barrier sync", e["total"] * 1e-6]]) + [""]
+    lines += ["Limits and costs:", ""]
+    lines += _table(["figure", "value", "status", "source"],
+                    [[k, v["value"], v["status"], v["source"]] for part in ("limits", "costs") for k, v in m[part].items()])
+    return lines + [""] + [f"- {x}" for x in m["model"]] + [""]
+
+
+def plot_layer_metrics(path: Path, by_target: dict[str, dict[str, Any]]) -> str:
+    """Per-layer activation sparsity and synaptic operations (Effective_ACs + Effective_MACs), one bar per target."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    targets = list(by_target)
+    w = 0.8 / max(len(targets), 1)
+    for ax, key in zip(axes, ("activation_sparsity_by_layer", "synaptic_operations_by_layer")):
+        names = list(next(iter(by_target.values()))[key])
+        x = np.arange(len(names))
+        for i, t in enumerate(targets):
+            d = by_target[t][key]
+            vals = [d.get(n, 0.0) if key.startswith("activation") else
+                    d.get(n, {}).get("Effective_ACs", 0.0) + d.get(n, {}).get("Effective_MACs", 0.0) for n in names]
+            ax.bar(x - 0.4 + w * (i + 0.5), vals, w, label=t)
+        ax.set_xticks(x, names, rotation=30, ha="right")
+    axes[0].set_ylabel("activation sparsity")
+    axes[0].set_ylim(0, 1)
+    axes[0].set_title("Activation sparsity per spiking layer")
+    axes[1].set_ylabel("effective synaptic ops per sample")
+    axes[1].set_title("Synaptic operations per weighted node")
+    axes[1].legend(fontsize=8)
+    fig.subplots_adjust(wspace=0.35)
+    return _save(fig, path)
+
+
+def plot_core_load(path: Path, m: dict[str, Any]) -> str:
+    """Loihi 2 estimate: mean (bar) and max (dot) synaptic ops per step of every core, and their histogram."""
+    plt = _plt()
+    cores = m["cores"]
+    mean = np.array([c["synops_per_step_mean"] for c in cores])
+    peak = np.array([c["synops_per_step_max"] for c in cores])
+    layers = list(dict.fromkeys(c["layer"] for c in cores))
+    colors = {name: f"C{i % 10}" for i, name in enumerate(layers)}
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    x = np.arange(len(cores))
+    axes[0].bar(x, mean, color=[colors[c["layer"]] for c in cores])
+    axes[0].plot(x, peak, "k.", ms=3, label="max over steps")
+    from matplotlib.patches import Patch
+
+    handles = [Patch(color=colors[name], label=name) for name in layers]
+    axes[0].set_xlabel("core")
+    axes[0].set_ylabel("synaptic ops per time step")
+    axes[0].set_title("Load per core (mean; dots: max)")
+    axes[0].legend(handles=[*handles, *axes[0].get_legend_handles_labels()[0]], fontsize=7)
+    axes[1].hist(mean, bins=min(30, max(5, len(cores))), color="0.4")
+    axes[1].set_xlabel("mean synaptic ops per time step")
+    axes[1].set_ylabel("cores")
+    axes[1].set_title(f"Core-load histogram ({len(cores)} cores)")
+    fig.subplots_adjust(wspace=0.3)
+    return _save(fig, path)
