@@ -33,6 +33,7 @@ run energy               "$PY" benchmarks/energy.py --out "$RESULTS/energy.json"
 run onnx_throughput      "$PY" benchmarks/onnx_throughput.py --out "$RESULTS/onnx_throughput.json"
 run spikingjelly_compare "$PY" benchmarks/spikingjelly_compare.py --out "$RESULTS/spikingjelly_compare.json"
 run lava_throughput      "$PY" benchmarks/lava_throughput.py --out "$RESULTS/lava_throughput.json"
+run fixed_point_speed    "$PY" benchmarks/fixed_point_speed.py --out "$RESULTS/fixed_point_speed.json"
 if [ "${BENCH_FULL:-0}" = 1 ]; then
     run ssl_embedded     "$PY" benchmarks/ssl_embedded.py --out "$RESULTS/ssl_embedded.json"
 else

@@ -107,9 +107,20 @@ def spikingjelly_compare(d: dict) -> str:
             f"{_f(s['logits_max_abs_diff'])}")
 
 
+def fixed_point_speed(d: dict) -> str:
+    parts = []
+    for name, g in d["graphs"].items():
+        a = g["agreement"]
+        exact = a["prediction_agreement"] == 1.0 and a["identical_spikes_fraction"] == 1.0 and a["identical_outputs"]
+        parts.append(f"{name} T={g['time_steps']}: reference-fixed {_f(g['reference_fixed']['samples_per_s'])} vs "
+                     f"lava-fixed {_f(g['lava_fixed']['samples_per_s'])} samples/s ({g['speedup_samples_per_s']:.0f}x), "
+                     f"bit-exact on {a['samples_compared']} samples: {exact}")
+    return "; ".join(parts)
+
+
 SUMMARIES = {"data_throughput": data_throughput, "energy": energy, "onnx_throughput": onnx_throughput,
              "lava_throughput": lava_throughput, "ssl_embedded": ssl_embedded,
-             "spikingjelly_compare": spikingjelly_compare}
+             "spikingjelly_compare": spikingjelly_compare, "fixed_point_speed": fixed_point_speed}
 
 
 def table(results: Path = RESULTS) -> str:

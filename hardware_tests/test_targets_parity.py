@@ -4,8 +4,10 @@
   spike count at every layer, step and sample, the same 0/1 record per neuron where the target gives one,
   and the same predictions. ``lava-float`` is compared with the reference in float64 (Lava's floating-point
   simulation computes in float64), the others in float32.
-* Quantized targets (``lava-fixed``, ``onnx-int8``) must stay within :data:`APPROXIMATE`, tolerances measured
-  on these graphs and inputs (see the comment there) with a margin.
+* Quantized targets (``lava-fixed``, ``reference-fixed``, ``onnx-int8``) must stay within :data:`APPROXIMATE`,
+  tolerances measured on these graphs and inputs (see the comment there) with a margin.
+* ``reference-fixed`` must equal ``lava-fixed`` exactly: the same 0/1 spikes at every layer, step and sample
+  and the same outputs (it runs the same fixed-point plan as integer arithmetic in PyTorch).
 
 A target whose module does not exist yet is skipped with that reason; once it exists it runs, and any
 failure to build or run it fails the test. Nothing else is skipped.
@@ -31,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "nir_models"
 
 #: the targets every graph goes through; "reference" checks the target wrapper against the executor itself
-TARGET_NAMES = ("reference", "lava-float", "lava-fixed", "onnx", "onnx-int8")
+TARGET_NAMES = ("reference", "lava-float", "lava-fixed", "reference-fixed", "onnx", "onnx-int8")
 
 SAMPLES = 4  # per graph and target: Lava's start-up, not the samples, is the cost
 CALIBRATION_SAMPLES = 8
@@ -92,6 +94,8 @@ APPROXIMATE: dict[str, Tolerances] = {
     "onnx-int8": Tolerances(min_agreement=0.75, max_count_rel_diff=0.15, min_rate_cosine=0.995, exact=()),
     "lava-fixed": Tolerances(min_agreement=0.75, max_count_rel_diff=0.15, min_rate_cosine=0.995, exact=()),
 }
+# reference-fixed computes lava-fixed's plan bit for bit (test_reference_fixed_equals_lava_fixed): its limits.
+APPROXIMATE["reference-fixed"] = APPROXIMATE["lava-fixed"]
 # Trained models run on REAL_SAMPLES samples of their own test split (int8 calibrated on their train split).
 # Measured on the demo's cnn3-34 over the whole embedded test split (179 samples, `deploy parity`, 2026-12-01):
 #   lava-fixed  agreement 1.0,    worst layer count diff 0.0053, rate cosine 0.9998
@@ -104,6 +108,7 @@ APPROXIMATE_TRAINED: dict[str, Tolerances] = {
     "onnx-int8": Tolerances(min_agreement=0.96, max_count_rel_diff=0.02, min_rate_cosine=0.997, exact=()),
     "lava-fixed": Tolerances(min_agreement=0.96, max_count_rel_diff=0.02, min_rate_cosine=0.997, exact=()),
 }
+APPROXIMATE_TRAINED["reference-fixed"] = APPROXIMATE_TRAINED["lava-fixed"]
 
 GRAPHS = discover_graphs()
 
@@ -160,3 +165,24 @@ def test_target_matches_reference(model, target):
     else:
         broken = check(metrics, (APPROXIMATE_TRAINED if model["trained"] else APPROXIMATE)[target])
         assert broken == [], f"{target} on {model['path'].name}: " + "; ".join(broken)
+
+
+def test_reference_fixed_equals_lava_fixed(model):
+    """The same plan as integers in PyTorch: every spike at every layer and step, and every output value."""
+    for target in ("lava-fixed", "reference-fixed"):
+        reason = target_module_missing(target)
+        if reason:
+            pytest.skip(reason)
+    results = {}
+    for target in ("lava-fixed", "reference-fixed"):
+        impl, options = get_target(target)
+        runner = impl.runner(model["graph"], model["card"], options.updated({"record_spikes": True}))
+        results[target] = runner.run(model["frames"])
+    lava, ours = results["lava-fixed"], results["reference-fixed"]
+    assert sorted(ours.spikes) == sorted(lava.spikes) == sorted(model["layers"])
+    for layer in model["layers"]:
+        np.testing.assert_array_equal(ours.spikes[layer], lava.spikes[layer],
+                                      err_msg=f"reference-fixed: spikes of {layer} differ from lava-fixed")
+        np.testing.assert_array_equal(ours.spike_counts[layer], lava.spike_counts[layer])
+    np.testing.assert_array_equal(ours.output, lava.output, err_msg="reference-fixed: outputs differ from lava-fixed")
+    np.testing.assert_array_equal(ours.predictions, lava.predictions)

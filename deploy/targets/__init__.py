@@ -34,6 +34,9 @@ TARGETS: dict[str, TargetSpec] = {
     "lava": TargetSpec(_LAVA, _LAVA_OPTS, {}, "Lava, Loihi 2 simulator (floating point unless --precision fixed)"),
     "lava-float": TargetSpec(_LAVA, _LAVA_OPTS, {"precision": "float"}, "Lava, Loihi 2 simulator, floating point"),
     "lava-fixed": TargetSpec(_LAVA, _LAVA_OPTS, {"precision": "fixed"}, "Lava, Loihi 2 simulator, fixed point"),
+    "reference-fixed": TargetSpec("neuromoco.deploy.targets.reference_fixed",
+                                  "neuromoco.deploy.targets.reference_fixed.options:ReferenceFixedOptions", {},
+                                  "the Lava plan's Loihi 2 fixed point as PyTorch integers, bit-exact with lava-fixed"),
     "onnx": TargetSpec(_ONNX, _ONNX_OPTS, {}, "ONNX step graph on onnxruntime, float32 (int8 with --int8)"),
     "onnx-int8": TargetSpec(_ONNX, _ONNX_OPTS, {"quantize": "int8"}, "ONNX step graph on onnxruntime, int8 QDQ"),
 }

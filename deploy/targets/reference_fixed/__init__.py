@@ -1,0 +1,34 @@
+"""The ``reference-fixed`` target: a Lava plan's Loihi 2 fixed-point arithmetic as batched PyTorch integers.
+
+It runs the same :class:`~neuromoco.deploy.targets.lava.plan.LavaPlan` that ``lava-fixed`` simulates
+(quantized weights and exponents, 12-bit decays, bias mantissas and exponents, thresholds, reset rules,
+24-bit states) but as int64 tensor arithmetic over a whole batch ``[T, B, ...]`` on CPU or CUDA, and
+gives the same spikes at every layer and step and the same readout values, bit for bit.
+
+Modules, one job each:
+
+* :mod:`.options`: its options (``-o KEY=VALUE``); imported alone for ``--help``;
+* :mod:`.arith`: the integer primitives exactly as Lava's bit-accurate process models compute them;
+* :mod:`.executor`: a plan run over a batch (connections as sparse / dense matmuls, layer by layer);
+* :mod:`.target`: the target object (``TARGET``): export a plan (the Lava target's file), open, build.
+
+This ``__init__`` imports nothing heavy (no torch, no Lava): ``TARGET`` is loaded on first access.
+Lava itself is never needed: only the plan.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from neuromoco.deploy.targets.reference_fixed.target import TARGET, ReferenceFixedTarget
+
+__all__ = ["TARGET", "ReferenceFixedTarget"]
+
+
+def __getattr__(name: str) -> Any:
+    """``TARGET`` and ``ReferenceFixedTarget`` from :mod:`.target`, imported on first access."""
+    if name in __all__:
+        return getattr(importlib.import_module(f"{__name__}.target"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,420 @@
+"""A fixed-point :class:`~neuromoco.deploy.targets.lava.plan.LavaPlan` run as batched integer arithmetic.
+
+What ``lava-fixed`` computes for one sample, step ``tau`` of layer ``X`` (see :mod:`..lava.runner` and
+:mod:`..lava.layout`: every connection is one step late in Lava and every layer runs ``delay`` steps
+after the reference, so in the reference's time the delays cancel):
+
+* the activation is the sum over the layer's connections of the synapse's ``a_out`` (:mod:`.arith`): a
+  feed-forward connection carries its source's output at ``tau`` (graded ``round(x * input_scale)`` for
+  the Input, 0/1 spikes for a layer), a recurrent one its source's output at ``tau - 1`` and nothing at the
+  window's first step; plus the synaptic bias ``b0`` from the first step and ``b1`` from the second;
+* the state starts every sample at ``u = 0, v = v0`` (``LIFReset``: ``v = 0``, and ``v0 = 0`` there);
+* a spiking layer sends spikes, a non-spiking one (a ``LI`` readout) its voltage.
+
+The readout is what Lava's ``Recorder`` holds (a direct layer's spikes or voltage, or the sum of the
+readout connections' ``a_out``) turned into NIR units exactly as :meth:`LavaRunner._host_output` does.
+
+Here every sample of a batch runs at once and, because a feed-forward input does not depend on the layer
+it feeds, a layer's feed-forward inputs for all ``T`` steps are one matrix product ``W @ X[n_src, T*B]``;
+only the neuron update (and a recurrent connection's product) runs step by step. Where the spikes are
+sparse enough (:data:`EVENT_COST`) the product adds up only the synapses of the spikes (``index_add_``);
+otherwise it is a sparse CSR (or, for small dense maps, dense) matrix product. Either runs in floating
+point on integer values, which is exact in any summation order while every partial sum stays below
+``2**24`` (float32) or ``2**53`` (float64): each connection's bound (largest row sum of ``|w|`` times the
+largest input) picks the type, and a bound past ``2**53`` is refused rather than rounded. A layer with
+``du = 4095`` (no current memory, plain LIF / IF) computes its currents for all steps at once.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from neuromoco.deploy.result import RunResult
+from neuromoco.deploy.targets.lava.plan import Conn, LavaPlan, Layer
+from neuromoco.deploy.targets.reference_fixed import arith
+from neuromoco.errors import UserError
+
+EXACT_FLOAT32 = float(1 << 24)
+EXACT_FLOAT64 = float(1 << 53)
+INT32_LIMIT = float(1 << 31)
+EVENT_CHUNK = 1 << 22  # synapses per index_add of the event-driven product
+EVENT_COST = 40  # an event's synapse costs about this many multiply-adds of the dense-column product
+
+
+@dataclass
+class FixedConn:
+    """One of the plan's synapse processes: Lava's effective integer weights, ready for matmuls."""
+
+    source: str
+    recurrent: bool
+    weight_exp: int
+    matrix: sp.csr_matrix  # the weights Lava's bit-accurate synapse uses (integers, float64 storage)
+    row_abs: float  # largest row sum of |w|: |a| <= row_abs * max|input|
+    device: torch.device
+    _tensors: dict[Any, Any] = field(default_factory=dict)  # torch weights by dtype (and layout)
+
+    @classmethod
+    def from_plan(cls, c: Conn, device: torch.device) -> FixedConn:
+        m = sp.csr_matrix(c.matrix)
+        m.sum_duplicates()
+        data = arith.synapse_weights(m.data, arith.sign_mode(m.data), num_weight_bits=8)
+        w = sp.csr_matrix((data.astype(np.float64), m.indices.copy(), m.indptr.copy()), shape=m.shape)
+        w.eliminate_zeros()
+        row_abs = float(np.asarray(abs(w).sum(axis=1)).max(initial=0.0)) if w.nnz else 0.0
+        return cls(c.source, bool(c.recurrent), int(c.weight_exp), w, row_abs, device)
+
+    @property
+    def dense(self) -> bool:
+        """Small and dense (Lava would use ``Dense``): a dense matmul; else a sparse CSR one."""
+        n = self.matrix.shape[0] * self.matrix.shape[1]
+        return n <= (1 << 22) and self.matrix.nnz > 0.25 * n
+
+    def _dtype(self, x_max: float) -> torch.dtype:
+        """float32 while every partial sum is an integer below 2**24 (and no TF32 matmul may round it),
+        else float64 below 2**53, else refused."""
+        bound = self.row_abs * x_max
+        tf32 = self.device.type == "cuda" and self.dense and (
+            torch.backends.cuda.matmul.allow_tf32 or torch.get_float32_matmul_precision() != "highest")
+        if bound < EXACT_FLOAT32 and not tf32:
+            return torch.float32
+        if bound < EXACT_FLOAT64:
+            return torch.float64
+        raise UserError(f"connection from {self.source!r}: inputs up to {x_max:g} times weights summing to "
+                        f"{self.row_abs:g} per row exceed exact integer arithmetic (2**53); lower the input")
+
+    def _weights(self, dtype: torch.dtype) -> torch.Tensor:
+        if dtype not in self._tensors:
+            m = self.matrix
+            if self.dense:
+                t = torch.from_numpy(m.toarray()).to(dtype)
+            else:
+                with warnings.catch_warnings():  # "sparse CSR support is in beta state"
+                    warnings.simplefilter("ignore", UserWarning)
+                    t = torch.sparse_csr_tensor(torch.from_numpy(m.indptr.astype(np.int64)),
+                                                torch.from_numpy(m.indices.astype(np.int64)),
+                                                torch.from_numpy(m.data).to(dtype), size=m.shape,
+                                                check_invariants=False)
+            self._tensors[dtype] = t.to(self.device)
+        return self._tensors[dtype]
+
+    def _csc(self, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Column pointers, row indices and values (the synapses of each source neuron), on the device."""
+        key = ("csc", dtype)
+        if key not in self._tensors:
+            m = self.matrix.tocsc()
+            m.sort_indices()
+            self._tensors[key] = tuple(t.to(self.device) for t in (
+                torch.from_numpy(m.indptr.astype(np.int64)), torch.from_numpy(m.indices.astype(np.int64)),
+                torch.from_numpy(m.data).to(dtype)))
+        return self._tensors[key]
+
+    def _events(self, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor | None:
+        """``W @ x`` from the nonzero inputs only (spikes): every event adds its source's synapses into its
+        column, in chunks of at most :data:`EVENT_CHUNK` synapses. None when dense work is cheaper."""
+        j, col = torch.nonzero(x, as_tuple=True)
+        ptr, rows, vals = self._csc(dtype)
+        counts = ptr[j + 1] - ptr[j]
+        n_tgt, N = self.matrix.shape[0], x.shape[1]
+        total = int(counts.sum())
+        if total * EVENT_COST > self.matrix.nnz * N:
+            return None
+        y = torch.zeros(n_tgt * N, dtype=dtype, device=x.device)
+        if total == 0:
+            return y.view(n_tgt, N)
+        xv = None if x.dtype == torch.bool else x[j, col].to(dtype)
+        ends = torch.cumsum(counts, 0)
+        first = ptr[j]  # each event's first synapse
+        start = 0
+        while start < len(j):  # events [start, stop) carry at most EVENT_CHUNK synapses
+            base = int(ends[start - 1]) if start else 0
+            stop = max(start + 1, int(torch.searchsorted(ends, base + EVENT_CHUNK, right=True)))
+            c = counts[start:stop]
+            # entry k of the chunk is synapse first + k - (offset of its event in the chunk)
+            pos = torch.repeat_interleave(first[start:stop] - (ends[start:stop] - c - base), c)
+            pos += torch.arange(len(pos), device=x.device)
+            target = rows[pos].mul_(N).add_(torch.repeat_interleave(col[start:stop], c))
+            w = vals[pos] if xv is None else vals[pos] * torch.repeat_interleave(xv[start:stop], c)
+            y.index_add_(0, target, w)
+            start = stop
+        return y.view(n_tgt, N)
+
+    def apply(self, x: torch.Tensor, x_max: float, events: bool = False) -> torch.Tensor | None:
+        """``a_out`` (integers in float64) for inputs ``x`` ``[n_src, N]`` with ``|x| <= x_max``; None when it
+        has no synapse. ``events``: ``x`` is mostly zeros (spikes): add up the synapses of its events."""
+        if self.matrix.nnz == 0:
+            return None
+        dtype = self._dtype(x_max)
+        y = self._events(x, dtype) if events else None
+        if y is None:
+            w = self._weights(dtype)
+            y = (w @ x.to(dtype)) if self.dense else torch.sparse.mm(w, x.to(dtype))
+        acc = y.to(torch.float64)  # exact integers
+        if self.row_abs * x_max >= INT32_LIMIT:
+            acc = arith.wrap32(acc)  # Lava's int32 dot product
+        return arith.weight_shift(acc, self.weight_exp, may_wrap=self.bound(x_max) >= INT32_LIMIT)
+
+    def bound(self, x_max: float) -> float:
+        """The largest ``|a_out|`` for inputs ``|x| <= x_max`` (before any int32 wrap)."""
+        return self.row_abs * x_max * 2.0 ** max(self.weight_exp, 0)
+
+
+@dataclass
+class FixedLayer:
+    """A plan layer's integer constants as ``[n, 1]`` float64 tensors holding integers (broadcast over the
+    batch); ``None`` for a constant that is zero everywhere (and so skipped)."""
+
+    name: str
+    shape: tuple[int, ...]
+    spiking: bool
+    u_factor: torch.Tensor | float  # 4096 - (du + 1); a float when uniform
+    v_factor: torch.Tensor | float  # 4096 - dv
+    vth: torch.Tensor  # vth << 6
+    bias: torch.Tensor | None  # bias_mant << bias_exp
+    b0: torch.Tensor | None
+    b1: torch.Tensor | None
+    v0: torch.Tensor
+    bias_max: float  # largest |effective bias|
+    b_max: float  # largest |b0| + |b1|
+    conns: list[FixedConn]
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+    @classmethod
+    def from_plan(cls, lay: Layer, device: torch.device) -> FixedLayer:
+        def ints(a: np.ndarray) -> np.ndarray:  # what Lava's int32 Vars hold (astype truncates)
+            return np.broadcast_to(np.asarray(a, dtype=np.float64), (lay.size,)).astype(np.int32).astype(np.int64)
+
+        def col(a: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(np.array(a, dtype=np.float64).reshape(-1, 1)).to(device)
+
+        def uniform_or_col(a: np.ndarray) -> torch.Tensor | float:
+            return float(a[0]) if np.all(a == a[0]) else col(a)
+
+        def col_or_none(a: np.ndarray) -> torch.Tensor | None:
+            return col(a) if np.any(a) else None
+
+        bias = arith.effective_bias(ints(lay.bias_mant), ints(lay.bias_exp))
+        b0, b1 = ints(lay.b0), ints(lay.b1)
+        return cls(lay.name, tuple(lay.shape), bool(lay.spiking),
+                   uniform_or_col(arith.u_factor(ints(lay.du))), uniform_or_col(arith.v_factor(ints(lay.dv))),
+                   col(arith.effective_threshold(ints(lay.vth))), col_or_none(bias), col_or_none(b0),
+                   col_or_none(b1), col(ints(lay.v0)), float(np.abs(bias).max(initial=0)),
+                   float(np.abs(b0).max(initial=0) + np.abs(b1).max(initial=0)),
+                   [FixedConn.from_plan(c, device) for c in lay.conns])
+
+
+class FixedPointExecutor:
+    """Runs frames ``[T, B, *input_shape]`` through a fixed-point plan, bit-exact with ``lava-fixed``.
+
+    ``device``: a torch device (CPU or CUDA); ``record_spikes``: keep the full 0/1 record of every spiking
+    layer; ``batch_size``: samples per batch (memory grows with ``T * batch_size * neurons``); ``threads``:
+    torch's CPU threads during :meth:`run` (0: leave torch's setting; restored afterwards).
+    """
+
+    def __init__(self, plan: LavaPlan, device: str = "cpu", record_spikes: bool = False,
+                 batch_size: int = 256, threads: int = 0) -> None:
+        if plan.precision != "fixed":
+            raise UserError(f"reference-fixed runs fixed-point plans; this one is {plan.precision} point "
+                            "(export it with --target lava-fixed or reference-fixed)")
+        try:
+            self.device = torch.device(device)
+        except RuntimeError as err:
+            raise UserError(f"reference-fixed: bad torch device {device!r} ({err})") from None
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise UserError(f"reference-fixed: device {device!r} asked for but CUDA is not available")
+        self.plan = plan
+        self.record_spikes = bool(record_spikes)
+        self.batch_size = max(1, int(batch_size))
+        self.threads = max(0, int(threads))
+        self.layers = [FixedLayer.from_plan(lay, self.device) for lay in plan.layers]
+        self.readout_conns = [FixedConn.from_plan(c, self.device) for c in plan.readout.conns]
+        self.last_run: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------------------------------- API
+
+    def run(self, frames: np.ndarray) -> RunResult:
+        x = np.asarray(frames)
+        if x.ndim < 2:
+            raise UserError(f"frames must be [T, B, ...], got shape {list(x.shape)}")
+        T, B = x.shape[:2]
+        if int(np.prod(x.shape[2:])) != self.plan.input_size:
+            raise UserError(f"frames of shape {list(x.shape[2:])} per step do not fit the network's input "
+                            f"{list(self.plan.input_shape)}")
+        payload = self.payload(x.reshape(T, B, self.plan.input_size))
+        t0 = time.perf_counter()
+        before = torch.get_num_threads()
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        try:
+            with torch.inference_mode():
+                parts = [self._run_batch(payload[:, i:i + self.batch_size]) for i in range(0, B, self.batch_size)]
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+        finally:
+            if self.threads:
+                torch.set_num_threads(before)
+        self.last_run = {"samples": B, "steps": T, "seconds": time.perf_counter() - t0,
+                         "batches": len(parts), "device": str(self.device)}
+        return parts[0] if len(parts) == 1 else RunResult.concatenate(parts)
+
+    def payload(self, x: np.ndarray) -> np.ndarray:
+        """The graded input Lava's ``RingBuffer`` sends: ``round(x * input_scale)`` as int32 (as the runner)."""
+        y = x.astype(np.float64) * self.plan.input_scale
+        q = np.round(y)
+        if np.any(np.abs(q - y) > 1e-9):
+            warnings.warn("fixed point: input frames are not integers after input_scale and are rounded",
+                          stacklevel=3)
+        if np.abs(q).max(initial=0) > self.plan.input_max * self.plan.input_scale:
+            warnings.warn(f"fixed point: input values up to {np.abs(x).max():g} exceed input_max "
+                          f"{self.plan.input_max:g} the scales were chosen for; currents may overflow",
+                          stacklevel=3)
+        return q.astype(np.int32).astype(np.int64)
+
+    # ----------------------------------------------------------------------------------- internals
+
+    def _run_batch(self, payload: np.ndarray) -> RunResult:
+        T, B = payload.shape[:2]
+        plan = self.plan
+        # every unit's output per step, neuron-major [n, T, B] (spikes 0/1, payload or voltage), and its bound
+        x_in = torch.from_numpy(np.ascontiguousarray(payload.transpose(2, 0, 1))).to(self.device)
+        in_max = float(np.abs(payload).max(initial=0))
+        outs: dict[str, tuple[torch.Tensor, float]] = {
+            plan.input_name: (x_in.to(torch.float64 if in_max >= arith.MAX_UV else torch.float32), in_max)}
+        for lay in self.layers:
+            outs[lay.name] = self._run_layer(lay, outs, T, B)
+        return self._result(outs, T, B)
+
+    def _inputs(self, conns: list[FixedConn], outs: dict[str, tuple[torch.Tensor, float]], n: int, T: int,
+                B: int, owner: str) -> tuple[torch.Tensor | None, list[FixedConn]]:
+        """The feed-forward activation of all steps ``[n, T, B]`` (None if none) and the recurrent conns."""
+        ff: torch.Tensor | None = None
+        rec = []
+        for c in conns:
+            if c.recurrent:
+                rec.append(c)
+                continue
+            if c.source not in outs:
+                raise UserError(f"{owner!r} receives from {c.source!r}, which runs later in the plan")
+            x, x_max = outs[c.source]
+            a = c.apply(x.reshape(x.shape[0], T * B), x_max, events=x.dtype == torch.bool)
+            if a is not None:
+                ff = a if ff is None else ff + a
+        return (None if ff is None else ff.reshape(n, T, B)), rec
+
+    def _recurrent(self, rec: list[FixedConn], outs: dict[str, tuple[torch.Tensor, float]],
+                   own_prev: torch.Tensor, own_max: float, name: str, t: int) -> torch.Tensor | None:
+        """The recurrent connections' activation at step ``t``: their sources' outputs at ``t - 1``."""
+        total = None
+        for c in rec:
+            if c.source == name:
+                x, x_max = own_prev, own_max
+            elif c.source in outs:
+                x, x_max = outs[c.source][0][:, t - 1], outs[c.source][1]
+            else:
+                raise UserError(f"{name!r} receives a recurrent input from {c.source!r}, which runs later")
+            a = c.apply(x, x_max)
+            if a is not None:
+                total = a if total is None else total + a
+        return total
+
+    def _run_layer(self, lay: FixedLayer, outs: dict[str, tuple[torch.Tensor, float]], T: int,
+                   B: int) -> tuple[torch.Tensor, float]:
+        """The layer over all steps: its output ``[n, T, B]`` (bool spikes, or the voltage) and its bound."""
+        n = lay.size
+        ff, rec = self._inputs(lay.conns, outs, n, T, B, lay.name)
+        own_max = 1.0 if lay.spiking else float(arith.MAX_UV)
+        # step-major [T, n, B] while stepping: every step's slice is contiguous
+        record = torch.empty((T, n, B), dtype=torch.bool if lay.spiking else torch.float64, device=self.device)
+        # |a| <= a_max every step; below 2**24 / 64 neither int32 wrap can happen (|u| stays <= 2**23)
+        ff_max = 0.0
+        if ff is not None:
+            lo, hi = torch.aminmax(ff)
+            ff_max = max(-float(lo), float(hi))
+        a_max = lay.b_max + ff_max + sum(c.bound(outs[c.source][1] if c.source in outs else own_max) for c in rec)
+        may_wrap32 = a_max * (1 << arith.ACT_SHIFT) >= 2 * arith.MAX_UV
+        v = lay.v0.expand(n, B).clone()  # a window starts at u = 0, v = v0
+        if ff is not None:
+            ff = ff.permute(1, 0, 2)
+        if not rec and isinstance(lay.u_factor, float) and lay.u_factor == 0.0:
+            # du = 4095: the current is this step's input alone, for all steps at once
+            a_all = ff if ff is not None else torch.zeros((T, n, B), dtype=torch.float64, device=self.device)
+            if lay.b0 is not None:
+                a_all = a_all + lay.b0
+            if lay.b1 is not None:
+                a_all = a_all.clone()
+                a_all[1:] += lay.b1
+            u_all = arith.current_update(a_all, a_all, 0.0, may_wrap32=may_wrap32).contiguous()  # (u not read)
+            for t in range(T):
+                arith.voltage_update_(v, u_all[t], lay.v_factor, lay.bias, may_wrap32=may_wrap32)
+                record[t] = arith.spike_and_reset_(v, lay.vth) if lay.spiking else v
+            return record.permute(1, 0, 2).contiguous(), own_max
+        if ff is not None:
+            ff = ff.contiguous()
+        u = torch.zeros((n, B), dtype=torch.float64, device=self.device)
+        zero = torch.zeros((n, 1), dtype=torch.float64, device=self.device)
+        for t in range(T):
+            a = ff[t] if ff is not None else zero
+            if lay.b0 is not None:
+                a = a + lay.b0
+            if t > 0:  # the recurrent input and its bias are dropped at a window's first step
+                r = self._recurrent(rec, outs, record[t - 1], own_max, lay.name, t) if rec else None
+                if r is not None:
+                    a = a + r
+                if lay.b1 is not None:
+                    a = a + lay.b1
+            u = arith.current_update(u, a, lay.u_factor, may_wrap32=may_wrap32)
+            arith.voltage_update_(v, u, lay.v_factor, lay.bias, may_wrap32=may_wrap32)
+            record[t] = arith.spike_and_reset_(v, lay.vth) if lay.spiking else v
+        return record.permute(1, 0, 2).contiguous(), own_max
+
+    def _result(self, outs: dict[str, tuple[torch.Tensor, float]], T: int, B: int) -> RunResult:
+        counts: dict[str, np.ndarray] = {}
+        spikes: dict[str, np.ndarray] = {}
+        for lay in self.layers:
+            if not lay.spiking:
+                continue
+            rec = outs[lay.name][0]
+            counts[lay.name] = rec.sum(0).to(torch.int64).cpu().numpy()
+            if self.record_spikes:
+                spikes[lay.name] = (rec.permute(1, 2, 0).to(torch.uint8).cpu().numpy()
+                                    .reshape(T, B, *lay.shape))
+        return RunResult(output=self._readout(outs, T, B), spike_counts=counts, spikes=spikes)
+
+    def _readout(self, outs: dict[str, tuple[torch.Tensor, float]], T: int, B: int) -> np.ndarray:
+        """What lava-fixed's runner returns: the recorded readout in NIR units (its ``_host_output``)."""
+        plan, ro = self.plan, self.plan.readout
+        if ro.direct:
+            lay = plan.layer(ro.direct)
+            out = outs[ro.direct][0].permute(1, 2, 0).to(torch.float64).cpu().numpy()
+            if not lay.spiking:  # the voltage in integer units of the shifted origin, back to NIR volts
+                unit = 64.0 * lay.scale
+                out = out / unit + lay.v_reset.reshape(1, 1, -1)
+            return out.astype(np.float64)
+        total: torch.Tensor | None = None
+        for c in self.readout_conns:
+            x, x_max = outs[c.source]
+            if c.recurrent:  # the source's previous step; nothing at the first (see docs/targets.md)
+                x = torch.cat([torch.zeros_like(x[:, :1]), x[:, :-1]], dim=1)
+            a = c.apply(x.reshape(x.shape[0], T * B), x_max, events=x.dtype == torch.bool)
+            if a is not None:
+                total = a if total is None else total + a  # Lava's Recorder sums the int32 a_out exactly
+        if total is None:
+            rec = np.zeros((T, B, ro.size))
+        else:
+            rec = total.reshape(ro.size, T, B).permute(1, 2, 0).to(torch.float64).cpu().numpy()
+        out = rec / ro.scale
+        if ro.c0 is not None:
+            out = out + ro.c0.reshape(1, 1, -1)
+        if ro.c1 is not None:
+            out[1:] = out[1:] + ro.c1.reshape(1, 1, -1)
+        return out.astype(np.float64)
+

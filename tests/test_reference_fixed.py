@@ -1,0 +1,381 @@
+"""reference-fixed: Loihi 2 fixed point in PyTorch, bit-exact with Lava's bit-accurate process models.
+
+Three levels:
+
+* the integer primitives of :mod:`~neuromoco.deploy.targets.reference_fixed.arith` against the code of
+  Lava's own models called on the same values (``AbstractPyLifModelFixed.subthr_dynamics``,
+  ``clip_weights`` / ``truncate_weights``), over random values and the edges (24-bit wrap, saturation,
+  int32 overflow, negative rounding, bias exponents, mixed-sign weights);
+* small ``RingBuffer -> Dense | Sparse -> LIF`` networks run in Lava (``Loihi2SimCfg(select_tag="fixed_pt")``)
+  against the primitives step by step (current, voltage and spikes at every step);
+* whole plans: ``reference-fixed`` equals ``lava-fixed`` (spikes at every layer and step, outputs) on every
+  graph in ``nir_models/``, per-neuron and per-layer scales, 8- and 16-bit weights, and in overflow.
+
+Lava runs start a handful of processes each (about a second), so samples are few.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from neuromoco.deploy.card import ModelCard
+from neuromoco.deploy.graph import load_graph
+from neuromoco.deploy.targets import get_target, options_class
+from neuromoco.deploy.targets.lava.compat import import_lava
+from neuromoco.deploy.targets.reference_fixed import arith
+from neuromoco.errors import UserError
+
+ROOT = Path(__file__).resolve().parents[1]
+GRAPHS = sorted((ROOT / "nir_models").glob("*.nir"))
+M = 1 << 23
+
+
+# ------------------------------------------------------------------------- primitives vs Lava's code
+
+def _lava_subthr(u, v, a, du, dv, bias):
+    """Lava's ``AbstractPyLifModelFixed.subthr_dynamics`` on the given int32 state (no runtime needed)."""
+    import_lava()
+    from lava.proc.lif.models import AbstractPyLifModelFixed
+
+    m = object.__new__(AbstractPyLifModelFixed)
+    m.ds_offset, m.dm_offset = 1, 0
+    m.uv_bitwidth = 24
+    m.max_uv_val = 2 ** 23
+    m.decay_shift, m.decay_unity = 12, 2 ** 12
+    m.vth_shift = m.act_shift = 6
+    m.u, m.v = u.astype(np.int32).copy(), v.astype(np.int32).copy()
+    m.du, m.dv, m.effective_bias = du, dv, bias
+    AbstractPyLifModelFixed.subthr_dynamics(m, activation_in=a.astype(np.int32))
+    return m.u.astype(np.int64), m.v.astype(np.int64)
+
+
+def _ours_subthr(u, v, a, du, dv, bias):
+    def f64(x):
+        return torch.from_numpy(np.asarray(x, dtype=np.float64))
+
+    uf = f64(arith.u_factor(du)) if np.ndim(du) else float(arith.u_factor(du))
+    vf = f64(arith.v_factor(dv)) if np.ndim(dv) else float(arith.v_factor(dv))
+    u2 = arith.current_update(f64(u), f64(a), uf)
+    v2 = arith.voltage_update_(f64(v).clone(), u2, vf, f64(bias))
+    return u2.numpy().astype(np.int64), v2.numpy().astype(np.int64)
+
+
+EDGES = np.array([0, 1, -1, 4095, -4095, 4096, -4096, M - 1, M, M + 1, -M + 1, -M, -M - 1, 3 * M, -3 * M,
+                  3 * M + 5, 2 ** 30, -(2 ** 30), 2 ** 31 - 1, -(2 ** 31)], dtype=np.int64)
+
+
+@pytest.mark.parametrize("du,dv", [(0, 0), (4095, 4095), (1024, 512), (4094, 1), (1, 4095), (2048, 0)])
+def test_neuron_update_equals_lava_subthr_dynamics(du, dv):
+    """Current decay, a << 6, int32 and 24-bit wrap, voltage decay, bias, saturation: Lava's own code."""
+    rng = np.random.default_rng(du * 7 + dv)
+    n = 4000
+    u = np.concatenate([rng.integers(-M + 1, M + 1, n), np.resize(np.clip(EDGES, -M + 1, M), n)])
+    v = np.concatenate([rng.integers(-M + 1, M, n), np.resize(np.clip(EDGES, -M + 1, M - 1), n)])[::-1].copy()
+    a = np.concatenate([rng.integers(-(2 ** 18), 2 ** 18, n // 2), rng.integers(-(2 ** 26), 2 ** 26, n // 2),
+                        np.resize(EDGES // 64, n)])  # a << 6 past 2**23 and past 2**31 (int32 wrap)
+    bias = np.concatenate([rng.integers(-4096, 4096, n) << rng.integers(0, 8, n), np.zeros(n, np.int64)])
+    for du_, dv_ in ((du, dv), (np.full(2 * n, du), np.full(2 * n, dv))):  # scalar (LIFReset) and per neuron
+        lu, lv = _lava_subthr(u, v, a, du_, dv_, bias.astype(np.int32))
+        ou, ov = _ours_subthr(u, v, a, du_, dv_, bias)
+        np.testing.assert_array_equal(ou, lu)
+        np.testing.assert_array_equal(ov, lv)
+    assert np.any(lu > M) or np.any(np.abs(a << 6) > 3 * M)  # the edges were reached
+    assert np.any(np.abs(lv) == M - 1)  # saturation reached
+
+
+def test_bias_exponents_and_threshold_like_lava():
+    """``bias_mant << bias_exp`` (and ``>>`` for negative exponents) as Lava's ``scale_bias``; ``vth << 6``."""
+    import_lava()
+    from lava.proc.lif.models import AbstractPyLifModelFixed
+
+    mant = np.array([-4096, -4095, -1234, -1, 0, 1, 77, 4095, -3, 3])
+    exp = np.array([7, 0, 3, 7, 5, 1, 2, 7, -1, -2])
+    m = object.__new__(AbstractPyLifModelFixed)
+    m.bias_mant, m.bias_exp = mant.astype(np.int16), exp.astype(np.int16)
+    AbstractPyLifModelFixed.scale_bias(m)
+    np.testing.assert_array_equal(arith.effective_bias(mant, exp), m.effective_bias)
+    np.testing.assert_array_equal(arith.effective_threshold(np.array([1, 131071])), [64, 131071 << 6])
+
+
+def test_synapse_weights_and_exponent_shift_like_lava():
+    """Clip and lowest-bit drop per sign mode (``-1 -> -2`` in mixed mode), int32 dot, ``<<`` / ``>>``."""
+    import_lava()
+    from lava.utils.weightutils import SignMode, clip_weights, determine_sign_mode, truncate_weights
+
+    rng = np.random.default_rng(3)
+    cases = {"mixed": rng.integers(-300, 300, (40, 30)), "excitatory": rng.integers(0, 400, (40, 30)),
+             "inhibitory": -rng.integers(0, 400, (40, 30)), "mixed_small": np.array([[-1, 1, -3, 3, 0]])}
+    for name, w in cases.items():
+        mode = determine_sign_mode(w)
+        assert arith.sign_mode(w) == mode.name.lower(), name
+        want = truncate_weights(clip_weights(w, mode, num_bits=8), mode, 8)
+        np.testing.assert_array_equal(arith.synapse_weights(w, arith.sign_mode(w)), want, err_msg=name)
+    assert arith.synapse_weights(np.array([-1, 1, -3]), "mixed").tolist() == [-2, 0, -4]
+    assert SignMode  # imported for the names above
+    acc32 = rng.integers(-(2 ** 31), 2 ** 31, 5000).astype(np.int32)
+    acc32[:4] = [-1, -7, 7, -(2 ** 31)]
+    for exp in (-7, -3, -1, 0, 1, 3, 7):
+        want = np.left_shift(acc32, exp) if exp > 0 else np.right_shift(acc32, -exp)
+        got = arith.weight_shift(torch.from_numpy(acc32.astype(np.float64)), exp).numpy()
+        np.testing.assert_array_equal(got, want.astype(np.float64), err_msg=f"exp {exp}")
+    big = np.array([2 ** 31, 2 ** 33 + 5, -(2 ** 31) - 1, 3], dtype=np.int64)
+    np.testing.assert_array_equal(arith.wrap32(torch.from_numpy(big.astype(np.float64))).numpy(),
+                                  big.astype(np.int32).astype(np.float64))
+
+
+# --------------------------------------------------------------------- small Lava networks, step by step
+
+def _lava_dense_lif(w, weight_exp, payload, du, dv, vth, bias_mant, bias_exp, sparse):
+    """RingBuffer(graded) -> Dense | Sparse (bit-accurate) -> LIF on Lava: u, v, spikes per step."""
+    import scipy.sparse as sp
+
+    import_lava()
+    from lava.magma.core.run_conditions import RunSteps
+    from lava.magma.core.run_configs import Loihi2SimCfg
+    from lava.proc.dense.process import Dense
+    from lava.proc.io.source import RingBuffer
+    from lava.proc.lif.process import LIF
+    from lava.proc.monitor.process import Monitor
+    from lava.proc.sparse.process import Sparse
+
+    steps, n = payload.shape[0], w.shape[0]
+    src = RingBuffer(data=payload.T.astype(np.int32))
+    kw = {"weight_exp": weight_exp, "num_weight_bits": 8, "num_message_bits": 24}
+    conn = (Sparse(weights=sp.csr_matrix(w.astype(np.int32)), **kw) if sparse
+            else Dense(weights=w.astype(np.int32), **kw))
+    lif = LIF(shape=(n,), du=du, dv=dv, vth=vth, bias_mant=bias_mant, bias_exp=bias_exp)
+    src.s_out.connect(conn.s_in)
+    conn.a_out.connect(lif.a_in)
+    mons = {}
+    for name, what in (("u", lif.u), ("v", lif.v), ("s_out", lif.s_out)):
+        mons[name] = Monitor()
+        mons[name].probe(what, steps)
+    lif.run(condition=RunSteps(num_steps=steps), run_cfg=Loihi2SimCfg(select_tag="fixed_pt"))
+    out = {k: next(iter(m.get_data().values()))[k].astype(np.int64) for k, m in mons.items()}
+    lif.stop()
+    return out
+
+
+def _ours_dense_lif(w, weight_exp, payload, du, dv, vth, bias_mant, bias_exp):
+    """The same network from the primitives (the synapse sends at t what it received at t - 1)."""
+    weights = arith.synapse_weights(w, arith.sign_mode(w)).astype(np.int64)
+    n = w.shape[0]
+    u, v = torch.zeros(n, dtype=torch.float64), torch.zeros(n, dtype=torch.float64)
+    bias = torch.from_numpy(arith.effective_bias(bias_mant, bias_exp).astype(np.float64))
+    vth_eff = torch.full((n,), float(arith.effective_threshold(np.array(vth))))
+    out = {"u": [], "v": [], "s_out": []}
+    for t in range(payload.shape[0]):
+        acc = weights @ payload[t - 1] if t > 0 else np.zeros(n, np.int64)
+        acc = torch.from_numpy(acc.astype(np.int32).astype(np.float64))  # Lava's int32 dot product
+        a = arith.weight_shift(acc, weight_exp)
+        u = arith.current_update(u, a, float(arith.u_factor(du)))
+        arith.voltage_update_(v, u, float(arith.v_factor(dv)), bias)
+        s = arith.spike_and_reset_(v, vth_eff)
+        for k, x in (("u", u), ("v", v), ("s_out", s)):
+            out[k].append(x.numpy().astype(np.int64))
+    return {k: np.stack(x) for k, x in out.items()}
+
+
+def _case(name: str):
+    rng = np.random.default_rng(zlib.crc32(name.encode()))
+    steps, n_in, n = 24, 6, 5
+    if name == "mixed_odd_clipped_negative_exp":  # clip to [-256, 255], drop the lowest bit, >> 2 rounds down
+        w = rng.integers(-300, 300, (n, n_in))
+        payload = rng.integers(-20, 40, (steps, n_in))
+        return w, -2, payload, 700, 300, 400, np.array([-1234, 77, 0, 4095, -4096]), np.array([3, 0, 7, 1, 2])
+    if name == "wrap_and_saturate":  # a << 6 past 2**23 and past 2**31; u wraps, v saturates
+        w = np.full((n, n_in), 255)
+        w[1] = 100
+        payload = rng.integers(0, 2000, (steps, n_in))
+        payload[::3] = 0
+        return w, np.array([7]).item(), payload, 100, 0, 131071, np.zeros(n), np.zeros(n)
+    if name == "inhibitory_rounding":  # negative currents decaying (rounds towards zero), IF voltage
+        w = -rng.integers(0, 400, (n, n_in))
+        payload = rng.integers(0, 5, (steps, n_in))
+        payload[steps // 2:] = 0
+        return w, 1, payload, 3, 0, 50, np.array([4095, 4095, 2000, 0, 100]), np.array([7, 6, 7, 0, 3])
+    raise KeyError(name)
+
+
+@pytest.mark.parametrize("name,sparse", [("mixed_odd_clipped_negative_exp", False),
+                                         ("mixed_odd_clipped_negative_exp", True),
+                                         ("wrap_and_saturate", False), ("inhibitory_rounding", True)])
+def test_small_lava_network_state_equals_primitives(name, sparse):
+    w, exp, payload, du, dv, vth, bias_mant, bias_exp = _case(name)
+    lava = _lava_dense_lif(w, exp, payload, du, dv, vth, bias_mant, bias_exp, sparse)
+    ours = _ours_dense_lif(w, exp, payload, du, dv, vth, bias_mant, bias_exp)
+    for k in ("u", "v", "s_out"):
+        np.testing.assert_array_equal(ours[k], lava[k], err_msg=f"{name}: {k}")
+    if name == "wrap_and_saturate":
+        assert np.any(np.diff(lava["u"], axis=0) < 0) and np.any(np.abs(lava["v"]) == M - 1)
+    else:
+        assert lava["s_out"].sum() > 0, "the case should spike"
+
+
+# --------------------------------------------------------------------------- whole plans vs lava-fixed
+
+def _frames(card: ModelCard, samples: int, salt: str, rate: float = 0.3) -> np.ndarray:
+    rng = np.random.default_rng(zlib.crc32(salt.encode()))
+    return rng.poisson(rate, size=(card.time_steps, samples, *card.input_shape)).astype(np.float32)
+
+
+def _run_both(graph, card, frames, **values):
+    out = {}
+    for name in ("lava-fixed", "reference-fixed"):
+        impl, opts = get_target(name)
+        out[name] = impl.runner(graph, card, opts.updated({"record_spikes": True, **values})).run(frames)
+    return out["lava-fixed"], out["reference-fixed"]
+
+
+def _assert_identical(lava, ours, what: str) -> None:
+    assert set(ours.spikes) == set(lava.spikes) and set(ours.spike_counts) == set(lava.spike_counts), what
+    for layer in lava.spikes:
+        np.testing.assert_array_equal(ours.spikes[layer], lava.spikes[layer], err_msg=f"{what}: {layer}")
+        np.testing.assert_array_equal(ours.spike_counts[layer], lava.spike_counts[layer], err_msg=what)
+    np.testing.assert_array_equal(ours.output, lava.output, err_msg=f"{what}: output")
+    np.testing.assert_array_equal(ours.predictions, lava.predictions)
+
+
+@pytest.mark.parametrize("scale,weight_bits", [("neuron", 8), ("layer", 8), ("neuron", 16), ("layer", 16)])
+@pytest.mark.parametrize("path", GRAPHS, ids=[p.stem for p in GRAPHS])
+def test_reference_fixed_equals_lava_fixed_on_nir_models(path, scale, weight_bits):
+    card = ModelCard.load(ModelCard.beside(path))
+    graph = load_graph(path, input_shape=card.input_shape)
+    frames = _frames(card, 3, path.stem)  # lava-fixed tiles small graphs: samples side by side too
+    lava, ours = _run_both(graph, card, frames, scale=scale, weight_bits=weight_bits)
+    assert sum(int(c.sum()) for c in lava.spike_counts.values()) > 0
+    _assert_identical(lava, ours, f"{path.stem} scale={scale} weight_bits={weight_bits}")
+
+
+def test_reference_fixed_equals_lava_fixed_in_overflow():
+    """Inputs far past ``input_max``: currents wrap and voltages saturate in both, identically."""
+    path = ROOT / "nir_models" / "sinabs_cnn.nir"
+    card = ModelCard.load(ModelCard.beside(path))
+    graph = load_graph(path, input_shape=card.input_shape)
+    frames = _frames(card, 2, "overflow", rate=3.0) * 40.0
+    with pytest.warns(UserWarning, match="exceed input_max"):
+        lava, ours = _run_both(graph, card, frames, input_max=1.0)
+    _assert_identical(lava, ours, "overflow")
+
+
+def test_recurrent_and_li_readout_fixtures_and_batches(tmp_path):
+    """A plan exported by lava-fixed runs on reference-fixed from its folder, in batches, identically."""
+    path = ROOT / "nir_models" / "rnn_cubalif.nir"
+    card = ModelCard.load(ModelCard.beside(path))
+    graph = load_graph(path, input_shape=card.input_shape)
+    frames = _frames(card, 5, "batches", rate=0.6)
+    lava_t, lava_o = get_target("lava-fixed")
+    folder = tmp_path / "exp"
+    lava_t.export(graph, card, folder, lava_o)
+    lava = lava_t.load(folder, lava_o.updated({"record_spikes": True})).run(frames)
+    impl, opts = get_target("reference-fixed")
+    ours = impl.load(folder, opts.updated({"record_spikes": True, "batch_size": 2})).run(frames)
+    _assert_identical(lava, ours, "exported plan")
+
+
+# ------------------------------------------------------------------------------ the target's interface
+
+def test_export_is_the_lava_plan_and_float_plans_are_refused(tmp_path):
+    path = ROOT / "nir_models" / "snntorch_mlp.nir"
+    card = ModelCard.load(ModelCard.beside(path))
+    graph = load_graph(path, input_shape=card.input_shape)
+    impl, opts = get_target("reference-fixed")
+    art = impl.export(graph, card, tmp_path / "rf", opts, weight_bits=16)
+    assert art.name == "lava_network.h5" and (tmp_path / "rf" / "lava_export.json").exists()
+    assert any("fixed point" in line for line in impl.summary(art))
+    frames = _frames(card, 2, "export")
+    lava_t, lava_o = get_target("lava-fixed")
+    lava = lava_t.load(art, lava_o.updated({"record_spikes": True})).run(frames)
+    _assert_identical(lava, impl.load(tmp_path / "rf", opts.updated({"record_spikes": True})).run(frames), "export")
+    lava_t.export(graph, card, tmp_path / "float", lava_o.updated({"precision": "float"}))
+    with pytest.raises(UserError, match="floating-point|float-point"):
+        impl.load(tmp_path / "float", opts)
+
+
+def test_options_are_the_lava_plan_options_and_precision_is_fixed():
+    cls = options_class("reference-fixed")
+    o = cls.parse({"scale": "layer", "weight_bits": "16", "input_scale": "2", "device": "cpu"})
+    assert (o.scale, o.weight_bits, o.input_scale) == ("layer", 16, 2.0)
+    assert o.lava_options().precision == "fixed" and o.lava_options().weight_bits == 16
+    with pytest.raises(UserError, match="valid"):
+        cls.parse({"precision": "float"})
+    with pytest.raises(UserError):
+        cls.parse({"weight_bits": "12"})
+
+
+def test_runs_without_lava_and_imports_lightly(tmp_path):
+    """With every ``lava`` import blocked: compile, export, load and run; importing the package pulls in
+    neither torch nor Lava."""
+    code = f"""
+import sys
+sys.modules['lava'] = None  # any import of Lava fails
+import neuromoco.deploy.targets.reference_fixed
+from neuromoco.deploy.targets import options_class
+options_class('reference-fixed')
+assert 'torch' not in sys.modules, 'torch imported by the package'
+import numpy as np
+from neuromoco.deploy.card import ModelCard
+from neuromoco.deploy.graph import load_graph
+from neuromoco.deploy.targets import get_target
+p = {str(ROOT / 'nir_models' / 'snntorch_rsynaptic.nir')!r}
+card = ModelCard.load(ModelCard.beside(p)); g = load_graph(p, input_shape=card.input_shape)
+impl, opts = get_target('reference-fixed')
+x = np.random.default_rng(0).poisson(0.5, (card.time_steps, 2, *card.input_shape)).astype(np.float32)
+a = impl.runner(g, card, opts).run(x)
+impl.export(g, card, {str(tmp_path / 'out')!r}, opts)
+b = impl.load({str(tmp_path / 'out')!r}, opts).run(x)
+assert np.array_equal(a.output, b.output) and not any(m == 'lava' or m.startswith('lava.') for m in sys.modules
+                                                      if sys.modules[m] is not None)
+print('ok')
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("ok"), proc.stderr[-3000:]
+
+
+def test_bad_frames_and_device_are_user_errors():
+    path = ROOT / "nir_models" / "snntorch_mlp.nir"
+    card = ModelCard.load(ModelCard.beside(path))
+    graph = load_graph(path, input_shape=card.input_shape)
+    impl, opts = get_target("reference-fixed")
+    runner = impl.runner(graph, card, opts)
+    with pytest.raises(UserError, match="do not fit"):
+        runner.run(np.zeros((4, 2, 3), dtype=np.float32))
+    if not torch.cuda.is_available():
+        with pytest.raises(UserError, match="CUDA"):
+            impl.runner(graph, card, opts, device="cuda")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_equals_cpu():
+    path = ROOT / "nir_models" / "neuromoco_tiny_cnn.nir"
+    card = ModelCard.load(ModelCard.beside(path))
+    graph = load_graph(path, input_shape=card.input_shape)
+    frames = _frames(card, 8, "cuda")
+    impl, opts = get_target("reference-fixed")
+    cpu = impl.runner(graph, card, opts, record_spikes=True).run(frames)
+    gpu = impl.runner(graph, card, opts, record_spikes=True, device="cuda").run(frames)
+    _assert_identical(cpu, gpu, "cuda")
+
+
+@pytest.mark.parametrize("path", GRAPHS, ids=[p.stem for p in GRAPHS])
+def test_event_driven_and_matrix_products_agree(path, monkeypatch):
+    """Spike inputs summed synapse by synapse (``index_add_``) or as a matrix product: the same integers."""
+    from neuromoco.deploy.targets.reference_fixed import executor
+
+    card = ModelCard.load(ModelCard.beside(path))
+    graph = load_graph(path, input_shape=card.input_shape)
+    frames = _frames(card, 4, path.stem + "/paths")
+    impl, opts = get_target("reference-fixed")
+    runs = {}
+    for name, cost in (("events", 0), ("matrix", 10 ** 12)):
+        monkeypatch.setattr(executor, "EVENT_COST", cost)
+        monkeypatch.setattr(executor, "EVENT_CHUNK", 1000)  # many chunks
+        runs[name] = impl.runner(graph, card, opts, record_spikes=True, weight_bits=16).run(frames)
+    _assert_identical(runs["matrix"], runs["events"], f"{path.stem}: event-driven vs matrix product")
