@@ -175,12 +175,14 @@ def _parity_summary(summary: dict[str, Any]) -> list[str]:
     for name, t in summary["targets"].items():
         m = t.get("metrics") or {}
         ci = m.get("agreement_ci95")
-        rows.append([name, t["status"].upper(), t.get("reference_dtype"), m.get("accuracy_reference"),
+        rows.append([name, t["status"].upper(), t.get("compared_with") or f"reference, {t.get('reference_dtype')}",
+                     t.get("role", "parity"), m.get("samples"), m.get("accuracy_reference"),
                      m.get("accuracy_target"), m.get("agreement"),
                      None if ci is None else f"{ci[0]:.4f}-{ci[1]:.4f}", m.get("max_count_rel_diff"),
                      _cos(m.get("rate_cosine")), m.get("diverging_samples")])
     lines = ["## Summary", ""]
-    lines += _table(["target", "status", "reference dtype", "reference acc.", "target acc.", "agreement",
+    lines += _table(["target", "status", "compared with", "question", "samples", "baseline acc.", "target acc.",
+                     "agreement",
                      "agreement 95% (Wilson)", "max layer count rel. diff", "rate cosine",
                      "samples with any spike mismatch"], rows)
     notes = [f"- {name}: {t['sample_size_note']}" for name, t in summary["targets"].items()

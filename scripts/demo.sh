@@ -79,10 +79,10 @@ for name, t in par["targets"].items():
     m = t.get("metrics", {})
     if "agreement" in m:
         worst = max(l["rel_diff"] for l in m["layers"].values())
-        print(f"  {name:11s} {t['status']:5s} accuracy {m['accuracy_target']:.4f} (reference "
+        print(f"  {name:15s} {t['status']:5s} accuracy {m['accuracy_target']:.4f} (reference "
               f"{m['accuracy_reference']:.4f})  agreement {m['agreement']:.4f}  worst layer spike diff {worst:.4f}")
     else:
-        print(f"  {name:11s} {t.get('status')}: {t.get('error', '')}")
+        print(f"  {name:15s} {t.get('status')}: {t.get('error', '')}")
 en = json.load(open(f"{out}/energy/energy.json"))
 for model, e in en["energy_pj"].items():
     ann = f", same network as an ANN {e['ann_pj'] / 1e6:.2f} uJ" if e.get("ann_pj") else ""

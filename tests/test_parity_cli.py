@@ -166,3 +166,63 @@ def test_flat_input_graph_runs_from_an_npz(tmp_path, capsys):
                  "--out", str(tmp_path / "bad"), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "6 samples of frames but labels of shape [5]" in err and "Traceback" not in err
+
+
+def test_an_emulated_target_is_judged_against_its_emulator_on_a_subset(tmp_path, capsys, perturbed, monkeypatch):
+    """Deployment exactness (target vs its bit-exact emulator, first N samples, equality) and quantization
+    loss (emulator vs the float reference, every sample) are two entries; a target that differs from its
+    emulator fails however small the difference."""
+    from neuromoco.deploy.commands import parity as cmd
+
+    monkeypatch.setitem(cmd.EMULATORS, "slightly-perturbed", "unperturbed")
+    model, frames = write_model(tmp_path)
+    out = tmp_path / "out"
+    rc = main(["parity", str(model), "--targets", "slightly-perturbed", "--dataset", str(frames),
+               "--exactness-samples", "10", "--batch-size", "4", "--no-progress", "--out", str(out)])
+    data = json.loads((out / "parity.json").read_text())
+    exact, loss = data["targets"]["slightly-perturbed"], data["targets"]["unperturbed"]
+    assert exact["role"] == "deployment exactness" and exact["compared_with"] == "unperturbed"
+    assert exact["metrics"]["samples"] == 10 and loss["metrics"]["samples"] == 24
+    assert loss["role"] == "quantization loss" and loss["status"] == "ok"
+    assert exact["status"] == "fail" and rc == 1 and exact["tolerances"]["min_agreement"] == 1.0
+    assert "deployment exactness vs unperturbed, 10 samples" in capsys.readouterr().out
+    # --exactness-samples 0: the target against the float reference on every sample, the tolerances apply
+    rc = main(["parity", str(model), "--targets", "slightly-perturbed", "--dataset", str(frames),
+               "--exactness-samples", "0", "--min-agreement", "0.5", "--max-count-rel-diff", "0.2",
+               "--min-rate-cosine", "0.9", "--no-progress", "--out", str(tmp_path / "plain")])
+    plain = json.loads((tmp_path / "plain" / "parity.json").read_text())["targets"]
+    assert list(plain) == ["slightly-perturbed"] and plain["slightly-perturbed"]["metrics"]["samples"] == 24
+    assert plain["slightly-perturbed"]["role"] == "parity" and rc == 0
+
+
+def test_lava_fixed_is_exact_against_reference_fixed(tmp_path, capsys):
+    model, frames = write_model(tmp_path)
+    out = tmp_path / "out"
+    rc = main(["parity", str(model), "--targets", "lava-fixed", "--dataset", str(frames), "--exactness-samples",
+               "6", "--min-agreement", "0.5", "--max-count-rel-diff", "0.5", "--min-rate-cosine", "0.9",
+               "--no-progress", "--out", str(out)])
+    data = json.loads((out / "parity.json").read_text())["targets"]
+    assert rc == 0, capsys.readouterr()
+    assert data["lava-fixed"]["compared_with"] == "reference-fixed" and data["lava-fixed"]["metrics"]["samples"] == 6
+    assert data["lava-fixed"]["metrics"]["mismatched_spikes"] == 0
+    assert data["reference-fixed"]["compared_with"] == "reference, float32"
+    assert data["reference-fixed"]["metrics"]["samples"] == 24
+
+
+def test_several_splits_are_joined_but_not_for_a_frames_file(tmp_path, capsys):
+    model, frames = write_model(tmp_path)
+    assert main(["parity", str(model), "--targets", "onnx", "--dataset", str(frames), "--split", "train,test",
+                 "--out", str(tmp_path / "o")]) == 2
+    assert "has no splits" in capsys.readouterr().err
+
+
+def test_train_and_test_splits_together(tmp_path):
+    """--split train,test runs both splits of a named dataset (the embedded one: 1,618 + 179 samples)."""
+    from pathlib import Path
+
+    model = Path(__file__).resolve().parents[1] / "nir_models" / "neuromoco_embedded_cnn3.nir"
+    out = tmp_path / "run"
+    assert main(["run", str(model), "--target", "reference", "--split", "train,test", "--batch-size", "256",
+                 "--no-progress", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["samples"] == 1797 and summary["split"] == "train,test"

@@ -44,7 +44,8 @@ def add_shared_arguments(p: argparse.ArgumentParser, *, targets: list[str] | Non
 
 def add_sample_arguments(p: argparse.ArgumentParser, *, batch_size: int) -> None:
     """Which samples a command runs: split, limit, batch size."""
-    p.add_argument("--split", default="test", help="dataset split (default test)")
+    p.add_argument("--split", default="test", help="dataset split, or several joined with commas (default test; "
+                                                   "e.g. train,test)")
     p.add_argument("--limit", type=int, help="use only the first N samples")
     p.add_argument("--batch-size", type=int, default=batch_size,
                    help=f"samples per runner call (default {batch_size}; for Lava one batch is one Lava run)")
@@ -162,7 +163,16 @@ def load_samples(card: Any, args: argparse.Namespace) -> tuple[np.ndarray, np.nd
 
     if args.batch_size is not None and args.batch_size < 1:
         raise UserError("--batch-size must be at least 1")
-    frames, labels = load_frames(card, args.dataset, args.split, args.root, args.limit)
+    splits = [s.strip() for s in args.split.split(",") if s.strip()]
+    if not splits:
+        raise UserError("--split names no split")
+    if len(splits) > 1 and args.dataset and args.dataset.endswith(".npz"):
+        raise UserError(f"--split {args.split}: a frames .npz file has no splits; it is used whole")
+    parts = [load_frames(card, args.dataset, s, args.root, args.limit) for s in splits]
+    frames = parts[0][0] if len(parts) == 1 else np.concatenate([f for f, _ in parts])
+    labels = parts[0][1] if len(parts) == 1 else np.concatenate([lab for _, lab in parts])
+    if args.limit is not None:
+        frames, labels = frames[:args.limit], labels[:args.limit]
     if len(frames) == 0:
         raise UserError("the dataset split holds no samples")
     return frames, labels

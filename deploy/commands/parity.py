@@ -8,6 +8,14 @@ tolerances, 1 when one is not or fails to build or run (each printed), 2 for a u
 The reference runs in float64 for the Lava targets (Lava's floating-point simulation computes in
 float64) and in float32 for the others (ONNX and the training code compute in float32), unless
 ``--reference-dtype`` says otherwise; each target's entry states the dtype it was compared with.
+
+A slow target with a bit-exact emulator in PyTorch is judged as separate questions: *deployment
+exactness*, the target against its emulator on the first ``--exactness-samples`` samples (held to equality:
+any difference is a deployment bug), and, for a quantized one, *quantization loss*, the emulator against
+the float reference on every sample (``--split train,test`` for both splits), at PyTorch speed:
+``lava-fixed`` against ``reference-fixed`` (and ``reference-fixed`` against the reference), ``lava-float``
+against the float64 reference. ``--exactness-samples 0`` compares such a target with the float reference
+on every sample instead.
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -66,15 +75,53 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="targets held to equality instead of the tolerances (default "
                         f"{','.join(EXACT_TARGETS)}; 'none' for no such target)")
     p.add_argument("--worst", type=int, default=5, help="how many most-diverging samples to locate (default 5)")
+    p.add_argument("--exactness-samples", type=int, default=64,
+                   help="samples on which a fixed-point target must equal its bit-exact emulator (default 64; "
+                        "0: compare it with the float reference on every sample instead)")
     add_shared_arguments(p)
 
 
 # ------------------------------------------------------------------------------------------ the command
+#: slow targets with a bit-exact emulator: the target is judged against the emulator on a subset (deployment
+#: exactness) and, where the emulator is not the float reference itself, the emulator against the float
+#: reference on every sample (quantization loss)
+EMULATORS = {"lava-fixed": "reference-fixed", "lava-float": "reference:float64", "lava": "reference:float64"}
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One entry of the report: ``target``'s results against ``baseline``'s on the first ``limit`` samples."""
+
+    target: str
+    baseline: str  # "reference:<dtype>" or another target's name
+    role: str  # "parity", "deployment exactness" or "quantization loss"
+    limit: int | None = None  # None: every sample
+
+    @property
+    def exact(self) -> bool:
+        return self.role == "deployment exactness"
+
+
 def reference_dtype(target: str, choice: str) -> str:
     """The reference's dtype for a target: float64 against Lava (its float simulation is float64)."""
     if choice != "auto":
         return choice
     return "float64" if target.startswith("lava") else "float32"
+
+
+def plan_comparisons(names: list[str], args: argparse.Namespace) -> dict[str, Comparison]:
+    """The report's entries for the named targets, split in two for fixed-point targets with an emulator."""
+    out: dict[str, Comparison] = {}
+    for name in names:
+        emulator = EMULATORS.get(name)
+        if emulator and args.exactness_samples > 0:
+            out[name] = Comparison(name, emulator, "deployment exactness", args.exactness_samples)
+            if not emulator.startswith("reference:"):
+                out[emulator] = Comparison(emulator, f"reference:{reference_dtype(emulator, args.reference_dtype)}",
+                                           "quantization loss")
+        elif name not in out:
+            out[name] = Comparison(name, f"reference:{reference_dtype(name, args.reference_dtype)}", "parity")
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
@@ -83,12 +130,13 @@ def run(args: argparse.Namespace) -> int:
     from neuromoco.io import atomic_write_json
 
     names, values, tol = _selection(args)
+    comparisons = plan_comparisons(names, args)
     graph, card, frames, labels = load_model(args)
     layers = spiking_nodes(graph)
     out = Path(args.out)
-    entries, runners, refs = _build(names, values, graph, card, args)
-    accs, seconds = _compare(runners, refs, entries, frames, labels, layers, args)
-    extras = _judge(accs, seconds, entries, tol)
+    entries, runners = _build(comparisons, values, graph, card, args)
+    accs, seconds = _compare(comparisons, runners, entries, frames, labels, layers, args)
+    extras = _judge(comparisons, accs, seconds, entries, tol)
     summary = {
         "model": str(args.model), "dataset": args.dataset or card.dataset.get("name", ""), "split": args.split,
         "samples": len(frames), "time_steps": int(card.time_steps), "layers": layers,
@@ -116,11 +164,15 @@ def _selection(args: argparse.Namespace) -> tuple[list[str], dict[str, dict[str,
     unknown = [n for n in names if n not in TARGETS]
     if unknown:
         raise UserError(f"unknown target(s) {', '.join(unknown)}; known: {', '.join(TARGETS)}")
+    if args.exactness_samples < 0:
+        raise UserError("--exactness-samples must be >= 0")
     exact = tuple(parse_names(args.exact_targets)) if args.exact_targets.strip().lower() != "none" else ()
     tol = Tolerances(args.min_agreement, args.max_count_rel_diff, args.min_rate_cosine, args.max_accuracy_drop,
                      exact)
-    values = {n: {**v, "record_spikes": "true"} for n, v in parse_option_items(args.option, names).items()}
-    for n in names:
+    every = list(dict.fromkeys([*names, *(EMULATORS[n] for n in names
+                                          if n in EMULATORS and not EMULATORS[n].startswith("reference:"))]))
+    values = {n: {**v, "record_spikes": "true"} for n, v in parse_option_items(args.option, every).items()}
+    for n in every:
         try:
             cls = options_class(n)
         except ImportError:  # a target that cannot even be imported is reported when it is built
@@ -129,45 +181,77 @@ def _selection(args: argparse.Namespace) -> tuple[list[str], dict[str, dict[str,
     return names, values, tol
 
 
-def _build(names: list[str], values: dict[str, dict[str, str]], graph: Any, card: Any,
-           args: argparse.Namespace) -> tuple[dict[str, dict[str, Any]], dict[str, Any], dict[str, Any]]:
-    """One entry and runner per target (a target that cannot build is an ``error`` entry) and the references."""
+def _build(comparisons: dict[str, Comparison], values: dict[str, dict[str, str]], graph: Any, card: Any,
+           args: argparse.Namespace) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """One entry per comparison and one runner per target or reference dtype they need.
+
+    A target that cannot build makes an ``error`` entry of every comparison that needs it.
+    """
     context = run_context(args)
     entries: dict[str, dict[str, Any]] = {}
     runners: dict[str, Any] = {}
-    for name in names:
-        entries[name] = {"status": "ok", "reference_dtype": reference_dtype(name, args.reference_dtype),
-                         "violations": []}
-        try:
-            target, options = target_options(name, values[name])
-            entries[name]["options"] = options.as_dict()
-            runners[name] = target.runner(graph, card, options, context)
-        except Exception as err:  # noqa: BLE001 - a target that cannot build is reported, not a traceback
-            entries[name].update(status="error", error=f"could not build: {describe_error(err)}")
-    refs = {}
-    for d in sorted({entries[n]["reference_dtype"] for n in runners}):
-        ref, ref_options = target_options("reference", {"dtype": d, "device": args.device, "record_spikes": "true"})
-        refs[d] = ref.runner(graph, card, ref_options, context)
-    return entries, runners, refs
+    failures: dict[str, str] = {}
+    for name, c in comparisons.items():
+        for who in (c.target, c.baseline):
+            if who in runners or who in failures:
+                continue
+            try:
+                if who.startswith("reference:"):
+                    ref, opts = target_options("reference", {"dtype": who.split(":", 1)[1], "device": args.device,
+                                                             "record_spikes": "true"})
+                    runners[who] = ref.runner(graph, card, opts, context)
+                else:
+                    target, options = target_options(who, values.get(who, {"record_spikes": "true"}))
+                    runners[who] = target.runner(graph, card, options, context)
+                    entries.setdefault(f"_options:{who}", options.as_dict())
+            except Exception as err:  # noqa: BLE001 - a target that cannot build is reported, not a traceback
+                failures[who] = f"could not build: {describe_error(err)}"
+        entry = {"status": "ok", "role": c.role, "compared_with": c.baseline.replace("reference:", "reference, "),
+                 "reference_dtype": c.baseline.split(":", 1)[1] if c.baseline.startswith("reference:") else None,
+                 "options": entries.get(f"_options:{c.target}"), "violations": []}
+        broken = [failures[w] for w in (c.target, c.baseline) if w in failures]
+        if broken:
+            entry.update(status="error", error=broken[0] if c.target in failures else
+                         f"its baseline {c.baseline} {failures[c.baseline]}")
+        entries[name] = entry
+    return {k: v for k, v in entries.items() if not k.startswith("_options:")}, runners
 
 
-def _compare(runners: dict[str, Any], refs: dict[str, Any], entries: dict[str, dict[str, Any]], frames: Any,
-             labels: Any, layers: list[str], args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, float]]:
-    """Every batch through the references and each target, accumulated; a target failing mid-way is dropped."""
-    accs = {n: ParityAccumulator(layers, args.worst) for n in runners}
-    seconds = {n: 0.0 for n in runners}
+def _compare(comparisons: dict[str, Comparison], runners: dict[str, Any], entries: dict[str, dict[str, Any]],
+             frames: Any, labels: Any, layers: list[str],
+             args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, float]]:
+    """Every batch through the runners its comparisons still need, accumulated; a failing runner is dropped."""
+    live = {n: c for n, c in comparisons.items() if entries[n]["status"] == "ok"}
+    accs = {n: ParityAccumulator(layers, args.worst) for n in live}
+    seconds = {n: 0.0 for n in live}
+    seen = 0
     bar = progress_bar(len(frames), "parity", not args.no_progress)
     for fr, lab in batches(frames, labels, args.batch_size):
-        ref_results = {d: r.run(fr) for d, r in refs.items()}
-        for name in list(runners):
+        wanted = {n: c for n, c in live.items() if c.limit is None or seen < c.limit}
+        keep = {n: (c.limit - seen if c.limit is not None else len(lab)) for n, c in wanted.items()}
+        results: dict[str, Any] = {}
+        times: dict[str, float] = {}
+        for who in dict.fromkeys([w for c in wanted.values() for w in (c.baseline, c.target)]):
+            if who not in runners:
+                continue
+            n_take = max(keep[n] for n, c in wanted.items() if who in (c.baseline, c.target))
             try:
                 t0 = time.perf_counter()
-                result = runners[name].run(fr)
-                seconds[name] += time.perf_counter() - t0
-                accs[name].update(ref_results[entries[name]["reference_dtype"]], result, lab)
+                results[who] = runners[who].run(fr[:, :n_take] if n_take < fr.shape[1] else fr)
+                times[who] = time.perf_counter() - t0
             except Exception as err:  # noqa: BLE001 - a failing target is reported, not a traceback
-                entries[name].update(status="error", error=f"failed while running: {describe_error(err)}")
-                del runners[name]
+                del runners[who]
+                for n, c in list(live.items()):
+                    if who in (c.target, c.baseline):
+                        entries[n].update(status="error", error=f"{who} failed while running: {describe_error(err)}")
+                        del live[n]
+        for n, c in wanted.items():
+            if n not in live or c.target not in results or c.baseline not in results:
+                continue
+            k = min(keep[n], len(lab))
+            accs[n].update(_head(results[c.baseline], k), _head(results[c.target], k), lab[:k])
+            seconds[n] += times.get(c.target, 0.0)
+        seen += len(lab)
         if bar is not None:
             bar.update(len(lab))
     if bar is not None:
@@ -175,16 +259,26 @@ def _compare(runners: dict[str, Any], refs: dict[str, Any], entries: dict[str, d
     return accs, seconds
 
 
-def _judge(accs: dict[str, Any], seconds: dict[str, float], entries: dict[str, dict[str, Any]],
-           tol: Tolerances) -> dict[str, dict[str, Any]]:
+def _head(result: Any, k: int) -> Any:
+    """The first ``k`` samples of a run result (a runner may have run more for another comparison)."""
+    if result.output.shape[1] == k:
+        return result
+    from neuromoco.deploy.result import RunResult
+
+    return RunResult(output=result.output[:, :k], spike_counts={n: v[:, :k] for n, v in result.spike_counts.items()},
+                     spikes={n: v[:, :k] for n, v in result.spikes.items()})
+
+
+def _judge(comparisons: dict[str, Comparison], accs: dict[str, Any], seconds: dict[str, float],
+           entries: dict[str, dict[str, Any]], tol: Tolerances) -> dict[str, dict[str, Any]]:
     """Metrics and tolerance verdicts into each entry; the per-target plot data for the report."""
     extras: dict[str, dict[str, Any]] = {}
     for name, acc in accs.items():
-        if entries[name]["status"] == "error":
+        if entries[name]["status"] == "error" or acc.n == 0:
             continue
         metrics = acc.result()
         metrics["target_seconds"] = seconds[name]
-        limits = tol.for_target(name)
+        limits = tol.for_target("reference") if comparisons[name].exact else tol.for_target(name)
         entries[name].update(metrics=metrics, tolerances=limits.as_dict(), violations=check(metrics, limits),
                              sample_size_note=sample_size_note(metrics, limits))
         if entries[name]["violations"]:
@@ -201,10 +295,11 @@ def _print_entries(entries: dict[str, dict[str, Any]]) -> None:
             print(f"{name}: ERROR {e['error']}")
             continue
         m = e["metrics"]
+        role = "" if e["role"] == "parity" else f"[{e['role']} vs {e['compared_with']}, {m['samples']} samples] "
         acc_text = (f"accuracy {m['accuracy_target']:.4f} (reference {m['accuracy_reference']:.4f}), "
                     if "accuracy_target" in m else "")
         lo, hi = m["agreement_ci95"]
-        print(f"{name}: {e['status'].upper()} {acc_text}agreement {m['agreement']:.4f} (95% {lo:.4f}-{hi:.4f}), "
+        print(f"{name}: {e['status'].upper()} {role}{acc_text}agreement {m['agreement']:.4f} (95% {lo:.4f}-{hi:.4f}), "
               f"max layer count diff {m['max_count_rel_diff']:.4f}, rate cosine {m['rate_cosine']:.6f}")
         for v in e["violations"]:
             print(f"  outside tolerance: {v}")
