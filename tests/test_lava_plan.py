@@ -57,3 +57,22 @@ def test_importing_compat_or_options_does_not_load_the_target():
             "if m in sys.modules]; print(heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_the_export_says_why_a_layer_needs_the_projects_own_process():
+    """Per-neuron scales give every neuron its own threshold, which Lava's stock LIFReset cannot hold."""
+    from pathlib import Path
+
+    from neuromoco.deploy.card import ModelCard
+    from neuromoco.deploy.graph import load_graph
+    from neuromoco.deploy.targets.lava import TARGET
+
+    path = Path(__file__).resolve().parents[1] / "nir_models" / "neuromoco_embedded_cnn3.nir"
+    card = ModelCard.load(ModelCard.beside(path))
+    graph = load_graph(path, input_shape=card.input_shape)
+    per_neuron = TARGET.compile(graph, card, precision="fixed", scale="neuron")
+    per_layer = TARGET.compile(graph, card, precision="fixed", scale="layer")
+    for lay in per_neuron.report["layers"]:
+        assert lay["process"] == "NirNeuron" and "per-neuron threshold" in lay["process_reason"]
+    for lay in per_layer.report["layers"]:
+        assert lay["process"] == "LIFReset" and "stock LIFReset" in lay["process_reason"]

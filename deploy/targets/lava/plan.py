@@ -62,9 +62,24 @@ class Layer:
     @property
     def stock(self) -> bool:
         """Whether Lava's own ``LIFReset`` runs this layer (uniform parameters, reset to zero, no extras)."""
-        uniform = all(np.all(a == a.flat[0]) for a in (self.du, self.dv, self.vth))
-        return (self.spiking and uniform and not np.any(self.v0) and not np.any(self.b0)
-                and not np.any(self.b1) and not self.recurrent)
+        return not self.needs_own_process
+
+    @property
+    def needs_own_process(self) -> list[str]:
+        """Why Lava's stock ``LIFReset`` cannot run this layer (empty when it can): what users take to a chip."""
+        why = []
+        if not self.spiking:
+            why.append("not spiking (LI / CubaLI)")
+        for name, a in (("current decay du", self.du), ("voltage decay dv", self.dv), ("threshold", self.vth)):
+            if a is not None and np.size(a) and not np.all(a == np.asarray(a).flat[0]):
+                why.append(f"per-neuron {name} (LIFReset holds one per process)")
+        if np.any(self.v0):
+            why.append("non-zero initial voltage (v_reset or v_leak shifts the origin)")
+        if np.any(self.b0) or np.any(self.b1):
+            why.append("a window-start synaptic bias")
+        if self.recurrent:
+            why.append("a recurrent connection")
+        return why
 
     @property
     def process(self) -> str:
@@ -171,6 +186,7 @@ def report(plan: LavaPlan) -> dict[str, Any]:
         entry: dict[str, Any] = {
             "name": lay.name, "type": lay.kind, "neurons": lay.size, "shape": list(lay.shape),
             "delay": lay.delay, "spiking": lay.spiking, "process": lay.process,
+            "process_reason": "; ".join(lay.needs_own_process) or "uniform parameters: Lava's stock LIFReset",
             "connections": [{"source": c.source, "recurrent": c.recurrent, "synapses": c.nnz,
                              "process": connection_process(c.matrix, 1)} for c in lay.conns],
         }

@@ -78,6 +78,8 @@ class LavaTarget(Target):
                 line += f"  weight error {max(errs or [0.0]):.2%}"
                 if "vth_mantissa" in q:
                     line += f"  vth {q['vth_mantissa'][1]}"
+            if lay.get("process_reason") and lay["process"] != "LIFReset":
+                line += f"  ({lay['process_reason']})"
             lines.append(line)
         lines.append("quantization and process details: lava_export.json" if rep["precision"] == "fixed"
                      else "details: lava_export.json")
