@@ -7,11 +7,14 @@ plan depends on the number of time steps or samples of a run.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+
+from neuromoco.errors import UserError
 
 
 @dataclass
@@ -121,6 +124,29 @@ class LavaPlan:
     @property
     def input_size(self) -> int:
         return int(np.prod(self.input_shape))
+
+    def flat_frames(self, frames: np.ndarray) -> np.ndarray:
+        """Frames ``[T, B, *input_shape]`` as ``[T, B, input_size]``; a one-line error when they do not fit."""
+        x = np.asarray(frames)
+        if x.ndim < 2:
+            raise UserError(f"frames must be [T, B, ...], got shape {list(x.shape)}")
+        if int(np.prod(x.shape[2:])) != self.input_size:
+            raise UserError(f"frames of shape {list(x.shape[2:])} per step do not fit the network's input "
+                            f"{list(self.input_shape)}")
+        return x.reshape(*x.shape[:2], self.input_size)
+
+    def fixed_payload(self, x: np.ndarray) -> np.ndarray:
+        """The graded input of fixed point, ``round(x * input_scale)`` (float64 holding integers), warning
+        when frames are not integers after scaling or exceed the ``input_max`` the scales were chosen for."""
+        y = x.astype(np.float64) * self.input_scale
+        q = np.round(y)
+        if np.any(np.abs(q - y) > 1e-9):
+            warnings.warn("fixed point: input frames are not integers after input_scale and are rounded",
+                          stacklevel=4)
+        if np.abs(q).max(initial=0) > self.input_max * self.input_scale:
+            warnings.warn(f"fixed point: input values up to {np.abs(x).max():g} exceed input_max "
+                          f"{self.input_max:g} the scales were chosen for; currents may overflow", stacklevel=4)
+        return q
 
     @property
     def depth(self) -> int:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import math
 import tempfile
 import time
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -68,14 +67,8 @@ class LavaRunner:
     # ------------------------------------------------------------------------------------------- API
 
     def run(self, frames: np.ndarray) -> RunResult:
-        x = np.asarray(frames)
-        if x.ndim < 2:
-            raise UserError(f"frames must be [T, B, ...], got shape {list(x.shape)}")
-        T, B = x.shape[:2]
-        if int(np.prod(x.shape[2:])) != self.plan.input_size:
-            raise UserError(f"frames of shape {list(x.shape[2:])} per step do not fit the network's input "
-                            f"{list(self.plan.input_shape)}")
-        x = x.reshape(T, B, self.plan.input_size)
+        x = self.plan.flat_frames(frames)
+        B = x.shape[1]
         per = self.samples_per_run or B
         parts = [self._run_once(x[:, i:i + per]) for i in range(0, B, per)]
         return parts[0] if len(parts) == 1 else RunResult.concatenate(parts)
@@ -83,18 +76,7 @@ class LavaRunner:
     # ----------------------------------------------------------------------------------- internals
 
     def _payload(self, x: np.ndarray) -> np.ndarray:
-        if self.plan.precision == "float":
-            return x.astype(np.float64)
-        y = x.astype(np.float64) * self.plan.input_scale
-        q = np.round(y)
-        if np.any(np.abs(q - y) > 1e-9):
-            warnings.warn("Lava fixed point: input frames are not integers after input_scale and are rounded",
-                          stacklevel=4)
-        if np.abs(q).max(initial=0) > self.plan.input_max * self.plan.input_scale:
-            warnings.warn(f"Lava fixed point: input values up to {np.abs(x).max():g} exceed input_max "
-                          f"{self.plan.input_max:g} the scales were chosen for; currents may overflow",
-                          stacklevel=4)
-        return q
+        return x.astype(np.float64) if self.plan.precision == "float" else self.plan.fixed_payload(x)
 
     def _run_once(self, x: np.ndarray) -> RunResult:
         """One Lava run: ``x`` ``[T, B, n_in]`` as ``ceil(B / tile)`` groups of ``tile`` samples."""

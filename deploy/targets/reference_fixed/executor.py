@@ -242,14 +242,9 @@ class FixedPointExecutor:
     # ------------------------------------------------------------------------------------------- API
 
     def run(self, frames: np.ndarray) -> RunResult:
-        x = np.asarray(frames)
-        if x.ndim < 2:
-            raise UserError(f"frames must be [T, B, ...], got shape {list(x.shape)}")
+        x = self.plan.flat_frames(frames)
         T, B = x.shape[:2]
-        if int(np.prod(x.shape[2:])) != self.plan.input_size:
-            raise UserError(f"frames of shape {list(x.shape[2:])} per step do not fit the network's input "
-                            f"{list(self.plan.input_shape)}")
-        payload = self.payload(x.reshape(T, B, self.plan.input_size))
+        payload = self.payload(x)
         t0 = time.perf_counter()
         before = torch.get_num_threads()
         if self.threads:
@@ -268,16 +263,7 @@ class FixedPointExecutor:
 
     def payload(self, x: np.ndarray) -> np.ndarray:
         """The graded input Lava's ``RingBuffer`` sends: ``round(x * input_scale)`` as int32 (as the runner)."""
-        y = x.astype(np.float64) * self.plan.input_scale
-        q = np.round(y)
-        if np.any(np.abs(q - y) > 1e-9):
-            warnings.warn("fixed point: input frames are not integers after input_scale and are rounded",
-                          stacklevel=3)
-        if np.abs(q).max(initial=0) > self.plan.input_max * self.plan.input_scale:
-            warnings.warn(f"fixed point: input values up to {np.abs(x).max():g} exceed input_max "
-                          f"{self.plan.input_max:g} the scales were chosen for; currents may overflow",
-                          stacklevel=3)
-        return q.astype(np.int32).astype(np.int64)
+        return self.plan.fixed_payload(x).astype(np.int32).astype(np.int64)
 
     # ----------------------------------------------------------------------------------- internals
 
