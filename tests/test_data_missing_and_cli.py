@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from neuromoco.train.data import DatasetMissing, build_embedded, get_dataset, get_event_dataset
-from neuromoco.train.data.registry import DATASETS
+from neuromoco.train.data.registry import DATASETS, is_embedded
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,7 +35,7 @@ def no_download(monkeypatch):
     monkeypatch.delenv("NEUROMOCO_DOWNLOAD", raising=False)
 
 
-@pytest.mark.parametrize("name", [n for n in DATASETS if n != "embedded"])
+@pytest.mark.parametrize("name", [n for n in DATASETS if not is_embedded(n)])
 def test_missing_dataset_names_the_folder_and_files(name, tmp_path, no_download):
     with pytest.raises(DatasetMissing) as info:
         get_event_dataset(name, "train", tmp_path)

