@@ -42,6 +42,15 @@ def add_arguments(p: argparse.ArgumentParser, mode: Mode) -> None:
     g.add_argument("--eval-every", type=int, default=1, help="evaluate the test split every N epochs")
     add_run_args(p)
     add_runtime_args(p)
+    if not mode.frozen:
+        q = p.add_argument_group("quantization-aware training")
+        q.add_argument("--qat", default="none", choices=["none", "loihi"],
+                       help="loihi: train on the Lava fixed-point plan's weight grid (BatchNorm folded and frozen, "
+                            "weights fake-quantized, straight-through gradients; docs/training.md); default none")
+        q.add_argument("--qat-weight-bits", type=int, default=8, choices=[8, 16],
+                       help="the grid of `deploy ... -o weight_bits=N` (default 8)")
+        q.add_argument("--qat-scale", default="neuron", choices=["neuron", "layer"],
+                       help="the grid of `deploy ... -o scale=...`: one scale per neuron or per layer (default neuron)")
     p.add_argument("--export-weights", default="last", choices=["last", "best"],
                    help="which weights model.nir gets (default last: no selection on the test split)")
     p.add_argument("--no-export", dest="export", action="store_false", help="do not write model.nir")

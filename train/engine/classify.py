@@ -37,6 +37,7 @@ class Classify(Task):
         self.mode, self.name = mode, mode.name
         self.best = {"epoch": 0, "top1": -1.0}
         self.probe: LinearProbe | None = None
+        self.qat = None  # the LoihiQAT network with --qat loihi
 
     def check(self) -> None:
         a = self.args
@@ -51,6 +52,11 @@ class Classify(Task):
         self.time_unit = getattr(a, "time_unit", None) or (pdata.get("time_unit") if not a.dataset else None)
         check_positive(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, time_steps=self.time_steps,
                        downsample=self.downsample, eval_every=a.eval_every)
+        self.qat_config = None
+        if getattr(a, "qat", "none") != "none":
+            from neuromoco.train.models.qat import config_from_args
+
+            self.qat_config = config_from_args(a)
 
     def build_data(self, fit: Fit) -> None:
         a = self.args
@@ -96,12 +102,17 @@ class Classify(Task):
         if canonical_name(name) != self.model_name or ckpt.get("mode") != self.name:
             raise UserError(f"{ckpt['_path']} is a {ckpt.get('mode')} run of {name}, not {self.name} of "
                             f"{self.model_name}")
+        mine = self.qat_config.record() if self.qat_config else None
+        if ckpt.get("qat") != mine:
+            raise UserError(f"{ckpt['_path']} was trained with quantization-aware training {ckpt.get('qat')}, "
+                            f"this run asks for {mine}: give the same --qat options")
 
     def restore(self, ckpt: dict[str, Any]) -> None:
         self.best = dict(ckpt["metrics"].get("best", self.best))
 
     def config(self) -> dict[str, Any]:
-        return {"mode": self.name, "model": self.model_name, "pretrained": self._pretrained() or None}
+        return {"mode": self.name, "model": self.model_name, "pretrained": self._pretrained() or None,
+                "qat": self.qat_config.record() if self.qat_config else None}
 
     def _pretrained(self) -> str:
         return str(self.pre["_path"]) if self.pre else ""
@@ -114,9 +125,16 @@ class Classify(Task):
             self.probe = LinearProbe(self.model, feats["train"], feats["test"], a.batch_size, a.seed)
             return
         self.net = self.model
+        if self.qat_config is not None:
+            from neuromoco.train.models.qat import LoihiQAT, calibrate_batchnorm
+
+            if fit.start_epoch == 1:  # a resumed run has its frozen statistics in the checkpoint
+                loader = loops.eval_loader(self.train_set, a.batch_size, workers=fit.workers, rt=rt)
+                calibrate_batchnorm(self.model, loader, rt.device)
+            self.qat = self.net = LoihiQAT(self.model, self.qat_config, self.input_shape)
         if rt.dist.enabled:
             self.net = torch.nn.parallel.DistributedDataParallel(
-                self.model, device_ids=[rt.device.index] if rt.device.type == "cuda" else None)
+                self.net, device_ids=[rt.device.index] if rt.device.type == "cuda" else None)
         self.device = rt.device
         self.test_loader = loops.eval_loader(self.test_set, max(a.batch_size, 64), workers=fit.workers, rt=rt)
 
@@ -135,10 +153,13 @@ class Classify(Task):
                                              logger=fit.logger, log_every=a.log_every)
         else:
             self.model.train()
+            if self.qat is not None:
+                self.qat.update_grid()  # the observer: the plan's grid for this epoch's starting weights
             summary, step = fit.train_over(self.train_set, self._step, epoch, step)
         if epoch % a.eval_every == 0 or epoch == a.epochs:
+            net = self.qat if self.qat is not None else self.model
             res = (self.probe.evaluate() if self.probe is not None
-                   else loops.evaluate(self.model, self.test_loader, fit.rt, f"test {epoch}"))
+                   else loops.evaluate(net, self.test_loader, fit.rt, f"test {epoch}"))
             summary.update(test_top1=res["top1"], test_loss=res["loss"])
         return summary, step
 
@@ -158,7 +179,8 @@ class Classify(Task):
         return {**super().model_record(), "num_classes": self.meta["num_classes"]}
 
     def checkpoint_fields(self) -> dict[str, Any]:
-        return {"mode": self.name, "pretrained": self._pretrained()}
+        return {"mode": self.name, "pretrained": self._pretrained(),
+                "qat": self.qat_config.record() if self.qat_config else None}
 
     def metrics_record(self, history: list[dict[str, Any]]) -> dict[str, Any]:
         last = _last_tested(history)
@@ -185,8 +207,26 @@ class Classify(Task):
             print(f"{self.model_name} is not deployable: no model.nir written", file=sys.stderr)
             return
         src = fit.run_dir / ("best.pt" if a.export_weights == "best" else "last.pt")
-        path = export_classifier(load_checkpoint(src, kind="classifier"), fit.run_dir)
+        ckpt = load_checkpoint(src, kind="classifier")
+        if self.qat_config is not None:  # model.nir gets the weights on the grid they were trained on
+            from neuromoco.train.engine.export import classifier_from_checkpoint
+            from neuromoco.train.models.qat import project_state_dict
+
+            ckpt = {**ckpt, "state_dict": project_state_dict(classifier_from_checkpoint(ckpt), self.qat_config,
+                                                             self.input_shape)}
+        path = export_classifier(ckpt, fit.run_dir)
+        if self.qat_config is not None:
+            _record_qat(fit.run_dir, self.qat_config)
         print(f"NIR graph: {path}", file=sys.stderr)
+
+
+def _record_qat(run_dir: Any, config: Any) -> None:
+    """Note in the model card what the weights were trained for (and the deploy options that match)."""
+    from neuromoco.deploy.card import CARD_NAME, ModelCard
+
+    card = ModelCard.load(run_dir / CARD_NAME)
+    card.extra = {**card.extra, "qat": {**config.record(), "deploy_options": config.deploy_options()}}
+    card.save(run_dir / CARD_NAME)
 
 
 def _last_tested(history: list[dict[str, Any]]) -> dict[str, Any] | None:

@@ -125,11 +125,47 @@ def _quantize_readout(plan: LavaPlan, per_neuron: bool, parts: int) -> dict[str,
 
 # ------------------------------------------------------------------------------- weights and biases
 
-def mantissa(x: np.ndarray, mixed: bool) -> np.ndarray:
-    """Round real mantissas to what Lava's bit-accurate synapse keeps (even values when mixed-sign)."""
+def mantissa(x: Any, mixed: bool) -> Any:
+    """Round real mantissas to what Lava's bit-accurate synapse keeps (even values when mixed-sign).
+
+    ``x``: a numpy array or a torch tensor (quantization-aware training rounds with this very function;
+    both round half to even)."""
     if mixed:
-        return np.clip(2.0 * np.round(x / 2.0), -256, MANT_MIXED)
-    return np.clip(np.round(x), -MANT_SINGLE, MANT_SINGLE)
+        return (2.0 * (x / 2.0).round()).clip(-256, MANT_MIXED)
+    return x.round().clip(-MANT_SINGLE, MANT_SINGLE)
+
+
+def weight_exponent(max_abs: float, mixed: bool) -> int:
+    """The connection's exponent: the smallest that puts its largest ``|real|`` within the mantissa range."""
+    top = MANT_MIXED if mixed else MANT_SINGLE
+    return math.ceil(math.log2(max_abs / top) - 1e-9)  # a last-bit excess is not a new bit
+
+
+def split_weights(real: Any, parts: int = 1, fixed: list[tuple[int, bool]] | None = None
+                  ) -> tuple[Any, list[tuple[Any, int, bool]]]:
+    """The Loihi weight grid: ``real`` (weights times their row's scale, numpy or torch) as the sum of at most
+    ``parts`` pieces ``mant * 2**exp`` (8-bit mantissas, :func:`mantissa`); each piece rounds what the pieces
+    before it left. Returns ``(total, [(mant, exp, mixed), ...])``.
+
+    The exponent and sign mode of each piece are chosen from ``real`` (:func:`weight_exponent`), or given
+    (``fixed``: what a plan chose, as quantization-aware training uses between grid updates).
+    """
+    pieces: list[tuple[Any, int, bool]] = []
+    total = None
+    rest = real
+    for i in range(parts if fixed is None else len(fixed)):
+        if fixed is None:
+            if not bool((rest != 0).any()):
+                break
+            mixed = bool(rest.min() < 0 < rest.max())
+            exp = weight_exponent(float(abs(rest).max()), mixed)
+        else:
+            exp, mixed = fixed[i]
+        mant = mantissa(rest / 2.0 ** exp, mixed)
+        pieces.append((mant, exp, mixed))
+        total = mant * 2.0 ** exp if total is None else total + mant * 2.0 ** exp
+        rest = real - total
+    return (real * 0 if total is None else total), pieces
 
 
 def quantize_conn(m: sp.csr_matrix, sigma: np.ndarray, parts: int = 1
@@ -146,21 +182,12 @@ def quantize_conn(m: sp.csr_matrix, sigma: np.ndarray, parts: int = 1
     if real.size == 0 or not np.any(real):
         return [(sp.csr_matrix(m.shape), 0)], {"sign_mode": "null"}
     out: list[tuple[sp.csr_matrix, int]] = []
-    rest = real.copy()
-    total = np.zeros_like(real)
+    total, pieces = split_weights(real, parts)
     modes, exps, mants = [], [], []
-    for _ in range(parts):
-        if not np.any(rest):
-            break
-        mixed = bool(rest.min() < 0 < rest.max())
-        top = MANT_MIXED if mixed else MANT_SINGLE
-        exp = math.ceil(math.log2(np.abs(rest).max() / top) - 1e-9)  # a last-bit excess is not a new bit
-        mant = mantissa(rest / 2.0 ** exp, mixed)
+    for mant, exp, mixed in pieces:
         q = sp.csr_matrix((mant.copy(), m.indices.copy(), m.indptr.copy()), shape=m.shape)  # own copy
         q.eliminate_zeros()
         out.append((q, exp))
-        total += mant * 2.0 ** exp
-        rest = real - total
         modes.append("mixed" if mixed else ("excitatory" if mant.max() > 0 else "inhibitory"))
         exps.append(exp)
         mants.append(mant)

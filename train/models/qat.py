@@ -1,0 +1,346 @@
+"""Quantization-aware training onto the Loihi 2 weight grid of the Lava fixed-point plan (``--qat loihi``).
+
+Like ``torch.ao.quantization`` (an observer picks the grid, fake-quantization rounds onto it in the forward
+pass, straight-through gradients), with one difference: the grid is not re-derived here. An observer update
+(:meth:`LoihiQAT.update_grid`, at the start of every epoch and before export) exports the current model the
+way ``model.nir`` is written (BatchNorm folded with its running statistics), compiles it with the Lava
+target's own :func:`~neuromoco.deploy.targets.lava.compile.compile_graph` in fixed point and reads the scale
+``sigma`` of every neuron; the forward pass then rounds ``w * sigma`` with
+:func:`~neuromoco.deploy.targets.lava.fixed_point.split_weights`, the function the plan quantizes with. So
+training and export share one definition of the grid: 8-bit mantissas (even for mixed-sign connections),
+one exponent per connection, or two 8-bit pieces with ``weight_bits=16``; per-neuron or per-layer scales.
+
+The forward pass is the exported network: every conv / linear layer uses its BatchNorm-folded weight (the
+BatchNorm statistics are re-estimated on the training set once, then frozen; its gamma and beta still
+train), fake-quantized per output channel. Three details make the exported weights lie on the plan's grid
+exactly (plan ``rel_weight_error`` ~1e-8, float32 rounding):
+
+* the grid's largest mantissa is 254 on both sides (Lava allows -256 for mixed signs, but a weight there
+  would become the row's largest and move its scale);
+* per-neuron scales: a conv's output neurons at the border miss some kernel taps, and their scale follows
+  the largest weight they do see. The weights of an output channel are therefore clipped to the largest
+  magnitude among the taps that every output position sees (the kernel centre with 'same' padding), so all
+  neurons of a channel get one scale and one grid;
+* every spiking neuron's ``sigma * v_threshold`` is made an integer (``sigma`` rounded up, so the row's
+  largest weight clips onto the top mantissa and the plan computes that very ``sigma``): the threshold
+  mantissa ``round(sigma * vth)`` is then exact instead of off by up to ``0.5 / sigma``.
+
+Decays are 12-bit in the plan and dt/tau = 0.5 is exact there. A row whose scale is lowered by the 24-bit
+state bound (:func:`~neuromoco.deploy.targets.lava.fixed_point.state_bound`) gets a grid of its own that a
+shared conv kernel cannot follow; such rows are counted (``LoihiQAT.report["limited_rows"]``), not emulated,
+and keep a weight error.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from neuromoco.errors import UserError
+from neuromoco.train.export.bn_fold import flatten_modules, fold_layers
+from neuromoco.train.export.to_nir import plan_layers, to_nir
+from neuromoco.train.models.neurons import LIF
+
+QAT_CHOICES = ("none", "loihi")
+_WEIGHTED = (nn.Conv2d, nn.Conv1d, nn.Linear)
+_BN = (nn.BatchNorm1d, nn.BatchNorm2d)
+
+
+@dataclass(frozen=True)
+class QATConfig:
+    """What ``--qat loihi`` trains for: the Lava target's ``-o weight_bits`` and ``-o scale`` (and its input
+    scaling, at the target's defaults)."""
+
+    scheme: str = "loihi"
+    weight_bits: int = 8
+    scale: str = "neuron"
+    input_scale: float = 1.0
+    input_max: float = 15.0
+
+    def record(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def deploy_options(self) -> list[str]:
+        """The ``deploy`` options that compile the plan this model was trained for."""
+        return [f"scale={self.scale}", f"weight_bits={self.weight_bits}"]
+
+
+def config_from_args(args: Any) -> QATConfig | None:
+    scheme = getattr(args, "qat", "none") or "none"
+    if scheme == "none":
+        return None
+    if scheme != "loihi":
+        raise UserError(f"--qat must be one of {', '.join(QAT_CHOICES)}, not {scheme!r}")
+    return QATConfig(weight_bits=int(args.qat_weight_bits), scale=str(args.qat_scale))
+
+
+@dataclass
+class _Grid:
+    """One weight layer's grid: ``w_q = split_weights(w * m, fixed=pieces) / m`` per output channel."""
+
+    m: torch.Tensor  # [out] float64: integer units per unit of the (folded) weight
+    pieces: list[tuple[int, bool]]  # (exponent, mixed sign) of each 8-bit piece
+    top: float  # largest |w * m| on the grid (mantissa 254 or 255 at the first exponent)
+
+
+class LoihiQAT(nn.Module):
+    """A deployable classifier's exported network with fake-quantized weights (see the module docstring).
+
+    Holds the classifier (its parameters are the ones trained and checkpointed); ``forward`` gives logits
+    like the classifier's. Call :meth:`update_grid` before the first forward and whenever the grid should
+    follow the weights.
+    """
+
+    def __init__(self, model: nn.Module, config: QATConfig, input_shape: list[int]) -> None:
+        super().__init__()
+        if not getattr(model, "deployable", False):
+            raise UserError("--qat loihi needs a deployable model (see `train models`)")
+        self.model = model
+        self.config = config
+        self.input_shape = [int(v) for v in input_shape]
+        layers = flatten_modules(model.deploy_modules())
+        self._ops: list[tuple[str, Any]] = []  # ("w", (layer, bn)) | ("lif", m) | ("op", m)
+        i = 0
+        while i < len(layers):
+            m = layers[i].module
+            if isinstance(m, _WEIGHTED):
+                bn = layers[i + 1].module if i + 1 < len(layers) and isinstance(layers[i + 1].module, _BN) else None
+                self._ops.append(("w", (m, bn)))
+                i += 2 if bn is not None else 1
+                continue
+            if isinstance(m, nn.AvgPool2d):
+                raise UserError("--qat loihi supports sum pooling (SumPool2d) only: average pooling scales the "
+                                "composed weights")
+            if isinstance(m, _BN):
+                raise UserError("--qat loihi: a BatchNorm that follows no conv / linear layer cannot be folded")
+            self._ops.append(("lif" if isinstance(m, LIF) else "op", m))
+            i += 1
+        self.dt = next((float(m.config.dt) for k, m in self._ops if k == "lif"), 1e-3)
+        self.grids: list[_Grid] = []
+        self.report: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------------------------------ folding
+    def _weighted(self) -> list[tuple[nn.Module, nn.Module | None]]:
+        return [v for k, v in self._ops if k == "w"]
+
+    @staticmethod
+    def _folded(layer: nn.Module, bn: nn.Module | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The layer's BatchNorm-folded weight and bias (live: gradients reach weight, gamma and beta)."""
+        w, b = layer.weight, layer.bias
+        if bn is None:
+            return w, b
+        s = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+        w = w * s.reshape(-1, *([1] * (w.dim() - 1)))
+        b0 = b if b is not None else torch.zeros_like(bn.running_mean)
+        return w, (b0 - bn.running_mean) * s + bn.bias
+
+    def _core_taps(self) -> list[torch.Tensor | None]:
+        """Per weight layer, the kernel taps every output position sees (None: all, a linear layer)."""
+        out: list[torch.Tensor | None] = []
+        shape = list(self.input_shape)
+        for name, layer, _node, out_shape in plan_layers(self.model.deploy_modules(), self.input_shape, self.dt):
+            m = layer.module
+            if isinstance(m, nn.Conv2d):
+                ones = torch.ones(1, *shape, dtype=torch.float64)
+                cols = F.unfold(ones, m.kernel_size, m.dilation, m.padding, m.stride)  # [1, C*k*k, P]
+                out.append((cols[0] > 0).all(-1).reshape(m.weight.shape[1:]))
+            elif isinstance(m, (nn.Conv1d, nn.Linear)):
+                out.append(None if isinstance(m, nn.Linear) else _core_taps_1d(m, shape))
+            shape = list(out_shape)
+        return out
+
+    def _clip_to_core(self, w: torch.Tensor, core: torch.Tensor | None) -> torch.Tensor:
+        """Per-neuron scales: every output channel clipped to its largest core-tap magnitude."""
+        if self.config.scale != "neuron" or core is None or bool(core.all()):
+            return w
+        lim = (w.detach().abs() * core.to(w.device)).flatten(1).amax(1)
+        lim = lim.reshape(-1, *([1] * (w.dim() - 1)))
+        return torch.maximum(torch.minimum(w, lim), -lim)
+
+    # ------------------------------------------------------------------------------------- the grid
+    @torch.no_grad()
+    def update_grid(self) -> None:
+        """Observer step: compile the current exported network (core-clipped) to the fixed-point plan and
+        take every neuron's scale and every connection's exponents and sign modes from it."""
+        from neuromoco.deploy.semantics import discretize, loihi_form
+        from neuromoco.deploy.targets.lava.compile import compile_graph
+        from neuromoco.deploy.targets.lava.fixed_point import MANT_MIXED, MANT_SINGLE
+
+        cfg = self.config
+        layers = fold_layers(flatten_modules(self.model.deploy_modules()))
+        cores = self._core_taps()
+        weighted = [lay for lay in layers if isinstance(lay.module, _WEIGHTED)]
+        for lay, core in zip(weighted, cores):
+            lay.module.weight.copy_(self._clip_to_core(lay.module.weight, core))
+        modules = [lay.runnable() for lay in layers]
+        graph = to_nir(modules, self.input_shape, self.dt)
+        plan = compile_graph(graph, self.dt, precision="fixed", input_shape=self.input_shape,
+                             input_scale=cfg.input_scale, input_max=cfg.input_max,
+                             per_neuron_scale=cfg.scale == "neuron", weight_bits=cfg.weight_bits)
+        names = [n for n, *_ in plan_layers(modules, self.input_shape, self.dt)]
+        # the weight layer feeding each neuron layer (and the readout): the last one before it
+        feeds: dict[str, int] = {}
+        k = -1
+        for n, lay in zip(names, layers):
+            if isinstance(lay.module, _WEIGHTED):
+                k += 1
+            elif isinstance(lay.module, LIF):
+                feeds[n] = k
+        targets: list[tuple[Any, np.ndarray, int, Any]] = []  # (plan layer or readout, gain, weight layer, vth)
+        for lay in plan.layers:
+            lf = loihi_form(discretize(graph.nodes[lay.name], self.dt), v_init=0.0)
+            gain = np.broadcast_to(np.asarray(lf.input_gain, dtype=np.float64), lay.shape).reshape(-1)
+            vth = None if not lay.spiking or lf.vth is None else (
+                np.broadcast_to(np.asarray(lf.vth, dtype=np.float64), lay.shape).reshape(-1))
+            targets.append((lay, gain, feeds[lay.name], vth))
+        if plan.readout.conns:
+            targets.append((plan.readout, np.ones(plan.readout.size), k, None))
+        grids: list[_Grid | None] = [None] * len(weighted)
+        limited = 0
+        rep: dict[str, Any] = {"layers": {}}
+        for tgt, gain, idx, vth in targets:
+            primary = [c for c in tgt.conns if "residual_of" not in c.report]
+            if len(primary) != 1:
+                raise UserError("--qat loihi: every neuron layer must receive exactly one weight layer")
+            conn = primary[0]
+            in_scale = plan.input_scale if conn.source == plan.input_name else 1.0
+            w = weighted[idx].module.weight.detach().double().cpu()
+            out = w.shape[0]
+            sigma = np.broadcast_to(np.asarray(tgt.scale, dtype=np.float64), (len(gain),))
+            if vth is not None:  # the threshold mantissa round(sigma * vth) is exact when sigma * vth is an integer
+                sigma = np.maximum(np.ceil(sigma * vth - 1e-9), 1.0) / vth  # up: the row max clips onto the top
+            rows = (sigma * gain / in_scale).reshape(out, -1)
+            m = np.median(rows, axis=1)
+            limited += int((np.abs(rows - m[:, None]) > 1e-9 * m[:, None]).sum())
+            # the pieces' exponents and sign modes as the plan chose them (a residual piece: from its mantissas)
+            fixed = [(int(conn.report.get("weight_exp", 0)), conn.report.get("sign_mode", "mixed") == "mixed")]
+            residuals = [c for c in tgt.conns if c.report.get("residual_of") == conn.source]
+            for c in residuals:
+                d = c.matrix.data
+                fixed.append((int(c.weight_exp), bool(d.size and d.min() < 0 < d.max())))
+            top = (MANT_MIXED if fixed[0][1] else MANT_SINGLE) * 2.0 ** fixed[0][0]
+            grids[idx] = _Grid(torch.from_numpy(m.copy()), fixed, top)
+            rep["layers"][getattr(tgt, "name", "readout")] = {"exponents": [e for e, _ in fixed],
+                                                              "scale_min": float(m.min()), "scale_max": float(m.max())}
+        if any(g is None for g in grids):
+            raise UserError("--qat loihi: a conv / linear layer feeds no neuron layer or readout")
+        self.grids = grids  # type: ignore[assignment]
+        rep["limited_rows"] = limited
+        self.report = rep
+
+    def _quantized(self, i: int, w: torch.Tensor) -> torch.Tensor:
+        """``w`` on grid ``i``: straight-through inside the range, no gradient where it clips."""
+        from neuromoco.deploy.targets.lava.fixed_point import split_weights
+
+        g = self.grids[i]
+        m = g.m.to(device=w.device, dtype=torch.float64).reshape(-1, *([1] * (w.dim() - 1)))
+        real = (w.double() * m).clamp(-g.top, g.top)
+        with torch.no_grad():
+            total, _ = split_weights(real.detach(), fixed=g.pieces)
+        wc = (real / m).to(w.dtype)
+        return wc + ((total / m).to(w.dtype) - wc).detach()
+
+    def quantized_weights(self) -> list[torch.Tensor]:
+        """Every weight layer's folded, core-clipped (per-neuron scales) weight on its grid (no gradient)."""
+        cores = self._core_taps()
+        with torch.no_grad():
+            return [self._quantized(i, self._clip_to_core(self._folded(lay, bn)[0], cores[i]))
+                    for i, (lay, bn) in enumerate(self._weighted())]
+
+    # ---------------------------------------------------------------------------------------- forward
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.grids:
+            raise RuntimeError("LoihiQAT.update_grid() must run before the first forward pass")
+        if not hasattr(self, "_cores"):
+            self._cores = self._core_taps()
+        t, b = x.shape[:2]
+        y = x.reshape(t * b, *x.shape[2:])
+        i = 0
+        for kind, op in self._ops:
+            if kind == "lif":
+                y = op(y.reshape(t, b, *y.shape[1:])).reshape(t * b, *y.shape[1:])
+            elif kind == "op":
+                y = op(y)
+            else:
+                layer, bn = op
+                w, bias = self._folded(layer, bn)
+                wq = self._quantized(i, self._clip_to_core(w, self._cores[i]))
+                if isinstance(layer, nn.Linear):
+                    y = F.linear(y, wq, bias)
+                else:
+                    conv = F.conv2d if isinstance(layer, nn.Conv2d) else F.conv1d
+                    y = conv(y, wq, bias, layer.stride, layer.padding, layer.dilation, layer.groups)
+                i += 1
+        return y.reshape(t, b, *y.shape[1:]).mean(0)
+
+
+def _core_taps_1d(m: nn.Conv1d, shape: list[int]) -> torch.Tensor:
+    ones = torch.ones(1, shape[0], 1, shape[1], dtype=torch.float64)
+    cols = F.unfold(ones, (1, m.kernel_size[0]), (1, m.dilation[0]), (0, m.padding[0]), (1, m.stride[0]))
+    return (cols[0] > 0).all(-1).reshape(m.weight.shape[1:])
+
+
+# ------------------------------------------------------------------------------------------ training use
+def _batchnorms(model: nn.Module) -> list[nn.Module]:
+    return [m for m in model.modules() if isinstance(m, _BN)]
+
+
+@torch.no_grad()
+def calibrate_batchnorm(model: nn.Module, loader: Any, device: torch.device, batches: int = 16) -> int:
+    """Re-estimate every BatchNorm's running statistics on ``batches`` training batches (cumulative average),
+    as the frozen statistics QAT folds; returns the number of batches seen."""
+    from neuromoco.train.engine.loops import time_major
+
+    bns = _batchnorms(model)
+    if not bns:
+        return 0
+    was = model.training
+    saved = [bn.momentum for bn in bns]
+    for bn in bns:
+        bn.reset_running_stats()
+        bn.momentum = None
+    model.train()
+    n = 0
+    for frames, _ in loader:
+        model(time_major(frames.to(device)))
+        n += 1
+        if n >= batches:
+            break
+    for bn, mom in zip(bns, saved):
+        bn.momentum = mom
+    model.train(was)
+    return n
+
+
+def project_state_dict(model: nn.Module, config: QATConfig, input_shape: list[int]) -> dict[str, torch.Tensor]:
+    """The classifier's state dict with every weight replaced so that its folded weight lies on the grid
+    (what ``model.nir`` is exported from): the grid is computed from these very weights first."""
+    model = copy.deepcopy(model).eval()
+    qat = LoihiQAT(model, config, input_shape)
+    qat.update_grid()
+    q = qat.quantized_weights()
+    with torch.no_grad():
+        for (layer, bn), wq in zip(qat._weighted(), q):
+            if bn is None:
+                layer.weight.copy_(wq)
+                continue
+            s = bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps)
+            safe = torch.where(s == 0, torch.ones_like(s), s)
+            layer.weight.copy_((wq.double() / safe.reshape(-1, *([1] * (wq.dim() - 1)))).to(layer.weight.dtype))
+    return model.state_dict()
+
+
+__all__ = [
+    "QAT_CHOICES",
+    "LoihiQAT",
+    "QATConfig",
+    "calibrate_batchnorm",
+    "config_from_args",
+    "project_state_dict",
+]
