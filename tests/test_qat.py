@@ -128,3 +128,20 @@ def test_qat_options_must_match_on_resume(runs, tmp_path, capsys):
                 str(root / "qat"), "--resume"]
         assert main(base) == 2 and "--qat" in capsys.readouterr().err
         assert main([*base, "--qat", "loihi"]) == 0
+
+
+def test_train_export_of_a_qat_checkpoint_projects_onto_the_grid(runs, tmp_path):
+    """`train export` of a QAT checkpoint writes the same on-grid weights (and card note) as the run did."""
+    root, _ = runs
+    out = tmp_path / "again"
+    assert main(["export", "--checkpoint", str(root / "plain" / "last.pt"), "--out", str(tmp_path / "plain")]) == 0
+    assert "qat" not in json.loads((tmp_path / "plain" / "model_card.json").read_text())["extra"]
+    src = root / "qat"
+    with synthetic_dataset("synth-qat", n_train=48, n_test=64, size=12, num_classes=4):
+        assert main(["export", "--checkpoint", str(src / "last.pt"), "--out", str(out)]) == 0
+    again, first = nir.read(out / "model.nir"), nir.read(src / "model.nir")
+    for name, node in first.nodes.items():
+        if hasattr(node, "weight"):
+            np.testing.assert_array_equal(np.asarray(again.nodes[name].weight), np.asarray(node.weight), err_msg=name)
+    assert json.loads((out / "model_card.json").read_text())["extra"]["qat"]["deploy_options"] == \
+        ["scale=neuron", "weight_bits=8"]

@@ -207,26 +207,8 @@ class Classify(Task):
             print(f"{self.model_name} is not deployable: no model.nir written", file=sys.stderr)
             return
         src = fit.run_dir / ("best.pt" if a.export_weights == "best" else "last.pt")
-        ckpt = load_checkpoint(src, kind="classifier")
-        if self.qat_config is not None:  # model.nir gets the weights on the grid they were trained on
-            from neuromoco.train.engine.export import classifier_from_checkpoint
-            from neuromoco.train.models.qat import project_state_dict
-
-            ckpt = {**ckpt, "state_dict": project_state_dict(classifier_from_checkpoint(ckpt), self.qat_config,
-                                                             self.input_shape)}
-        path = export_classifier(ckpt, fit.run_dir)
-        if self.qat_config is not None:
-            _record_qat(fit.run_dir, self.qat_config)
+        path = export_classifier(load_checkpoint(src, kind="classifier"), fit.run_dir)  # QAT: weights on the grid
         print(f"NIR graph: {path}", file=sys.stderr)
-
-
-def _record_qat(run_dir: Any, config: Any) -> None:
-    """Note in the model card what the weights were trained for (and the deploy options that match)."""
-    from neuromoco.deploy.card import CARD_NAME, ModelCard
-
-    card = ModelCard.load(run_dir / CARD_NAME)
-    card.extra = {**card.extra, "qat": {**config.record(), "deploy_options": config.deploy_options()}}
-    card.save(run_dir / CARD_NAME)
 
 
 def _last_tested(history: list[dict[str, Any]]) -> dict[str, Any] | None:

@@ -32,10 +32,20 @@ def model_dt(model: SpikingClassifier) -> float:
 
 def export_classifier(ckpt: dict[str, Any], out_dir: str | Path,
                       accuracy: dict[str, float] | None = None) -> Path:
-    """Write the NIR graph and card of a deployable classifier; return the graph's path."""
+    """Write the NIR graph and card of a deployable classifier; return the graph's path.
+
+    A checkpoint trained with ``--qat loihi`` is exported with its weights projected onto the Loihi 2 grid
+    it was trained on, and its card records that grid and the matching deploy options (``extra.qat``).
+    """
     model = classifier_from_checkpoint(ckpt)
     if not model.deployable:
         raise UserError(f"{ckpt['model']['name']} is not deployable (see `train models`); nothing to export")
+    qat = ckpt.get("qat")
+    if qat:
+        from neuromoco.train.models.qat import QATConfig, project_state_dict
+
+        config = QATConfig(**qat)
+        model.load_state_dict(project_state_dict(model, config, list(ckpt["model"]["input_shape"])))
     data = ckpt.get("data", {})
     if accuracy is None:
         top1 = ckpt.get("metrics", {}).get("test_top1")
@@ -45,9 +55,21 @@ def export_classifier(ckpt: dict[str, Any], out_dir: str | Path,
                "downsample": int(data.get("downsample", 1)), "sensor_size": list(data.get("sensor_size", [])),
                "split": "test"}
     try:
-        return export_model(model.deploy_modules(), Path(out_dir), input_shape=list(ckpt["model"]["input_shape"]),
+        path = export_model(model.deploy_modules(), Path(out_dir), input_shape=list(ckpt["model"]["input_shape"]),
                             time_steps=dataset["time_steps"], dt=model_dt(model), dataset=dataset,
                             class_names=list(data.get("class_names", [])), accuracy=accuracy,
                             model_name=ckpt["model"]["name"])
     except ValueError as err:  # neuromoco.train.export.ExportError names the module with no exact NIR form
         raise UserError(f"NIR export failed: {err}") from None
+    if qat:
+        _record_qat(Path(out_dir), config)
+    return path
+
+
+def _record_qat(out_dir: Path, config: Any) -> None:
+    """Note in the model card what the weights were trained for (and the deploy options that match)."""
+    from neuromoco.deploy.card import CARD_NAME, ModelCard
+
+    card = ModelCard.load(out_dir / CARD_NAME)
+    card.extra = {**card.extra, "qat": {**config.record(), "deploy_options": config.deploy_options()}}
+    card.save(out_dir / CARD_NAME)
