@@ -37,19 +37,21 @@ from neuromoco.train.data.registry import (
     resolve_root,
     warn_if_partial,
 )
-from neuromoco.train.data.splits import SPLIT_SEED, stratified_split
+from neuromoco.train.data.splits import SPLIT_SEED, select_split, split_parts
 
 NCALTECH_SOURCE = (240, 180)
+
+
+def trusting_extracted_files(cls: type) -> type:
+    """``cls`` told that its files are there: tonic's own check insists on the archive (and downloads it)."""
+    return type(cls.__name__, (cls,), {"_check_exists": lambda self: True})
 
 
 def _tonic_class(spec: DatasetSpec, extracted: bool):
     import tonic.datasets
 
     cls = getattr(tonic.datasets, spec.tonic_class)
-    if not extracted:
-        return cls
-    # the files are there: do not let tonic insist on the archive (and try to download it)
-    return type(cls.__name__, (cls,), {"_check_exists": lambda self: True})
+    return trusting_extracted_files(cls) if extracted else cls
 
 
 def resize_events(events: np.ndarray, source: tuple[int, int], target: tuple[int, int]) -> np.ndarray:
@@ -65,25 +67,17 @@ class TonicEvents(EventDataset):
 
     def __init__(self, name: str, split: str = "train", root: str | Path | None = None,
                  download: bool | None = None) -> None:
-        if split not in ("train", "test", "all"):
-            raise ValueError(f"split must be 'train', 'test' or 'all', got {split!r}")
+        split_parts(split, True)  # a bad split name fails before anything is read
         spec = get_spec(name)
         if spec.tonic_class is None:
             raise ValueError(f"{name} is not a tonic dataset")
         self.spec, self.split, self.root = spec, split, resolve_root(root)
-        parts = ["train", "test"] if (spec.official_split and split == "all") else \
-                [split] if spec.official_split else ["all"]
-        self._parts = [self._open(p, download) for p in parts]
-        self._index = [(k, i) for k, ds in enumerate(self._parts) for i in range(len(ds))]
-        labels = np.array([self._label(self._parts[k], i) for k, i in self._index], dtype=np.int64)
-        if not spec.official_split and split != "all":
-            keep = stratified_split(labels, seed=SPLIT_SEED)[split]
-            self._index = [self._index[i] for i in keep]
-            labels = labels[keep]
-        self.labels = labels
+        self._parts = [self._open(p, download) for p in split_parts(split, spec.official_split)]
+        part_labels = [np.array([self._label(ds, i) for i in range(len(ds))], dtype=np.int64) for ds in self._parts]
+        self._index, self.labels = select_split(part_labels, split, spec.official_split)
         import tonic
 
-        self.version = f"{spec.name}-tonic{tonic.__version__}-split{SPLIT_SEED}-n{len(labels)}"
+        self.version = f"{spec.name}-tonic{tonic.__version__}-split{SPLIT_SEED}-n{len(self.labels)}"
 
     def _open(self, part: str, download: bool | None):
         spec = self.spec

@@ -43,3 +43,24 @@ def stratified_subset(labels: np.ndarray, fraction: float, seed: int = SPLIT_SEE
         n = max(1, round(fraction * len(members)))
         keep.append(np.random.default_rng([seed, 1, int(c)]).permutation(members)[:n])
     return np.sort(np.concatenate(keep))
+
+
+def split_parts(split: str, official: bool) -> list[str]:
+    """The parts of a dataset's files that ``split`` reads: its official part (both for ``"all"``), or every
+    file (``"all"``) when the split is the seeded 9:1 one."""
+    if split not in ("train", "test", "all"):
+        raise ValueError(f"split must be 'train', 'test' or 'all', got {split!r}")
+    if not official:
+        return ["all"]
+    return ["train", "test"] if split == "all" else [split]
+
+
+def select_split(part_labels: list[np.ndarray], split: str, official: bool) -> tuple[list[tuple[int, int]], np.ndarray]:
+    """``(part, index)`` of every sample of ``split`` and their labels, from the labels of the parts read
+    (:func:`split_parts`); without an official split the seeded stratified split picks them."""
+    index = [(k, i) for k, labels in enumerate(part_labels) for i in range(len(labels))]
+    labels = np.concatenate(part_labels).astype(np.int64) if part_labels else np.zeros(0, dtype=np.int64)
+    if not official and split != "all":
+        keep = stratified_split(labels, seed=SPLIT_SEED)[split]
+        index, labels = [index[i] for i in keep], labels[keep]
+    return index, labels

@@ -18,8 +18,9 @@ import numpy as np
 
 from neuromoco.errors import UserError
 from neuromoco.train.data.base import EVENT_DTYPE, EventDataset
+from neuromoco.train.data.real import trusting_extracted_files
 from neuromoco.train.data.registry import DatasetMissing, DatasetSpec, download_allowed, resolve_root
-from neuromoco.train.data.splits import SPLIT_SEED, stratified_split
+from neuromoco.train.data.splits import SPLIT_SEED, select_split, split_parts
 
 _CLASSES: dict[str, tuple[str, ...]] = {}  # classes read from a class's files (SHD), per class name
 
@@ -70,7 +71,7 @@ def _open(cls: type, part: str, root: Path, download: bool | None):
         raise DatasetMissing(f"dataset tonic:{cls.__name__}: no files in {folder.resolve()} (folder is missing or "
                              f"empty): put them there in tonic's layout, or set NEUROMOCO_DOWNLOAD=1 to let tonic "
                              "download them (needs network access)")
-    opened = type(cls.__name__, (cls,), {"_check_exists": lambda self: True}) if present else cls
+    opened = trusting_extracted_files(cls) if present else cls
     kwargs = {"train": part == "train"} if _official(cls) else {}
     try:
         ds = opened(save_to=str(root), **kwargs)
@@ -87,26 +88,19 @@ class TonicClassEvents(EventDataset):
 
     def __init__(self, name: str, split: str = "train", root: str | Path | None = None,
                  download: bool | None = None) -> None:
-        if split not in ("train", "test", "all"):
-            raise ValueError(f"split must be 'train', 'test' or 'all', got {split!r}")
+        split_parts(split, True)  # a bad split name fails before anything is read
         cls = tonic_dataset_class(name)
         self.root = resolve_root(root)
         official = _official(cls)
-        parts = ["train", "test"] if official and split == "all" else [split] if official else ["all"]
-        self._parts = [_open(cls, p, self.root, download) for p in parts]
+        self._parts = [_open(cls, p, self.root, download) for p in split_parts(split, official)]
         if _class_names(getattr(cls, "classes", None)) is None:
             _CLASSES.setdefault(cls.__name__, _class_names(getattr(self._parts[0], "classes", None)) or ())
         self.spec = tonic_spec(name, self.root)
         self.split = split
-        self._index = [(k, i) for k, ds in enumerate(self._parts) for i in range(len(ds))]
-        labels = np.concatenate([self._labels(ds) for ds in self._parts])
-        if not official and split != "all":
-            keep = stratified_split(labels, seed=SPLIT_SEED)[split]
-            self._index, labels = [self._index[i] for i in keep], labels[keep]
-        self.labels = labels.astype(np.int64)
+        self._index, self.labels = select_split([self._labels(ds) for ds in self._parts], split, official)
         import tonic
 
-        self.version = f"{self.spec.name}-tonic{tonic.__version__}-split{SPLIT_SEED}-n{len(labels)}"
+        self.version = f"{self.spec.name}-tonic{tonic.__version__}-split{SPLIT_SEED}-n{len(self.labels)}"
 
     def _labels(self, ds) -> np.ndarray:
         targets = getattr(ds, "targets", None)
