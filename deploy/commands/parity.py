@@ -190,6 +190,7 @@ def _build(comparisons: dict[str, Comparison], values: dict[str, dict[str, str]]
     context = run_context(args)
     entries: dict[str, dict[str, Any]] = {}
     runners: dict[str, Any] = {}
+    options_of: dict[str, dict[str, Any]] = {}
     failures: dict[str, str] = {}
     for name, c in comparisons.items():
         for who in (c.target, c.baseline):
@@ -203,18 +204,18 @@ def _build(comparisons: dict[str, Comparison], values: dict[str, dict[str, str]]
                 else:
                     target, options = target_options(who, values.get(who, {"record_spikes": "true"}))
                     runners[who] = target.runner(graph, card, options, context)
-                    entries.setdefault(f"_options:{who}", options.as_dict())
+                    options_of[who] = options.as_dict()
             except Exception as err:  # noqa: BLE001 - a target that cannot build is reported, not a traceback
                 failures[who] = f"could not build: {describe_error(err)}"
         entry = {"status": "ok", "role": c.role, "compared_with": c.baseline.replace("reference:", "reference, "),
                  "reference_dtype": c.baseline.split(":", 1)[1] if c.baseline.startswith("reference:") else None,
-                 "options": entries.get(f"_options:{c.target}"), "violations": []}
+                 "options": options_of.get(c.target), "violations": []}
         broken = [failures[w] for w in (c.target, c.baseline) if w in failures]
         if broken:
             entry.update(status="error", error=broken[0] if c.target in failures else
                          f"its baseline {c.baseline} {failures[c.baseline]}")
         entries[name] = entry
-    return {k: v for k, v in entries.items() if not k.startswith("_options:")}, runners
+    return entries, runners
 
 
 def _compare(comparisons: dict[str, Comparison], runners: dict[str, Any], entries: dict[str, dict[str, Any]],
