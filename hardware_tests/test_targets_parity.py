@@ -90,6 +90,11 @@ EXACT = ("reference", "lava-float", "onnx")
 # shrink below 0.015 but agreement drops to 0.92-0.95 on the random-weight graphs (near-tied outputs), so
 # one flipped prediction in four is allowed. The limits keep about twice the measured margin; re-measure
 # (python -c in the note of issue 7) when graphs are added to nir_models/.
+# braille_cubalif (added later; the NIR paper's Braille graph), measured the same way on its 4 seeded samples
+# with sign-split fixed-point connections (2026-12-02): reference-fixed = lava-fixed agreement 1.0, count rel.
+# diff 0.0027, rate cosine 0.99994; onnx-int8 1.0 / 0.0043 / 0.99994 (on 64 samples reference-fixed 0.984 /
+# 0.0019 / 1.0). The same limits hold it with a wide margin; the recurrent graphs' fixed-point loss over 256
+# samples, per scale mode and weight width, is held tighter in tests/test_fixed_point_recurrent.py.
 APPROXIMATE: dict[str, Tolerances] = {
     "onnx-int8": Tolerances(min_agreement=0.75, max_count_rel_diff=0.15, min_rate_cosine=0.995, exact=()),
     "lava-fixed": Tolerances(min_agreement=0.75, max_count_rel_diff=0.15, min_rate_cosine=0.995, exact=()),

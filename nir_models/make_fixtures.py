@@ -16,6 +16,11 @@ spiking layer fires on Poisson event-count inputs at the rate the card states.
                           (r = tau_mem exp(-dt/tau_mem)/dt).
 * ``neuromoco_tiny_cnn``  this project's own exporter (neuromoco.train.export) on a small conv-BN-LIF network with
                           average and sum pooling (random weights, BatchNorm folded).
+* ``sew_skip_cnn``        SEW-style residual graph written with NIR's API: each ADD of spike tensors is two
+                          edges into the next Conv2d (skips around one and around two neuron layers).
+* ``braille_cubalif``     the NIR paper's Braille graph as snnTorch writes it (dt 1e-4, tau_syn 2.2e-4, tau_mem 1e-3,
+                          w_in = tau_syn/dt = 2.2, r = tau_mem/dt): Affine 12 -> CubaLIF(38) with a recurrent Affine
+                          38x38 -> Affine -> CubaLIF(7) readout.
 """
 
 from __future__ import annotations
@@ -198,6 +203,78 @@ def neuromoco_tiny_cnn() -> tuple[nir.NIRGraph, dict]:
     return graph, card
 
 
+def sew_skip_cnn() -> tuple[nir.NIRGraph, dict]:
+    """SEW-style residual graph as another tool writes it: every ADD is two edges into the next conv.
+
+    ``conv3`` reads ``lif1 + lif2`` (a skip around one neuron layer), ``conv4`` reads ``lif1 + lif3`` (a skip
+    around two), so paths into one layer differ in length by one and two connections.
+    """
+    rng = np.random.default_rng(SEED + 5)
+    hw, c = 8, 4
+
+    def conv(c_out: int, c_in: int, gain: float) -> nir.Conv2d:
+        w = (rng.normal(0, 1, size=(c_out, c_in, 3, 3)) * gain / np.sqrt(c_in * 9)).astype(np.float32)
+        return nir.Conv2d(input_shape=(hw, hw), weight=w, stride=np.array([1, 1]), padding=np.array([1, 1]),
+                          dilation=np.array([1, 1]), groups=1, bias=np.full(c_out, 0.02, np.float32))
+
+    def lif(shape: tuple[int, ...]) -> nir.LIF:
+        return nir.LIF(tau=np.full(shape, 4e-3, np.float32), r=np.ones(shape, np.float32),
+                       v_leak=np.zeros(shape, np.float32), v_threshold=np.full(shape, 0.4, np.float32))
+
+    nodes = {
+        "input": nir.Input(input_type=np.array([2, hw, hw])),
+        "conv1": conv(c, 2, 3.0), "lif1": lif((c, hw, hw)),
+        "conv2": conv(c, c, 3.0), "lif2": lif((c, hw, hw)),
+        "conv3": conv(c, c, 2.0), "lif3": lif((c, hw, hw)),
+        "conv4": conv(c, c, 2.0), "lif4": lif((c, hw, hw)),
+        "pool": nir.SumPool2d(kernel_size=np.array([2, 2]), stride=np.array([2, 2]), padding=np.array([0, 0])),
+        "flat": nir.Flatten(input_type={"input": np.array([c, hw // 2, hw // 2])}, start_dim=0, end_dim=-1),
+        "fc": nir.Affine(weight=_w(rng, 5, c * (hw // 2) ** 2, 1.5), bias=np.zeros(5, np.float32)),
+        "lif_out": lif((5,)),
+        "output": nir.Output(output_type=np.array([5])),
+    }
+    chain = list(nodes)
+    edges = list(itertools.pairwise(chain)) + [("lif1", "conv3"), ("lif1", "conv4")]
+    return nir.NIRGraph(nodes=nodes, edges=edges, type_check=False), _card(
+        [2, hw, hw], 12, 1e-3, "nir", 0.3,
+        "SEW residual ADDs written as two edges into one conv: skips around one and two neuron layers")
+
+
+def braille_cubalif() -> tuple[nir.NIRGraph, dict]:
+    """The NIR paper's Braille graph (snnTorch ``RSynaptic`` + ``Synaptic``, reset to zero), random weights.
+
+    snnTorch's ``alpha = 1 - dt/tau_syn`` and ``beta = 1 - dt/tau_mem`` become CubaLIF(tau_syn, tau_mem,
+    r = tau_mem/dt, w_in = tau_syn/dt): with dt 1e-4, tau_syn 2.2e-4 (alpha 0.545), tau_mem 1e-3 (beta 0.9),
+    w_in = 2.2 and r = 10, so ``syn = alpha syn + I ; mem = beta mem + syn`` as in snnTorch.
+    """
+    rng = np.random.default_rng(SEED + 6)
+    dt, n_in, n_h, n_out = 1e-4, 12, 38, 7
+    w_in, w_rec, w_out = _w(rng, n_h, n_in, 0.3), _w(rng, n_h, n_h, 0.3), _w(rng, n_out, n_h, 0.8)
+    w_out = (w_out - w_out.mean(axis=1, keepdims=True) + 0.1).astype(np.float32)  # rows of one mean: near-tied
+
+    def cuba(n: int) -> nir.CubaLIF:
+        tau_syn, tau_mem = np.full(n, 2.2e-4, np.float32), np.full(n, 1e-3, np.float32)
+        return nir.CubaLIF(tau_syn=tau_syn, tau_mem=tau_mem, r=tau_mem / np.float32(dt),
+                           v_leak=np.zeros(n, np.float32), v_threshold=np.ones(n, np.float32),
+                           v_reset=np.zeros(n, np.float32), w_in=tau_syn / np.float32(dt))
+
+    nodes = {
+        "input": nir.Input(input_type=np.array([n_in])),
+        "fc1": nir.Affine(weight=w_in, bias=np.zeros(n_h, np.float32)),
+        "lif1": cuba(n_h),
+        "lif1_rec": nir.Affine(weight=w_rec, bias=np.zeros(n_h, np.float32)),
+        "fc2": nir.Affine(weight=w_out, bias=np.zeros(n_out, np.float32)),
+        "lif2": cuba(n_out),
+        "output": nir.Output(output_type=np.array([n_out])),
+    }
+    edges = [("input", "fc1"), ("fc1", "lif1"), ("lif1", "lif1_rec"), ("lif1_rec", "lif1"), ("lif1", "fc2"),
+             ("fc2", "lif2"), ("lif2", "output")]
+    card = _card([n_in], 100, dt, "snntorch", 0.3,
+                 "NIR paper Braille graph: CubaLIF(38) with recurrent Affine, w_in = tau_syn/dt = 2.2, dt 1e-4")
+    card["class_names"] = ["space", "A", "E", "I", "O", "U", "Y"]
+    return nir.NIRGraph(nodes=nodes, edges=edges, type_check=False), card
+
+
 FIXTURES: dict[str, Callable[[], tuple[nir.NIRGraph, dict]]] = {
     "snntorch_mlp": snntorch_mlp,
     "snntorch_rsynaptic": snntorch_rsynaptic,
@@ -205,6 +282,8 @@ FIXTURES: dict[str, Callable[[], tuple[nir.NIRGraph, dict]]] = {
     "sinabs_cnn": sinabs_cnn,
     "rockpool_mlp": rockpool_mlp,
     "neuromoco_tiny_cnn": neuromoco_tiny_cnn,
+    "sew_skip_cnn": sew_skip_cnn,
+    "braille_cubalif": braille_cubalif,
 }
 
 

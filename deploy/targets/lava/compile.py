@@ -1,6 +1,7 @@
 """From a NIR graph to a :class:`~.plan.LavaPlan`: neuron layers, composed connections, delays, fixed point.
 
-The graph is checked and laid out (:mod:`.layout`: units, delays), everything between neuron layers is
+The graph is checked and laid out (:mod:`.layout`: units, delays, the synaptic delay added to every
+connection that arrives early: a skip connection), everything between neuron layers is
 composed into one sparse map per source (:mod:`.compose`), and every neuron node becomes a layer:
 
 * Neuron constants come from :func:`neuromoco.deploy.semantics.loihi_form` (Loihi's CUBA form, voltage
@@ -25,13 +26,14 @@ from neuromoco.deploy.targets.lava.compose import Biases, Maps, compose, identit
 from neuromoco.deploy.targets.lava.fixed_point import check_fixed_point, quantize_plan
 from neuromoco.deploy.targets.lava.layout import Layout, check_mappable, layout
 from neuromoco.deploy.targets.lava.linear_ops import linear_op
-from neuromoco.deploy.targets.lava.plan import Conn, LavaPlan, Layer, Readout, report
+from neuromoco.deploy.targets.lava.plan import Conn, LavaPlan, Layer, Readout, check_delays, report
 from neuromoco.errors import UserError
 
 
 def compile_graph(graph: nir.NIRGraph, dt: float | None, *, precision: str = "float",
                   input_shape: list[int] | None = None, input_scale: float = 1.0,
-                  input_max: float = 15.0, per_neuron_scale: bool = True, weight_bits: int = 8) -> LavaPlan:
+                  input_max: float = 15.0, per_neuron_scale: bool = True, weight_bits: int = 8,
+                  sign_split: bool = False) -> LavaPlan:
     """Check ``graph`` and turn it into a :class:`LavaPlan` (``precision`` ``"float"`` or ``"fixed"``).
 
     Raises :class:`UserError` naming the node for anything Lava cannot run.
@@ -54,9 +56,19 @@ def compile_graph(graph: nir.NIRGraph, dt: float | None, *, precision: str = "fl
                     input_scale=float(input_scale), input_max=float(input_max))
     if precision == "fixed":
         check_fixed_point(plan)
-        quantize_plan(plan, per_neuron=per_neuron_scale, weight_bits=int(weight_bits))
+        quantize_plan(plan, per_neuron=per_neuron_scale, weight_bits=int(weight_bits), sign_split=bool(sign_split))
+    set_delays(plan, lay)
     plan.report = report(plan)
     return plan
+
+
+def set_delays(plan: LavaPlan, lay: Layout) -> None:
+    """Every connection's added delay from the layout (again after quantization, which splits and rebuilds
+    connections), then checked against the layers' delays."""
+    for name, conns in [*((layer.name, layer.conns) for layer in plan.layers), (lay.output, plan.readout.conns)]:
+        for c in conns:
+            c.delay = lay.extra[name][(c.source, int(c.recurrent))]
+    check_delays(plan)
 
 
 def neuron_layer(node: nir.NIRNode, name: str, shape: tuple[int, ...], dt: float | None, delay: int,

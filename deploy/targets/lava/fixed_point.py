@@ -11,7 +11,15 @@ connection's exponent), lowered only where the worst-case input could overflow t
 voltage (:func:`state_bound`); the exponent is the largest that keeps all but 1 % of the rows at the full
 mantissa, up to the one that gives every threshold 12 bits. (Weights are where the error is: a threshold
 of 9 bits or more, 6 more bits in the voltage, errs far less than an 8-bit weight.)
-The error of every quantized quantity is reported per layer (``Layer.report``, ``LavaPlan.report``).
+``sign_split`` puts a mixed-sign connection's positive and negative weights on two single-sign synapse
+processes (the same synapses, each with its own exponent and all 8 bits), which doubles the weight precision
+and holds every mixed-sign grid exactly. Lava shifts a negative exponent's sum down (towards minus
+infinity), which biases the current by up to -1 unit on every step the synapse receives anything: a connection
+keeps exponent 0 where its largest weight still spans :data:`UNSHIFTED_MIN_LEVELS` steps there, and a 16-bit
+weight's second (residual) synapse is added only where it pays (:data:`RESIDUAL_MIN_STEP`).
+The error of every quantized quantity is reported per layer (``Layer.report``, ``LavaPlan.report``), and what
+no scale can map exactly (a decay off the 12-bit grid, a residual synapse left out) is named in its
+``notes``.
 """
 
 from __future__ import annotations
@@ -34,6 +42,18 @@ ACT_SHIFT = 6
 BIAS_MANT_MAX = 4095
 BIAS_EXP_MAX = 7
 DECAY_UNITY = 4096
+#: significant bits of ``sigma * vth`` where the 24-bit state bound lowers a scale (:func:`scales`)
+HELD_BITS = 6
+#: a residual synapse with a negative exponent is added only where the first piece's grid step is at least this
+#: many integer units: its shift's bias (about -1/2 unit per step) is then small next to the layer's drive. On the
+#: recurrent fixtures (benchmarks/fixed_point_recurrent.py) a residual below a step of 8 cost more spike-count
+#: accuracy than the rounding it removed (braille_cubalif, one scale per layer: -0.64 % vs +0.20 % without)
+RESIDUAL_MIN_STEP = 8
+#: a connection's (first) synapse takes exponent 0 instead of a negative one wherever its largest weight still
+#: spans this many grid steps at 0: a negative exponent buys one or two mantissa bits but shifts the sum down
+#: (a bias of about -1/2 unit per step). Measured: rnn_cubalif's recurrent connection at exponent -1 lost 0.17 %
+#: of the spikes, at 0 (largest mantissa 127) 0.02 %
+UNSHIFTED_MIN_LEVELS = 64
 
 
 def check_fixed_point(plan: LavaPlan) -> None:
@@ -54,17 +74,20 @@ def check_fixed_point(plan: LavaPlan) -> None:
                             "Loihi's unsigned threshold")
 
 
-def quantize_plan(plan: LavaPlan, per_neuron: bool = True, weight_bits: int = 8) -> None:
+def quantize_plan(plan: LavaPlan, per_neuron: bool = True, weight_bits: int = 8,
+                  sign_split: bool = False) -> None:
     """Turn a float plan into Loihi 2 fixed point in place, recording the error of every quantity.
 
     ``per_neuron``: every neuron gets its own scale (its threshold mantissa absorbs it), so every row of
     a weight matrix uses the full 8-bit mantissa, like per-channel int8 quantization; otherwise one scale
     per layer, which keeps Lava's own ``LIFReset`` (one threshold per process) usable.
-    ``weight_bits``: 8 (Loihi's synapse) or 16 (every weight split over two 8-bit synapses).
+    ``weight_bits``: 8 (Loihi's synapse) or 16 (every weight split over two 8-bit synapses where the second
+    one pays, see :data:`RESIDUAL_MIN_STEP`). ``sign_split``: mixed-sign connections as an excitatory and an
+    inhibitory process (see the module docstring).
     """
     if weight_bits not in (8, 16):
         raise UserError(f"Lava fixed-point weight_bits must be 8 or 16, not {weight_bits!r}")
-    parts = weight_bits // 8
+    parts = (weight_bits // 8, bool(sign_split))
     for lay in plan.layers:
         _quantize_layer(lay, plan, per_neuron, parts)
     plan.report = {"readout": _quantize_readout(plan, per_neuron, parts)}
@@ -77,11 +100,11 @@ def _graded_input_scaled(conns: list[Conn], plan: LavaPlan) -> None:
             c.matrix = sp.csr_matrix(c.matrix / plan.input_scale)
 
 
-def _quantize_layer(lay: Layer, plan: LavaPlan, per_neuron: bool, parts: int) -> None:
+def _quantize_layer(lay: Layer, plan: LavaPlan, per_neuron: bool, parts: tuple[int, bool]) -> None:
     _graded_input_scaled(lay.conns, plan)
     vth = lay.vth if lay.spiking else None
     step_input = row_bound(lay.conns, plan, lay.size) + np.abs(lay.b0) + np.abs(lay.b1)
-    bound = state_bound(step_input, lay.bias_mant, lay.du, lay.dv, vth)
+    bound = channel_shared(state_bound(step_input, lay.bias_mant, lay.du, lay.dv, vth), lay.shape)
     sigma = scales(row_max(lay.conns, lay.size), vth, bound, per_neuron)
     lay.scale = sigma
     rep: dict[str, Any] = {"scale_min": float(sigma.min()), "scale_max": float(sigma.max()), "connections": {}}
@@ -91,6 +114,9 @@ def _quantize_layer(lay: Layer, plan: LavaPlan, per_neuron: bool, parts: int) ->
     dv_i = np.clip(np.round(lay.dv * DECAY_UNITY), 0, DECAY_UNITY - 1)
     rep["du_abs_error"] = float(np.abs((du_i + 1) / DECAY_UNITY - lay.du).max())
     rep["dv_abs_error"] = float(np.abs(dv_i / DECAY_UNITY - lay.dv).max())
+    notes = rep.setdefault("notes", [])
+    notes += [n for n in (decay_note("du", lay.du, du_i + 1, "tau_syn"),
+                          decay_note("dv", lay.dv, dv_i, "tau_mem")) if n]
     if lay.spiking:
         vth_i = np.clip(np.round(lay.vth * sigma), 1, VTH_MAX)
         rep["vth_mantissa"] = [int(vth_i.min()), int(vth_i.max())]
@@ -111,7 +137,32 @@ def _quantize_layer(lay: Layer, plan: LavaPlan, per_neuron: bool, parts: int) ->
     lay.report = rep
 
 
-def _quantize_readout(plan: LavaPlan, per_neuron: bool, parts: int) -> dict[str, Any]:
+def decay_note(what: str, real: np.ndarray, q: np.ndarray, tau: str) -> str | None:
+    """What a 12-bit decay loses, for the export's notes: ``what`` (``du`` / ``dv``) = dt / ``tau`` is ``real``
+    per neuron and runs as ``q / 4096`` (``q``: the effective integer, for ``du`` Lava's ``du + 1``). None when
+    every neuron's decay is on the grid. The worst neuron is named by its relative error of ``d`` and of
+    ``1 - d`` (what the state keeps per step; the one that matters when tau is close to dt)."""
+    real, q = np.asarray(real, dtype=np.float64), np.asarray(q, dtype=np.float64)
+    eff = q / DECAY_UNITY
+    rel = np.abs(eff - real) / np.maximum(real, 1e-300)
+    keep = np.abs((1 - eff) - (1 - real)) / np.maximum(1 - real, 1e-300)
+    worst = np.maximum(np.where(real > 0, rel, 0.0), np.where(real < 1, keep, 0.0))
+    i = int(np.argmax(worst))
+    if worst[i] <= 1e-6:  # on the grid (up to the float rounding of dt / tau)
+        return None
+    if real[i] <= 0 or real[i] >= 1:
+        kept = ""
+    else:
+        kept = f", 1 - {what} {(1 - eff[i]) / (1 - real[i]) - 1:+.4%}"
+    if real[i] > 0:
+        change = f"relative error {eff[i] / real[i] - 1:+.4%}{kept}"
+    else:
+        change = f"no {tau} beyond 4096 dt{kept}"
+    return (f"{what} = dt/{tau} = {real[i]:.6g} rounds to {int(q[i])}/4096 = {eff[i]:.6g} ({change}): "
+            f"12-bit decays cannot hold it")
+
+
+def _quantize_readout(plan: LavaPlan, per_neuron: bool, parts: tuple[int, bool]) -> dict[str, Any]:
     ro = plan.readout
     if not ro.conns:
         return {"direct": ro.direct}
@@ -148,7 +199,10 @@ def split_weights(real: Any, parts: int = 1, fixed: list[tuple[int, bool]] | Non
     before it left. Returns ``(total, [(mant, exp, mixed), ...])``.
 
     The exponent and sign mode of each piece are chosen from ``real`` (:func:`weight_exponent`), or given
-    (``fixed``: what a plan chose, as quantization-aware training uses between grid updates).
+    (``fixed``: what a plan chose, as quantization-aware training uses between grid updates). Chosen, the
+    first piece takes exponent 0 rather than a negative one where that leaves its largest weight
+    :data:`UNSHIFTED_MIN_LEVELS` grid steps, and a residual piece with a negative exponent is left out unless
+    the piece before it has a grid step of at least :data:`RESIDUAL_MIN_STEP` units (:func:`residual_pays`).
     """
     pieces: list[tuple[Any, int, bool]] = []
     total = None
@@ -159,6 +213,10 @@ def split_weights(real: Any, parts: int = 1, fixed: list[tuple[int, bool]] | Non
                 break
             mixed = bool(rest.min() < 0 < rest.max())
             exp = weight_exponent(float(abs(rest).max()), mixed)
+            if pieces and not residual_pays(pieces[-1][1], pieces[-1][2], exp):
+                break
+            if not pieces and exp < 0 and float(abs(rest).max()) >= UNSHIFTED_MIN_LEVELS * (2 if mixed else 1):
+                exp = 0  # enough levels without the down-shift's bias (see UNSHIFTED_MIN_LEVELS)
         else:
             exp, mixed = fixed[i]
         mant = mantissa(rest / 2.0 ** exp, mixed)
@@ -168,15 +226,50 @@ def split_weights(real: Any, parts: int = 1, fixed: list[tuple[int, bool]] | Non
     return (real * 0 if total is None else total), pieces
 
 
-def quantize_conn(m: sp.csr_matrix, sigma: np.ndarray, parts: int = 1
+def residual_pays(exp: int, mixed: bool, residual_exp: int) -> bool:
+    """Whether a residual synapse at ``residual_exp`` improves on the piece before it (exponent ``exp``).
+
+    A negative exponent makes Lava's synapse shift its integer sum down (``>>``: towards minus infinity), so
+    the residual biases the current by -(1 - 2**residual_exp) / 2 units on average on every step it receives
+    anything; it is worth that only where the first piece's rounding is larger, i.e. its grid step
+    (``2**exp``, doubled in mixed-sign mode) is at least :data:`RESIDUAL_MIN_STEP` units."""
+    return residual_exp >= 0 or 2.0 ** exp * (2 if mixed else 1) >= RESIDUAL_MIN_STEP
+
+
+def quantize_conn(m: sp.csr_matrix, sigma: np.ndarray, parts: int = 1, sign_split: bool = False
                   ) -> tuple[list[tuple[sp.csr_matrix, int]], dict[str, Any]]:
     """Integer mantissas and exponents of ``diag(sigma) @ m``: 8-bit, one exponent per connection.
 
     ``parts = 2`` splits every weight over two 8-bit synapses (the second carries the rounding residual
-    of the first at a finer exponent), as one may on Loihi to get more weight precision at twice the
-    synapses. Returns ``[(mantissas, exponent), ...]`` and the error report of their sum.
+    of the first at a finer exponent, where it pays: :func:`residual_pays`), as one may on Loihi to get more
+    weight precision at twice the synapses. ``sign_split``: a mixed-sign ``m`` becomes its positive and its
+    negative weights, each quantized on its own (single-sign: all 8 bits, its own exponent). Returns
+    ``[(mantissas, exponent), ...]`` (the positive part's pieces first) and the error report of their sum.
     """
     m = sp.csr_matrix(m)
+    if sign_split and m.nnz and m.data.min() < 0 < m.data.max():
+        out, reps = [], []
+        for part in (m.maximum(0), m.minimum(0)):
+            part = sp.csr_matrix(part)
+            part.eliminate_zeros()
+            pieces, r = quantize_conn(part, sigma, parts)
+            out.append(pieces)
+            reps.append(r)
+        total = sum((q.astype(np.float64) * 2.0 ** e for pieces in out for q, e in pieces),
+                    sp.csr_matrix(m.shape))
+        err_data = sp.csr_matrix(sp.diags(1.0 / sigma) @ total - m).data  # total's synapses are m's or fewer
+        rep = {"sign_mode": "split", "weight_exp": reps[0]["weight_exp"],
+               "weight_exp_inhibitory": reps[1]["weight_exp"],
+               "mantissa_min": reps[1]["mantissa_min"], "mantissa_max": reps[0]["mantissa_max"],
+               "synapses_per_weight": max(r["synapses_per_weight"] for r in reps), "sign_processes": 2,
+               "rel_weight_error": float(np.linalg.norm(err_data) / max(np.linalg.norm(m.data), 1e-300)),
+               "max_abs_weight_error_rel_to_max": float(np.abs(err_data).max() / np.abs(m.data).max()),
+               "weights_rounded_to_zero": float((reps[0]["weights_rounded_to_zero"] * m.maximum(0).nnz
+                                                 + reps[1]["weights_rounded_to_zero"] * (-m.minimum(0)).nnz) / m.nnz)}
+        for r in reps:
+            if "residual_left_out" in r:
+                rep["residual_left_out"] = r["residual_left_out"]
+        return out[0] + out[1], rep | {"parts": [len(out[0]), len(out[1])]}
     rows = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
     real = m.data * sigma[rows]
     if real.size == 0 or not np.any(real):
@@ -199,17 +292,34 @@ def quantize_conn(m: sp.csr_matrix, sigma: np.ndarray, parts: int = 1
            "weights_rounded_to_zero": float(np.mean((total == 0) & (m.data != 0)))}
     if len(out) > 1:
         rep["residual_weight_exp"] = exps[1:]
+    elif parts > 1 and bool(np.any(total != real)):
+        rest = real - total
+        rest_exp = weight_exponent(float(np.abs(rest).max()), bool(rest.min() < 0 < rest.max()))
+        step = 2.0 ** exps[0] * (2 if modes[0] == "mixed" else 1)
+        rep["residual_left_out"] = (f"it would need exponent {rest_exp}, whose down-shift biases the current by up "
+                                    f"to -1 unit per step, and the first synapse's step is only {step:g} units")
     return out, rep
 
 
-def _quantized_conns(conns: list[Conn], sigma: np.ndarray, parts: int, rep: dict[str, Any]) -> list[Conn]:
-    """Every connection as its 8-bit piece(s); their error reports go into ``rep["connections"]``."""
+def _quantized_conns(conns: list[Conn], sigma: np.ndarray, parts: tuple[int, bool], rep: dict[str, Any]
+                     ) -> list[Conn]:
+    """Every connection as its 8-bit piece(s); their error reports go into ``rep["connections"]``.
+
+    The pieces after the first are marked: ``residual_of`` (a 16-bit weight's second synapse) or
+    ``sign_part_of`` (the inhibitory process of a sign-split connection; its own residual is ``residual_of``)."""
+    n_parts, sign_split = parts
     out = []
     for c in conns:
-        pieces, report = quantize_conn(c.matrix, sigma, parts)
-        rep["connections"][c.source + (" (recurrent)" if c.recurrent else "")] = report
-        out += [Conn(c.source, q, c.recurrent, e, report if i == 0 else {"residual_of": c.source})
-                for i, (q, e) in enumerate(pieces)]
+        pieces, report = quantize_conn(c.matrix, sigma, n_parts, sign_split)
+        key = c.source + (" (recurrent)" if c.recurrent else "")
+        rep["connections"][key] = report
+        if "residual_left_out" in report:
+            rep.setdefault("notes", []).append(f"{key}: 16-bit residual synapse left out: "
+                                               f"{report['residual_left_out']}")
+        first_neg = report.get("parts", [len(pieces)])[0]
+        for i, (q, e) in enumerate(pieces):
+            mark = report if i == 0 else {("sign_part_of" if i == first_neg else "residual_of"): c.source}
+            out.append(Conn(c.source, q, c.recurrent, e, mark))
     return out
 
 
@@ -262,6 +372,18 @@ def state_bound(step_input: np.ndarray, bias: np.ndarray, du: np.ndarray, dv: np
     return np.maximum(current, (current + np.abs(bias)) / dv + above)
 
 
+def channel_shared(bound: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """A conv layer's state bound, the largest of each output channel for all its neurons.
+
+    The neurons of one channel share one kernel: where the 24-bit state bound lowers a scale, it lowers it
+    alike for the whole channel, so the channel keeps one weight grid (one that quantization-aware training
+    can train onto) instead of one per border position."""
+    if len(shape) < 2 or bound.size != int(np.prod(shape)):
+        return bound
+    per_channel = bound.reshape(shape[0], -1).max(axis=1, keepdims=True)
+    return np.broadcast_to(per_channel, (shape[0], bound.size // shape[0])).reshape(-1).copy()
+
+
 def scales(rowmax: np.ndarray, vth: np.ndarray | None, bound: np.ndarray, per_neuron: bool) -> np.ndarray:
     """Integer activation units per volt, per neuron (see the module docstring).
 
@@ -290,4 +412,11 @@ def scales(rowmax: np.ndarray, vth: np.ndarray | None, bound: np.ndarray, per_ne
     e_rows = math.floor(math.log2(max(float(np.percentile(room, 1)), 1.0))) if room.size else e_threshold
     c = MANT_MIXED * 2.0 ** min(e_threshold, max(0, e_rows))
     sigma = np.where(has_w, c / np.where(has_w, rowmax, 1.0), 4096.0 / vth)
-    return np.minimum(sigma, limit)
+    # where the limit binds, the scale drops below it onto a coarse grid of sigma * vth: integers with
+    # HELD_BITS significant bits (at most 1/32 below the limit). The threshold mantissa is then exact, and the
+    # scale does not move with the small changes of the row's own weights (the limit sums their magnitudes)
+    # that projecting them onto this very grid makes, so quantization-aware training can train onto it.
+    lv = np.maximum(limit * vth, 1.0)
+    step = 2.0 ** np.maximum(np.floor(np.log2(lv)) - (HELD_BITS - 1), 0.0)
+    held = np.floor(lv / step + 1e-9) * step / vth
+    return np.where(sigma > limit, np.maximum(held, np.minimum(limit, 1.0 / vth)), sigma)

@@ -7,10 +7,15 @@
   source unit. Along the way every path counts the recurrent edges it crosses (0 or 1).
 * Every Lava connection process delays by one step (``Dense``/``Sparse`` send at ``t`` what they
   accumulated at ``t-1``). A target's *delay* ``d`` is how many steps after the reference it runs:
-  ``d(Input) = 0`` and for every incoming path from unit ``S`` with ``r`` recurrent edges
-  ``d(X) = d(S) + 1 - r``. A self-recurrent neuron (``r = 1`` from itself) is consistent by itself: the
-  one-step delay of Lava's connection is exactly NIR's recurrent delay. Paths that disagree (a skip
-  connection around layers, a cycle through two neuron layers) are refused with a message.
+  ``d(Input) = 0`` and, over its incoming paths from unit ``S`` with ``r`` recurrent edges,
+  ``d(X) = max(d(S) + 1 - r)``. A self-recurrent neuron (``r = 1`` from itself) is consistent by itself:
+  the one-step delay of Lava's connection is exactly NIR's recurrent delay.
+* Paths that arrive early (a skip connection around ``k`` neuron layers, an Input read by a deep layer)
+  are padded: their connection gets an *extra* synaptic delay ``k = d(X) - (d(S) + 1 - r)`` (Lava's
+  ``DelaySparse``, Loihi 2's synaptic delay, at most :data:`MAX_EXTRA_DELAY`), so every input of a layer
+  meets at the step the reference computes it. A path that arrives *late* cannot be fixed by adding delay:
+  a recurrence through more than one neuron layer (``A -> B -> A`` takes two Lava steps where NIR's
+  recurrent edge takes one) is refused with a message.
 """
 
 from __future__ import annotations
@@ -31,6 +36,11 @@ NO_LOIHI: dict[type, str] = {
 }
 
 Pairs = dict[str, set[tuple[str, int]]]  # target -> {(source unit, recurrent edges on the path)}
+Extra = dict[str, dict[tuple[str, int], int]]  # target -> {(source unit, recurrent edges): added delay}
+
+#: the largest added synaptic delay: Loihi 2 holds a synapse's delay in 6 bits (Lava's ``DelaySparse``
+#: bit-accurate model refuses more)
+MAX_EXTRA_DELAY = 63
 
 
 @dataclass(frozen=True)
@@ -44,6 +54,7 @@ class Layout:
     lin_order: list[str]  # the same, ordered over all edges among them (recurrent ones too)
     pairs: Pairs
     delays: dict[str, int]  # every target's (and the Input's) Lava delay
+    extra: Extra  # every target's added synaptic delay per incoming (source unit, recurrent edges)
 
     @property
     def neurons(self) -> list[str]:
@@ -74,7 +85,8 @@ def layout(g: nir.NIRGraph, st: GraphStructure) -> Layout:
     stateless = [n for n in st.order if n not in units and n != st.output]
     lin_order = stateless_order(st, stateless)
     pairs = structural_pairs(st, units, targets, lin_order)
-    return Layout(st.input, st.output, units, stateless, lin_order, pairs, delays(st, targets, pairs))
+    delay, extra = delays(st, targets, pairs)
+    return Layout(st.input, st.output, units, stateless, lin_order, pairs, delay, extra)
 
 
 def stateless_order(st: GraphStructure, stateless: list[str]) -> list[str]:
@@ -120,8 +132,12 @@ def structural_pairs(st: GraphStructure, units: list[str], targets: list[str], l
     return pairs
 
 
-def delays(st: GraphStructure, targets: list[str], pairs: Pairs) -> dict[str, int]:
-    """Lava delay of every unit and target; refuses paths that need different delays."""
+def delays(st: GraphStructure, targets: list[str], pairs: Pairs) -> tuple[dict[str, int], Extra]:
+    """Lava delay of every unit and target, and the synaptic delay each incoming path needs added.
+
+    A target runs as late as its latest input; every earlier input is padded. An input that would arrive
+    after the target runs (a recurrence through more than one neuron layer) is refused.
+    """
     delay: dict[str, int] = {st.input: 0}
     pending = [t for t in st.order if t in targets]
     for t in pending:
@@ -130,17 +146,21 @@ def delays(st: GraphStructure, targets: list[str], pairs: Pairs) -> dict[str, in
             raise UserError(f"node {t!r} is only reached through recurrent edges; the Lava target cannot "
                             "place it in time")
         delay[t] = max(cands)
+    extra: Extra = {}
     for t in pending:
+        extra[t] = {}
         for u, r in sorted(pairs[t]):
-            want = delay[u] + 1 - r
-            if want != delay[t]:
-                if r == 1:
-                    raise UserError(
-                        f"node {t!r} receives a recurrent input from {u!r} that loops through more than one "
-                        f"neuron layer; every Lava connection adds a step of delay, so the Lava target "
-                        f"supports recurrence of a neuron layer onto itself only")
+            k = delay[t] - (delay[u] + 1 - r)
+            if k < 0:
                 raise UserError(
-                    f"node {t!r} receives from {u!r} and from another layer at different depths "
-                    f"({abs(want - delay[t])} step(s) apart: a skip connection); every Lava connection "
-                    f"adds one step of delay and the Lava target does not insert compensating delays")
-    return delay
+                    f"node {t!r} receives a recurrent input from {u!r} that loops through more than one "
+                    f"neuron layer; every Lava connection adds a step of delay, so such a loop takes "
+                    f"{1 - k} steps where NIR's recurrent edge takes one, and a delay can be added but not "
+                    f"removed: the Lava target supports recurrence of a neuron layer onto itself only")
+            if k > MAX_EXTRA_DELAY:
+                raise UserError(
+                    f"node {t!r} receives from {u!r} {k} steps earlier than from its deepest input (a skip "
+                    f"connection around {k} neuron layers); Loihi 2 delays a synapse by at most "
+                    f"{MAX_EXTRA_DELAY} steps")
+            extra[t][(u, r)] = k
+    return delay, extra

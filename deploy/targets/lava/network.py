@@ -6,6 +6,11 @@ each other in time, ``T`` steps each: every neuron layer resets its state at the
 windows (Lava's ``LIFReset`` with ``reset_interval = T`` and ``reset_offset = (1 + delay) % T``, or the
 same rule in ``NirNeuron``). A ``Dense`` / ``Sparse`` process has no bias: a readout bias is added on the
 host by the runner.
+
+A connection with an added delay (a skip connection's short path, see :mod:`.layout`) is Lava's own
+``DelaySparse`` with that delay on every synapse: delay ``0`` behaves exactly as ``Sparse`` (one step) and
+delay ``k`` arrives ``k`` steps later, in ``floating_pt`` and in the bit-accurate ``fixed_pt`` model (which
+applies ``weight_exp`` to each step's sum exactly as ``Sparse`` does), graded input included.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from neuromoco.deploy.targets.lava.compat import import_lava
-from neuromoco.deploy.targets.lava.plan import Conn, LavaPlan, Layer, connection_process
+from neuromoco.deploy.targets.lava.plan import Conn, LavaPlan, Layer, check_delays, connection_process
 
 
 @dataclass
@@ -39,17 +44,18 @@ def lava_classes() -> SimpleNamespace:
     from lava.proc.dense.process import Dense
     from lava.proc.io.source import RingBuffer
     from lava.proc.lif.process import LIFReset
-    from lava.proc.sparse.process import Sparse
+    from lava.proc.sparse.process import DelaySparse, Sparse
 
     from neuromoco.deploy.targets.lava.processes import MODELS, NirNeuron, Recorder
 
     return SimpleNamespace(Dense=Dense, RingBuffer=RingBuffer, LIFReset=LIFReset, Sparse=Sparse,
-                           NirNeuron=NirNeuron, Recorder=Recorder, MODELS=MODELS)
+                           DelaySparse=DelaySparse, NirNeuron=NirNeuron, Recorder=Recorder, MODELS=MODELS)
 
 
 def build_network(plan: LavaPlan, data: np.ndarray, T: int, w: int, steps: int, folder: Path,
                   record_spikes: bool, select_tag: str) -> Network:
     """Processes for ``data`` (``[w * n_in, steps]``, the RingBuffer's payload); records under ``folder``."""
+    check_delays(plan)
     lava = lava_classes()
     src = lava.RingBuffer(data=data)
     ports: dict[str, Any] = {plan.input_name: src.s_out}
@@ -66,15 +72,18 @@ def build_network(plan: LavaPlan, data: np.ndarray, T: int, w: int, steps: int, 
             neuron.s_out.connect(rec.s_in)
             recs[lay.name] = (rec, path, mode)
     fixed = plan.precision == "fixed"
+    conns: list[Any] = []  # their models are named too (DelaySparse: see processes.MODELS)
     for lay in plan.layers:
         for c in lay.conns:
             conn = _connection(lava, c, w, fixed)
+            conns.append(conn)
             ports[c.source].connect(conn.s_in)
             target = procs[lay.name].r_in if c.recurrent else procs[lay.name].a_in
             conn.a_out.connect(target)
     out_path = folder / "output.dat"
-    out_rec = _readout(lava, plan, ports, recs, w, steps, out_path)
-    ours = [*procs.values(), *(r for r, _, _ in recs.values()), *([out_rec] if out_rec is not None else [])]
+    out_rec = _readout(lava, plan, ports, recs, w, steps, out_path, conns)
+    ours = [*procs.values(), *(r for r, _, _ in recs.values()), *([out_rec] if out_rec is not None else []),
+            *conns]
     models = lava.MODELS[select_tag]
     return Network(src, recs, out_rec, out_path, {p: models[type(p)] for p in ours if type(p) in models})
 
@@ -110,12 +119,21 @@ def _recorder(lava: SimpleNamespace, n: int, steps: int, path: Path, mode: str, 
 
 
 def _connection(lava: SimpleNamespace, c: Conn, w: int, fixed: bool) -> Any:
-    """A ``Dense`` or ``Sparse`` process for ``c`` tiled ``w`` times (8-bit mantissas in fixed point)."""
+    """A ``Dense``, ``Sparse`` or (added delay) ``DelaySparse`` process for ``c`` tiled ``w`` times (8-bit
+    mantissas in fixed point)."""
     m = c.matrix if w == 1 else sp.kron(sp.identity(w, format="csr"), c.matrix, format="csr")
-    kind = connection_process(c.matrix, w)
+    kind = connection_process(c.matrix, w, c.delay)
     kw: dict[str, Any] = {"num_message_bits": 24}  # graded / spike messages alike: dot product path
     if fixed:
         kw.update(weight_exp=int(c.weight_exp), num_weight_bits=8)
+    if kind == "DelaySparse":
+        m = sp.csr_matrix(m, copy=True)
+        if fixed:
+            m = m.astype(np.int32)
+        m.eliminate_zeros()  # a delay on every stored synapse (an implicit zero would mean delay 0)
+        delays = sp.csr_matrix((np.full(m.nnz, int(c.delay), dtype=int), m.indices.copy(), m.indptr.copy()),
+                               shape=m.shape)
+        return lava.DelaySparse(weights=m, delays=delays, max_delay=int(c.delay), **kw)
     if kind == "Dense":
         weights = m.toarray()
         return lava.Dense(weights=weights.astype(np.int32) if fixed else weights, **kw)
@@ -126,7 +144,8 @@ def _connection(lava: SimpleNamespace, c: Conn, w: int, fixed: bool) -> Any:
 
 
 def _readout(lava: SimpleNamespace, plan: LavaPlan, ports: dict[str, Any],
-             recs: dict[str, tuple[Any, Path, str]], w: int, steps: int, out_path: Path) -> Any | None:
+             recs: dict[str, tuple[Any, Path, str]], w: int, steps: int, out_path: Path,
+             conns: list[Any]) -> Any | None:
     """The readout's recorder, wired: a direct layer's output, or the readout connections' ``a_out``."""
     ro = plan.readout
     if ro.direct:
@@ -138,6 +157,7 @@ def _readout(lava: SimpleNamespace, plan: LavaPlan, ports: dict[str, Any],
     out_rec = _recorder(lava, ro.size * w, steps, out_path, "full", w)
     for c in ro.conns:
         conn = _connection(lava, c, w, plan.precision == "fixed")
+        conns.append(conn)
         ports[c.source].connect(conn.s_in)
         conn.a_out.connect(out_rec.s_in)
     return out_rec

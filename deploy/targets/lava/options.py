@@ -18,6 +18,9 @@ class LavaOptions(TargetOptions):
         "neuron", "fixed point: one scale per neuron absorbed by its threshold, or one per layer (Lava's LIFReset)")
     weight_bits: Literal[8, 16] = option(
         8, "fixed point: 8-bit synapses, or 16 (each weight over two 8-bit synapses, twice the synaptic ops)")
+    sign_split: bool = option(
+        True, "fixed point: mixed-sign connections as an excitatory and an inhibitory process (8-bit magnitudes "
+        "instead of 7, the same synapses); 0: one mixed-sign process, the grid quantization-aware training uses")
     input_scale: float = option(1.0, "fixed point: graded input is sent as round(x * input_scale)")
     input_max: float = option(15.0, "fixed point: the largest input value the per-layer scales must not overflow on")
     tile: int | Literal["auto"] = option("auto", "samples side by side in one Lava run (auto: as fits 2M synapses, <= 16)")

@@ -19,13 +19,20 @@ from neuromoco.errors import UserError
 
 @dataclass
 class Conn:
-    """One Lava connection process: ``matrix`` ``[n_target, n_source]`` from unit ``source``."""
+    """One Lava connection process: ``matrix`` ``[n_target, n_source]`` from unit ``source``.
+
+    ``delay``: the synaptic delay added to Lava's one step (a ``DelaySparse`` process when positive) so that
+    a short path (a skip connection) meets the long ones at its target: ``target.delay == source.delay + 1
+    + delay - recurrent`` (:func:`arrival_error`; the Input's delay is 0). Plans written before delays
+    existed load with 0, which is what they ran with.
+    """
 
     source: str
     matrix: sp.csr_matrix  # float64: gain-folded real weights (float) or integer mantissas (fixed)
     recurrent: bool = False
     weight_exp: int = 0  # fixed point: a_out = (mant @ s) << weight_exp
     report: dict[str, Any] = field(default_factory=dict)
+    delay: int = 0  # added synaptic delay in steps (0: a plain Dense / Sparse)
 
     @property
     def nnz(self) -> int:
@@ -160,13 +167,42 @@ class LavaPlan:
         return format_table(self)
 
 
-def connection_process(m: sp.spmatrix, tiles: int) -> str:
-    """``Dense`` for a small, dense map run one sample at a time, ``Sparse`` otherwise."""
+def connection_process(m: sp.spmatrix, tiles: int, delay: int = 0) -> str:
+    """``Dense`` for a small, dense map run one sample at a time, ``Sparse`` otherwise; ``DelaySparse`` for
+    a connection with an added delay (Lava's ``DelayDense`` builds a dense ``[n_t * (delay + 1), n_s]``
+    matrix every step, its sparse sibling only the synapses)."""
+    if delay > 0:
+        return "DelaySparse"
     n = m.shape[0] * m.shape[1]
     return "Dense" if tiles == 1 and n <= (1 << 22) and m.nnz > 0.25 * n else "Sparse"
 
 
 # ---------------------------------------------------------------------------------- descriptions
+
+def arrival_error(plan: LavaPlan, target: str, target_delay: int, c: Conn) -> str | None:
+    """Why connection ``c`` into ``target`` (running ``target_delay`` steps late) would deliver its source's
+    output at another step than the reference's, or None when it meets the target on time."""
+    src = 0 if c.source == plan.input_name else next((lay.delay for lay in plan.layers if lay.name == c.source),
+                                                     None)
+    if src is None:
+        return f"{target!r} receives from {c.source!r}, which is not in the plan"
+    arrives = src + 1 + int(c.delay) - int(c.recurrent)
+    if c.delay < 0 or arrives != target_delay:
+        return (f"the connection {c.source!r} -> {target!r} arrives at delay {arrives} (source delay {src} + 1 + "
+                f"added delay {c.delay} - recurrent {int(c.recurrent)}), but {target!r} runs at delay "
+                f"{target_delay}")
+    return None
+
+
+def check_delays(plan: LavaPlan) -> None:
+    """Refuse a plan (a hand-edited or damaged file) whose connections would not meet their targets on time."""
+    for name, delay, conns in [*((lay.name, lay.delay, lay.conns) for lay in plan.layers),
+                               ("(readout)", plan.readout.delay, plan.readout.conns)]:
+        for c in conns:
+            why = arrival_error(plan, name, delay, c)
+            if why:
+                raise UserError(f"inconsistent Lava plan: {why}")
+
 
 def _inputs(conns: list[Conn], fixed: bool) -> str:
     parts = []
@@ -174,7 +210,8 @@ def _inputs(conns: list[Conn], fixed: bool) -> str:
         exp = f" <<{c.weight_exp}" if fixed else ""
         rec = " (recurrent)" if c.recurrent else ""
         residual = " residual" if "residual_of" in c.report else ""  # 16-bit weights: the second synapse
-        parts.append(f"{c.source}{rec}: {c.nnz}{residual} {connection_process(c.matrix, 1)}{exp}")
+        late = f" +{c.delay} step(s)" if c.delay else ""
+        parts.append(f"{c.source}{rec}: {c.nnz}{residual} {connection_process(c.matrix, 1, c.delay)}{exp}{late}")
     return ", ".join(parts)
 
 
@@ -214,7 +251,8 @@ def report(plan: LavaPlan) -> dict[str, Any]:
             "delay": lay.delay, "spiking": lay.spiking, "process": lay.process,
             "process_reason": "; ".join(lay.needs_own_process) or "uniform parameters: Lava's stock LIFReset",
             "connections": [{"source": c.source, "recurrent": c.recurrent, "synapses": c.nnz,
-                             "process": connection_process(c.matrix, 1)} for c in lay.conns],
+                             "process": connection_process(c.matrix, 1, c.delay), "added_delay": c.delay}
+                            for c in lay.conns],
         }
         if plan.precision == "fixed":
             entry["quantization"] = lay.report
@@ -225,7 +263,8 @@ def report(plan: LavaPlan) -> dict[str, Any]:
         readout["direct"] = ro.direct
     else:
         readout["connections"] = [{"source": c.source, "synapses": c.nnz,
-                                   "process": connection_process(c.matrix, 1)} for c in ro.conns]
+                                   "process": connection_process(c.matrix, 1, c.delay), "added_delay": c.delay}
+                                  for c in ro.conns]
         readout["bias"] = "added on the host" if ro.c0 is not None or ro.c1 is not None else None
         if plan.precision == "fixed":
             readout["quantization"] = plan.report.get("readout")

@@ -1,9 +1,11 @@
 """A :class:`~.plan.LavaPlan` as one HDF5 file (``lava_network.h5``): JSON metadata plus arrays.
 
 Layout: attribute ``meta`` (format, version, precision, dt, input, every layer's name, kind, shape,
-delay, spiking flag and connection metadata, the readout's), attribute ``report``; group ``layers/<i>``
+delay, spiking flag and connection metadata -- source, recurrent, weight exponent, added delay -- the
+readout's), attribute ``report``; group ``layers/<i>``
 with the neuron arrays and ``conns/<j>`` (CSR ``data`` / ``indices`` / ``indptr``); group ``readout``
-with ``scale``, optional ``c0`` / ``c1`` and ``conns/<j>``.
+with ``scale``, optional ``c0`` / ``c1`` and ``conns/<j>``. A connection's added ``delay`` (skip connections)
+is optional: files written before it existed had none and load with 0, which is what they ran with.
 """
 
 from __future__ import annotations
@@ -92,7 +94,8 @@ def _meta(plan: LavaPlan) -> dict[str, Any]:
 
 
 def _conn_meta(c: Conn) -> dict[str, Any]:
-    return {"source": c.source, "recurrent": c.recurrent, "weight_exp": c.weight_exp, "report": c.report}
+    return {"source": c.source, "recurrent": c.recurrent, "weight_exp": c.weight_exp, "report": c.report,
+            "delay": int(c.delay)}
 
 
 def _jsonable(o: Any) -> Any:
@@ -123,7 +126,7 @@ def _read_csr(grp: Any) -> sp.csr_matrix:
 
 def _read_conns(grp: Any, metas: list[dict[str, Any]]) -> list[Conn]:
     return [Conn(cm["source"], _read_csr(grp[f"conns/{j}"]), cm["recurrent"], cm["weight_exp"],
-                 cm.get("report", {})) for j, cm in enumerate(metas)]
+                 cm.get("report", {}), int(cm.get("delay", 0))) for j, cm in enumerate(metas)]
 
 
 def _read_layer(grp: Any, lm: dict[str, Any]) -> Layer:

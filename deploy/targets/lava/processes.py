@@ -13,6 +13,14 @@ next sample); and a non-spiking mode (NIR ``LI`` / ``CubaLI``) that sends its vo
 sum (spike counts of each of the ``groups`` samples laid side by side) or the whole vector. Writing to a
 file from the process avoids moving large ``Var`` contents back through Lava's runtime channels.
 
+``DelaySparse`` (Lava's own process, for a connection with an added delay: a skip connection's short path)
+runs with Lava's own models, ``PyDelaySparseModelFloat`` and ``PyDelaySparseModelBitAcc``, subclassed
+only to keep the delay-stacked weight matrix they rebuild from ``weights`` and ``delays`` on every step
+(``get_delay_wgts_mat``: about 100 times the cost of the product itself). The weights of these
+connections never change (no learning), so the matrix is built once -- in the bit-accurate model after its
+first step's clipping and truncation, as the parent computes it -- and every step's arithmetic is the
+parent's, bit for bit.
+
 A window starts at time steps ``t`` with ``t % period == offset % period`` (``t`` counts from 1, as Lava's
 ``time_step`` does), the convention of Lava's ``LIFReset``.
 
@@ -36,6 +44,8 @@ from lava.magma.core.process.variable import Var
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 from lava.proc.lif.models import AbstractPyLifModelFixed, AbstractPyLifModelFloat
+from lava.proc.sparse.models import PyDelaySparseModelBitAcc, PyDelaySparseModelFloat
+from lava.proc.sparse.process import DelaySparse
 
 
 class NirNeuron(AbstractProcess):
@@ -194,8 +204,28 @@ class PyRecorderModel(PyLoihiProcessModel):
             self.out.flush()
 
 
+class _StaticDelayWeights:
+    """``calc_act`` of Lava's delay synapse with the delay-stacked weight matrix built once (static weights)."""
+
+    _stacked = None
+
+    def calc_act(self, s_in) -> np.ndarray:
+        if self._stacked is None:
+            self._stacked = self.get_delay_wgts_mat(self.weights, self.delays, self.a_buff.shape[-1] - 1)
+        return np.reshape(self._stacked.dot(s_in), (self.a_buff.shape[-1], self.weights.shape[0])).T
+
+
+class PyDelaySparseStaticFloat(_StaticDelayWeights, PyDelaySparseModelFloat):
+    """Lava's floating-point ``DelaySparse`` model, its stacked weights built once."""
+
+
+class PyDelaySparseStaticFixed(_StaticDelayWeights, PyDelaySparseModelBitAcc):
+    """Lava's bit-accurate ``DelaySparse`` model, its stacked weights built once (after the first step's
+    clipping and truncation of ``weights``, which happen before the first ``calc_act``)."""
+
+
 # the model of each process per select_tag: what Loihi2SimCfg(select_tag=...) picks among these classes
 MODELS: dict[str, dict[type[AbstractProcess], type[PyLoihiProcessModel]]] = {
-    "floating_pt": {NirNeuron: PyNirNeuronFloat, Recorder: PyRecorderModel},
-    "fixed_pt": {NirNeuron: PyNirNeuronFixed, Recorder: PyRecorderModel},
+    "floating_pt": {NirNeuron: PyNirNeuronFloat, Recorder: PyRecorderModel, DelaySparse: PyDelaySparseStaticFloat},
+    "fixed_pt": {NirNeuron: PyNirNeuronFixed, Recorder: PyRecorderModel, DelaySparse: PyDelaySparseStaticFixed},
 }

@@ -39,7 +39,8 @@ class LavaTarget(Target):
         return compile_graph(graph, card.dt, precision=opts.precision or "float",
                              input_shape=list(card.input_shape) if card.input_shape else None,
                              input_scale=opts.input_scale, input_max=opts.input_max,
-                             per_neuron_scale=opts.scale == "neuron", weight_bits=opts.weight_bits)
+                             per_neuron_scale=opts.scale == "neuron", weight_bits=opts.weight_bits,
+                             sign_split=opts.sign_split)
 
     def write(self, graph: nir.NIRGraph, card: ModelCard, out_dir: Path, options: LavaOptions,
               context: RunContext) -> Path:
@@ -80,10 +81,22 @@ class LavaTarget(Target):
                     line += f"  vth {q['vth_mantissa'][1]}"
             if lay.get("process_reason") and lay["process"] != "LIFReset":
                 line += f"  ({lay['process_reason']})"
+            if _added_delays(lay):
+                line += f"  {_added_delays(lay)}"
             lines.append(line)
+            lines += [f"{'':<16} not exact: {note}" for note in (q or {}).get("notes", [])]  # what no scale maps
+        if _added_delays(rep.get("readout", {})):
+            lines.append(f"{'(readout)':<16} {_added_delays(rep['readout'])}")
         lines.append("quantization and process details: lava_export.json" if rep["precision"] == "fixed"
                      else "details: lava_export.json")
         return lines
+
+
+def _added_delays(entry: dict) -> str:
+    """``added delay: lif1 +2`` for the connections of a report entry padded by a synaptic delay (a skip
+    connection's short path, a ``DelaySparse``), or ``""``."""
+    late = [f"{c['source']} +{c['added_delay']}" for c in entry.get("connections", []) if c.get("added_delay")]
+    return f"added delay: {', '.join(dict.fromkeys(late))}" if late else ""
 
 
 TARGET = LavaTarget()

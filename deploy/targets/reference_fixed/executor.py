@@ -1,8 +1,11 @@
 """A fixed-point :class:`~neuromoco.deploy.targets.lava.plan.LavaPlan` run as batched integer arithmetic.
 
 What ``lava-fixed`` computes for one sample, step ``tau`` of layer ``X`` (see :mod:`..lava.runner` and
-:mod:`..lava.layout`: every connection is one step late in Lava and every layer runs ``delay`` steps
-after the reference, so in the reference's time the delays cancel):
+:mod:`..lava.layout`: every connection is one step late in Lava, plus its added synaptic delay
+``Conn.delay`` where a skip connection's short path is padded (``DelaySparse``), and every layer runs
+``delay`` steps after the reference; the plan's delays satisfy ``X.delay == source.delay + 1 + Conn.delay -
+recurrent`` for every connection, checked here (:func:`~..lava.plan.check_delays`), so in the reference's
+time the delays cancel and every input of a layer, short path or long, carries its source's step ``tau``):
 
 * the activation is the sum over the layer's connections of the synapse's ``a_out`` (:mod:`.arith`): a
   feed-forward connection carries its source's output at ``tau`` (graded ``round(x * input_scale)`` for
@@ -37,7 +40,7 @@ import scipy.sparse as sp
 import torch
 
 from neuromoco.deploy.result import RunResult
-from neuromoco.deploy.targets.lava.plan import Conn, LavaPlan, Layer
+from neuromoco.deploy.targets.lava.plan import Conn, LavaPlan, Layer, check_delays
 from neuromoco.deploy.targets.reference_fixed import arith
 from neuromoco.errors import UserError
 
@@ -231,6 +234,7 @@ class FixedPointExecutor:
             raise UserError(f"reference-fixed: bad torch device {device!r} ({err})") from None
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise UserError(f"reference-fixed: device {device!r} asked for but CUDA is not available")
+        check_delays(plan)  # a connection that would not meet its target on time: not what Lava ran
         self.plan = plan
         self.record_spikes = bool(record_spikes)
         self.batch_size = max(1, int(batch_size))

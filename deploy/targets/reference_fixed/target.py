@@ -55,7 +55,8 @@ class ReferenceFixedTarget(Target):
         return compile_graph(graph, card.dt, precision="fixed",
                              input_shape=list(card.input_shape) if card.input_shape else None,
                              input_scale=opts.input_scale, input_max=opts.input_max,
-                             per_neuron_scale=opts.scale == "neuron", weight_bits=opts.weight_bits)
+                             per_neuron_scale=opts.scale == "neuron", weight_bits=opts.weight_bits,
+                             sign_split=opts.sign_split)
 
     def write(self, graph: nir.NIRGraph, card: ModelCard, out_dir: Path, options: ReferenceFixedOptions,
               context: RunContext) -> Path:
