@@ -110,6 +110,32 @@ def parse_option_items(items: list[str], names: list[str]) -> dict[str, dict[str
     return out
 
 
+def card_option_items(card: Any, names: list[str]) -> dict[str, dict[str, str]]:
+    """The target options the model card asks for, as ``{target: {key: value}}`` for ``names``.
+
+    A model trained with ``train finetune --qat loihi`` records the Lava options its weight grid was trained
+    for (``extra.qat.deploy_options``, e.g. ``scale=layer``); deploying with other ones would quantize onto a
+    different grid. They apply to every target in ``names`` that declares the key; ``-o`` overrides them.
+    """
+    items = ((getattr(card, "extra", None) or {}).get("qat") or {}).get("deploy_options") or []
+    out: dict[str, dict[str, str]] = {n: {} for n in names}
+    for item in items:
+        key, _, value = str(item).partition("=")
+        for n in names:
+            if key in _declared(n):
+                out[n][key] = value
+    return out
+
+
+def with_card_options(card: Any, values: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+    """``values`` (per target) over the model card's options; says once which card options apply."""
+    from_card = card_option_items(card, list(values))
+    applied = sorted({f"{k}={v}" for n, opts in from_card.items() for k, v in opts.items() if k not in values[n]})
+    if applied:
+        print(f"options from the model card (the model was trained for them with --qat): {' '.join(applied)}")
+    return {n: {**from_card[n], **v} for n, v in values.items()}
+
+
 def _declared(name: str) -> list[str]:
     """The option keys target ``name`` declares (none when the target cannot be imported: it fails later)."""
     from neuromoco.deploy.targets import options_class

@@ -19,6 +19,7 @@ from neuromoco.deploy.commands.common import (
     resolve_card,
     run_context,
     target_options,
+    with_card_options,
 )
 from neuromoco.errors import UserError
 
@@ -43,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
     card = resolve_card(model, args.card, args.dt, args.dataset)
     graph = load_graph(model, input_shape=card.input_shape, shape_source=card.source)
     values = {**flag_options(args), **parse_option_items(args.option, [args.target])[args.target]}
+    values = with_card_options(card, {args.target: values})[args.target]
     target, options = target_options(args.target, values)
     out = Path(args.out)
     artefact = target.export(graph, card, out, options, run_context(args, progress=not args.no_progress))

@@ -37,6 +37,7 @@ from neuromoco.deploy.commands.common import (
     progress_bar,
     run_context,
     target_options,
+    with_card_options,
 )
 from neuromoco.deploy.parity import (
     EXACT_TARGETS,
@@ -132,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
     names, values, tol = _selection(args)
     comparisons = plan_comparisons(names, args)
     graph, card, frames, labels = load_model(args)
+    values = with_card_options(card, values)
     layers = spiking_nodes(graph)
     out = Path(args.out)
     entries, runners = _build(comparisons, values, graph, card, args)

@@ -25,6 +25,7 @@ from neuromoco.deploy.commands.common import (
     progress_bar,
     run_context,
     target_options,
+    with_card_options,
 )
 from neuromoco.deploy.energy import DEFAULT_MODELS
 from neuromoco.errors import UserError
@@ -75,8 +76,8 @@ def run(args: argparse.Namespace) -> int:
     values = {**parse_option_items(args.option, [args.target])[args.target], "record_spikes": "true"}
     if args.target == "reference":
         values["device"] = args.device
-    target, options = target_options(args.target, values)
     graph, card, frames, labels = load_model(args)
+    target, options = target_options(args.target, with_card_options(card, {args.target: values})[args.target])
     try:
         runner = target.runner(graph, card, options, run_context(args))
     except UserError:

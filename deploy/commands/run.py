@@ -31,6 +31,7 @@ from neuromoco.deploy.commands.common import (
     resolve_card,
     run_context,
     target_options,
+    with_card_options,
 )
 from neuromoco.errors import UserError
 
@@ -55,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"model not found: {model}")
     card = resolve_card(model, args.card, args.dt, args.dataset)
     values = {**flag_options(args), **parse_option_items(args.option, [args.target])[args.target]}
+    values = with_card_options(card, {args.target: values})[args.target]
     target, options = target_options(args.target, values)
     t_build = time.perf_counter()
     runner = build_runner(target, options, run_context(args), model, card)

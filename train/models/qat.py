@@ -25,10 +25,14 @@ exactly (plan ``rel_weight_error`` ~1e-8, float32 rounding):
   largest weight clips onto the top mantissa and the plan computes that very ``sigma``): the threshold
   mantissa ``round(sigma * vth)`` is then exact instead of off by up to ``0.5 / sigma``.
 
-Decays are 12-bit in the plan and dt/tau = 0.5 is exact there. A row whose scale is lowered by the 24-bit
-state bound (:func:`~neuromoco.deploy.targets.lava.fixed_point.state_bound`) gets a grid of its own that a
-shared conv kernel cannot follow; such rows are counted (``LoihiQAT.report["limited_rows"]``), not emulated,
-and keep a weight error.
+Decays are 12-bit in the plan and dt/tau = 0.5 is exact there. Where the 24-bit state bound
+(:func:`~neuromoco.deploy.targets.lava.fixed_point.state_bound`) lowers a scale, the plan lowers it alike for
+a whole conv channel and onto a coarse grid, but the bound sums the row's own weight magnitudes, so the
+scale can still move when the weights are projected onto it. :func:`project_state_dict` therefore iterates:
+it projects the trained weights onto the grid, compiles them, and where the plan's scale came out lower it
+rounds the channel's most rounded-up weights down one step more (where higher, takes the higher scale),
+until the plan's grid of the projected weights is the grid they lie on. ``LoihiQAT.report["limited_rows"]``
+counts rows whose scale differs within a channel (0 once the plan shares it).
 """
 
 from __future__ import annotations
@@ -67,8 +71,10 @@ class QATConfig:
         return asdict(self)
 
     def deploy_options(self) -> list[str]:
-        """The ``deploy`` options that compile the plan this model was trained for."""
-        return [f"scale={self.scale}", f"weight_bits={self.weight_bits}"]
+        """The ``deploy`` options that compile the plan this model was trained for: its scale mode and weight
+        width, and mixed-sign connections kept in one synapse process (the grid trained onto; the Lava
+        target's default ``sign_split`` holds 8-bit weights of that grid exactly too, 16-bit ones not always)."""
+        return [f"scale={self.scale}", f"weight_bits={self.weight_bits}", "sign_split=false"]
 
 
 def config_from_args(args: Any) -> QATConfig | None:
@@ -123,6 +129,8 @@ class LoihiQAT(nn.Module):
             i += 1
         self.dt = next((float(m.config.dt) for k, m in self._ops if k == "lif"), 1e-3)
         self.grids: list[_Grid] = []
+        #: per weight layer, how many weights per output channel the export projection rounds down one step more
+        self.shrink: list[np.ndarray | None] = []
         self.report: dict[str, Any] = {}
 
     # ------------------------------------------------------------------------------------------ folding
@@ -243,6 +251,9 @@ class LoihiQAT(nn.Module):
         real = (w.double() * m).clamp(-g.top, g.top)
         with torch.no_grad():
             total, _ = split_weights(real.detach(), fixed=g.pieces)
+            shrink = self.shrink[i] if i < len(self.shrink) else None
+            if shrink is not None:
+                total = _shrunk(total, real.detach(), g, shrink)
         wc = (real / m).to(w.dtype)
         return wc + ((total / m).to(w.dtype) - wc).detach()
 
@@ -323,17 +334,75 @@ def project_state_dict(model: nn.Module, config: QATConfig, input_shape: list[in
     (what ``model.nir`` is exported from): the grid is computed from these very weights first."""
     model = copy.deepcopy(model).eval()
     qat = LoihiQAT(model, config, input_shape)
+    original = copy.deepcopy(model.state_dict())
     qat.update_grid()
-    q = qat.quantized_weights()
-    with torch.no_grad():
-        for (layer, bn), wq in zip(qat._weighted(), q):
-            if bn is None:
-                layer.weight.copy_(wq)
+    target = [copy.deepcopy(g) for g in qat.grids]
+    qat.shrink = [None] * len(target)
+    for _ in range(PROJECTION_ROUNDS):
+        qat.grids = [copy.deepcopy(g) for g in target]
+        model.load_state_dict(original)  # always the trained weights onto the newest grid: no drift
+        _write_folded(qat, qat.quantized_weights())
+        qat.update_grid()
+        if all(_same_grid(a, b) for a, b in zip(qat.grids, target)):
+            break
+        for i, (got, want) in enumerate(zip(qat.grids, target)):
+            if got.pieces != want.pieces or got.m.shape != want.m.shape:
+                target[i], qat.shrink[i] = copy.deepcopy(got), None
                 continue
-            s = bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps)
-            safe = torch.where(s == 0, torch.ones_like(s), s)
-            layer.weight.copy_((wq.double() / safe.reshape(-1, *([1] * (wq.dim() - 1)))).to(layer.weight.dtype))
+            g_m, w_m = got.m.numpy(), want.m.numpy()
+            shrink = np.zeros(len(w_m), dtype=np.int64) if qat.shrink[i] is None else qat.shrink[i]
+            higher, lower = g_m > w_m * (1 + 1e-12), g_m < w_m * (1 - 1e-12)
+            # the plan allows a larger scale: take it; a smaller one: the 24-bit state bound, which sums the
+            # row's own weight magnitudes, binds just below this scale, so round a few more weights down
+            want.m[torch.from_numpy(higher)] = got.m[torch.from_numpy(higher)]
+            shrink = np.where(higher, 0, np.where(lower, np.maximum(1, 2 * shrink), shrink))
+            qat.shrink[i] = shrink
+    qat.shrink = []
     return model.state_dict()
+
+
+#: projections tried until the plan's grid of the projected weights is the grid they were projected onto
+PROJECTION_ROUNDS = 10
+
+
+def _same_grid(a: _Grid, b: _Grid) -> bool:
+    return a.pieces == b.pieces and a.m.shape == b.m.shape and bool(
+        torch.allclose(a.m, b.m, rtol=1e-12, atol=0.0))
+
+
+def _shrunk(total: torch.Tensor, real: torch.Tensor, grid: _Grid, counts: np.ndarray) -> torch.Tensor:
+    """``total`` with, per output channel ``c``, the ``counts[c]`` weights that rounded up the most in
+    magnitude rounded down one grid step instead (never a channel's largest weight, never to zero): it
+    lowers the channel's sum of magnitudes, which the plan's 24-bit state bound reads, by the least error."""
+    if len(grid.pieces) != 1 or not counts.any():
+        return total
+    exp, mixed = grid.pieces[0]
+    step = 2.0 ** exp * (2.0 if mixed else 1.0)
+    out = total.clone().reshape(total.shape[0], -1)
+    mag, wanted = out.abs(), real.reshape(total.shape[0], -1).abs()
+    eligible = (mag >= 2 * step) & (mag < grid.top * (1 - 1e-12))
+    score = torch.where(eligible, mag - wanted, torch.full_like(mag, -torch.inf))
+    for c in np.flatnonzero(counts):
+        k = int(min(counts[c], int(eligible[c].sum())))
+        if k:
+            idx = torch.topk(score[c], k).indices
+            out[c, idx] -= torch.sign(out[c, idx]) * step
+    return out.reshape(total.shape)
+
+
+@torch.no_grad()
+def _write_folded(qat: LoihiQAT, folded: list[torch.Tensor]) -> None:
+    """Set every weight layer so that its BatchNorm-folded weight is ``folded``.
+
+    A row's scale can depend on its own weights (the 24-bit state bound sums their magnitudes), so the
+    caller re-derives the grid from the projected weights and projects again until the two agree."""
+    for (layer, bn), wq in zip(qat._weighted(), folded):
+        if bn is None:
+            layer.weight.copy_(wq)
+            continue
+        s = bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps)
+        safe = torch.where(s == 0, torch.ones_like(s), s)
+        layer.weight.copy_((wq.double() / safe.reshape(-1, *([1] * (wq.dim() - 1)))).to(layer.weight.dtype))
 
 
 __all__ = [
