@@ -324,8 +324,10 @@ def profile(graph: nir.NIRGraph, activity: Activity, input_shape: Sequence[int] 
 def _layer_rows(layers: list[SynapticLayer], activity: Activity, sizes: dict[str, int], input_names: list[str],
                 notes: list[str]) -> list[dict[str, Any]]:
     """One row per synaptic layer whose source's spikes the run reports (``notes`` says which are not),
-    then one per neuron node no layer feeds. A node shared by layers has its MACs and updates counted once."""
+    then one per neuron node no layer feeds. A node shared by layers has its MACs and updates counted once.
+    Layers into one node (a residual ADD: several sources summed into one conv) are named ``conv<-source``."""
     n, T = activity.samples, activity.steps
+    names = [layer.name for layer in layers]
     rows = []
     counted_ann: set[str] = set()
     charged_neurons: set[str] = set()
@@ -342,7 +344,8 @@ def _layer_rows(layers: list[SynapticLayer], activity: Activity, sizes: dict[str
             nu = sizes[layer.sink] * T
             charged_neurons.add(layer.sink)
         rows.append({
-            "layer": layer.name, "source": layer.source, "sink": layer.sink, "ops": layer.ops,
+            "layer": layer.name if names.count(layer.name) == 1 else f"{layer.name}<-{layer.source}",
+            "source": layer.source, "sink": layer.sink, "ops": layer.ops,
             "fanout": {"min": int(layer.fanout.min()), "max": int(layer.fanout.max()),
                        "mean": float(layer.fanout.mean())},
             "connections": layer.connections,

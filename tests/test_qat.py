@@ -16,6 +16,7 @@ from synthetic import SyntheticFrames, synthetic_dataset
 from neuromoco.deploy.card import ModelCard
 from neuromoco.deploy.targets import get_target
 from neuromoco.deploy.targets.lava.compile import compile_graph
+from neuromoco.errors import UserError
 from neuromoco.train.cli import main
 from neuromoco.train.engine.checkpoint import load_checkpoint
 from neuromoco.train.export import to_nir
@@ -186,3 +187,9 @@ def test_deploy_export_of_a_qat_graph_compiles_the_grid_it_was_trained_for(runs,
     report = json.loads((tmp_path / "lava" / "lava_export.json").read_text())
     scales = [(lay["quantization"]["scale_min"], lay["quantization"]["scale_max"]) for lay in report["layers"]]
     assert scales and all(lo == hi for lo, hi in scales), scales  # one scale per layer
+
+
+def test_qat_refuses_a_residual_model_in_one_line():
+    model = build_classifier("sew-resnet8-34", [2, 34, 34], 4)
+    with pytest.raises(UserError, match="chain models only"):
+        LoihiQAT(model, QATConfig(), [2, 34, 34])

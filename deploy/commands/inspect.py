@@ -48,6 +48,7 @@ def describe(path: Path, card_path: Path | None = None) -> dict[str, Any]:
         "file": str(path),
         "nodes": nodes,
         "edges": [{"from": a, "to": b, "recurrent": (a, b) in set(st.recurrent)} for a, b in graph.edges],
+        "sums": _sums(graph.edges),
         "input": st.input,
         "output": st.output,
         "recurrent": bool(st.recurrent),
@@ -55,6 +56,14 @@ def describe(path: Path, card_path: Path | None = None) -> dict[str, Any]:
         "spiking_neurons": int(sum(e.get("neurons", 0) for e in nodes if e.get("spiking"))),
         "card": None if card is None else {"path": str(card_file), **card.__dict__},
     }
+
+
+def _sums(edges: list[tuple[str, str]]) -> dict[str, list[str]]:
+    """Nodes with several incoming edges and their sources: NIR adds the inputs up (a residual ADD)."""
+    into: dict[str, list[str]] = {}
+    for a, b in edges:
+        into.setdefault(b, []).append(a)
+    return {b: srcs for b, srcs in into.items() if len(srcs) > 1}
 
 
 def _node_entry(node: Any, name: str, io: _IO) -> dict[str, Any]:
@@ -143,6 +152,10 @@ def run(args: argparse.Namespace) -> int:
     print("\nedges:")
     for e in info["edges"]:
         print(f"  {e['from']} -> {e['to']}" + ("   (recurrent: previous step)" if e["recurrent"] else ""))
+    if info["sums"]:
+        print("\ninputs added up (several edges into one node, e.g. a residual ADD):")
+        for b, srcs in info["sums"].items():
+            print(f"  {b} <- {' + '.join(srcs)}")
     card = info["card"]
     if card:
         print(f"\nmodel card ({card['path']}):")

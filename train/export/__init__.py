@@ -12,19 +12,32 @@ from typing import Any
 import nir
 from torch import nn
 
-from neuromoco.train.export.bn_fold import ExportError, flatten_modules, fold_batchnorm, fold_layers
-from neuromoco.train.export.to_nir import layer_names, plan_layers, to_nir
+from neuromoco.train.export.bn_fold import (
+    ExportError,
+    flatten_graph,
+    flatten_modules,
+    fold_batchnorm,
+    fold_graph,
+    fold_layers,
+    fold_model,
+)
+from neuromoco.train.export.to_nir import PlannedNode, layer_names, plan_graph, plan_layers, to_nir
 
 MODEL_FILE = "model.nir"
 
 __all__ = [
     "MODEL_FILE",
     "ExportError",
+    "PlannedNode",
     "export_model",
+    "flatten_graph",
     "flatten_modules",
     "fold_batchnorm",
+    "fold_graph",
     "fold_layers",
+    "fold_model",
     "layer_names",
+    "plan_graph",
     "plan_layers",
     "to_nir",
 ]

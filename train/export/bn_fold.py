@@ -13,6 +13,11 @@ right before it, using the running (evaluation) statistics:
 computed in float64 and rounded once to the layer's dtype. The folded model computes what the
 unfolded one computes in evaluation mode, up to float rounding (a few ulp); the exported graph
 reproduces the *folded* model bit for bit.
+
+Residual models (SEW-ResNet's ADD, :class:`~neuromoco.train.models.layers.Residual`) do not flatten to a
+chain: :func:`flatten_graph` gives every layer the layers whose outputs add up into its input (the body's
+last layer and the shortcut's, or the block's own input for an identity shortcut), and :func:`fold_graph`
+folds BatchNorm on that form. :func:`flatten_modules` / :func:`fold_layers` are the chain-only views.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from neuromoco.train.models.layers import TimeDistributed
+from neuromoco.train.models.layers import Residual, TimeDistributed
 
 _DROPPED = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.Identity)
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d)
@@ -34,38 +39,76 @@ class ExportError(ValueError):
     """A model cannot be exported to NIR exactly (the message names the module)."""
 
 
+#: the model's input, as a source index in ``Layer.inputs``
+INPUT = -1
+
+
 @dataclass
 class Layer:
-    """One primitive module of a flattened model, where it came from, and whether it was time-distributed."""
+    """One primitive module of a flattened model, where it came from, whether it was time-distributed, and
+    the layers (indices in the flattened list, :data:`INPUT` for the model's input) whose outputs add up
+    into its input; ``None``: the layer right before it (a chain)."""
 
     module: nn.Module
     path: str  # e.g. "3" or "3.module.1" in the list given to the exporter
     distributed: bool
+    inputs: tuple[int, ...] | None = None
 
     def runnable(self) -> nn.Module:
         return TimeDistributed(self.module) if self.distributed else self.module
 
 
-def flatten_modules(modules: list[nn.Module] | nn.Module) -> list[Layer]:
-    """The primitive layers of ``modules`` in order (Sequential / TimeDistributed opened, no-ops dropped)."""
+def flatten_graph(modules: list[nn.Module] | nn.Module) -> tuple[list[Layer], tuple[int, ...]]:
+    """The primitive layers of ``modules`` with their inputs, and the layers that add up into the output.
+
+    Sequential / TimeDistributed are opened and no-ops dropped as in :func:`flatten_modules`; a
+    ``Residual(body, shortcut)`` becomes its body's layers and its shortcut's, both reading the block's
+    input, and the block's value is the sum of both ends (the input itself for an identity shortcut).
+    """
     if isinstance(modules, nn.Module):
         modules = [modules]
     out: list[Layer] = []
 
-    def visit(m: nn.Module, path: str, distributed: bool) -> None:
+    def visit(m: nn.Module, path: str, distributed: bool, src: tuple[int, ...]) -> tuple[int, ...]:
         if isinstance(m, TimeDistributed):
-            visit(m.module, f"{path}.module", True)
-        elif isinstance(m, nn.Sequential):
+            return visit(m.module, f"{path}.module", True, src)
+        if isinstance(m, nn.Sequential):
             for i, child in enumerate(m):
-                visit(child, f"{path}.{i}", distributed)
-        elif isinstance(m, _DROPPED):
-            return
-        else:
-            out.append(Layer(m, path, distributed))
+                src = visit(child, f"{path}.{i}", distributed, src)
+            return src
+        if isinstance(m, Residual):
+            body = visit(m.body, f"{path}.body", distributed, src)
+            short = src if m.shortcut is None else visit(m.shortcut, f"{path}.shortcut", distributed, src)
+            if set(body) & set(short):
+                raise ExportError(f"Residual (module {path}) adds a tensor to itself (a branch without "
+                                  "layers): NIR has no doubled edge")
+            return body + short
+        if isinstance(m, _DROPPED):
+            return src
+        out.append(Layer(m, path, distributed, src))
+        return (len(out) - 1,)
 
+    src: tuple[int, ...] = (INPUT,)
     for i, m in enumerate(modules):
-        visit(m, str(i), False)
-    return out
+        src = visit(m, str(i), False, src)
+    return out, src
+
+
+def _is_chain(layers: list[Layer], outputs: tuple[int, ...]) -> bool:
+    return (all(lay.inputs is None or lay.inputs == (k - 1,) for k, lay in enumerate(layers))
+            and outputs == (len(layers) - 1,))
+
+
+def flatten_modules(modules: list[nn.Module] | nn.Module) -> list[Layer]:
+    """The primitive layers of ``modules`` in order (Sequential / TimeDistributed opened, no-ops dropped).
+
+    A chain only: a model with ``Residual`` blocks raises (its graph form is :func:`flatten_graph`).
+    """
+    layers, outputs = flatten_graph(modules)
+    if layers and not _is_chain(layers, outputs):
+        raise ExportError("the model branches (Residual blocks): its layers are no chain; it exports to NIR "
+                          "(to_nir writes every ADD as a second edge) but this step takes chains only")
+    return layers
 
 
 def fold_pair(layer: nn.Module, bn: nn.Module) -> nn.Module:
@@ -93,23 +136,46 @@ def fold_pair(layer: nn.Module, bn: nn.Module) -> nn.Module:
     return folded
 
 
-def fold_layers(layers: list[Layer]) -> list[Layer]:
-    """Fold every BatchNorm into the conv / linear layer right before it (copies; inputs untouched)."""
+def fold_graph(layers: list[Layer], outputs: tuple[int, ...]) -> tuple[list[Layer], tuple[int, ...]]:
+    """:func:`flatten_graph`'s form with every BatchNorm folded into the conv / linear layer feeding it
+    (copies; inputs untouched). The layer must feed nothing else: its unfolded output would be lost."""
+    uses: dict[int, int] = {}
+    for k, lay in enumerate(layers):
+        for i in (lay.inputs if lay.inputs is not None else (k - 1,)):
+            uses[i] = uses.get(i, 0) + 1
+    for i in outputs:
+        uses[i] = uses.get(i, 0) + 1
     out: list[Layer] = []
-    for layer in layers:
+    where: dict[int, int] = {INPUT: INPUT}  # index in ``layers`` -> index in ``out``
+    for k, layer in enumerate(layers):
+        inputs = layer.inputs if layer.inputs is not None else (k - 1,)
         if isinstance(layer.module, _BN):
-            prev = out[-1] if out else None
+            prev = layers[inputs[0]] if len(inputs) == 1 and inputs[0] != INPUT else None
             if prev is None or not isinstance(prev.module, _FOLD_INTO):
-                what = "the start of the model" if prev is None else f"{type(prev.module).__name__} (module {prev.path})"
+                what = ("the start of the model" if inputs == (INPUT,) else
+                        f"a sum of {len(inputs)} layers" if len(inputs) > 1 else
+                        f"{type(prev.module).__name__} (module {prev.path})")
                 raise ExportError(f"cannot fold {type(layer.module).__name__} (module {layer.path}): it follows "
                                   f"{what}, not a conv or linear layer")
+            if uses[inputs[0]] > 1:
+                raise ExportError(f"cannot fold {type(layer.module).__name__} (module {layer.path}): the "
+                                  f"{type(prev.module).__name__} before it (module {prev.path}) also feeds other layers")
+            j = where[inputs[0]]
+            target = out[j]
             try:
-                out[-1] = Layer(fold_pair(prev.module, layer.module), prev.path, prev.distributed)
+                out[j] = Layer(fold_pair(target.module, layer.module), target.path, target.distributed, target.inputs)
             except ExportError as err:
                 raise ExportError(f"module {layer.path}: {err}") from None
+            where[k] = j
         else:
-            out.append(layer)
-    return out
+            out.append(Layer(layer.module, layer.path, layer.distributed, tuple(where[i] for i in inputs)))
+            where[k] = len(out) - 1
+    return out, tuple(where[i] for i in outputs)
+
+
+def fold_layers(layers: list[Layer]) -> list[Layer]:
+    """Fold every BatchNorm into the conv / linear layer right before it (copies; inputs untouched). A chain."""
+    return fold_graph(layers, (len(layers) - 1,))[0]
 
 
 def fold_batchnorm(modules: list[nn.Module] | nn.Module) -> list[nn.Module]:
@@ -119,3 +185,28 @@ def fold_batchnorm(modules: list[nn.Module] | nn.Module) -> list[nn.Module]:
     mode; it is what the exported graph computes.
     """
     return [layer.runnable() for layer in fold_layers(flatten_modules(modules))]
+
+
+def fold_model(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` whose BatchNorms are folded into the conv / linear layer right before them and
+    replaced by ``nn.Identity`` (pairs next to each other in a Sequential or ModuleList, TimeDistributed
+    opened). The model's own ``forward`` then computes what its exported graph computes, bit for bit."""
+    folded = copy.deepcopy(model)
+    unwrap = lambda m: m.module if isinstance(m, TimeDistributed) else m
+    for container in list(folded.modules()):
+        if not isinstance(container, (nn.Sequential, nn.ModuleList)):
+            continue
+        children = list(container)
+        for i in range(len(children) - 1):
+            a, b = unwrap(children[i]), unwrap(children[i + 1])
+            if isinstance(a, _FOLD_INTO) and isinstance(b, _BN):
+                fused = fold_pair(a, b)
+                if isinstance(children[i], TimeDistributed):
+                    children[i].module = fused
+                else:
+                    container[i] = fused
+                if isinstance(children[i + 1], TimeDistributed):
+                    children[i + 1].module = nn.Identity()
+                else:
+                    container[i + 1] = nn.Identity()
+    return folded

@@ -21,12 +21,17 @@ written as float64 ``1 / tau_mem_inv`` of the model's float32 ``tau_mem_inv``, s
 ``float32(1 / tau)`` gives back exactly the value the model multiplies by. Weights are written in the
 model's float32. Node names: ``input``, ``conv1``, ``lif1``, ``pool1``, ``flatten1``, ``fc1``, ...,
 ``output``, numbered per kind in model order.
+
+Edges follow the model: a chain for a sequential model; for a residual one
+(:class:`~neuromoco.train.models.layers.Residual`, SEW-ResNet's ADD) the body's last node and the
+shortcut's last node (or the block's input, for an identity shortcut) each get an edge into the node after
+the block. NIR adds up a node's incoming edges, so the ADD is these edges and no node of its own.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
+from dataclasses import dataclass
 
 import nir
 import numpy as np
@@ -34,7 +39,7 @@ import torch
 from norse.torch.functional.reset import reset_value
 from torch import nn
 
-from neuromoco.train.export.bn_fold import ExportError, Layer, flatten_modules, fold_layers
+from neuromoco.train.export.bn_fold import INPUT, ExportError, Layer, flatten_graph, fold_graph
 from neuromoco.train.models.layers import SumPool2d
 from neuromoco.train.models.neurons import LIF
 
@@ -144,22 +149,49 @@ def _step_shape(layer: Layer, shape: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(int(v) for v in y.shape[1:])
 
 
-def plan_layers(modules: list[nn.Module] | nn.Module, input_shape: list[int], dt: float
-                ) -> list[tuple[str, Layer, nir.NIRNode, tuple[int, ...]]]:
-    """``(node name, folded layer, NIR node, output shape)`` per primitive layer, in model order."""
-    layers = fold_layers(flatten_modules(modules))
+@dataclass
+class PlannedNode:
+    """One NIR node of an exported model: its name, the folded layer, the node, its output shape (one step,
+    no batch) and the nodes whose outputs add up into its input (``"input"`` for the graph's input)."""
+
+    name: str
+    layer: Layer
+    node: nir.NIRNode
+    shape: tuple[int, ...]
+    inputs: tuple[str, ...]
+
+
+def plan_graph(modules: list[nn.Module] | nn.Module, input_shape: list[int], dt: float
+               ) -> tuple[list[PlannedNode], tuple[str, ...]]:
+    """Every node of the exported graph in model order, and the nodes that feed the Output node."""
+    layers, outputs = fold_graph(*flatten_graph(modules))
     if not layers:
         raise ExportError("the model has no layers to export")
     counts: dict[str, int] = {}
-    shape = tuple(int(v) for v in input_shape)
-    plan = []
-    for layer in layers:
+    names: dict[int, str] = {INPUT: "input"}
+    shapes: dict[int, tuple[int, ...]] = {INPUT: tuple(int(v) for v in input_shape)}
+    plan: list[PlannedNode] = []
+    for k, layer in enumerate(layers):
+        assert layer.inputs is not None  # fold_graph always sets them
+        ins = {shapes[i] for i in layer.inputs}
+        if len(ins) > 1:
+            parts = ", ".join(f"{names[i]} {list(shapes[i])}" for i in layer.inputs)
+            raise ExportError(f"{_where(layer)} adds up inputs of different shapes: {parts}")
+        shape = ins.pop()
         kind, node = _node_for(layer, shape, dt)
         counts[kind] = counts.get(kind, 0) + 1
-        out = _step_shape(layer, shape)
-        plan.append((f"{kind}{counts[kind]}", layer, node, out))
-        shape = out
-    return plan
+        names[k] = f"{kind}{counts[kind]}"
+        shapes[k] = _step_shape(layer, shape)
+        plan.append(PlannedNode(names[k], layer, node, shapes[k], tuple(names[i] for i in layer.inputs)))
+    if len({shapes[i] for i in outputs}) > 1:
+        raise ExportError("the model's output adds up tensors of different shapes")
+    return plan, tuple(names[i] for i in outputs)
+
+
+def plan_layers(modules: list[nn.Module] | nn.Module, input_shape: list[int], dt: float
+                ) -> list[tuple[str, Layer, nir.NIRNode, tuple[int, ...]]]:
+    """``(node name, folded layer, NIR node, output shape)`` per primitive layer, in model order."""
+    return [(p.name, p.layer, p.node, p.shape) for p in plan_graph(modules, input_shape, dt)[0]]
 
 
 def layer_names(modules: list[nn.Module] | nn.Module, input_shape: list[int], dt: float) -> list[str]:
@@ -172,16 +204,16 @@ def to_nir(modules: list[nn.Module] | nn.Module, input_shape: list[int], dt: flo
     from neuromoco.deploy.graph import check_graph
     from neuromoco.errors import UserError
 
-    plan = plan_layers(modules, input_shape, dt)
+    plan, outputs = plan_graph(modules, input_shape, dt)
     shape = tuple(int(v) for v in input_shape)
     nodes: dict[str, nir.NIRNode] = {"input": nir.Input(input_type=np.array(shape, dtype=np.int64))}
-    names = ["input"]
-    for name, _, node, _ in plan:
-        nodes[name] = node
-        names.append(name)
-    nodes["output"] = nir.Output(output_type=np.array(plan[-1][3], dtype=np.int64))
-    names.append("output")
-    edges = list(itertools.pairwise(names))
+    edges: list[tuple[str, str]] = []
+    for p in plan:
+        nodes[p.name] = p.node
+        edges += [(src, p.name) for src in p.inputs]
+    out_shape = {p.name: p.shape for p in plan}.get(outputs[0], shape)
+    nodes["output"] = nir.Output(output_type=np.array(out_shape, dtype=np.int64))
+    edges += [(src, "output") for src in outputs]
     graph = nir.NIRGraph(nodes=nodes, edges=edges, type_check=False)
     try:
         check_graph(graph, input_shape=list(shape))

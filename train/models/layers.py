@@ -39,3 +39,20 @@ class SumPool2d(nn.Module):
 
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+
+class Residual(nn.Module):
+    """SEW-ResNet's ADD connection in multi-step form: ``body(x) + shortcut(x)`` (``x`` itself without a shortcut).
+
+    Both branches see the same ``[T, B, ...]`` input, and their outputs (spike tensors in a SEW block) are
+    summed. The NIR exporter opens it into two paths whose last nodes both feed the next node: NIR adds up
+    the edges into a node, so the ADD needs no node of its own.
+    """
+
+    def __init__(self, body: nn.Module, shortcut: nn.Module | None = None) -> None:
+        super().__init__()
+        self.body = body
+        self.shortcut = shortcut
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x) + (x if self.shortcut is None else self.shortcut(x))

@@ -47,7 +47,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from neuromoco.errors import UserError
-from neuromoco.train.export.bn_fold import flatten_modules, fold_layers
+from neuromoco.train.export.bn_fold import ExportError, flatten_modules, fold_layers
 from neuromoco.train.export.to_nir import plan_layers, to_nir
 from neuromoco.train.models.neurons import LIF
 
@@ -110,7 +110,13 @@ class LoihiQAT(nn.Module):
         self.model = model
         self.config = config
         self.input_shape = [int(v) for v in input_shape]
-        layers = flatten_modules(model.deploy_modules())
+        try:
+            layers = flatten_modules(model.deploy_modules())
+        except ExportError as err:
+            raise UserError(f"--qat loihi supports chain models only (cnn3-34, cnn5-128, mlp2-256), not this "
+                            f"one: {err}. A residual model's neuron layers receive several connections, "
+                            "each with its own Lava exponent, which one weight grid per layer does not cover "
+                            "yet; fine-tune it without --qat") from None
         self._ops: list[tuple[str, Any]] = []  # ("w", (layer, bn)) | ("lif", m) | ("op", m)
         i = 0
         while i < len(layers):

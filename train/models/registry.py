@@ -14,6 +14,7 @@ from typing import Any
 from neuromoco.errors import UserError
 from neuromoco.train.models.base import SpikingClassifier, SpikingEncoder, count_parameters
 from neuromoco.train.models.deployable import cnn3_34, cnn5_128, mlp2_256
+from neuromoco.train.models.sew_deployable import sew_resnet8_34, sew_resnet18_128
 from neuromoco.train.models.sew_resnet import sew_resnet18
 from neuromoco.train.models.spikformer import spikformer_2_256
 
@@ -37,10 +38,14 @@ MODELS: dict[str, ModelSpec] = {s.name: s for s in [
               aliases=("vgg128",)),
     ModelSpec("mlp2-256", mlp2_256, True, (2, 34, 34),
               "deployable spiking MLP, flatten + linear-BN-LIF x2 (256-256), for 1-D sensors (SHD) or small inputs"),
+    ModelSpec("sew-resnet8-34", sew_resnet8_34, True, (2, 34, 34),
+              "deployable SEW-ResNet, ADD shortcuts, sum pooling, 3 blocks (16-32-64), for 34x34 (N-MNIST, embedded)"),
+    ModelSpec("sew-resnet18-128", sew_resnet18_128, True, (2, 128, 128),
+              "deployable SEW-ResNet-18 layout, ADD shortcuts, sum/avg pooling (64-512), for 128x128 DVS data"),
     ModelSpec("spikformer-2-256", spikformer_2_256, False, (2, 128, 128),
               "Spikformer-2-256, DVS configuration (paper backbone: CIFAR10-DVS, DVS128 Gesture)"),
     ModelSpec("sew-resnet18", sew_resnet18, False, (2, 128, 128),
-              "SEW-ResNet-18 with ADD connections (paper backbone: N-Caltech101)"),
+              "SEW-ResNet-18 with ADD connections and max pooling, training only (paper backbone: N-Caltech101)"),
 ]}
 
 #: alias -> registered name
