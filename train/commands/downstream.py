@@ -4,7 +4,8 @@ Each mode is a row of :data:`~neuromoco.train.engine.modes.MODES` (default epoch
 from a pre-trained encoder, whether that encoder stays frozen); :data:`FINETUNE`, :data:`LINEAR` and
 :data:`SUPERVISED` are the three commands (``train/cli.py`` names them as ``downstream:FINETUNE`` etc.).
 
-* finetune   — the pre-trained encoder plus a new linear readout, all trained;
+* finetune   — the pre-trained encoder plus a new linear readout, all trained; by default the readout is first
+               warm-started as a linear probe on the frozen encoder (LP-FT: the "fine-tuning recipe" options);
 * linear     — the pre-trained encoder frozen (evaluation mode), only the readout trained, on features
                computed once (the readout is linear, so the mean over T of per-step logits equals the readout
                of the time-averaged features: caching those is exact);
@@ -40,6 +41,20 @@ def add_arguments(p: argparse.ArgumentParser, mode: Mode) -> None:
                    help="random event augmentation of each training sample, the contrastive views' policy at "
                         "this strength (default none: cached frames, fastest; ignored by linear)")
     g.add_argument("--eval-every", type=int, default=1, help="evaluate the test split every N epochs")
+    if mode.tunes_backbone:
+        p.set_defaults(warmup_epochs=mode.warmup_epochs)
+        r = p.add_argument_group("fine-tuning recipe (docs/training.md; the old recipe: --backbone-lr-scale 1 "
+                                 "--head-warmup-epochs 0 --no-freeze-bn --warmup-epochs 0)")
+        r.add_argument("--backbone-lr-scale", type=float, default=mode.backbone_lr_scale,
+                       help=f"the encoder's learning rate is --lr x this (default {mode.backbone_lr_scale:g})")
+        r.add_argument("--head-warmup-epochs", type=int, default=mode.head_warmup_epochs,
+                       help="first train the readout alone for N epochs on the frozen encoder's cached features "
+                            f"(a linear probe, LP-FT), then everything (default {mode.head_warmup_epochs}; 0: off)")
+        r.add_argument("--head-warmup-lr", type=float, default=1e-2,
+                       help="learning rate of that readout warm start (default 0.01, as `train linear`)")
+        r.add_argument("--freeze-bn", action=argparse.BooleanOptionalAction, default=mode.freeze_bn,
+                       help="keep the encoder's BatchNorm statistics (running mean and variance) pre-trained: "
+                            f"evaluation mode while training (default {'on' if mode.freeze_bn else 'off'})")
     add_run_args(p)
     add_runtime_args(p)
     if not mode.frozen:

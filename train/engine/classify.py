@@ -52,6 +52,10 @@ class Classify(Task):
         self.time_unit = getattr(a, "time_unit", None) or (pdata.get("time_unit") if not a.dataset else None)
         check_positive(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, time_steps=self.time_steps,
                        downsample=self.downsample, eval_every=a.eval_every)
+        if self.mode.tunes_backbone:
+            if a.backbone_lr_scale < 0 or a.head_warmup_epochs < 0:
+                raise UserError("--backbone-lr-scale and --head-warmup-epochs must be >= 0")
+            check_positive(head_warmup_lr=a.head_warmup_lr)
         self.qat_config = None
         if getattr(a, "qat", "none") != "none":
             from neuromoco.train.models.qat import config_from_args
@@ -97,6 +101,15 @@ class Classify(Task):
                                 f"{a.batch_size}; lower it")
         return model, [p for p in model.parameters() if p.requires_grad], batches
 
+    def lr_scales(self, params: list[torch.nn.Parameter]) -> list[tuple[list[torch.nn.Parameter], float]]:
+        """Fine-tuning: the readout at --lr, the encoder at --lr x --backbone-lr-scale (readout first: logged)."""
+        scale = self.args.backbone_lr_scale if self.mode.tunes_backbone else 1.0
+        if scale == 1.0:
+            return [(params, 1.0)]
+        mine = {id(p) for p in self.model.encoder.parameters()}
+        groups = [([p for p in params if id(p) not in mine], 1.0), ([p for p in params if id(p) in mine], scale)]
+        return [g for g in groups if g[0]]
+
     def check_resume(self, ckpt: dict[str, Any]) -> None:
         name = ckpt["model"]["name"]
         if canonical_name(name) != self.model_name or ckpt.get("mode") != self.name:
@@ -125,18 +138,39 @@ class Classify(Task):
             self.probe = LinearProbe(self.model, feats["train"], feats["test"], a.batch_size, a.seed)
             return
         self.net = self.model
-        if self.qat_config is not None:
-            from neuromoco.train.models.qat import LoihiQAT, calibrate_batchnorm
+        if self.qat_config is not None and fit.start_epoch == 1:  # resumed: the statistics are in the checkpoint
+            from neuromoco.train.models.qat import calibrate_batchnorm
 
-            if fit.start_epoch == 1:  # a resumed run has its frozen statistics in the checkpoint
-                loader = loops.eval_loader(self.train_set, a.batch_size, workers=fit.workers, rt=rt)
-                calibrate_batchnorm(self.model, loader, rt.device)
+            loader = loops.eval_loader(self.train_set, a.batch_size, workers=fit.workers, rt=rt)
+            calibrate_batchnorm(self.model, loader, rt.device)
+        if self.mode.tunes_backbone and a.head_warmup_epochs and fit.start_epoch == 1:
+            self._warm_start_head(fit)  # on the statistics QAT freezes; a resumed run has its readout in last.pt
+        if self.qat_config is not None:
+            from neuromoco.train.models.qat import LoihiQAT
+
             self.qat = self.net = LoihiQAT(self.model, self.qat_config, self.input_shape)
         if rt.dist.enabled:
             self.net = torch.nn.parallel.DistributedDataParallel(
                 self.net, device_ids=[rt.device.index] if rt.device.type == "cuda" else None)
         self.device = rt.device
         self.test_loader = loops.eval_loader(self.test_set, max(a.batch_size, 64), workers=fit.workers, rt=rt)
+
+    def _warm_start_head(self, fit: Fit) -> None:
+        """LP-FT: the readout trained alone on the frozen encoder's cached features, before everything trains."""
+        a = self.args
+        feats = cached_features(self.model, {"train": self.train_set}, a.batch_size, fit.workers, fit.rt)
+        probe = LinearProbe(self.model, feats["train"], feats["train"], a.batch_size, a.seed)
+        summary = probe.warm_start(a.head_warmup_epochs, a.head_warmup_lr, a.weight_decay)
+        if fit.rt.is_main:
+            print(f"readout warm start: {a.head_warmup_epochs} epochs on the frozen encoder, train loss "
+                  f"{summary['loss']:.4f} acc {summary['acc']:.3f}", file=sys.stderr)
+
+    def _train_mode(self) -> None:
+        self.model.train()
+        if self.mode.tunes_backbone and self.args.freeze_bn:
+            for m in self.model.encoder.modules():
+                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                    m.eval()  # normalise with the pre-trained statistics and keep them; scale and shift train
 
     def _step(self, batch: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor], int]:
         frames, labels = batch
@@ -152,7 +186,7 @@ class Classify(Task):
             summary, step = self.probe.epoch(fit.optimizer, fit.scheduler, epoch=epoch, step=step,
                                              logger=fit.logger, log_every=a.log_every)
         else:
-            self.model.train()
+            self._train_mode()
             if self.qat is not None:
                 self.qat.update_grid()  # the observer: the plan's grid for this epoch's starting weights
             summary, step = fit.train_over(self.train_set, self._step, epoch, step)

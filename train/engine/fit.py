@@ -60,6 +60,10 @@ class Task(ABC):
     def check_resume(self, ckpt: dict[str, Any]) -> None:
         """Refuse (:class:`UserError`) a --resume checkpoint of another model or mode."""
 
+    def lr_scales(self, params: list[nn.Parameter]) -> list[tuple[list[nn.Parameter], float]]:
+        """``params`` split into groups, each with its learning-rate factor (of ``--lr``); default one group."""
+        return [(params, 1.0)]
+
     def restore(self, ckpt: dict[str, Any]) -> None:
         """Take the task's own state (beyond weights, optimiser, history) from a --resume checkpoint."""
 
@@ -135,7 +139,7 @@ class Fit:
         task.build_data(self)
         seed_everything(args.seed)  # model initialisation depends on the seed only
         self.model, self.params, batches = task.build_model(self)
-        self.optimizer = loops.build_optimizer(self.params, args.optimizer, args.lr, args.weight_decay)
+        self.optimizer = self._optimizer()
         self.scheduler = loops.cosine_schedule(self.optimizer, batches * args.epochs,
                                                round(args.warmup_epochs * batches))
         self.start_epoch, self.step, self.history, self.summary = 1, 0, [], {}
@@ -155,6 +159,18 @@ class Fit:
             write_config(self.run_dir, args, runtime=rt.describe(), input_shape=task.input_shape, data=task.data,
                          version=__version__, **task.config())
         task.prepare(self)
+
+    def _optimizer(self) -> Any:
+        """One optimiser over the task's parameter groups, each at ``--lr`` x its factor (the schedule scales all)."""
+        args, opt = self.args, None
+        for params, scale in self.task.lr_scales(self.params):
+            part = loops.build_optimizer(params, args.optimizer, args.lr * scale, args.weight_decay)
+            if opt is None:
+                opt = part
+            else:
+                for group in part.param_groups:
+                    opt.add_param_group(group)
+        return opt
 
     def _epochs(self) -> None:
         args, task, rt = self.args, self.task, self.rt

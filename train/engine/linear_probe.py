@@ -48,7 +48,7 @@ class LinearProbe:
         self.model, self.train, self.test, self.batch, self.seed = model, train, test, batch_size, seed
 
     def epoch(self, optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler, *,
-              epoch: int, step: int, logger: MetricsLogger, log_every: int) -> tuple[dict[str, Any], int]:
+              epoch: int, step: int, logger: MetricsLogger | None, log_every: int) -> tuple[dict[str, Any], int]:
         head = self.model.head
         head.train()
         x, y = self.train
@@ -66,12 +66,23 @@ class LinearProbe:
             step += 1
             tot_loss += float(loss.detach()) * len(idx)
             tot_acc += float((logits.argmax(-1) == y[idx]).sum())
-            if step % log_every == 0:
+            if logger is not None and step % log_every == 0:
                 logger.log("step", step, epoch, loss=float(loss.detach()), lr=optimizer.param_groups[0]["lr"])
         dt = time.perf_counter() - t0
         n = len(y)
         return {"loss": tot_loss / n, "acc": tot_acc / n, "samples": n, "seconds": dt,
                 "samples_per_s": n / max(dt, 1e-9), "lr": optimizer.param_groups[0]["lr"]}, step
+
+    def warm_start(self, epochs: int, lr: float, weight_decay: float) -> dict[str, Any]:
+        """Train the head alone for ``epochs`` (AdamW, cosine to zero, unlogged): fine-tuning's LP-FT warm start."""
+        from neuromoco.train.engine.loops import build_optimizer, cosine_schedule
+
+        opt = build_optimizer(self.model.head.parameters(), "adamw", lr, weight_decay)
+        sched = cosine_schedule(opt, epochs * -(-len(self.train[1]) // self.batch))
+        summary: dict[str, Any] = {}
+        for epoch in range(1, epochs + 1):
+            summary, _ = self.epoch(opt, sched, epoch=epoch, step=0, logger=None, log_every=1)
+        return summary
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, Any]:
