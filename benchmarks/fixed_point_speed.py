@@ -14,7 +14,8 @@ outputs are identical (all must be 1.0 / true). Two graphs:
 
 ``reference-fixed`` is warmed up once (weights moved into torch tensors) and its time is the median of
 ``--repeats`` runs, with one torch thread and with torch's default (both recorded, the faster reported);
-Lava's time is one run including process start-up, as ``deploy run`` pays it.
+Lava's time is one run including process start-up, as ``deploy run`` pays it. ``products`` records how
+``reference-fixed`` computed each layer's inputs (a recovered convolution or a sparse product).
 
 Writes ``benchmarks/results/fixed_point_speed.json``. Usage: ``python benchmarks/fixed_point_speed.py
 [--samples 64] [--lava-samples 4] [--repeats 3] [--device cpu] [--out FILE]``.
@@ -91,6 +92,25 @@ def agreement(lava, ours, samples: int) -> dict:
             "layers_compared": sorted(lava.spikes)}
 
 
+def products_of(executor) -> dict:
+    """How ``reference-fixed`` computes each layer's inputs: a convolution (kernel, stride, pooling, the
+    correction's share of the synapses) or a sparse product, and how many sign parts are merged."""
+    out = {}
+    for lay in executor.layers:
+        rows = []
+        for c in lay.conns:
+            row = {"source": c.source, "parts": max(1, len(c.members)), "synapses": int(c.matrix.nnz)}
+            if c.conv is not None:
+                row.update(product="conv2d", kernel=list(c.conv.weight.shape), stride=list(c.conv.stride),
+                           sum_pool=c.conv.pool,
+                           correction_fraction=int(c.conv.correction.nnz) / max(1, int(c.matrix.nnz)))
+            else:
+                row["product"] = "dense" if c.dense else "sparse"
+            rows.append(row)
+        out[lay.name] = rows
+    return out
+
+
 def measure(graph, card, frames: np.ndarray, lava_samples: int, repeats: int, device: str) -> dict:
     """Both targets on ``frames`` ``[T, B, ...]`` (Lava on the first ``lava_samples``)."""
     import torch
@@ -113,6 +133,7 @@ def measure(graph, card, frames: np.ndarray, lava_samples: int, repeats: int, de
                                                     "threads": threads}))
         rf_compile = time.perf_counter() - t0
         rf.run(frames[:, :2])  # warm-up: weights into torch tensors
+        products = products_of(rf.executor)
         times = []
         for _ in range(repeats):
             t0 = time.perf_counter()
@@ -131,7 +152,7 @@ def measure(graph, card, frames: np.ndarray, lava_samples: int, repeats: int, de
         "lava_fixed": {"samples": lava_samples, "seconds": lava_s, "samples_per_s": lava_rate,
                        "compile_seconds": lava_compile, "run": lava_runner.last_run},
         "reference_fixed": {"samples": B, "seconds_median": rf_s, "samples_per_s": rf_rate, "device": device,
-                            "torch_threads": best, "by_torch_threads": per_threads},
+                            "torch_threads": best, "by_torch_threads": per_threads, "products": products},
         "speedup_samples_per_s": rf_rate / lava_rate,
         "agreement": agreement(lava, ours, lava_samples),
     }

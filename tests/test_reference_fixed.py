@@ -379,3 +379,118 @@ def test_event_driven_and_matrix_products_agree(path, monkeypatch):
         monkeypatch.setattr(executor, "EVENT_CHUNK", 1000)  # many chunks
         runs[name] = impl.runner(graph, card, opts, record_spikes=True, weight_bits=16).run(frames)
     _assert_identical(runs["matrix"], runs["events"], f"{path.stem}: event-driven vs matrix product")
+
+
+# ------------------------------------------------------------- convolutions recovered from the matrices
+
+def _executors(graph, card, **values):
+    """The fixed-point plan of ``graph`` run with its convolutions found, and as plain sparse products."""
+    from neuromoco.deploy.targets.reference_fixed.executor import FixedPointExecutor
+
+    impl, opts = get_target("reference-fixed")
+    plan = impl.compile(graph, card, opts.updated(values))
+    return (FixedPointExecutor(plan, record_spikes=True), FixedPointExecutor(plan, record_spikes=True,
+                                                                             structured=False))
+
+
+def _pool_conv_graph(pool: str, stride: int, padding: int):
+    import itertools
+
+    import nir
+
+    rng = np.random.default_rng(stride * 10 + padding)
+
+    def lif(s):
+        return nir.LIF(tau=np.full(s, 0.004), r=np.ones(s), v_leak=np.zeros(s), v_threshold=np.full(s, 0.5))
+
+    pooling = getattr(nir, pool)(kernel_size=np.array([2, 2]), stride=np.array([2, 2]), padding=np.array([0, 0]))
+    h = (8 + 2 * padding - 3) // stride + 1  # 34 -> 17 (conv1), 8 (pooling), h (conv2)
+    nodes = {"input": nir.Input(input_type=np.array([2, 34, 34])),
+             "conv1": nir.Conv2d(input_shape=(34, 34), weight=rng.normal(0.3, 0.5, (6, 2, 3, 3)), stride=2,
+                                 padding=1, dilation=1, groups=1, bias=np.zeros(6)),
+             "lif1": lif((6, 17, 17)), "pool": pooling,
+             "conv2": nir.Conv2d(input_shape=(8, 8), weight=rng.normal(0.4, 0.6, (5, 6, 3, 3)), stride=stride,
+                                 padding=padding, dilation=1, groups=1, bias=np.zeros(5)),
+             "lif2": lif((5, h, h)),
+             "output": nir.Output(output_type=np.array([5, h, h]))}
+    order = ["input", "conv1", "lif1", "pool", "conv2", "lif2", "output"]
+    return nir.NIRGraph(nodes=nodes, edges=list(itertools.pairwise(order)))
+
+
+def _assert_conv_decomposition(ex) -> int:
+    """Every recovered convolution plus its correction is its connection's matrix, exactly."""
+    found = 0
+    for lay in ex.layers:
+        for c in lay.conns:
+            if c.conv is None:
+                continue
+            found += 1
+            d = (c.conv.matrix() + c.conv.correction - c.matrix).tocsr()
+            d.eliminate_zeros()
+            assert d.nnz == 0, lay.name
+            if c.correction is not None:
+                assert c.correction.matrix.nnz <= 0.25 * c.matrix.nnz
+    return found
+
+
+def test_conv_decomposition_of_the_shipped_cnn3():
+    path = ROOT / "nir_models" / "neuromoco_embedded_cnn3.nir"
+    card = ModelCard.load(ModelCard.beside(path))
+    graph = load_graph(path, input_shape=card.input_shape)
+    ex, plain = _executors(graph, card)
+    assert _assert_conv_decomposition(ex) == 3  # one per layer: the sign-split pairs are merged
+    assert all(len(c.members) == 2 for lay in ex.layers for c in lay.conns)
+    assert [c.conv.pool for lay in ex.layers for c in lay.conns] == [1, 2, 2]  # sum pooling, then a conv
+    frames = _frames(card, 3, "cnn3/conv")
+    _assert_identical(plain.run(frames), ex.run(frames), "cnn3: convolution vs sparse product")
+
+
+@pytest.mark.parametrize("pool,stride,padding", [("SumPool2d", 2, 0), ("AvgPool2d", 1, 1), ("SumPool2d", 1, 0)])
+@pytest.mark.parametrize("scale", ["neuron", "layer"])
+def test_conv_path_equals_sparse_path_with_stride_padding_and_pooling(pool, stride, padding, scale):
+    graph = _pool_conv_graph(pool, stride, padding)
+    card = ModelCard(input_shape=[2, 34, 34], time_steps=6, dt=0.001)
+    ex, plain = _executors(graph, card, scale=scale)
+    assert _assert_conv_decomposition(ex) >= 2  # a sign part with its own exponent may keep its sparse product
+    strides = [{c.conv.stride for c in lay.conns if c.conv is not None} for lay in ex.layers]
+    assert strides == [{(2, 2)}, {(2 * stride, 2 * stride)}]  # the pooling composed into the second conv
+    frames = _frames(card, 5, f"{pool}/{stride}/{padding}", rate=0.5)
+    a, b = plain.run(frames), ex.run(frames)
+    assert sum(int(c.sum()) for c in a.spike_counts.values()) > 0
+    _assert_identical(a, b, f"{pool} stride {stride} padding {padding}: convolution vs sparse product")
+
+
+def test_find_conv_recovers_synthetic_maps_and_refuses_others():
+    import scipy.sparse as sp
+
+    from neuromoco.deploy.targets.reference_fixed.conv_structure import conv_matrix, find_conv
+
+    rng = np.random.default_rng(3)
+    k = rng.integers(-9, 10, size=(4, 3, 3, 3)).astype(np.float64)
+    m = conv_matrix(k, (2, 2), (0, 0, 0, 0), (3, 11, 11), (4, 5, 5)).tolil()
+    m[0, :] = 0  # a border row with its own mantissas
+    m[0, 1] = 7
+    m = m.tocsr()
+    op = find_conv(m, (3, 11, 11), (4, 5, 5))
+    assert op is not None and op.stride == (2, 2) and op.pad[0] == 0
+    assert ((op.matrix() + op.correction - m) != 0).nnz == 0
+    assert op.correction.nnz <= 3 * 3 * 3 + 1
+    dense = sp.csr_matrix(rng.integers(1, 5, size=(20, 30)).astype(np.float64))
+    assert find_conv(dense, (30,), (20,)) is None  # flat shapes: an Affine
+    assert find_conv(dense, (1, 5, 6), (1, 4, 5)) is None  # all-to-all: not a convolution
+
+
+@pytest.mark.parametrize("path", GRAPHS, ids=[p.stem for p in GRAPHS])
+def test_structured_and_plain_products_agree_on_nir_models(path):
+    """Merged sign-split pairs and recovered convolutions give the plain sparse products' integers; a graph
+    without convolutions (Affine) keeps the sparse product."""
+    card = ModelCard.load(ModelCard.beside(path))
+    graph = load_graph(path, input_shape=card.input_shape)
+    ex, plain = _executors(graph, card)
+    _assert_conv_decomposition(ex)
+    for lay in ex.layers:
+        for c in lay.conns:
+            if len(lay.shape) == 1:
+                assert c.conv is None, f"{path.stem}: {lay.name} is an Affine's target"
+    frames = _frames(card, 4, path.stem + "/structured")
+    _assert_identical(plain.run(frames), ex.run(frames), f"{path.stem}: structured vs plain")

@@ -18,18 +18,24 @@ The readout is what Lava's ``Recorder`` holds (a direct layer's spikes or voltag
 readout connections' ``a_out``) turned into NIR units exactly as :meth:`LavaRunner._host_output` does.
 
 Here every sample of a batch runs at once and, because a feed-forward input does not depend on the layer
-it feeds, a layer's feed-forward inputs for all ``T`` steps are one matrix product ``W @ X[n_src, T*B]``;
-only the neuron update (and a recurrent connection's product) runs step by step. Where the spikes are
-sparse enough (:data:`EVENT_COST`) the product adds up only the synapses of the spikes (``index_add_``);
-otherwise it is a sparse CSR (or, for small dense maps, dense) matrix product. Either runs in floating
-point on integer values, which is exact in any summation order while every partial sum stays below
-``2**24`` (float32) or ``2**53`` (float64): each connection's bound (largest row sum of ``|w|`` times the
-largest input) picks the type, and a bound past ``2**53`` is refused rather than rounded. A layer with
-``du = 4095`` (no current memory, plain LIF / IF) computes its currents for all steps at once.
+it feeds, a layer's feed-forward inputs for all ``T`` steps are one product with ``X[T*B, n_src]``
+(sample-major: every unit's output is ``[T, B, n]``); only the neuron update (and a recurrent
+connection's product) runs step by step. A conv layer's matrix (with the pooling before it composed in)
+runs as ``conv2d`` plus a sparse correction for the rows where it differs (:mod:`.conv_structure`; a sum
+pooling composed into the kernel runs as a pooling, then the small kernel), and the two sign processes of
+a connection are one product while neither part's ``a_out`` can wrap int32 (:func:`merge_conns`).
+Otherwise, where the spikes are sparse enough (:data:`EVENT_COST`) the product adds up only the synapses
+of the spikes (``index_add_``); else it is a sparse CSR (or, for small dense maps, dense) matrix product.
+All of it runs in floating point on integer values, which is exact in any summation order while every
+partial sum stays below ``2**24`` (float32) or ``2**53`` (float64): each connection's bound (largest sum
+of ``|w|`` any partial sum adds, times the largest input) picks the type, and a bound past ``2**53`` is
+refused rather than rounded. A layer with ``du = 4095`` (no current memory, plain LIF / IF) computes its
+currents for all steps at once.
 """
 
 from __future__ import annotations
 
+import functools
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -42,6 +48,7 @@ import torch
 from neuromoco.deploy.result import RunResult
 from neuromoco.deploy.targets.lava.plan import Conn, LavaPlan, Layer, check_delays
 from neuromoco.deploy.targets.reference_fixed import arith
+from neuromoco.deploy.targets.reference_fixed.conv_structure import ConvOp, find_conv
 from neuromoco.errors import UserError
 
 EXACT_FLOAT32 = float(1 << 24)
@@ -61,6 +68,9 @@ class FixedConn:
     matrix: sp.csr_matrix  # the weights Lava's bit-accurate synapse uses (integers, float64 storage)
     row_abs: float  # largest row sum of |w|: |a| <= row_abs * max|input|
     device: torch.device
+    members: list[FixedConn] = field(default_factory=list)  # a merged connection's parts (:func:`merge_conns`)
+    conv: ConvOp | None = None  # matrix == conv + correction (:mod:`.conv_structure`)
+    correction: FixedConn | None = None  # the correction as a connection of its own (None: all conv)
     _tensors: dict[Any, Any] = field(default_factory=dict)  # torch weights by dtype (and layout)
 
     @classmethod
@@ -79,10 +89,30 @@ class FixedConn:
         n = self.matrix.shape[0] * self.matrix.shape[1]
         return n <= (1 << 22) and self.matrix.nnz > 0.25 * n
 
+    def use_conv(self, shapes: dict[str, tuple[int, ...]], target_shape: tuple[int, ...]) -> None:
+        """Run the product as a convolution plus a sparse correction where the matrix is one (on the CPU:
+        a GPU's convolution algorithms need not add integers exactly)."""
+        if self.device.type != "cpu" or self.recurrent or self.dense or self.source not in shapes:
+            return
+        op = find_conv(self.matrix, shapes[self.source], target_shape)
+        if op is None:
+            return
+        self.conv = op
+        if op.correction.nnz:
+            d = op.correction
+            self.correction = FixedConn(self.source, False, 0, d, op.correction_abs, self.device)
+
+    @property
+    def partial_abs(self) -> float:
+        """Largest sum of ``|w|`` any partial sum of the product adds up (per unit input)."""
+        if self.conv is None:
+            return self.row_abs
+        return max(self.row_abs, self.conv.kernel_abs, self.correction.row_abs if self.correction else 0.0)
+
     def _dtype(self, x_max: float) -> torch.dtype:
         """float32 while every partial sum is an integer below 2**24 (and no TF32 matmul may round it),
         else float64 below 2**53, else refused."""
-        bound = self.row_abs * x_max
+        bound = self.partial_abs * x_max
         tf32 = self.device.type == "cuda" and self.dense and (
             torch.backends.cuda.matmul.allow_tf32 or torch.get_float32_matmul_precision() != "highest")
         if bound < EXACT_FLOAT32 and not tf32:
@@ -119,19 +149,23 @@ class FixedConn:
         return self._tensors[key]
 
     def _events(self, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor | None:
-        """``W @ x`` from the nonzero inputs only (spikes): every event adds its source's synapses into its
-        column, in chunks of at most :data:`EVENT_CHUNK` synapses. None when dense work is cheaper."""
-        j, col = torch.nonzero(x, as_tuple=True)
+        """``x @ W.T`` from the nonzero inputs only (spikes): every event adds its source's synapses into its
+        sample's row, in chunks of at most :data:`EVENT_CHUNK` synapses. None when dense work is cheaper."""
+        col, j = torch.nonzero(x, as_tuple=True)
         ptr, rows, vals = self._csc(dtype)
         counts = ptr[j + 1] - ptr[j]
-        n_tgt, N = self.matrix.shape[0], x.shape[1]
+        n_tgt, N = self.matrix.shape[0], x.shape[0]
         total = int(counts.sum())
         if total * EVENT_COST > self.matrix.nnz * N:
             return None
-        y = torch.zeros(n_tgt * N, dtype=dtype, device=x.device)
+        y = torch.zeros(N * n_tgt, dtype=dtype, device=x.device)
         if total == 0:
-            return y.view(n_tgt, N)
-        xv = None if x.dtype == torch.bool else x[j, col].to(dtype)
+            return y.view(N, n_tgt)
+        xv = None if x.dtype == torch.bool else x[col, j].to(dtype)
+        if 2 * int(torch.count_nonzero(counts)) < len(counts):  # most events reach no synapse (a correction)
+            keep = torch.nonzero(counts, as_tuple=True)[0]
+            j, col, counts = j[keep], col[keep], counts[keep]
+            xv = None if xv is None else xv[keep]
         ends = torch.cumsum(counts, 0)
         first = ptr[j]  # each event's first synapse
         start = 0
@@ -142,23 +176,43 @@ class FixedConn:
             # entry k of the chunk is synapse first + k - (offset of its event in the chunk)
             pos = torch.repeat_interleave(first[start:stop] - (ends[start:stop] - c - base), c)
             pos += torch.arange(len(pos), device=x.device)
-            target = rows[pos].mul_(N).add_(torch.repeat_interleave(col[start:stop], c))
+            target = rows[pos].add_(torch.repeat_interleave(col[start:stop] * n_tgt, c))
             w = vals[pos] if xv is None else vals[pos] * torch.repeat_interleave(xv[start:stop], c)
             y.index_add_(0, target, w)
             start = stop
-        return y.view(n_tgt, N)
+        return y.view(N, n_tgt)
 
-    def apply(self, x: torch.Tensor, x_max: float, events: bool = False) -> torch.Tensor | None:
-        """``a_out`` (integers in float64) for inputs ``x`` ``[n_src, N]`` with ``|x| <= x_max``; None when it
-        has no synapse. ``events``: ``x`` is mostly zeros (spikes): add up the synapses of its events."""
-        if self.matrix.nnz == 0:
-            return None
+    def product(self, x: torch.Tensor, x_max: float, events: bool = False) -> torch.Tensor:
+        """``x @ W.T`` (exact integers, in float32 or float64 by :meth:`_dtype`) for ``x`` ``[N, n_src]``
+        (sample-major): ``[N, n_target]``."""
         dtype = self._dtype(x_max)
+        if self.conv is not None:  # C x + D x is exact: every partial sum of either stays below the bound
+            y = self.conv.apply(x, dtype)
+            if self.correction is not None:
+                y += self.correction.product(x, x_max, events)
+            return y
         y = self._events(x, dtype) if events else None
         if y is None:
             w = self._weights(dtype)
-            y = (w @ x.to(dtype)) if self.dense else torch.sparse.mm(w, x.to(dtype))
-        acc = y.to(torch.float64)  # exact integers
+            if self.dense:
+                y = x.to(dtype) @ w.t()
+            else:
+                y = torch.sparse.mm(w, x.to(dtype).t()).t()
+        return y
+
+    def apply(self, x: torch.Tensor, x_max: float, events: bool = False) -> torch.Tensor | None:
+        """``a_out`` (integers in float64) for inputs ``x`` ``[N, n_src]`` with ``|x| <= x_max``; None when it
+        has no synapse. ``events``: ``x`` is mostly zeros (spikes): add up the synapses of its events."""
+        if self.matrix.nnz == 0:
+            return None
+        if self.members:
+            if any(m.bound(x_max) >= INT32_LIMIT for m in self.members):  # a part may wrap: part by part
+                parts = [a for a in (m.apply(x, x_max, events) for m in self.members) if a is not None]
+                return functools.reduce(torch.add, parts) if parts else None
+            # no part wraps: the sum of the parts' (M_i x) << e is (sum M_i) x << e, exactly
+            return arith.weight_shift(self.product(x, x_max, events).to(torch.float64), self.weight_exp,
+                                      may_wrap=False)
+        acc = self.product(x, x_max, events).to(torch.float64)  # exact integers
         if self.row_abs * x_max >= INT32_LIMIT:
             acc = arith.wrap32(acc)  # Lava's int32 dot product
         return arith.weight_shift(acc, self.weight_exp, may_wrap=self.bound(x_max) >= INT32_LIMIT)
@@ -168,10 +222,42 @@ class FixedConn:
         return self.row_abs * x_max * 2.0 ** max(self.weight_exp, 0)
 
 
+def merge_conns(conns: list[FixedConn]) -> list[FixedConn]:
+    """The feed-forward connections from one source with one exponent ``e >= 0`` (a sign-split pair) as one
+    connection whose weights are their sum: while no part's ``a_out`` can wrap int32 (checked per run),
+    ``sum_i (M_i x) << e == (sum_i M_i) x << e``. A negative exponent's floor is not additive: kept apart."""
+    out: list[FixedConn | tuple[str, int]] = []
+    groups: dict[tuple[str, int], list[FixedConn]] = {}
+    for c in conns:
+        if c.recurrent or c.weight_exp < 0 or c.matrix.nnz == 0:
+            out.append(c)
+            continue
+        key = (c.source, c.weight_exp)
+        if key not in groups:
+            groups[key] = []
+            out.append(key)
+        groups[key].append(c)
+    merged = []
+    for item in out:
+        if isinstance(item, FixedConn):
+            merged.append(item)
+            continue
+        parts = groups[item]
+        if len(parts) == 1:
+            merged.append(parts[0])
+            continue
+        w = sp.csr_matrix(functools.reduce(lambda a, b: a + b, (p.matrix for p in parts)))
+        w.eliminate_zeros()
+        w.sort_indices()
+        row_abs = float(np.asarray(abs(w).sum(axis=1)).max(initial=0.0)) if w.nnz else 0.0
+        merged.append(FixedConn(item[0], False, item[1], w, row_abs, parts[0].device, members=parts))
+    return merged
+
+
 @dataclass
 class FixedLayer:
-    """A plan layer's integer constants as ``[n, 1]`` float64 tensors holding integers (broadcast over the
-    batch); ``None`` for a constant that is zero everywhere (and so skipped)."""
+    """A plan layer's integer constants as ``[n]`` float64 tensors holding integers (broadcast over the
+    samples of a ``[B, n]`` state); ``None`` for a constant that is zero everywhere (and so skipped)."""
 
     name: str
     shape: tuple[int, ...]
@@ -192,12 +278,13 @@ class FixedLayer:
         return int(np.prod(self.shape))
 
     @classmethod
-    def from_plan(cls, lay: Layer, device: torch.device) -> FixedLayer:
+    def from_plan(cls, lay: Layer, device: torch.device,
+                  shapes: dict[str, tuple[int, ...]] | None = None) -> FixedLayer:
         def ints(a: np.ndarray) -> np.ndarray:  # what Lava's int32 Vars hold (astype truncates)
             return np.broadcast_to(np.asarray(a, dtype=np.float64), (lay.size,)).astype(np.int32).astype(np.int64)
 
         def col(a: np.ndarray) -> torch.Tensor:
-            return torch.from_numpy(np.array(a, dtype=np.float64).reshape(-1, 1)).to(device)
+            return torch.from_numpy(np.array(a, dtype=np.float64).reshape(-1)).to(device)
 
         def uniform_or_col(a: np.ndarray) -> torch.Tensor | float:
             return float(a[0]) if np.all(a == a[0]) else col(a)
@@ -212,7 +299,18 @@ class FixedLayer:
                    col(arith.effective_threshold(ints(lay.vth))), col_or_none(bias), col_or_none(b0),
                    col_or_none(b1), col(ints(lay.v0)), float(np.abs(bias).max(initial=0)),
                    float(np.abs(b0).max(initial=0) + np.abs(b1).max(initial=0)),
-                   [FixedConn.from_plan(c, device) for c in lay.conns])
+                   _layer_conns(lay, device, shapes))
+
+
+def _layer_conns(lay: Layer, device: torch.device, shapes: dict[str, tuple[int, ...]] | None) -> list[FixedConn]:
+    """The layer's connections; with the units' ``shapes``, sign-split parts merged and convolutions found."""
+    conns = [FixedConn.from_plan(c, device) for c in lay.conns]
+    if shapes is None:
+        return conns
+    conns = merge_conns(conns)
+    for c in conns:
+        c.use_conv(shapes, tuple(lay.shape))
+    return conns
 
 
 class FixedPointExecutor:
@@ -220,11 +318,13 @@ class FixedPointExecutor:
 
     ``device``: a torch device (CPU or CUDA); ``record_spikes``: keep the full 0/1 record of every spiking
     layer; ``batch_size``: samples per batch (memory grows with ``T * batch_size * neurons``); ``threads``:
-    torch's CPU threads during :meth:`run` (0: leave torch's setting; restored afterwards).
+    torch's CPU threads during :meth:`run` (0: leave torch's setting; restored afterwards); ``structured``:
+    merge sign-split pairs and run conv layers as convolutions (:mod:`.conv_structure`); False: every
+    connection as its own sparse product (the same integers, slower).
     """
 
     def __init__(self, plan: LavaPlan, device: str = "cpu", record_spikes: bool = False,
-                 batch_size: int = 256, threads: int = 0) -> None:
+                 batch_size: int = 256, threads: int = 0, structured: bool = True) -> None:
         if plan.precision != "fixed":
             raise UserError(f"reference-fixed runs fixed-point plans; this one is {plan.precision} point "
                             "(export it with --target lava-fixed or reference-fixed)")
@@ -239,7 +339,9 @@ class FixedPointExecutor:
         self.record_spikes = bool(record_spikes)
         self.batch_size = max(1, int(batch_size))
         self.threads = max(0, int(threads))
-        self.layers = [FixedLayer.from_plan(lay, self.device) for lay in plan.layers]
+        shapes = ({plan.input_name: tuple(plan.input_shape), **{lay.name: tuple(lay.shape) for lay in plan.layers}}
+                  if structured else None)
+        self.layers = [FixedLayer.from_plan(lay, self.device, shapes) for lay in plan.layers]
         self.readout_conns = [FixedConn.from_plan(c, self.device) for c in plan.readout.conns]
         self.last_run: dict[str, Any] = {}
 
@@ -274,8 +376,8 @@ class FixedPointExecutor:
     def _run_batch(self, payload: np.ndarray) -> RunResult:
         T, B = payload.shape[:2]
         plan = self.plan
-        # every unit's output per step, neuron-major [n, T, B] (spikes 0/1, payload or voltage), and its bound
-        x_in = torch.from_numpy(np.ascontiguousarray(payload.transpose(2, 0, 1))).to(self.device)
+        # every unit's output per step, sample-major [T, B, n] (spikes 0/1, payload or voltage), and its bound
+        x_in = torch.from_numpy(np.ascontiguousarray(payload)).to(self.device)
         in_max = float(np.abs(payload).max(initial=0))
         outs: dict[str, tuple[torch.Tensor, float]] = {
             plan.input_name: (x_in.to(torch.float64 if in_max >= arith.MAX_UV else torch.float32), in_max)}
@@ -284,9 +386,11 @@ class FixedPointExecutor:
         return self._result(outs, T, B)
 
     def _inputs(self, conns: list[FixedConn], outs: dict[str, tuple[torch.Tensor, float]], n: int, T: int,
-                B: int, owner: str) -> tuple[torch.Tensor | None, list[FixedConn]]:
-        """The feed-forward activation of all steps ``[n, T, B]`` (None if none) and the recurrent conns."""
+                B: int, owner: str) -> tuple[torch.Tensor | None, float, list[FixedConn]]:
+        """The feed-forward activation of all steps ``[T, B, n]`` (None if none), its bound, the recurrent
+        conns."""
         ff: torch.Tensor | None = None
+        bound = 0.0
         rec = []
         for c in conns:
             if c.recurrent:
@@ -295,10 +399,11 @@ class FixedPointExecutor:
             if c.source not in outs:
                 raise UserError(f"{owner!r} receives from {c.source!r}, which runs later in the plan")
             x, x_max = outs[c.source]
-            a = c.apply(x.reshape(x.shape[0], T * B), x_max, events=x.dtype == torch.bool)
+            a = c.apply(x.reshape(T * B, x.shape[2]), x_max, events=x.dtype == torch.bool)
             if a is not None:
-                ff = a if ff is None else ff + a
-        return (None if ff is None else ff.reshape(n, T, B)), rec
+                bound += c.bound(x_max) if not c.members else sum(m.bound(x_max) for m in c.members)
+                ff = a if ff is None else ff.add_(a)
+        return (None if ff is None else ff.reshape(T, B, n)), bound, rec
 
     def _recurrent(self, rec: list[FixedConn], outs: dict[str, tuple[torch.Tensor, float]],
                    own_prev: torch.Tensor, own_max: float, name: str, t: int) -> torch.Tensor | None:
@@ -308,7 +413,7 @@ class FixedPointExecutor:
             if c.source == name:
                 x, x_max = own_prev, own_max
             elif c.source in outs:
-                x, x_max = outs[c.source][0][:, t - 1], outs[c.source][1]
+                x, x_max = outs[c.source][0][t - 1], outs[c.source][1]
             else:
                 raise UserError(f"{name!r} receives a recurrent input from {c.source!r}, which runs later")
             a = c.apply(x, x_max)
@@ -318,39 +423,37 @@ class FixedPointExecutor:
 
     def _run_layer(self, lay: FixedLayer, outs: dict[str, tuple[torch.Tensor, float]], T: int,
                    B: int) -> tuple[torch.Tensor, float]:
-        """The layer over all steps: its output ``[n, T, B]`` (bool spikes, or the voltage) and its bound."""
+        """The layer over all steps: its output ``[T, B, n]`` (bool spikes, or the voltage) and its bound."""
         n = lay.size
-        ff, rec = self._inputs(lay.conns, outs, n, T, B, lay.name)
+        ff, ff_bound, rec = self._inputs(lay.conns, outs, n, T, B, lay.name)
         own_max = 1.0 if lay.spiking else float(arith.MAX_UV)
-        # step-major [T, n, B] while stepping: every step's slice is contiguous
-        record = torch.empty((T, n, B), dtype=torch.bool if lay.spiking else torch.float64, device=self.device)
+        record = torch.empty((T, B, n), dtype=torch.bool if lay.spiking else torch.float64, device=self.device)
         # |a| <= a_max every step; below 2**24 / 64 neither int32 wrap can happen (|u| stays <= 2**23)
-        ff_max = 0.0
-        if ff is not None:
-            lo, hi = torch.aminmax(ff)
+        rec_max = sum(c.bound(outs[c.source][1] if c.source in outs else own_max) for c in rec)
+        ff_max = ff_bound
+        if ff is not None and (lay.b_max + ff_bound + rec_max) * (1 << arith.ACT_SHIFT) >= 2 * arith.MAX_UV:
+            lo, hi = torch.aminmax(ff)  # the bound from the weights is not enough: the actual largest input
             ff_max = max(-float(lo), float(hi))
-        a_max = lay.b_max + ff_max + sum(c.bound(outs[c.source][1] if c.source in outs else own_max) for c in rec)
+        a_max = lay.b_max + ff_max + rec_max
         may_wrap32 = a_max * (1 << arith.ACT_SHIFT) >= 2 * arith.MAX_UV
-        v = lay.v0.expand(n, B).clone()  # a window starts at u = 0, v = v0
-        if ff is not None:
-            ff = ff.permute(1, 0, 2)
+        v = lay.v0.expand(B, n).clone()  # a window starts at u = 0, v = v0
         if not rec and isinstance(lay.u_factor, float) and lay.u_factor == 0.0:
             # du = 4095: the current is this step's input alone, for all steps at once
-            a_all = ff if ff is not None else torch.zeros((T, n, B), dtype=torch.float64, device=self.device)
+            a_all = ff if ff is not None else torch.zeros((T, B, n), dtype=torch.float64, device=self.device)
             if lay.b0 is not None:
                 a_all = a_all + lay.b0
             if lay.b1 is not None:
                 a_all = a_all.clone()
                 a_all[1:] += lay.b1
-            u_all = arith.current_update(a_all, a_all, 0.0, may_wrap32=may_wrap32).contiguous()  # (u not read)
+            u_all = arith.current_update(a_all, a_all, 0.0, may_wrap32=may_wrap32)  # (u not read)
+            if lay.bias is not None:  # v + u + bias, added once for all steps (exact: any wrap comes after)
+                u_all.add_(lay.bias)
             for t in range(T):
-                arith.voltage_update_(v, u_all[t], lay.v_factor, lay.bias, may_wrap32=may_wrap32)
-                record[t] = arith.spike_and_reset_(v, lay.vth) if lay.spiking else v
-            return record.permute(1, 0, 2).contiguous(), own_max
-        if ff is not None:
-            ff = ff.contiguous()
-        u = torch.zeros((n, B), dtype=torch.float64, device=self.device)
-        zero = torch.zeros((n, 1), dtype=torch.float64, device=self.device)
+                arith.voltage_update_(v, u_all[t], lay.v_factor, None, may_wrap32=may_wrap32)
+                self._emit(lay, v, record[t])
+            return record, own_max
+        u = torch.zeros((B, n), dtype=torch.float64, device=self.device)
+        zero = torch.zeros((n,), dtype=torch.float64, device=self.device)
         for t in range(T):
             a = ff[t] if ff is not None else zero
             if lay.b0 is not None:
@@ -363,8 +466,17 @@ class FixedPointExecutor:
                     a = a + lay.b1
             u = arith.current_update(u, a, lay.u_factor, may_wrap32=may_wrap32)
             arith.voltage_update_(v, u, lay.v_factor, lay.bias, may_wrap32=may_wrap32)
-            record[t] = arith.spike_and_reset_(v, lay.vth) if lay.spiking else v
-        return record.permute(1, 0, 2).contiguous(), own_max
+            self._emit(lay, v, record[t])
+        return record, own_max
+
+    @staticmethod
+    def _emit(lay: FixedLayer, v: torch.Tensor, out: torch.Tensor) -> None:
+        """The step's output into ``out``: spikes ``v > vth << 6`` (and their reset), or the voltage."""
+        if lay.spiking:
+            torch.gt(v, lay.vth, out=out)
+            v.masked_fill_(out, 0)
+        else:
+            out.copy_(v)
 
     def _result(self, outs: dict[str, tuple[torch.Tensor, float]], T: int, B: int) -> RunResult:
         counts: dict[str, np.ndarray] = {}
@@ -373,10 +485,9 @@ class FixedPointExecutor:
             if not lay.spiking:
                 continue
             rec = outs[lay.name][0]
-            counts[lay.name] = rec.sum(0).to(torch.int64).cpu().numpy()
+            counts[lay.name] = rec.sum(2, dtype=torch.int64).cpu().numpy()
             if self.record_spikes:
-                spikes[lay.name] = (rec.permute(1, 2, 0).to(torch.uint8).cpu().numpy()
-                                    .reshape(T, B, *lay.shape))
+                spikes[lay.name] = rec.to(torch.uint8).cpu().numpy().reshape(T, B, *lay.shape)
         return RunResult(output=self._readout(outs, T, B), spike_counts=counts, spikes=spikes)
 
     def _readout(self, outs: dict[str, tuple[torch.Tensor, float]], T: int, B: int) -> np.ndarray:
@@ -384,7 +495,7 @@ class FixedPointExecutor:
         plan, ro = self.plan, self.plan.readout
         if ro.direct:
             lay = plan.layer(ro.direct)
-            out = outs[ro.direct][0].permute(1, 2, 0).to(torch.float64).cpu().numpy()
+            out = outs[ro.direct][0].to(torch.float64).cpu().numpy()
             if not lay.spiking:  # the voltage in integer units of the shifted origin, back to NIR volts
                 unit = 64.0 * lay.scale
                 out = out / unit + lay.v_reset.reshape(1, 1, -1)
@@ -393,18 +504,17 @@ class FixedPointExecutor:
         for c in self.readout_conns:
             x, x_max = outs[c.source]
             if c.recurrent:  # the source's previous step; nothing at the first (see docs/targets.md)
-                x = torch.cat([torch.zeros_like(x[:, :1]), x[:, :-1]], dim=1)
-            a = c.apply(x.reshape(x.shape[0], T * B), x_max, events=x.dtype == torch.bool)
+                x = torch.cat([torch.zeros_like(x[:1]), x[:-1]], dim=0)
+            a = c.apply(x.reshape(T * B, x.shape[2]), x_max, events=x.dtype == torch.bool)
             if a is not None:
                 total = a if total is None else total + a  # Lava's Recorder sums the int32 a_out exactly
         if total is None:
             rec = np.zeros((T, B, ro.size))
         else:
-            rec = total.reshape(ro.size, T, B).permute(1, 2, 0).to(torch.float64).cpu().numpy()
+            rec = total.reshape(T, B, ro.size).to(torch.float64).cpu().numpy()
         out = rec / ro.scale
         if ro.c0 is not None:
             out = out + ro.c0.reshape(1, 1, -1)
         if ro.c1 is not None:
             out[1:] = out[1:] + ro.c1.reshape(1, 1, -1)
         return out.astype(np.float64)
-
