@@ -51,6 +51,27 @@ CONFIGS = {f"{scale}/{bits}{'/legacy' if legacy else ''}": {"scale": scale, "wei
 SOURCES = ("float", "decay", "weight", "threshold", "all_but_state")
 
 
+def _fire(lay, v: np.ndarray, vth, rec_out: np.ndarray, t: int) -> None:
+    """Step ``t`` of a layer: spike and reset to 0 where ``v > vth`` (spiking), else record the voltage."""
+    if lay.spiking:
+        s = v > vth
+        v[s] = 0.0
+        rec_out[t] = s
+    else:
+        rec_out[t] = v
+
+
+def _collect(lay, rec_out: np.ndarray, outs: dict, counts: dict, spikes: dict, volt: dict | None = None) -> None:
+    """A finished layer's record: its output for the layers after it, and its counts and spikes (or voltage)."""
+    T, B = rec_out.shape[:2]
+    outs[lay.name] = rec_out
+    if lay.spiking:
+        counts[lay.name] = rec_out.sum(axis=2).astype(np.int64)
+        spikes[lay.name] = rec_out.astype(np.uint8).reshape(T, B, *lay.shape)
+    elif volt is not None:
+        volt[lay.name] = rec_out
+
+
 def load(name: str):
     """``(graph, card, card_dict)`` of ``nir_models/NAME``."""
     from neuromoco.deploy.card import ModelCard
@@ -132,18 +153,8 @@ def float_plan_run(fplan, qplan, frames: np.ndarray, sources: set[str]):
                     a = a + prev @ m.T
             u = (1 - du) * u + a
             v = (1 - dv) * v + u + bias
-            if lay.spiking:
-                s = v > vth
-                v[s] = 0.0
-                rec_out[t] = s
-            else:
-                rec_out[t] = v
-        outs[lay.name] = rec_out
-        if lay.spiking:
-            counts[lay.name] = rec_out.sum(axis=2).astype(np.int64)
-            spikes[lay.name] = rec_out.astype(np.uint8).reshape(T, B, *lay.shape)
-        else:
-            volt[lay.name] = rec_out
+            _fire(lay, v, vth, rec_out, t)
+        _collect(lay, rec_out, outs, counts, spikes, volt)
     ro = fplan.readout
     if ro.direct:
         lay = fplan.layer(ro.direct)
@@ -208,16 +219,8 @@ def integer_plan_run(qplan, frames: np.ndarray, floor_shift: bool = True, trunc_
                     a = a + conn_out(c, rec_out[t - 1] if c.source == lay.name else outs[c.source][t - 1])
             u = rnd(u * uf) + 64.0 * a
             v = rnd(v * vf) + u + bias
-            if lay.spiking:
-                s = v > vth
-                v[s] = 0.0
-                rec_out[t] = s
-            else:
-                rec_out[t] = v
-        outs[lay.name] = rec_out
-        if lay.spiking:
-            counts[lay.name] = rec_out.sum(axis=2).astype(np.int64)
-            spikes[lay.name] = rec_out.astype(np.uint8).reshape(T, B, *lay.shape)
+            _fire(lay, v, vth, rec_out, t)
+        _collect(lay, rec_out, outs, counts, spikes)
     ro = qplan.readout
     if ro.direct:
         lay = qplan.layer(ro.direct)
