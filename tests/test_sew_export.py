@@ -278,3 +278,38 @@ def test_quick_pretrain_finetune_export_and_deploy(tmp_path):
                         "--out", str(out), "--no-progress"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["samples"] == 8
+
+
+def test_lava_runs_the_residual_model_exactly_and_refuses_nothing(sew_model):
+    """lava-float equals the float64 reference spike for spike on the exported sew-resnet8-34 (its shortcuts are
+    padded with synaptic delays), and the Lava layout of sew-resnet18-128 compiles without a refusal."""
+    from neuromoco.deploy.targets.lava.compile import compile_graph
+    from neuromoco.deploy.targets.lava.target import LavaTarget
+
+    model, x = sew_model
+    graph = load_graph_from(to_nir(model.deploy_modules(), SHAPE, DT))
+    frames = x[:, :2].numpy().astype(np.float32)
+    ref = ReferenceExecutor(graph, DT, dtype=torch.float64, record_spikes=True, input_shape=SHAPE).run(frames)
+    from neuromoco.deploy.card import ModelCard
+
+    card = ModelCard(input_shape=list(SHAPE), time_steps=frames.shape[0], dt=DT)
+    res = LavaTarget().runner(graph, card, precision="float", tile=2, record_spikes=True).run(frames)
+    for name, s in ref.spikes.items():
+        np.testing.assert_array_equal(res.spikes[name], s, err_msg=name)
+    plan = compile_graph(graph, DT, precision="float", input_shape=list(SHAPE))
+    assert any(c.delay > 0 for lay in plan.layers for c in lay.conns)  # the shortcuts are delayed
+    big = build_classifier("sew-resnet18-128", [2, 32, 32], 11).eval()
+    big_plan = compile_graph(load_graph_from(to_nir(big.deploy_modules(), [2, 32, 32], DT)), DT, precision="float",
+                             input_shape=[2, 32, 32])
+    assert any(c.delay > 0 for lay in big_plan.layers for c in lay.conns)
+
+
+def load_graph_from(graph: nir.NIRGraph) -> nir.NIRGraph:
+    """A written-and-read graph, as `deploy` sees it (normalized and checked)."""
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "m.nir"
+        nir.write(path, graph)
+        return load_graph(path)
