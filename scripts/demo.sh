@@ -53,11 +53,14 @@ deploy run "$NIR" --target lava-fixed --dataset embedded --out "$OUT/run-lava-fi
 stage "6/7 parity of every target against the PyTorch reference (train + test splits: 1,797 samples)"
 # lava-float and lava-fixed must equal their emulators on a subset (exactness); the quantized targets are judged
 # on every sample (quantization loss: reference-fixed and onnx-int8 against the float reference).
+# onnx fp32 is held to the tolerances here, not to equality: onnxruntime may sum a convolution in another order
+# than PyTorch, and over 1,797 samples a membrane within one float32 ULP of the threshold can flip a spike (seen:
+# one spike in one sample); its mismatched spikes are still reported (docs/limits.md, "ONNX").
 # exit 1 means a target is outside the tolerances: the report says where, so the demo goes on to show it
 # and exits 1 at the end; any other failure stops the demo
 parity_rc=0
 deploy parity "$NIR" --targets lava-float,lava-fixed,onnx,onnx-int8 --dataset embedded --split train,test \
-  --out "$OUT/parity" || parity_rc=$?
+  --exact-targets lava,lava-float,reference --out "$OUT/parity" || parity_rc=$?
 [ "$parity_rc" -le 1 ] || exit "$parity_rc"
 
 stage "7/7 energy per inference from spike counts"
