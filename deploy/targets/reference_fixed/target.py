@@ -17,7 +17,6 @@ import numpy as np
 from neuromoco.deploy.card import ModelCard
 from neuromoco.deploy.result import RunResult
 from neuromoco.deploy.targets.base import Target
-from neuromoco.deploy.targets.lava.compile import compile_graph
 from neuromoco.deploy.targets.lava.plan import LavaPlan
 from neuromoco.deploy.targets.lava.plan_io import load_plan
 from neuromoco.deploy.targets.lava.target import NETWORK_NAME, LavaTarget
@@ -52,11 +51,7 @@ class ReferenceFixedTarget(Target):
                 **values: object) -> LavaPlan:
         """The fixed-point plan for ``graph`` (the one ``lava-fixed`` compiles with the same options)."""
         opts, _ = self.resolve(options, None, dict(values))
-        return compile_graph(graph, card.dt, precision="fixed",
-                             input_shape=list(card.input_shape) if card.input_shape else None,
-                             input_scale=opts.input_scale, input_max=opts.input_max,
-                             per_neuron_scale=opts.scale == "neuron", weight_bits=opts.weight_bits,
-                             sign_split=opts.sign_split)
+        return LavaTarget().compile(graph, card, opts.lava_options())
 
     def write(self, graph: nir.NIRGraph, card: ModelCard, out_dir: Path, options: ReferenceFixedOptions,
               context: RunContext) -> Path:
