@@ -102,8 +102,9 @@ def test_graph_writes_every_add_as_edges_into_one_node(sew_model):
     multi = {n: p for n, p in preds.items() if len(p) > 1}
     # block 1 (identity shortcut): its output lif3 + the stem's lif1 feed block 2's conv and its shortcut conv;
     # block 2 (conv shortcut): lif5 + lif6 feed block 3's two convs; block 3: lif8 + lif9 feed the readout pool
+    # (the stem has no pool: a 4x4 stride-2 conv feeds lif1 directly)
     assert multi == {"conv4": ["lif3", "lif1"], "conv6": ["lif3", "lif1"], "conv7": ["lif5", "lif6"],
-                     "conv9": ["lif5", "lif6"], "pool2": ["lif8", "lif9"]}
+                     "conv9": ["lif5", "lif6"], "pool1": ["lif8", "lif9"]}
     assert all(type(graph.nodes[n]) is not nir.LIF for n in multi)  # sums feed synapses, never a neuron directly
     assert not any(type(n).__name__.startswith("BatchNorm") for n in graph.nodes.values())
 
@@ -169,8 +170,8 @@ def test_deploy_inspect_lists_the_shortcut_edges(sew_model, tmp_path, capsys):
     capsys.readouterr()
     assert deploy_main(["inspect", str(path)]) == 0
     out = capsys.readouterr().out
-    assert "lif1 -> conv4" in out and "lif3 -> conv4" in out and "lif9 -> pool2" in out
-    assert "conv4 <- lif3 + lif1" in out and "pool2 <- lif8 + lif9" in out
+    assert "lif1 -> conv4" in out and "lif3 -> conv4" in out and "lif9 -> pool1" in out
+    assert "conv4 <- lif3 + lif1" in out and "pool1 <- lif8 + lif9" in out
 
 
 def test_the_big_model_exports_with_global_average_pooling():

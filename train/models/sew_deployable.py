@@ -4,7 +4,7 @@ Built only from operators every deploy target runs: ``nn.Conv2d`` (no bias) + ``
 the conv at export), the canonical :class:`~neuromoco.train.models.neurons.LIF`, ``SumPool2d`` (default) or
 ``nn.AvgPool2d``, ``nn.Flatten``, and SEW's ADD connection as a :class:`~neuromoco.train.models.layers.Residual`:
 
-    stem   x -> conv-BN -> pool -> LIF                          (spikes; pooling before the neuron keeps them 0/1)
+    stem   x -> conv-BN -> [pool] -> LIF                        (spikes; a pool before the neuron keeps them 0/1)
     block  s -> LIF(BN(conv3x3(LIF(BN(conv3x3(s)))))) + shortcut(s)      (ADD of spike tensors)
            shortcut = s itself, or LIF(BN(conv1x1(s))) where the block changes stride or width (as in SEW-ResNet)
     head   pool -> flatten -> features [T, B, D]                (the classifier adds its linear readout per step)
@@ -16,9 +16,11 @@ After consecutive identity blocks the sum carries every block's output since the
 
 Two sizes, named like the CNNs by weight-layer count (shortcut convs not counted, as for ResNets) and input:
 
-* ``sew-resnet8-34``   — 34x34 (N-MNIST, the embedded dataset): 3x3 valid stem conv (34 -> 32) + 2x2 pool to
-  16, one block per stage at 16-32-64 channels (16 -> 8 -> 4), 2x2 pooling: 256 features; about 77k encoder
-  parameters, trains on a 2-core CPU in minutes.
+* ``sew-resnet8-34``   — 34x34 (N-MNIST, the embedded dataset): a 4x4 stride-2 valid stem conv (34 -> 16; the
+  linear map of a 3x3 conv followed by 2x2 sum pooling, as one operator, so every neuron layer is fed by one
+  conv's weights and ``--qat loihi`` can put them on the Loihi grid), one block per stage at 16-32-64
+  channels (16 -> 8 -> 4), 2x2 sum pooling: 256 features; about 78k encoder parameters, trains on a 2-core
+  CPU in minutes.
 * ``sew-resnet18-128`` — 128x128 DVS data, ResNet-18's layout: 7x7 stride-2 stem + 2x2 pool (128 -> 32), four
   stages of two blocks at 64-128-256-512 channels (32 -> 16 -> 8 -> 4), global average pooling: 512 features,
   11.2M encoder parameters (the training-only ``sew-resnet18`` has the same blocks with max pooling).
@@ -117,8 +119,8 @@ class DeployableSEWResNet(SpikingEncoder):
 
 
 def sew_resnet8_34(input_shape: Sequence[int] = (2, 34, 34), **kw) -> DeployableSEWResNet:
-    for k, v in {"layers": (1, 1, 1), "widths": (16, 32, 64), "stem_kernel": 3, "stem_stride": 1,
-                 "stem_padding": 0, "stem_pool": 2, "readout_pool": 2}.items():
+    for k, v in {"layers": (1, 1, 1), "widths": (16, 32, 64), "stem_kernel": 4, "stem_stride": 2,
+                 "stem_padding": 0, "stem_pool": 1, "readout_pool": 2}.items():
         kw.setdefault(k, v)
     return DeployableSEWResNet(input_shape, **kw)
 
