@@ -71,8 +71,11 @@ def test_the_fake_quant_grid_is_the_plans_grid(scale, bits, keep):
     qat = LoihiQAT(copy.deepcopy(projected), cfg, SHAPE)
     qat.update_grid()
     assert qat.report["limited_rows"] == 0
-    errs = _errors(_plan(to_nir(projected.deploy_modules(), SHAPE, 1e-3), scale, bits))
+    plan = _plan(to_nir(projected.deploy_modules(), SHAPE, 1e-3), scale, bits)
+    errs = _errors(plan)
     assert len(errs) == 4 and max(errs.values()) < 1e-6, errs
+    # the folded biases too: each neuron's membrane bias is a 13-bit mantissa and 3-bit exponent exactly
+    assert max(lay["quantization"]["bias_abs_error_volts"] for lay in plan.report["layers"]) < 1e-6
     if bits == 8:  # the Lava target's default sign split holds the trained mixed-sign grid exactly as well
         split = _errors(_plan(to_nir(projected.deploy_modules(), SHAPE, 1e-3), scale, bits, sign_split=True))
         assert max(split.values()) < 1e-6, split
@@ -92,9 +95,20 @@ def _agreement(run_dir, frames: np.ndarray, scale: str) -> tuple[float, dict[str
     fix_t, fix_o = get_target("reference-fixed")
     ref = ref_t.runner(graph, card, ref_o).run(frames).predictions
     fix = fix_t.runner(graph, card, fix_o, scale=scale).run(frames).predictions
-    plan = compile_graph(graph, card.dt, precision="fixed", input_shape=card.input_shape,
+    plan = compile_graph(_unlifted(graph), card.dt, precision="fixed", input_shape=card.input_shape,
                          per_neuron_scale=scale == "neuron")
     return float(np.mean(ref == fix)), _errors(plan)
+
+
+def _unlifted(graph):
+    """``graph`` with every LIF threshold back at the model's 1.0 (a QAT export lifts them off the grid by a
+    third of the voltage unit; where the state bound holds a layer's scale, that moves its float scale, not
+    its integers: test_a_qat_export_lifts_thresholds_off_the_grid_without_changing_the_plans_integers)."""
+    graph = copy.deepcopy(graph)
+    for node in graph.nodes.values():
+        if isinstance(node, nir.LIF):
+            node.v_threshold = np.ones_like(np.asarray(node.v_threshold))
+    return graph
 
 
 @pytest.fixture(scope="module")
@@ -153,6 +167,23 @@ def test_train_export_of_a_qat_checkpoint_projects_onto_the_grid(runs, tmp_path)
         ["scale=neuron", "weight_bits=8", "sign_split=false"]
 
 
+def test_a_qat_export_lifts_thresholds_off_the_grid_without_changing_the_plans_integers(runs, tmp_path):
+    """Thresholds a third of the voltage unit above the grid: no float voltage ties with them, and the
+    fixed-point plan (mantissas, exponents, thresholds, biases) is the one the unlifted graph compiles to."""
+    from neuromoco.train.engine.export import THRESHOLD_MARGIN, _same_integers
+
+    root, _ = runs
+    card = json.loads((root / "qat" / "model_card.json").read_text())
+    assert "lif1, lif2, lif3" in card["extra"]["qat"]["threshold_margin"]
+    lifted = nir.read(root / "qat" / "model.nir")
+    a, b = _plan(lifted, "neuron", 8), _plan(_unlifted(lifted), "neuron", 8)
+    assert _same_integers(a, b)
+    for lay in a.layers:
+        margin = (np.asarray(lifted.nodes[lay.name].v_threshold, dtype=np.float64).reshape(-1) - 1.0) * 64 * lay.scale
+        # a third of the unit 1 / (64 sigma), up to float32's rounding of the stored threshold
+        assert np.all(np.abs(margin - THRESHOLD_MARGIN) < 0.1), (lay.name, margin.min(), margin.max())
+
+
 def test_deploy_takes_the_cards_qat_options_and_o_overrides_them(capsys):
     """A QAT card's ``deploy_options`` reach every target that declares the key, below ``-o``."""
     from neuromoco.deploy.card import ModelCard
@@ -189,7 +220,61 @@ def test_deploy_export_of_a_qat_graph_compiles_the_grid_it_was_trained_for(runs,
     assert scales and all(lo == hi for lo, hi in scales), scales  # one scale per layer
 
 
-def test_qat_refuses_a_residual_model_in_one_line():
-    model = build_classifier("sew-resnet8-34", [2, 34, 34], 4)
-    with pytest.raises(UserError, match="chain models only"):
-        LoihiQAT(model, QATConfig(), [2, 34, 34])
+def _random_sew(shape, seed: int = 0) -> torch.nn.Module:
+    """sew-resnet8-34 with random BatchNorm statistics and offsets (every folded bias non-zero)."""
+    torch.manual_seed(seed)
+    m = build_classifier("sew-resnet8-34", list(shape), 4)
+    with torch.no_grad():
+        for mod in m.modules():
+            if isinstance(mod, torch.nn.BatchNorm2d):
+                mod.running_var.uniform_(0.5, 2.0)
+                mod.running_mean.uniform_(-0.5, 0.5)
+                mod.weight.uniform_(0.5, 1.5)
+                mod.bias.uniform_(-0.3, 0.3)
+    return m.eval()
+
+
+@pytest.mark.parametrize("scale", ["neuron", "layer"])
+@pytest.mark.parametrize("bits", [8, 16])
+def test_a_residual_model_projects_onto_the_plans_grid_weights_and_biases(scale, bits):
+    """SEW blocks: a conv read from two sources (the ADD) is two Lava connections on one grid; every
+    connection, shortcuts included, and every neuron's bias lie on the plan's grid after the projection, and
+    the QAT forward pass (the classifier's own, with quantized weights) is the projected model's."""
+    shape = [2, 16, 16]
+    model = _random_sew(shape)
+    cfg = QATConfig(weight_bits=bits, scale=scale)
+    plain = _plan(to_nir(model.deploy_modules(), shape, 1e-3), scale, bits, shape=shape)
+    assert max(lay["quantization"]["bias_abs_error_volts"] for lay in plain.report["layers"]) > 1e-6
+    projected = copy.deepcopy(model)
+    projected.load_state_dict(project_state_dict(model, cfg, shape))
+    plan = _plan(to_nir(projected.deploy_modules(), shape, 1e-3), scale, bits, shape=shape)
+    errs = _errors(plan)
+    assert len(errs) == 15 and sum("<- lif1" in k for k in errs) == 3, errs  # lif1 feeds conv2, conv4, conv6
+    assert max(errs.values()) < 1e-6, errs
+    assert max(lay["quantization"]["bias_abs_error_volts"] for lay in plan.report["layers"]) < 1e-6
+    qat = LoihiQAT(copy.deepcopy(projected), cfg, shape)
+    qat.update_grid()
+    assert qat.report["limited_rows"] == 0 and qat.feeds["lif1"] == "conv1" and qat.feeds["output"] == "fc1"
+    x = (torch.rand(3, 2, *shape) < 0.3).float()
+    with torch.no_grad():
+        torch.testing.assert_close(qat(x), projected(x), rtol=1e-5, atol=1e-5)
+
+
+def test_qat_gradients_reach_every_weight_and_batchnorm():
+    model = _random_sew([2, 16, 16]).train()
+    qat = LoihiQAT(model, QATConfig(), [2, 16, 16])
+    qat.update_grid()
+    qat((torch.rand(3, 2, 2, 16, 16) < 0.3).float()).sum().backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+    assert all(m.training for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))  # mode restored
+
+
+def test_qat_refuses_pooling_between_a_conv_and_its_neuron_layer_in_one_line():
+    """A pool between a conv and its LIF sums weights of several positions: the grid would be on the sums."""
+    from neuromoco.train.models.base import SpikingClassifier
+    from neuromoco.train.models.sew_deployable import DeployableSEWResNet
+
+    model = SpikingClassifier(DeployableSEWResNet((2, 20, 20), stem_kernel=3, stem_pool=2), 4)
+    with pytest.raises(UserError, match="SumPool2d node pool1 lies between a weight layer and lif1"):
+        LoihiQAT(model, QATConfig(), [2, 20, 20])

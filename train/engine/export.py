@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from neuromoco.errors import UserError
 from neuromoco.train.export import export_model
 from neuromoco.train.models.base import SpikingClassifier
@@ -62,14 +64,77 @@ def export_classifier(ckpt: dict[str, Any], out_dir: str | Path,
     except ValueError as err:  # neuromoco.train.export.ExportError names the module with no exact NIR form
         raise UserError(f"NIR export failed: {err}") from None
     if qat:
-        _record_qat(Path(out_dir), config)
+        lifted = lift_thresholds(path, config, list(ckpt["model"]["input_shape"]), model_dt(model))
+        _record_qat(Path(out_dir), config, lifted)
     return path
 
 
-def _record_qat(out_dir: Path, config: Any) -> None:
+#: a QAT graph's thresholds sit this fraction of the plan's voltage unit above the grid (see lift_thresholds)
+THRESHOLD_MARGIN = 1.0 / 3.0
+
+
+def lift_thresholds(path: Path, config: Any, input_shape: list[int], dt: float) -> list[str]:
+    """Lift every spiking neuron's threshold in the graph at ``path`` by a third of its voltage unit in the
+    plan ``config`` compiles (``1 / (64 sigma)`` volts); returns the nodes changed.
+
+    QAT puts weights, biases and thresholds on one integer grid, so a membrane voltage often equals its
+    threshold exactly; Loihi's ``v > vth`` then does not spike, while float32 executors decide by rounding
+    noise (torch and onnxruntime sum in different orders: one flipped spike in 32 samples measured on the
+    residual model). A third of a unit lies off the grid's halvings (the decay halves voltages), so an exact
+    voltage does not land on it, and it is below the plan's resolution: the recompiled plan must hold the same
+    integers (mantissas, exponents, thresholds, biases, decays), else the graph is left as it was. Where the
+    24-bit state bound holds a layer's scale, its float scale moves with the threshold (``sigma * vth`` stays
+    an integer), so ``lava_export.json`` reads the weights off the grid by about ``1 / (192 sigma vth)``.
+    """
+    import nir
+
+    from neuromoco.deploy.targets.lava.compile import compile_graph
+    from neuromoco.io import atomic_write
+
+    def plan_of(graph: Any) -> Any:
+        return compile_graph(graph, dt, precision="fixed", input_shape=input_shape,
+                             input_scale=config.input_scale, input_max=config.input_max,
+                             per_neuron_scale=config.scale == "neuron", weight_bits=config.weight_bits,
+                             sign_split=False)
+
+    graph = nir.read(path)
+    before = plan_of(graph)
+    changed: list[str] = []
+    for lay in before.layers:
+        node = graph.nodes[lay.name]
+        if not lay.spiking or not isinstance(node, (nir.LIF, nir.CubaLIF, nir.IF)):
+            continue
+        sigma = np.broadcast_to(np.asarray(lay.scale, dtype=np.float64), (lay.size,)).reshape(lay.shape)
+        vth = np.broadcast_to(np.asarray(node.v_threshold, dtype=np.float64), lay.shape)
+        node.v_threshold = (vth + THRESHOLD_MARGIN / (64.0 * sigma)).astype(np.float32)
+        changed.append(lay.name)
+    if not changed or not _same_integers(before, plan_of(graph)):
+        return []
+    atomic_write(path, lambda tmp: nir.write(tmp, graph))
+    return changed
+
+
+def _same_integers(a: Any, b: Any) -> bool:
+    """Whether two fixed-point plans hold the same integers: thresholds, biases, decays, every connection's
+    mantissas and exponents (what Loihi runs; the float scales may move in their last digits)."""
+    for x, y in zip(a.layers, b.layers):
+        if not all(np.array_equal(getattr(x, f), getattr(y, f)) for f in ("vth", "bias_mant", "bias_exp", "du", "dv")):
+            return False
+        if len(x.conns) != len(y.conns) or any(
+                c.weight_exp != d.weight_exp or (c.matrix != d.matrix).nnz for c, d in zip(x.conns, y.conns)):
+            return False
+    return len(a.layers) == len(b.layers)
+
+
+def _record_qat(out_dir: Path, config: Any, lifted: list[str]) -> None:
     """Note in the model card what the weights were trained for (and the deploy options that match)."""
     from neuromoco.deploy.card import CARD_NAME, ModelCard
 
     card = ModelCard.load(out_dir / CARD_NAME)
-    card.extra = {**card.extra, "qat": {**config.record(), "deploy_options": config.deploy_options()}}
+    qat = {**config.record(), "deploy_options": config.deploy_options()}
+    if lifted:
+        qat["threshold_margin"] = (f"v_threshold of {', '.join(lifted)} lifted by {THRESHOLD_MARGIN:.4g} of the "
+                                   "plan's voltage unit 1/(64 sigma): exact ties on the grid do not spike on "
+                                   "Loihi (v > vth), and no float executor sees a tie")
+    card.extra = {**card.extra, "qat": qat}
     card.save(out_dir / CARD_NAME)

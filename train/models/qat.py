@@ -41,14 +41,15 @@ import copy
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import nir
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from neuromoco.errors import UserError
-from neuromoco.train.export.bn_fold import ExportError, flatten_modules, fold_layers
-from neuromoco.train.export.to_nir import plan_layers, to_nir
+from neuromoco.train.export.bn_fold import ExportError, flatten_graph
+from neuromoco.train.export.to_nir import plan_graph, to_nir
 from neuromoco.train.models.neurons import LIF
 
 QAT_CHOICES = ("none", "loihi")
@@ -93,14 +94,33 @@ class _Grid:
     m: torch.Tensor  # [out] float64: integer units per unit of the (folded) weight
     pieces: list[tuple[int, bool]]  # (exponent, mixed sign) of each 8-bit piece
     top: float  # largest |w * m| on the grid (mantissa 254 or 255 at the first exponent)
+    #: the plan's integer bias units per unit of the folded bias, over ``m`` (None: a host-side readout bias)
+    bias_factor: float | None = None
+    bias_own: torch.Tensor | None = None  # [out] the neuron's own bias (v_leak), in bias units over ``m``
+    bias_split: bool = True  # a membrane bias (13-bit mantissa, 3-bit exponent) or a synaptic one (rounded)
+
+
+@dataclass
+class _Weighted:
+    """One conv / linear layer of the classifier as the exported graph sees it."""
+
+    layer: nn.Module  # the trained module (its weight is a parameter of the classifier)
+    bn: nn.Module | None  # the BatchNorm folded into it at export
+    name: str  # its NIR node name (conv3, fc1, ...)
+    param: str  # the classifier's parameter name of ``layer.weight`` (for :func:`torch.func.functional_call`)
+    bias_param: str | None  # the parameter holding its folded bias's offset: the BatchNorm's beta, or its bias
+    in_shape: tuple[int, ...]  # its input's shape (one step, no batch)
 
 
 class LoihiQAT(nn.Module):
-    """A deployable classifier's exported network with fake-quantized weights (see the module docstring).
+    """A deployable classifier whose conv / linear weights are fake-quantized onto the plan's grid (see the
+    module docstring); chains and branching (residual) models alike.
 
-    Holds the classifier (its parameters are the ones trained and checkpointed); ``forward`` gives logits
-    like the classifier's. Call :meth:`update_grid` before the first forward and whenever the grid should
-    follow the weights.
+    Holds the classifier (its parameters are the ones trained and checkpointed); ``forward`` runs the
+    classifier's own forward with every weight replaced by its BatchNorm-folded, quantized value divided back
+    by the BatchNorm's scale, every BatchNorm on its frozen running statistics, so it computes the exported
+    network on the grid. Call :meth:`update_grid` before the first forward and whenever the grid should follow
+    the weights.
     """
 
     def __init__(self, model: nn.Module, config: QATConfig, input_shape: list[int]) -> None:
@@ -110,30 +130,12 @@ class LoihiQAT(nn.Module):
         self.model = model
         self.config = config
         self.input_shape = [int(v) for v in input_shape]
-        try:
-            layers = flatten_modules(model.deploy_modules())
-        except ExportError as err:
-            raise UserError(f"--qat loihi supports chain models only (cnn3-34, cnn5-128, mlp2-256), not this "
-                            f"one: {err}. A residual model's neuron layers receive several connections, "
-                            "each with its own Lava exponent, which one weight grid per layer does not cover "
-                            "yet; fine-tune it without --qat") from None
-        self._ops: list[tuple[str, Any]] = []  # ("w", (layer, bn)) | ("lif", m) | ("op", m)
-        i = 0
-        while i < len(layers):
-            m = layers[i].module
-            if isinstance(m, _WEIGHTED):
-                bn = layers[i + 1].module if i + 1 < len(layers) and isinstance(layers[i + 1].module, _BN) else None
-                self._ops.append(("w", (m, bn)))
-                i += 2 if bn is not None else 1
-                continue
-            if isinstance(m, nn.AvgPool2d):
-                raise UserError("--qat loihi supports sum pooling (SumPool2d) only: average pooling scales the "
-                                "composed weights")
-            if isinstance(m, _BN):
-                raise UserError("--qat loihi: a BatchNorm that follows no conv / linear layer cannot be folded")
-            self._ops.append(("lif" if isinstance(m, LIF) else "op", m))
-            i += 1
-        self.dt = next((float(m.config.dt) for k, m in self._ops if k == "lif"), 1e-3)
+        self.dt = next((float(m.config.dt) for m in model.modules() if isinstance(m, LIF)), 1e-3)
+        self.weighted = _weighted_layers(model, self.input_shape, self.dt)
+        #: per neuron layer (and "output" for the readout): the weight layer whose connections feed it
+        self.feeds = _feeding_weights(to_nir(model.deploy_modules(), self.input_shape, self.dt),
+                                      {w.name for w in self.weighted})
+        self._bns = [m for m in model.modules() if isinstance(m, _BN)]
         self.grids: list[_Grid] = []
         #: per weight layer, how many weights per output channel the export projection rounds down one step more
         self.shrink: list[np.ndarray | None] = []
@@ -141,7 +143,7 @@ class LoihiQAT(nn.Module):
 
     # ------------------------------------------------------------------------------------------ folding
     def _weighted(self) -> list[tuple[nn.Module, nn.Module | None]]:
-        return [v for k, v in self._ops if k == "w"]
+        return [(w.layer, w.bn) for w in self.weighted]
 
     @staticmethod
     def _folded(layer: nn.Module, bn: nn.Module | None) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -149,7 +151,7 @@ class LoihiQAT(nn.Module):
         w, b = layer.weight, layer.bias
         if bn is None:
             return w, b
-        s = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+        s = _bn_scale(bn)
         w = w * s.reshape(-1, *([1] * (w.dim() - 1)))
         b0 = b if b is not None else torch.zeros_like(bn.running_mean)
         return w, (b0 - bn.running_mean) * s + bn.bias
@@ -157,16 +159,14 @@ class LoihiQAT(nn.Module):
     def _core_taps(self) -> list[torch.Tensor | None]:
         """Per weight layer, the kernel taps every output position sees (None: all, a linear layer)."""
         out: list[torch.Tensor | None] = []
-        shape = list(self.input_shape)
-        for name, layer, _node, out_shape in plan_layers(self.model.deploy_modules(), self.input_shape, self.dt):
-            m = layer.module
+        for w in self.weighted:
+            m = w.layer
             if isinstance(m, nn.Conv2d):
-                ones = torch.ones(1, *shape, dtype=torch.float64)
+                ones = torch.ones(1, *w.in_shape, dtype=torch.float64)
                 cols = F.unfold(ones, m.kernel_size, m.dilation, m.padding, m.stride)  # [1, C*k*k, P]
                 out.append((cols[0] > 0).all(-1).reshape(m.weight.shape[1:]))
-            elif isinstance(m, (nn.Conv1d, nn.Linear)):
-                out.append(None if isinstance(m, nn.Linear) else _core_taps_1d(m, shape))
-            shape = list(out_shape)
+            else:
+                out.append(None if isinstance(m, nn.Linear) else _core_taps_1d(m, list(w.in_shape)))
         return out
 
     def _clip_to_core(self, w: torch.Tensor, core: torch.Tensor | None) -> torch.Tensor:
@@ -187,63 +187,63 @@ class LoihiQAT(nn.Module):
         from neuromoco.deploy.targets.lava.fixed_point import MANT_MIXED, MANT_SINGLE
 
         cfg = self.config
-        layers = fold_layers(flatten_modules(self.model.deploy_modules()))
         cores = self._core_taps()
-        weighted = [lay for lay in layers if isinstance(lay.module, _WEIGHTED)]
-        for lay, core in zip(weighted, cores):
-            lay.module.weight.copy_(self._clip_to_core(lay.module.weight, core))
-        modules = [lay.runnable() for lay in layers]
-        graph = to_nir(modules, self.input_shape, self.dt)
+        clipped = [self._clip_to_core(self._folded(lay, bn)[0].detach(), core)
+                   for (lay, bn), core in zip(self._weighted(), cores)]
+        probe = copy.deepcopy(self.model).eval()
+        twin = _weighted_layers(probe, self.input_shape, self.dt)
+        for w, wf in zip(twin, clipped):
+            _set_folded(w.layer, w.bn, wf)
+        graph = to_nir(probe.deploy_modules(), self.input_shape, self.dt)
         plan = compile_graph(graph, self.dt, precision="fixed", input_shape=self.input_shape,
                              input_scale=cfg.input_scale, input_max=cfg.input_max,
                              per_neuron_scale=cfg.scale == "neuron", weight_bits=cfg.weight_bits)
-        names = [n for n, *_ in plan_layers(modules, self.input_shape, self.dt)]
-        # the weight layer feeding each neuron layer (and the readout): the last one before it
-        feeds: dict[str, int] = {}
-        k = -1
-        for n, lay in zip(names, layers):
-            if isinstance(lay.module, _WEIGHTED):
-                k += 1
-            elif isinstance(lay.module, LIF):
-                feeds[n] = k
-        targets: list[tuple[Any, np.ndarray, int, Any]] = []  # (plan layer or readout, gain, weight layer, vth)
+        index = {w.name: i for i, w in enumerate(self.weighted)}
+        targets: list[tuple[Any, np.ndarray, str, Any, Any]] = []  # (layer or readout, gain, weights, vth, neuron)
         for lay in plan.layers:
             lf = loihi_form(discretize(graph.nodes[lay.name], self.dt), v_init=0.0)
             gain = np.broadcast_to(np.asarray(lf.input_gain, dtype=np.float64), lay.shape).reshape(-1)
             vth = None if not lay.spiking or lf.vth is None else (
                 np.broadcast_to(np.asarray(lf.vth, dtype=np.float64), lay.shape).reshape(-1))
-            targets.append((lay, gain, feeds[lay.name], vth))
+            targets.append((lay, gain, self.feeds[lay.name], vth, lf))
         if plan.readout.conns:
-            targets.append((plan.readout, np.ones(plan.readout.size), k, None))
-        grids: list[_Grid | None] = [None] * len(weighted)
+            targets.append((plan.readout, np.ones(plan.readout.size), self.feeds["output"], None, None))
+        grids: list[_Grid | None] = [None] * len(self.weighted)
         limited = 0
         rep: dict[str, Any] = {"layers": {}}
-        for tgt, gain, idx, vth in targets:
+        for tgt, gain, node, vth, lf in targets:
+            where = getattr(tgt, "name", "readout")
             primary = [c for c in tgt.conns if "residual_of" not in c.report]
-            if len(primary) != 1:
-                raise UserError("--qat loihi: every neuron layer must receive exactly one weight layer")
-            conn = primary[0]
-            in_scale = plan.input_scale if conn.source == plan.input_name else 1.0
-            w = weighted[idx].module.weight.detach().double().cpu()
+            pieces = {_pieces(tgt, c) for c in primary}
+            if len(pieces) != 1:  # one weight layer read from several sources: each source's own connection
+                raise UserError(f"--qat loihi: the connections of {node} into {where} got different Loihi "
+                                f"exponents or sign modes ({sorted(pieces)}): one weight grid cannot hold them")
+            in_scales = {plan.input_scale if c.source == plan.input_name else 1.0 for c in primary}
+            if len(in_scales) != 1:
+                raise UserError(f"--qat loihi: {where} reads the input and neuron layers through {node} with "
+                                f"different scales (input_scale {plan.input_scale})")
+            fixed = list(pieces.pop())
+            w = self.weighted[index[node]].layer.weight
             out = w.shape[0]
             sigma = np.broadcast_to(np.asarray(tgt.scale, dtype=np.float64), (len(gain),))
             if vth is not None:  # the threshold mantissa round(sigma * vth) is exact when sigma * vth is an integer
                 sigma = np.maximum(np.ceil(sigma * vth - 1e-9), 1.0) / vth  # up: the row max clips onto the top
+            in_scale = in_scales.pop()
             rows = (sigma * gain / in_scale).reshape(out, -1)
             m = np.median(rows, axis=1)
             limited += int((np.abs(rows - m[:, None]) > 1e-9 * m[:, None]).sum())
-            # the pieces' exponents and sign modes as the plan chose them (a residual piece: from its mantissas)
-            fixed = [(int(conn.report.get("weight_exp", 0)), conn.report.get("sign_mode", "mixed") == "mixed")]
-            residuals = [c for c in tgt.conns if c.report.get("residual_of") == conn.source]
-            for c in residuals:
-                d = c.matrix.data
-                fixed.append((int(c.weight_exp), bool(d.size and d.min() < 0 < d.max())))
             top = (MANT_MIXED if fixed[0][1] else MANT_SINGLE) * 2.0 ** fixed[0][0]
-            grids[idx] = _Grid(torch.from_numpy(m.copy()), fixed, top)
-            rep["layers"][getattr(tgt, "name", "readout")] = {"exponents": [e for e, _ in fixed],
-                                                              "scale_min": float(m.min()), "scale_max": float(m.max())}
-        if any(g is None for g in grids):
-            raise UserError("--qat loihi: a conv / linear layer feeds no neuron layer or readout")
+            grid = _Grid(torch.from_numpy(m.copy()), fixed, top)
+            if lf is not None:
+                own = np.broadcast_to(np.asarray(lf.bias, dtype=np.float64), tgt.shape).reshape(out, -1)[:, 0]
+                membrane = bool(np.all(np.asarray(lf.du, dtype=np.float64) == 1.0))
+                _bias_grid(grid, membrane, own, gain.reshape(out, -1)[:, 0], in_scale)
+            grids[index[node]] = grid
+            rep["layers"][where] = {"weights": node, "exponents": [e for e, _ in fixed],
+                                    "scale_min": float(m.min()), "scale_max": float(m.max())}
+        missing = [w.name for w, g in zip(self.weighted, grids) if g is None]
+        if missing:
+            raise UserError(f"--qat loihi: {', '.join(missing)} feeds no neuron layer or readout")
         self.grids = grids  # type: ignore[assignment]
         rep["limited_rows"] = limited
         self.report = rep
@@ -263,6 +263,34 @@ class LoihiQAT(nn.Module):
         wc = (real / m).to(w.dtype)
         return wc + ((total / m).to(w.dtype) - wc).detach()
 
+    def _quantized_bias(self, i: int, b: torch.Tensor) -> torch.Tensor:
+        """The folded bias ``b`` on grid ``i``'s bias grid (straight-through); unchanged for a readout."""
+        g = self.grids[i]
+        if g.bias_factor is None:
+            return b
+        from neuromoco.deploy.targets.lava.fixed_point import split_bias
+
+        with torch.no_grad():
+            m = g.m.to(device=b.device, dtype=torch.float64)
+            u, off = g.bias_factor * m, g.bias_own.to(m) * m
+            x = b.detach().double() * u + off
+            if g.bias_split:
+                mant, exp, _ = split_bias(x.cpu().numpy())
+                q = torch.from_numpy(mant * 2.0 ** exp).to(x)
+            else:
+                q = torch.round(x)
+            bq = ((q - off) / u).to(b.dtype)
+        return b + (bq - b).detach()
+
+    def quantized_biases(self) -> list[torch.Tensor | None]:
+        """Every weight layer's folded bias on its grid (no gradient; None where the layer has none)."""
+        with torch.no_grad():
+            out: list[torch.Tensor | None] = []
+            for i, (lay, bn) in enumerate(self._weighted()):
+                b = self._folded(lay, bn)[1]
+                out.append(None if b is None else self._quantized_bias(i, b))
+            return out
+
     def quantized_weights(self) -> list[torch.Tensor]:
         """Every weight layer's folded, core-clipped (per-neuron scales) weight on its grid (no gradient)."""
         cores = self._core_taps()
@@ -276,25 +304,124 @@ class LoihiQAT(nn.Module):
             raise RuntimeError("LoihiQAT.update_grid() must run before the first forward pass")
         if not hasattr(self, "_cores"):
             self._cores = self._core_taps()
-        t, b = x.shape[:2]
-        y = x.reshape(t * b, *x.shape[2:])
-        i = 0
-        for kind, op in self._ops:
-            if kind == "lif":
-                y = op(y.reshape(t, b, *y.shape[1:])).reshape(t * b, *y.shape[1:])
-            elif kind == "op":
-                y = op(y)
-            else:
-                layer, bn = op
-                w, bias = self._folded(layer, bn)
-                wq = self._quantized(i, self._clip_to_core(w, self._cores[i]))
-                if isinstance(layer, nn.Linear):
-                    y = F.linear(y, wq, bias)
+        weights: dict[str, torch.Tensor] = {}
+        for i, w in enumerate(self.weighted):
+            wq = self._quantized(i, self._clip_to_core(self._folded(w.layer, w.bn)[0], self._cores[i]))
+            if w.bn is not None:  # the BatchNorm (on its running statistics) multiplies its scale back in
+                wq = wq / _safe(_bn_scale(w.bn)).reshape(-1, *([1] * (wq.dim() - 1)))
+            weights[w.param] = wq
+            b = self._folded(w.layer, w.bn)[1]
+            if b is not None and self.grids[i].bias_factor is not None:
+                shift = self._quantized_bias(i, b) - b  # straight-through: zero gradient, the grid's offset
+                if w.bn is not None:
+                    weights[w.bias_param] = w.bn.bias + shift
                 else:
-                    conv = F.conv2d if isinstance(layer, nn.Conv2d) else F.conv1d
-                    y = conv(y, wq, bias, layer.stride, layer.padding, layer.dilation, layer.groups)
-                i += 1
-        return y.reshape(t, b, *y.shape[1:]).mean(0)
+                    weights[w.bias_param] = w.layer.bias + shift
+        modes = [bn.training for bn in self._bns]
+        for bn in self._bns:
+            bn.eval()  # the frozen statistics the export folds
+        try:
+            return torch.func.functional_call(self.model, weights, (x,))
+        finally:
+            for bn, mode in zip(self._bns, modes):
+                bn.train(mode)
+
+
+def _bn_scale(bn: nn.Module) -> torch.Tensor:
+    return bn.weight / torch.sqrt(bn.running_var + bn.eps)
+
+
+def _safe(s: torch.Tensor) -> torch.Tensor:
+    return torch.where(s == 0, torch.ones_like(s), s)
+
+
+def _bias_grid(grid: _Grid, membrane: bool, own: np.ndarray, gain: np.ndarray, in_scale: float) -> None:
+    """The plan's bias grid for a neuron layer's weight layer: a constant input ``b`` of the layer arrives as
+    ``gain * b`` volts per step; without a current filter (``membrane``) it joins the membrane bias (``64 *
+    sigma`` units per volt, 13-bit mantissa and 3-bit exponent, after the neuron's ``own`` bias), else the
+    synaptic bias (``sigma`` units per volt, rounded). With ``m = sigma * gain / in_scale`` per output
+    channel, both are multiples of ``m``."""
+    from neuromoco.deploy.targets.lava.fixed_point import ACT_SHIFT
+
+    per_volt = float(1 << ACT_SHIFT) if membrane else 1.0
+    grid.bias_factor = per_volt * in_scale
+    grid.bias_own = torch.from_numpy(own / gain * per_volt * in_scale if membrane else np.zeros(len(gain)))
+    grid.bias_split = membrane
+
+
+def _pieces(tgt: Any, conn: Any) -> tuple[tuple[int, bool], ...]:
+    """The (exponent, mixed sign) of each 8-bit piece of ``conn`` as the plan chose them (a residual piece of
+    ``weight_bits=16``: from its mantissas)."""
+    fixed = [(int(conn.report.get("weight_exp", 0)), conn.report.get("sign_mode", "mixed") == "mixed")]
+    for c in tgt.conns:
+        if c.report.get("residual_of") == conn.source:
+            d = c.matrix.data
+            fixed.append((int(c.weight_exp), bool(d.size and d.min() < 0 < d.max())))
+    return tuple(fixed)
+
+
+def _weighted_layers(model: nn.Module, input_shape: list[int], dt: float) -> list[_Weighted]:
+    """The classifier's conv / linear layers in export order, each with its BatchNorm, node name, parameter
+    name and input shape; refuses what has no grid (average pooling scales the weights it composes with)."""
+    modules = model.deploy_modules()
+    try:
+        layers, _ = flatten_graph(modules)
+        planned, _ = plan_graph(modules, input_shape, dt)
+    except ExportError as err:
+        raise UserError(f"--qat loihi: {err}") from None
+    if any(isinstance(lay.module, nn.AvgPool2d) for lay in layers):
+        raise UserError("--qat loihi supports sum pooling (SumPool2d) only: average pooling scales the composed "
+                        "weights")
+    params = {id(p): n for n, p in model.named_parameters()}
+    shapes = {"input": tuple(input_shape), **{p.name: p.shape for p in planned}}
+    kept = iter(planned)  # fold_graph keeps every layer but the BatchNorms, in order
+    out: list[_Weighted] = []
+    for k, lay in enumerate(layers):
+        if isinstance(lay.module, _BN):
+            continue
+        node = next(kept)
+        if isinstance(lay.module, _WEIGHTED):
+            bn = next((b.module for b in layers[k + 1:] if isinstance(b.module, _BN) and b.inputs == (k,)), None)
+            owner = bn if bn is not None else lay.module
+            bias = params.get(id(owner.bias)) if getattr(owner, "bias", None) is not None else None
+            out.append(_Weighted(lay.module, bn, node.name, params[id(lay.module.weight)], bias,
+                                 shapes[node.inputs[0]]))
+    return out
+
+
+def _feeding_weights(graph: Any, weighted: set[str]) -> dict[str, str]:
+    """Per neuron node (and ``"output"``), the one weight node its connections pass through.
+
+    Only reshapes (Flatten) may lie between the weight node and the neuron: a pooling there sums the
+    weights of several positions, and the plan's grid would be on those sums, not on the layer's weights.
+    """
+    from neuromoco.deploy.graph import structure
+    from neuromoco.deploy.nodes import NEURON_TYPES
+
+    st = structure(graph)
+    neurons = {n for n, node in graph.nodes.items() if isinstance(node, NEURON_TYPES)}
+    out: dict[str, str] = {}
+    for target in [*sorted(neurons), st.output]:
+        found: set[str] = set()
+        stack = [src for src, _ in st.preds[target]]
+        while stack:
+            n = stack.pop()
+            if n in weighted:
+                found.add(n)
+            elif n in neurons or n == st.input:
+                continue  # an unweighted path (an identity) carries no grid
+            elif isinstance(graph.nodes[n], nir.Flatten):
+                stack += [src for src, _ in st.preds[n]]
+            else:
+                raise UserError(f"--qat loihi: {type(graph.nodes[n]).__name__} node {n} lies between a weight "
+                                f"layer and {target}: it composes several weights into one, off the grid. Put "
+                                "pooling after the neuron layer (as cnn3-34 and sew-resnet8-34 do)")
+        if len(found) > 1:
+            raise UserError(f"--qat loihi: {target} sums the outputs of {', '.join(sorted(found))}: one grid per "
+                            "neuron layer needs one weight layer feeding it")
+        if found:
+            out[target] = found.pop()
+    return out
 
 
 def _core_taps_1d(m: nn.Conv1d, shape: list[int]) -> torch.Tensor:
@@ -403,12 +530,31 @@ def _write_folded(qat: LoihiQAT, folded: list[torch.Tensor]) -> None:
     A row's scale can depend on its own weights (the 24-bit state bound sums their magnitudes), so the
     caller re-derives the grid from the projected weights and projects again until the two agree."""
     for (layer, bn), wq in zip(qat._weighted(), folded):
-        if bn is None:
-            layer.weight.copy_(wq)
-            continue
-        s = bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps)
-        safe = torch.where(s == 0, torch.ones_like(s), s)
-        layer.weight.copy_((wq.double() / safe.reshape(-1, *([1] * (wq.dim() - 1)))).to(layer.weight.dtype))
+        _set_folded(layer, bn, wq)
+    for (layer, bn), bq in zip(qat._weighted(), qat.quantized_biases()):
+        if bq is not None:
+            _set_folded_bias(layer, bn, bq)
+
+
+@torch.no_grad()
+def _set_folded_bias(layer: nn.Module, bn: nn.Module | None, bf: torch.Tensor) -> None:
+    """Set the BatchNorm's beta (or the layer's bias) so that the folded bias is ``bf``."""
+    if bn is None:
+        layer.bias.copy_(bf)
+        return
+    s = bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps)
+    b0 = layer.bias.double() if layer.bias is not None else torch.zeros_like(s)
+    bn.bias.copy_((bf.double() - (b0 - bn.running_mean.double()) * s).to(bn.bias.dtype))
+
+
+@torch.no_grad()
+def _set_folded(layer: nn.Module, bn: nn.Module | None, wf: torch.Tensor) -> None:
+    """Set ``layer.weight`` so that, with ``bn`` folded in, it is ``wf``."""
+    if bn is None:
+        layer.weight.copy_(wf)
+        return
+    s = _safe(bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps))
+    layer.weight.copy_((wf.double() / s.reshape(-1, *([1] * (wf.dim() - 1)))).to(layer.weight.dtype))
 
 
 __all__ = [
