@@ -76,6 +76,11 @@ def measure(path: Path, target: str, samples: int, batch: int) -> dict:
         "model": str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path), "target": target,
         "inputs": source, "samples": prof["samples"], "time_steps": prof["time_steps"],
         "per_inference": prof["per_inference"], "exact_counts": prof["exact"],
+        # one row per synaptic layer and input: a node fed by several (a SEW ADD, conv4<-lif1 and conv4<-lif3)
+        # has a row per source, so the shortcut synapses are counted on their own
+        "per_layer": [{k: r[k] for k in ("layer", "source", "sink", "connections", "spikes_in_per_inference",
+                                          "synops_per_inference", "neuron_updates_per_inference", "ann_macs")}
+                      for r in prof["layers"]],
         "energy_per_inference_uj": {
             name: {"snn": v["snn_pj"] * 1e-6, "ann": None if v["ann_pj"] is None else v["ann_pj"] * 1e-6,
                    "ann_over_snn": v["ann_over_snn"]} for name, v in e.items()},
