@@ -9,7 +9,8 @@
 #   DEMO_PRE_EPOCHS    NeuroMoCo pre-training epochs (default 4)
 #   DEMO_FT_EPOCHS     fine-tuning epochs (default 6)
 #   DEMO_MODEL         the deployable model (default cnn3-34; `train models` lists them)
-#   DEMO_QAT           quantization-aware fine-tuning onto the Loihi 2 grid: loihi (default; none for sew-*)
+#   DEMO_QAT           quantization-aware fine-tuning onto the Loihi 2 grid: loihi (default; none for
+#                      sew-resnet18-128, whose stem pools between a conv and its neuron layer)
 #                      or none
 #   DEMO_KEEP=1        also copy the trained graph and card into nir_models/ (for hardware_tests/)
 set -euo pipefail
@@ -20,8 +21,8 @@ T=${DEMO_T:-8}
 PRE_EPOCHS=${DEMO_PRE_EPOCHS:-4}
 FT_EPOCHS=${DEMO_FT_EPOCHS:-6}
 MODEL=${DEMO_MODEL:-cnn3-34}
-# QAT covers chain models; the residual SEW models fine-tune without it
-case "$MODEL" in sew-*) QAT=${DEMO_QAT:-none} ;; *) QAT=${DEMO_QAT:-loihi} ;; esac
+# QAT covers chain and residual models, not a pooling between a conv and its neuron (sew-resnet18-128's stem)
+case "$MODEL" in sew-resnet18-128) QAT=${DEMO_QAT:-none} ;; *) QAT=${DEMO_QAT:-loihi} ;; esac
 mkdir -p "$OUT"
 start=$(date +%s)
 resume() { [ -f "$1/last.pt" ] && echo --resume || true; }  # an interrupted demo picks up where it stopped
