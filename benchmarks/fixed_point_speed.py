@@ -13,18 +13,21 @@ outputs are identical (all must be 1.0 / true). Two graphs:
   samples, ``reference-fixed`` all ``--samples`` (its agreement is checked on the ones Lava ran).
 
 ``reference-fixed`` is warmed up once (weights moved into torch tensors) and its time is the median of
-``--repeats`` runs, with one torch thread and with torch's default (both recorded, the faster reported);
-Lava's time is one run including process start-up, as ``deploy run`` pays it. ``products`` records how
-``reference-fixed`` computed each layer's inputs (a recovered convolution or a sparse product).
+``--repeats`` runs, with one torch thread and with torch's default (both recorded, the faster reported),
+in batches of ``--batch-size`` samples (0: all of them in one); Lava's time is one run including process
+start-up, as ``deploy run`` pays it. ``products`` records how ``reference-fixed`` computed each layer's
+inputs (a recovered convolution, its border correction's form, int8 or floating-point dense products);
+``load_average_at_start`` and the machine's load at the end say how busy the CPU was.
 
 Writes ``benchmarks/results/fixed_point_speed.json``. Usage: ``python benchmarks/fixed_point_speed.py
-[--samples 64] [--lava-samples 4] [--repeats 3] [--device cpu] [--out FILE]``.
+[--samples 64] [--lava-samples 4] [--repeats 3] [--batch-size 0] [--device cpu] [--out FILE]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import os
 import statistics
 import sys
 import time
@@ -103,21 +106,28 @@ def products_of(executor) -> dict:
             if c.conv is not None:
                 row.update(product="conv2d", kernel=list(c.conv.weight.shape), stride=list(c.conv.stride),
                            sum_pool=c.conv.pool,
-                           correction_fraction=int(c.conv.correction.nnz) / max(1, int(c.matrix.nnz)))
+                           correction_fraction=int(c.conv.correction.nnz) / max(1, int(c.matrix.nnz)),
+                           correction=(f"border {c.conv.border.mode}" if c.conv.border is not None
+                                       else "sparse" if c.conv.correction.nnz else "none"))
+            elif c.dense:
+                row["product"] = "dense int8" if c._int8_limbs() is not None else "dense"
             else:
-                row["product"] = "dense" if c.dense else "sparse"
+                row["product"] = "sparse"
             rows.append(row)
         out[lay.name] = rows
     return out
 
 
-def measure(graph, card, frames: np.ndarray, lava_samples: int, repeats: int, device: str) -> dict:
-    """Both targets on ``frames`` ``[T, B, ...]`` (Lava on the first ``lava_samples``)."""
+def measure(graph, card, frames: np.ndarray, lava_samples: int, repeats: int, device: str,
+            batch_size: int = 0) -> dict:
+    """Both targets on ``frames`` ``[T, B, ...]`` (Lava on the first ``lava_samples``; ``reference-fixed`` in
+    batches of ``batch_size``, 0: all)."""
     import torch
 
     from neuromoco.deploy.targets import get_target
 
     T, B = frames.shape[:2]
+    batch = batch_size if batch_size > 0 else max(B, 1)
     lava_t, lava_o = get_target("lava-fixed")
     rf_t, rf_o = get_target("reference-fixed")
     t0 = time.perf_counter()
@@ -129,7 +139,7 @@ def measure(graph, card, frames: np.ndarray, lava_samples: int, repeats: int, de
     per_threads = {}
     for threads in THREADS:
         t0 = time.perf_counter()
-        rf = rf_t.runner(graph, card, rf_o.updated({"record_spikes": True, "device": device, "batch_size": max(B, 1),
+        rf = rf_t.runner(graph, card, rf_o.updated({"record_spikes": True, "device": device, "batch_size": batch,
                                                     "threads": threads}))
         rf_compile = time.perf_counter() - t0
         rf.run(frames[:, :2])  # warm-up: weights into torch tensors
@@ -151,8 +161,9 @@ def measure(graph, card, frames: np.ndarray, lava_samples: int, repeats: int, de
                         + sum(c.nnz for c in lava_runner.plan.readout.conns)),
         "lava_fixed": {"samples": lava_samples, "seconds": lava_s, "samples_per_s": lava_rate,
                        "compile_seconds": lava_compile, "run": lava_runner.last_run},
-        "reference_fixed": {"samples": B, "seconds_median": rf_s, "samples_per_s": rf_rate, "device": device,
-                            "torch_threads": best, "by_torch_threads": per_threads, "products": products},
+        "reference_fixed": {"samples": B, "batch_size": batch, "seconds_median": rf_s, "samples_per_s": rf_rate,
+                            "device": device, "torch_threads": best, "by_torch_threads": per_threads,
+                            "products": products},
         "speedup_samples_per_s": rf_rate / lava_rate,
         "agreement": agreement(lava, ours, lava_samples),
     }
@@ -164,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lava-samples", type=int, default=4, help="samples Lava runs of the T = 300 CNN")
     ap.add_argument("--repeats", type=int, default=3, help="timed reference-fixed runs (median)")
     ap.add_argument("--device", default="cpu", help="torch device of reference-fixed")
+    ap.add_argument("--batch-size", type=int, default=0, help="reference-fixed samples per batch (0: all at once)")
     ap.add_argument("--out", default=str(OUT))
     args = ap.parse_args(argv)
 
@@ -172,12 +184,13 @@ def main(argv: list[str] | None = None) -> int:
     from neuromoco.deploy.card import ModelCard
     from neuromoco.deploy.graph import load_graph
 
-    report: dict = {"benchmark": "fixed_point_speed", "date": now(), "graphs": {}}
+    report: dict = {"benchmark": "fixed_point_speed", "date": now(), "graphs": {},
+                    "load_average_at_start": [round(v, 2) for v in os.getloadavg()]}
     card = ModelCard.load(ModelCard.beside(CNN3))
     graph = load_graph(CNN3, input_shape=card.input_shape)
     x, source = dataset_frames(card, args.samples, None)
     frames = np.ascontiguousarray(np.swapaxes(x, 0, 1))
-    res = measure(graph, card, frames, frames.shape[1], args.repeats, args.device)
+    res = measure(graph, card, frames, frames.shape[1], args.repeats, args.device, args.batch_size)
     report["graphs"]["cnn3"] = {"model": "nir_models/neuromoco_embedded_cnn3.nir (trained)", "data": source, **res}
     print(f"cnn3 T={card.time_steps}: lava-fixed {res['lava_fixed']['samples_per_s']:.2f} samples/s, "
           f"reference-fixed {res['reference_fixed']['samples_per_s']:.1f} samples/s "
@@ -186,7 +199,8 @@ def main(argv: list[str] | None = None) -> int:
     graph, card = cnn_t300_graph()
     rng = np.random.default_rng(0)
     frames = rng.poisson(0.05, size=(card.time_steps, args.samples, *card.input_shape)).astype(np.float32)
-    res = measure(graph, card, frames, min(args.lava_samples, args.samples), args.repeats, args.device)
+    res = measure(graph, card, frames, min(args.lava_samples, args.samples), args.repeats, args.device,
+                  args.batch_size)
     report["graphs"]["cnn_t300"] = {"model": "conv 2-8, LIF, sumpool, conv 8-16, LIF, sumpool, 256-32, LIF, "
                                              "32-10 (random weights, NIR API)",
                                     "data": "Poisson event counts, rate 0.05 per pixel and step", **res}

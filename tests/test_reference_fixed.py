@@ -494,3 +494,191 @@ def test_structured_and_plain_products_agree_on_nir_models(path):
                 assert c.conv is None, f"{path.stem}: {lay.name} is an Affine's target"
     frames = _frames(card, 4, path.stem + "/structured")
     _assert_identical(plain.run(frames), ex.run(frames), f"{path.stem}: structured vs plain")
+
+
+# ------------------------------------------------------------------ fast paths against the general ones
+
+def _general_paths(monkeypatch) -> None:
+    """Every fast path off: the general per-step update, float products, sparse corrections, no chunks."""
+    from neuromoco.deploy.targets.reference_fixed import conv_structure, executor, int8
+
+    monkeypatch.setattr(executor, "MEMORYLESS_FAST", False)
+    monkeypatch.setattr(int8, "ENABLED", False)
+    monkeypatch.setattr(conv_structure, "BORDER_OPS", False)
+    monkeypatch.setattr(conv_structure, "CHUNK_BYTES", 1 << 40)
+
+
+@pytest.mark.parametrize("path", GRAPHS, ids=[p.stem for p in GRAPHS])
+def test_fast_paths_equal_the_general_ones_on_nir_models(path):
+    """The memoryless float32 / float64 step, int8 products, border ops and chunks (small ones here: many
+    chunks per layer) give the general paths' spikes and outputs."""
+    from neuromoco.deploy.targets.reference_fixed import conv_structure, executor
+
+    card = ModelCard.load(ModelCard.beside(path))
+    graph = load_graph(path, input_shape=card.input_shape)
+    frames = _frames(card, 3, path.stem + "/fast")
+    impl, opts = get_target("reference-fixed")
+    runs = {}
+    for name in ("general", "fast", "chunked"):
+        with pytest.MonkeyPatch.context() as mp:
+            if name == "general":
+                _general_paths(mp)
+            if name == "chunked":
+                mp.setattr(executor, "CHUNK_BYTES", 4096)
+                mp.setattr(conv_structure, "CHUNK_BYTES", 4096)
+            runs[name] = impl.runner(graph, card, opts, record_spikes=True).run(frames)
+    _assert_identical(runs["general"], runs["fast"], f"{path.stem}: fast vs general")
+    _assert_identical(runs["general"], runs["chunked"], f"{path.stem}: chunked vs general")
+
+
+@pytest.mark.parametrize("above", [False, True])
+def test_memoryless_fast_path_just_below_its_bound(above, monkeypatch):
+    """Inputs that put the first layer's ``|a << 6|`` bound just below ``2**23`` (the fast step, voltages
+    saturating) or just above (the general step): both as Lava computes them."""
+    from neuromoco.deploy.targets.reference_fixed import executor
+
+    path = ROOT / "nir_models" / "sinabs_cnn.nir"
+    card = ModelCard.load(ModelCard.beside(path))
+    graph = load_graph(path, input_shape=card.input_shape)
+    impl, opts = get_target("reference-fixed")
+    plan = impl.compile(graph, card, opts)
+    ex = executor.FixedPointExecutor(plan, record_spikes=True)
+    first = ex.layers[0]
+    per_unit = ex._ff_bound(first.conns, {plan.input_name: (None, 1.0)})
+    limit = (arith.MAX_UV >> arith.ACT_SHIFT) - first.b_max
+    below = int(np.ceil(limit / per_unit)) - 1  # the largest payload whose bound is below 2**23
+    x_top = below + int(above)
+    assert below >= 2 and (below * per_unit + first.b_max) * 64 < arith.MAX_UV <= ((below + 1) * per_unit) * 64
+    frames = (_frames(card, 2, "near-bound", rate=0.5) > 0).astype(np.float32) * (x_top / plan.input_scale)
+    seen = []
+    fast = executor.FixedPointExecutor._run_memoryless
+    monkeypatch.setattr(executor.FixedPointExecutor, "_run_memoryless",
+                        lambda self, lay, *a: (seen.append(lay.name), fast(self, lay, *a))[1])
+    with pytest.warns(UserWarning, match="exceed input_max"):
+        ours = ex.run(frames)
+    with pytest.warns(UserWarning, match="exceed input_max"):
+        lava, _ = _run_both(graph, card, frames)
+    assert (first.name in seen) != above
+    assert int(ours.spike_counts[first.name].sum()) > 0
+    _assert_identical(lava, ours, f"near the bound (above={above})")
+
+
+def test_sum_pooling_of_spikes_in_uint8_equals_padded_avg_pool():
+    import itertools
+
+    import torch.nn.functional as F
+
+    from neuromoco.deploy.targets.reference_fixed.conv_structure import pad_sum_pool_uint8
+
+    g = torch.Generator().manual_seed(0)
+    for h, w, pool in [(16, 16, 2), (17, 17, 2), (9, 11, 3), (5, 4, 2)]:
+        for pad in itertools.product([-1, 0, 1, 2], repeat=4):
+            x = torch.rand(2, 3, h, w, generator=g) < 0.5
+            want = F.avg_pool2d(F.pad(x.float(), (pad[2], pad[3], pad[0], pad[1])), pool, pool, divisor_override=1)
+            got = pad_sum_pool_uint8(x.view(torch.uint8), pool, pad, torch.float32)
+            assert torch.equal(want, got), (h, w, pool, pad)
+
+
+@pytest.mark.parametrize("pool", [1, 2])
+@pytest.mark.parametrize("mode", ["windows", "rows"])
+def test_border_op_equals_the_sparse_correction(pool, mode):
+    """A conv matrix with border rows of their own: conv + border op (either way) is the matrix, exactly,
+    on random integers; both layouts of the op are the same integers."""
+    import scipy.sparse as sp
+
+    from neuromoco.deploy.targets.reference_fixed import conv_structure as cs
+
+    rng = np.random.default_rng(pool)
+    k = rng.integers(-9, 10, size=(4, 3, 3, 3)).astype(np.float64)
+    if pool == 2:  # a 6x6 kernel constant on 2x2 blocks, stride 2: a sum pooling, then the 3x3 conv
+        k = np.repeat(np.repeat(k, 2, axis=2), 2, axis=3)
+    stride, pad = (pool, pool), (pool, pool, pool, pool)
+    src, tgt = (3, 12, 12), (4, 12 // pool, 12 // pool)
+    m = cs.conv_matrix(k, stride, pad, src, tgt).tolil()
+    for co, h, w in [(0, 0, 0), (1, 0, 3), (3, tgt[1] - 1, 2), (2, 4, tgt[2] - 1)]:  # border rows, own weights
+        r = (co * tgt[1] + h) * tgt[2] + w
+        cols = m.rows[r]
+        m[r, cols] = (np.asarray(m[r, cols].todense()) * 2 + 1).ravel()
+    m = sp.csr_matrix(m.tocsr())
+    op = cs.find_conv(m, src, tgt)
+    assert op is not None and op.pool == pool and op.border is not None
+    dg = cs.grid_correction(op)
+    built = {"windows": cs._windows(dg, tgt[0], tgt[1] * tgt[2]), "rows": cs._rows(dg)}
+    op.border = built[mode]
+    x = rng.integers(0, 3, size=(5, m.shape[1])).astype(np.float64)
+    for x_max in (None, 2.0):  # unknown: floating point; known: rows as int8 matmuls
+        got = op.apply(torch.from_numpy(x), torch.float64, x_max).numpy()
+        np.testing.assert_array_equal(got, x @ m.T.toarray())
+        spikes = torch.from_numpy(x > 1)  # bool inputs: padded and pooled in uint8
+        want = (x > 1).astype(np.float64) @ m.T.toarray()
+        np.testing.assert_array_equal(op.apply(spikes, torch.float32, x_max and 1.0).numpy(), want)
+
+
+@pytest.mark.parametrize("w_max", [127, 255, 2047])
+def test_int8_products_equal_float_products(w_max):
+    """Dense weights as one or two int8 limbs times spikes or small graded inputs (``torch._int_mm``): the
+    float product's integers; inputs past 127 are refused (the float product then)."""
+    import scipy.sparse as sp
+
+    from neuromoco.deploy.targets.reference_fixed.executor import FixedConn
+
+    rng = np.random.default_rng(w_max)
+    w = rng.integers(-w_max, w_max + 1, size=(12, 40))
+    w[0, 0] = w_max  # the extremes reached
+    c = FixedConn("x", False, 0, sp.csr_matrix(w.astype(np.float64)), float(np.abs(w).sum(1).max()),
+                  torch.device("cpu"))
+    assert c.dense
+    for x in (torch.from_numpy(rng.random((33, 40)) < 0.3), torch.from_numpy(rng.integers(-127, 128, (33, 40)))):
+        x_max = float(x.abs().max()) if x.dtype != torch.bool else 1.0
+        got = c._int8_product(x.float() if x.dtype != torch.bool else x, x_max, torch.float64)
+        assert got is not None
+        np.testing.assert_array_equal(got.numpy(), x.numpy().astype(np.int64) @ w.T)
+    assert c._int8_product(torch.full((3, 40), 200.0), 200.0, torch.float64) is None
+
+
+def test_fast_payload_equals_the_plan_payload():
+    """float32 / uint8 frames: the one-pass float32 payload is ``fixed_payload`` then int32, warnings too."""
+    path = ROOT / "nir_models" / "neuromoco_tiny_cnn.nir"
+    card = ModelCard.load(ModelCard.beside(path))
+    graph = load_graph(path, input_shape=card.input_shape)
+    impl, opts = get_target("reference-fixed")
+    runner = impl.runner(graph, card, opts)
+    ex, plan = runner.executor, runner.plan
+    frames = _frames(card, 3, "payload", rate=2.0)
+    for x in (frames, frames.astype(np.uint8), frames + np.float32(0.5), frames - np.float32(2.25)):
+        flat = plan.flat_frames(x)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(plan, "input_scale", 1.0)
+            import warnings as w
+
+            with w.catch_warnings(record=True) as got_w:
+                w.simplefilter("always")
+                got = ex.payload(flat)
+            with w.catch_warnings(record=True) as want_w:
+                w.simplefilter("always")
+                want = plan.fixed_payload(flat).astype(np.int32).astype(np.int64)
+        np.testing.assert_array_equal(got, want)
+        assert [str(m.message) for m in got_w] == [str(m.message) for m in want_w]
+
+
+@pytest.mark.parametrize("dv", [0, 1, 2048, 3277, 4095])
+def test_voltage_bound_holds_for_any_inputs_within_it(dv):
+    """``FixedLayer.voltage_bound``: Lava's voltage update (decay, add, saturate, spike reset) driven by the
+    largest inputs ``|u| <= u_max`` of either sign never leaves it (where it is finite)."""
+    from neuromoco.deploy.targets.reference_fixed.executor import FixedLayer
+
+    rng = np.random.default_rng(dv)
+    n, u_max = 4000, 900_000.0
+    vf = float(arith.v_factor(np.array([dv]))[0])
+    lay = FixedLayer("l", (n,), True, 0.0, vf, torch.full((n,), 3e6, dtype=torch.float64), None, None, None,
+                     torch.from_numpy(rng.integers(-5000, 5000, n).astype(np.float64)), 0.0, 0.0, [])
+    k = lay.voltage_bound(u_max)
+    assert (k == float("inf")) == (dv == 0)
+    v = lay.v0.clone()
+    for t in range(300):
+        sign = 1.0 if (t // 50) % 2 else -1.0  # long runs of one sign drive |v| towards the bound
+        u = torch.from_numpy(np.round(rng.uniform(0.8, 1.0, n) * u_max * sign))
+        arith.voltage_update_(v, u, vf, None, may_wrap32=False)
+        if k < M:
+            assert float(v.abs().max()) <= k
+        arith.spike_and_reset_(v, lay.vth)

@@ -9,7 +9,9 @@ Modules, one job each:
 
 * :mod:`.options`: its options (``-o KEY=VALUE``); imported alone for ``--help``;
 * :mod:`.arith`: the integer primitives exactly as Lava's bit-accurate process models compute them;
-* :mod:`.executor`: a plan run over a batch (connections as sparse / dense matmuls, layer by layer);
+* :mod:`.executor`: a plan run over a batch (connections as convolutions, int8 / float / sparse
+  matmuls, layer by layer; exact-float fast paths proven by bounds);
+* :mod:`.conv_structure`: a connection matrix recovered as a convolution plus its border correction;
 * :mod:`.target`: the target object (``TARGET``): export a plan (the Lava target's file), open, build.
 
 This ``__init__`` imports nothing heavy (no torch, no Lava): ``TARGET`` is loaded on first access.

@@ -73,8 +73,8 @@ def wrap32(x: torch.Tensor) -> torch.Tensor:
 def weight_shift(acc: torch.Tensor, weight_exp: int, may_wrap: bool = True) -> torch.Tensor:
     """``a_buff`` of Lava's bit-accurate synapse from the int32 dot product ``acc``: ``<< weight_exp`` when
     it is positive (int32: wraps), else ``>> -weight_exp`` (an arithmetic shift: rounds negative values
-    down). ``acc`` holds integers as int64 or float64 (exact below 2**53); ``may_wrap=False``: the caller
-    has bounded ``|acc << weight_exp| < 2**31``."""
+    down). ``acc`` holds integers as int64 or float64 (exact below 2**53), or float32 where the caller has
+    bounded the result below 2**24; ``may_wrap=False``: the caller has bounded ``|acc << weight_exp| < 2**31``."""
     if weight_exp > 0:
         if not may_wrap:
             return acc * float(1 << weight_exp) if acc.is_floating_point() else acc << weight_exp
@@ -90,7 +90,8 @@ def weight_shift(acc: torch.Tensor, weight_exp: int, may_wrap: bool = True) -> t
 #
 # The neuron state is held in float64 tensors: every value is an integer below 2**37 in magnitude, which
 # float64 holds exactly, and then Lava's ``sign(p) * (|p| >> 12)`` is ``trunc(p / 4096)``, the 24-bit wrap
-# and saturation are comparisons, and a step is a few in-place passes over the batch.
+# and saturation are comparisons, and a step is a few in-place passes over the batch. (The executor's
+# memoryless step uses float32 where its bounds make that exact too: see ``FixedLayer.state_dtype``.)
 
 def decay(x: torch.Tensor, factor: torch.Tensor | float, out: torch.Tensor | None = None) -> torch.Tensor:
     """Lava's decay ``sign(x * factor) * (|x * factor| >> 12)`` (rounds towards zero), as
@@ -105,6 +106,11 @@ def decay(x: torch.Tensor, factor: torch.Tensor | float, out: torch.Tensor | Non
     scale = factor / float(DECAY_UNITY)
     out = torch.mul(x, scale, out=out) if out is not None else x * scale
     return out.trunc_()
+
+
+def decay_(x: torch.Tensor, factor: torch.Tensor | float) -> torch.Tensor:
+    """:func:`decay` in place."""
+    return decay(x, factor, out=x)
 
 
 def wrap24_(x: torch.Tensor) -> torch.Tensor:

@@ -18,19 +18,27 @@ The readout is what Lava's ``Recorder`` holds (a direct layer's spikes or voltag
 readout connections' ``a_out``) turned into NIR units exactly as :meth:`LavaRunner._host_output` does.
 
 Here every sample of a batch runs at once and, because a feed-forward input does not depend on the layer
-it feeds, a layer's feed-forward inputs for all ``T`` steps are one product with ``X[T*B, n_src]``
+it feeds, a layer's feed-forward inputs for many steps are one product with ``X[steps * B, n_src]``
 (sample-major: every unit's output is ``[T, B, n]``); only the neuron update (and a recurrent
 connection's product) runs step by step. A conv layer's matrix (with the pooling before it composed in)
-runs as ``conv2d`` plus a sparse correction for the rows where it differs (:mod:`.conv_structure`; a sum
-pooling composed into the kernel runs as a pooling, then the small kernel), and the two sign processes of
-a connection are one product while neither part's ``a_out`` can wrap int32 (:func:`merge_conns`).
-Otherwise, where the spikes are sparse enough (:data:`EVENT_COST`) the product adds up only the synapses
-of the spikes (``index_add_``); else it is a sparse CSR (or, for small dense maps, dense) matrix product.
-All of it runs in floating point on integer values, which is exact in any summation order while every
-partial sum stays below ``2**24`` (float32) or ``2**53`` (float64): each connection's bound (largest sum
-of ``|w|`` any partial sum adds, times the largest input) picks the type, and a bound past ``2**53`` is
-refused rather than rounded. A layer with ``du = 4095`` (no current memory, plain LIF / IF) computes its
-currents for all steps at once.
+runs as ``conv2d`` plus its border correction (:mod:`.conv_structure`: gathered windows or rows of the
+conv's input, else a sparse product; a sum pooling composed into the kernel runs as a pooling, of spikes
+in ``uint8``, then the small kernel), and the two sign processes of a connection are one product while
+neither part's ``a_out`` can wrap int32 (:func:`merge_conns`). A small dense map runs as int8 matmuls with
+int32 sums (``torch._int_mm``, exact) where its weights and inputs fit; otherwise, where the spikes are
+sparse enough (:data:`EVENT_COST`) the product adds up only the synapses of the spikes (``index_add_``);
+else it is a sparse CSR (or dense) matrix product. All of it runs in floating point on integer values,
+which is exact in any summation order while every partial sum stays below ``2**24`` (float32) or
+``2**53`` (float64): each connection's bound (largest sum of ``|w|`` any partial sum adds, times the
+largest input) picks the type, an ``a_out`` that can neither wrap nor reach ``2**24`` stays float32, and a
+bound past ``2**53`` is refused rather than rounded.
+
+A layer with ``du = 4095`` (no current memory, plain LIF / IF) and no recurrent input whose activation
+cannot wrap (``|a << 6| < 2**23`` by the weights, or by the actual inputs) runs
+:meth:`FixedPointExecutor._run_memoryless`: a step is four or five in-place passes over ``[B, n]`` (in
+float32 where :meth:`FixedLayer.state_dtype` proves it exact), fed chunk by chunk of steps
+(:data:`CHUNK_BYTES`) so that the products' output is used while in cache. Other layers compute their
+currents for all steps at once (``du = 4095``) or step by step.
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ from __future__ import annotations
 import functools
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,7 +56,7 @@ import torch
 
 from neuromoco.deploy.result import RunResult
 from neuromoco.deploy.targets.lava.plan import Conn, LavaPlan, Layer, check_delays
-from neuromoco.deploy.targets.reference_fixed import arith
+from neuromoco.deploy.targets.reference_fixed import arith, int8
 from neuromoco.deploy.targets.reference_fixed.conv_structure import ConvOp, find_conv
 from neuromoco.errors import UserError
 
@@ -56,6 +65,8 @@ EXACT_FLOAT64 = float(1 << 53)
 INT32_LIMIT = float(1 << 31)
 EVENT_CHUNK = 1 << 22  # synapses per index_add of the event-driven product
 EVENT_COST = 40  # an event's synapse costs about this many multiply-adds of the dense-column product
+CHUNK_BYTES = 4 << 20  # a memoryless layer's activation is computed this much at a time (float32 bytes)
+MEMORYLESS_FAST = True  # False: every layer through the general step (the tests compare the two)
 
 
 @dataclass
@@ -97,17 +108,19 @@ class FixedConn:
         op = find_conv(self.matrix, shapes[self.source], target_shape)
         if op is None:
             return
+        self.__dict__.pop("partial_abs", None)
         self.conv = op
-        if op.correction.nnz:
+        if op.correction.nnz and op.border is None:  # else the conv applies it (gathered windows)
             d = op.correction
             self.correction = FixedConn(self.source, False, 0, d, op.correction_abs, self.device)
 
-    @property
+    @functools.cached_property
     def partial_abs(self) -> float:
-        """Largest sum of ``|w|`` any partial sum of the product adds up (per unit input)."""
+        """Largest sum of ``|w|`` any partial sum of the product adds up (per unit input); computed once
+        (:meth:`use_conv` drops it)."""
         if self.conv is None:
             return self.row_abs
-        return max(self.row_abs, self.conv.kernel_abs, self.correction.row_abs if self.correction else 0.0)
+        return max(self.row_abs, self.conv.kernel_abs, self.conv.correction_abs)
 
     def _dtype(self, x_max: float) -> torch.dtype:
         """float32 while every partial sum is an integer below 2**24 (and no TF32 matmul may round it),
@@ -151,10 +164,15 @@ class FixedConn:
     def _events(self, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor | None:
         """``x @ W.T`` from the nonzero inputs only (spikes): every event adds its source's synapses into its
         sample's row, in chunks of at most :data:`EVENT_CHUNK` synapses. None when dense work is cheaper."""
+        n_tgt, N = self.matrix.shape[0], x.shape[0]
+        if EVENT_COST and N > 1024:  # a strided sample of the rows first: no nonzero() over a dense input
+            sample = x[::N // 256]
+            per_row = float(torch.count_nonzero(sample)) / sample.shape[0]
+            if per_row * self.matrix.nnz / x.shape[1] * EVENT_COST > self.matrix.nnz:
+                return None
         col, j = torch.nonzero(x, as_tuple=True)
         ptr, rows, vals = self._csc(dtype)
         counts = ptr[j + 1] - ptr[j]
-        n_tgt, N = self.matrix.shape[0], x.shape[0]
         total = int(counts.sum())
         if total * EVENT_COST > self.matrix.nnz * N:
             return None
@@ -187,11 +205,13 @@ class FixedConn:
         (sample-major): ``[N, n_target]``."""
         dtype = self._dtype(x_max)
         if self.conv is not None:  # C x + D x is exact: every partial sum of either stays below the bound
-            y = self.conv.apply(x, dtype)
+            y = self.conv.apply(x, dtype, x_max)
             if self.correction is not None:
                 y += self.correction.product(x, x_max, events)
             return y
-        y = self._events(x, dtype) if events else None
+        y = self._int8_product(x, x_max, dtype) if self.dense else None
+        if y is None and events:
+            y = self._events(x, dtype)
         if y is None:
             w = self._weights(dtype)
             if self.dense:
@@ -200,26 +220,78 @@ class FixedConn:
                 y = torch.sparse.mm(w, x.to(dtype).t()).t()
         return y
 
+    def _int8_limbs(self) -> list[tuple[torch.Tensor, float, float]] | None:
+        """The dense weights ``W.T`` as int8 limbs (:func:`.int8.limbs`), made once; None past 2047."""
+        if "int8" not in self._tensors:
+            parts = int8.limbs(self.matrix.toarray().T)
+            self._tensors["int8"] = None if parts is None else int8.to_device(parts, self.device)
+        return self._tensors["int8"]
+
+    def _int8_product(self, x: torch.Tensor, x_max: float, dtype: torch.dtype) -> torch.Tensor | None:
+        """``x @ W.T`` as int8 matmuls with int32 sums (exact integers, and fast on the CPU: :mod:`.int8`)
+        for spikes or inputs ``|x| <= 127`` while no int32 sum can overflow; else None."""
+        if not int8.available(self.device) or x_max > 127:
+            return None
+        parts = self._int8_limbs()
+        if parts is None or not int8.fits(parts, x_max):
+            return None
+        return int8.matmul(int8.as_int8(x), parts).to(dtype)
+
     def apply(self, x: torch.Tensor, x_max: float, events: bool = False) -> torch.Tensor | None:
-        """``a_out`` (integers in float64) for inputs ``x`` ``[N, n_src]`` with ``|x| <= x_max``; None when it
-        has no synapse. ``events``: ``x`` is mostly zeros (spikes): add up the synapses of its events."""
+        """``a_out`` (integers; float32 while :meth:`bound` < 2**24, else float64) for inputs ``x``
+        ``[N, n_src]`` with ``|x| <= x_max``; None when it has no synapse. ``events``: ``x`` is mostly zeros
+        (spikes): add up the synapses of its events."""
         if self.matrix.nnz == 0:
             return None
         if self.members:
             if any(m.bound(x_max) >= INT32_LIMIT for m in self.members):  # a part may wrap: part by part
-                parts = [a for a in (m.apply(x, x_max, events) for m in self.members) if a is not None]
+                parts = [a.to(torch.float64) for a in (m.apply(x, x_max, events) for m in self.members)
+                         if a is not None]
                 return functools.reduce(torch.add, parts) if parts else None
             # no part wraps: the sum of the parts' (M_i x) << e is (sum M_i) x << e, exactly
-            return arith.weight_shift(self.product(x, x_max, events).to(torch.float64), self.weight_exp,
-                                      may_wrap=False)
-        acc = self.product(x, x_max, events).to(torch.float64)  # exact integers
+            return self._shift(self.product(x, x_max, events), x_max, may_wrap=False)
+        acc = self.product(x, x_max, events)  # exact integers
         if self.row_abs * x_max >= INT32_LIMIT:
-            acc = arith.wrap32(acc)  # Lava's int32 dot product
-        return arith.weight_shift(acc, self.weight_exp, may_wrap=self.bound(x_max) >= INT32_LIMIT)
+            acc = arith.wrap32(acc.to(torch.float64))  # Lava's int32 dot product
+        return self._shift(acc, x_max, may_wrap=self.bound(x_max) >= INT32_LIMIT)
+
+    def _shift(self, acc: torch.Tensor, x_max: float, may_wrap: bool) -> torch.Tensor:
+        """``acc << weight_exp`` (or ``>>``) as Lava's synapse shifts it; kept in float32 (no conversion, no
+        work for an exponent of 0) while no wrap can happen and the result stays below 2**24."""
+        if acc.dtype != torch.float64 and (may_wrap or self.bound(x_max) >= EXACT_FLOAT32):
+            acc = acc.to(torch.float64)
+        return arith.weight_shift(acc, self.weight_exp, may_wrap=may_wrap)
 
     def bound(self, x_max: float) -> float:
         """The largest ``|a_out|`` for inputs ``|x| <= x_max`` (before any int32 wrap)."""
         return self.row_abs * x_max * 2.0 ** max(self.weight_exp, 0)
+
+
+def _fast_payload(x: np.ndarray, input_scale: float, input_max: float) -> np.ndarray | None:
+    """:meth:`LavaPlan.fixed_payload` (then int32) in one float32 pass for float32 or small-integer frames
+    with ``input_scale == 1``: ``round(x)`` is exact in float32 (and equals the float64 one), and so is
+    ``|round(x) - x|``; the same warnings. None (the general path) otherwise, or past ``2**23``."""
+    if input_scale != 1.0 or x.dtype not in (np.float32, np.uint8, np.int8, np.int16, np.uint16, np.bool_):
+        return None
+    x = np.ascontiguousarray(x)
+    q = np.rint(x) if x.dtype == np.float32 else x.astype(np.float32)
+    top = max(float(q.max(initial=0)), -float(q.min(initial=0)))  # (no |q| temporary)
+    if not top < arith.MAX_UV:  # (also NaN)
+        return None
+    if x.dtype == np.float32 and not np.array_equal(q, x) and np.any(np.abs(q - x) > 1e-9):
+        warnings.warn("fixed point: input frames are not integers after input_scale and are rounded", stacklevel=4)
+    if top > input_max * input_scale:
+        warnings.warn(f"fixed point: input values up to {float(np.abs(x).max()):g} exceed input_max "
+                      f"{input_max:g} the scales were chosen for; currents may overflow", stacklevel=4)
+    return q
+
+
+def _add_exact(total: torch.Tensor, a: torch.Tensor, bound: float) -> torch.Tensor:
+    """``total + a`` (in place where it can), in float64 once the sum's ``bound`` reaches 2**24 (float32's
+    exact integers) or ``a`` is float64."""
+    if total.dtype != torch.float64 and (a.dtype == torch.float64 or bound >= EXACT_FLOAT32):
+        total = total.to(torch.float64)
+    return total.add_(a)
 
 
 def merge_conns(conns: list[FixedConn]) -> list[FixedConn]:
@@ -272,10 +344,51 @@ class FixedLayer:
     bias_max: float  # largest |effective bias|
     b_max: float  # largest |b0| + |b1|
     conns: list[FixedConn]
+    _constants: dict[torch.dtype, dict[str, torch.Tensor | None]] = field(default_factory=dict)
 
     @property
     def size(self) -> int:
         return int(np.prod(self.shape))
+
+    def state_dtype(self, a_max: float) -> torch.dtype:
+        """float32 for the voltage of :meth:`FixedPointExecutor._run_memoryless` where it is exact: a uniform
+        voltage decay by a power of two (``trunc(v / 2**k)``), ``|v0| < 2**23``, and every constant (``vth << 6``,
+        ``bias + (b0 + b1) << 6``) below ``2**24``; the caller bounds ``|a << 6| < 2**23``. Then ``decay(v) +
+        (a << 6)`` is below ``2**24`` and adding the bias rounds only past ``2**24``, which the saturation maps
+        to ``2**23 - 1`` either way. Else float64."""
+        f = self.v_factor
+        ok = (isinstance(f, float) and (f == 0.0 or float(arith.DECAY_UNITY / f).is_integer())
+              and float(self.v0.abs().max()) < arith.MAX_UV and float(self.vth.abs().max()) < EXACT_FLOAT32
+              and self.bias_max + (1 << arith.ACT_SHIFT) * self.b_max < EXACT_FLOAT32
+              and a_max * (1 << arith.ACT_SHIFT) < arith.MAX_UV)
+        return torch.float32 if ok else torch.float64
+
+    def voltage_bound(self, u_max: float) -> float:
+        """A bound on ``|v|`` at every step when each step adds at most ``u_max`` in magnitude (current plus
+        bias): with ``|v| <= K`` before a step, ``|trunc(v * f / 4096) + u| <= K * f / 4096 + u_max <= K`` for
+        ``K = max(|v0|, u_max / (1 - f / 4096))`` (a reset only shrinks ``|v|``); infinite without decay. Below
+        ``2**23 - 1`` the saturation never acts."""
+        f = self.v_factor if isinstance(self.v_factor, float) else float(self.v_factor.max())
+        if f >= arith.DECAY_UNITY:
+            return float("inf")
+        return max(float(self.v0.abs().max()), u_max / (1.0 - f / arith.DECAY_UNITY))
+
+    def constants(self, dtype: torch.dtype) -> dict[str, torch.Tensor | None]:
+        """``v0``, ``vth`` and the per-step constants ``const0 = bias + b0 << 6`` (first step) and ``const =
+        bias + (b0 + b1) << 6`` (after; None where zero) in ``dtype``, made once."""
+        if dtype not in self._constants:
+            act = float(1 << arith.ACT_SHIFT)
+            zero = torch.zeros_like(self.vth)
+            bias = self.bias if self.bias is not None else zero
+            b0 = self.b0 if self.b0 is not None else zero
+            b1 = self.b1 if self.b1 is not None else zero
+            const0 = bias + act * b0
+            const = const0 + act * b1
+            self._constants[dtype] = {
+                "v0": self.v0.to(dtype), "vth": self.vth.to(dtype),
+                "const0": const0.to(dtype) if bool(const0.any()) else None,
+                "const": const.to(dtype) if bool(const.any()) else None}
+        return self._constants[dtype]
 
     @classmethod
     def from_plan(cls, lay: Layer, device: torch.device,
@@ -368,7 +481,11 @@ class FixedPointExecutor:
         return parts[0] if len(parts) == 1 else RunResult.concatenate(parts)
 
     def payload(self, x: np.ndarray) -> np.ndarray:
-        """The graded input Lava's ``RingBuffer`` sends: ``round(x * input_scale)`` as int32 (as the runner)."""
+        """The graded input Lava's ``RingBuffer`` sends: ``round(x * input_scale)`` as int32 (as the runner);
+        float32 holding those integers where :func:`_fast_payload` applies, else int64."""
+        fast = _fast_payload(x, self.plan.input_scale, self.plan.input_max)
+        if fast is not None:
+            return fast
         return self.plan.fixed_payload(x).astype(np.int32).astype(np.int64)
 
     # ----------------------------------------------------------------------------------- internals
@@ -378,20 +495,22 @@ class FixedPointExecutor:
         plan = self.plan
         # every unit's output per step, sample-major [T, B, n] (spikes 0/1, payload or voltage), and its bound
         x_in = torch.from_numpy(np.ascontiguousarray(payload)).to(self.device)
-        in_max = float(np.abs(payload).max(initial=0))
+        lo, hi = torch.aminmax(x_in) if x_in.numel() else (torch.zeros(()), torch.zeros(()))
+        in_max = max(-float(lo), float(hi))
         outs: dict[str, tuple[torch.Tensor, float]] = {
             plan.input_name: (x_in.to(torch.float64 if in_max >= arith.MAX_UV else torch.float32), in_max)}
         for lay in self.layers:
             outs[lay.name] = self._run_layer(lay, outs, T, B)
         return self._result(outs, T, B)
 
-    def _inputs(self, conns: list[FixedConn], outs: dict[str, tuple[torch.Tensor, float]], n: int, T: int,
-                B: int, owner: str) -> tuple[torch.Tensor | None, float, list[FixedConn]]:
-        """The feed-forward activation of all steps ``[T, B, n]`` (None if none), its bound, the recurrent
-        conns."""
+    def _inputs(self, conns: list[FixedConn], outs: dict[str, tuple[torch.Tensor, float]], n: int,
+                owner: str, steps: tuple[int, int] | None = None) -> tuple[torch.Tensor | None, float, list[FixedConn]]:
+        """The feed-forward activation ``[t1 - t0, B, n]`` of the ``steps`` ``(t0, t1)`` (all by default; None
+        if no input), its bound, the recurrent conns."""
         ff: torch.Tensor | None = None
         bound = 0.0
         rec = []
+        shape = (0, 0)
         for c in conns:
             if c.recurrent:
                 rec.append(c)
@@ -399,11 +518,25 @@ class FixedPointExecutor:
             if c.source not in outs:
                 raise UserError(f"{owner!r} receives from {c.source!r}, which runs later in the plan")
             x, x_max = outs[c.source]
-            a = c.apply(x.reshape(T * B, x.shape[2]), x_max, events=x.dtype == torch.bool)
+            if steps is not None:
+                x = x[steps[0]:steps[1]]
+            shape = x.shape[:2]
+            a = c.apply(x.reshape(-1, x.shape[2]), x_max, events=x.dtype == torch.bool)
             if a is not None:
                 bound += c.bound(x_max) if not c.members else sum(m.bound(x_max) for m in c.members)
-                ff = a if ff is None else ff.add_(a)
-        return (None if ff is None else ff.reshape(T, B, n)), bound, rec
+                ff = a if ff is None else _add_exact(ff, a, bound)
+        return (None if ff is None else ff.reshape(*shape, n)), bound, rec
+
+    @staticmethod
+    def _ff_bound(conns: list[FixedConn], outs: dict[str, tuple[torch.Tensor, float]]) -> float:
+        """The weights' bound on the feed-forward activation (as :meth:`_inputs` sums it), before any product."""
+        bound = 0.0
+        for c in conns:
+            if c.recurrent or c.source not in outs or c.matrix.nnz == 0:
+                continue
+            x_max = outs[c.source][1]
+            bound += c.bound(x_max) if not c.members else sum(m.bound(x_max) for m in c.members)
+        return bound
 
     def _recurrent(self, rec: list[FixedConn], outs: dict[str, tuple[torch.Tensor, float]],
                    own_prev: torch.Tensor, own_max: float, name: str, t: int) -> torch.Tensor | None:
@@ -418,6 +551,7 @@ class FixedPointExecutor:
                 raise UserError(f"{name!r} receives a recurrent input from {c.source!r}, which runs later")
             a = c.apply(x, x_max)
             if a is not None:
+                a = a.to(torch.float64)
                 total = a if total is None else total + a
         return total
 
@@ -425,9 +559,18 @@ class FixedPointExecutor:
                    B: int) -> tuple[torch.Tensor, float]:
         """The layer over all steps: its output ``[T, B, n]`` (bool spikes, or the voltage) and its bound."""
         n = lay.size
-        ff, ff_bound, rec = self._inputs(lay.conns, outs, n, T, B, lay.name)
         own_max = 1.0 if lay.spiking else float(arith.MAX_UV)
         record = torch.empty((T, B, n), dtype=torch.bool if lay.spiking else torch.float64, device=self.device)
+        memoryless = (MEMORYLESS_FAST and not any(c.recurrent for c in lay.conns)  # (and no int32 voltage wrap)
+                      and isinstance(lay.u_factor, float) and lay.u_factor == 0.0 and lay.bias_max < 2.0 ** 30)
+        bound = lay.b_max + self._ff_bound(lay.conns, outs)
+        if memoryless and bound * (1 << arith.ACT_SHIFT) < arith.MAX_UV:  # the weights prove it: no wrap
+            def inputs(t0: int, t1: int) -> torch.Tensor | None:
+                return self._inputs(lay.conns, outs, n, lay.name, (t0, t1))[0]
+
+            self._run_memoryless(lay, inputs, bound, record)
+            return record, own_max
+        ff, ff_bound, rec = self._inputs(lay.conns, outs, n, lay.name)
         # |a| <= a_max every step; below 2**24 / 64 neither int32 wrap can happen (|u| stays <= 2**23)
         rec_max = sum(c.bound(outs[c.source][1] if c.source in outs else own_max) for c in rec)
         ff_max = ff_bound
@@ -436,8 +579,13 @@ class FixedPointExecutor:
             ff_max = max(-float(lo), float(hi))
         a_max = lay.b_max + ff_max + rec_max
         may_wrap32 = a_max * (1 << arith.ACT_SHIFT) >= 2 * arith.MAX_UV
+        if memoryless and a_max * (1 << arith.ACT_SHIFT) < arith.MAX_UV:  # the actual inputs prove it
+            self._run_memoryless(lay, lambda t0, t1: None if ff is None else ff[t0:t1], a_max, record)
+            return record, own_max
+        if ff is not None:
+            ff = ff.to(torch.float64)
         v = lay.v0.expand(B, n).clone()  # a window starts at u = 0, v = v0
-        if not rec and isinstance(lay.u_factor, float) and lay.u_factor == 0.0:
+        if memoryless:
             # du = 4095: the current is this step's input alone, for all steps at once
             a_all = ff if ff is not None else torch.zeros((T, B, n), dtype=torch.float64, device=self.device)
             if lay.b0 is not None:
@@ -469,6 +617,43 @@ class FixedPointExecutor:
             self._emit(lay, v, record[t])
         return record, own_max
 
+    def _run_memoryless(self, lay: FixedLayer, inputs: Callable[[int, int], torch.Tensor | None], a_max: float,
+                        record: torch.Tensor) -> None:
+        """A layer with ``du = 4095`` and no recurrent input whose ``|a << 6|`` stays below ``2**23``: the current
+        is ``a << 6`` exactly (neither wrap can happen), so a step is ``v = decay(v) + (ff << 6) + bias +
+        (b0 + b1) << 6`` then the saturation (skipped where :meth:`FixedLayer.voltage_bound` shows it never
+        acts) and the spikes: four to six in-place passes over ``[B, n]``.
+
+        The state is float32 when that is exact (:meth:`FixedLayer.state_dtype`): a decay by a power of two
+        and sums below ``2**24``, or past it only where the saturation maps any rounding to the same value.
+        ``inputs(t0, t1)`` gives the feed-forward activation of steps ``t0 .. t1 - 1``, asked for in chunks of
+        about :data:`CHUNK_BYTES` (the products' output is used while it is in cache, and never all held)."""
+        T, B, n = record.shape
+        dtype = lay.state_dtype(a_max)
+        k = lay.constants(dtype)
+        v = k["v0"].expand(B, n).clone()  # a window starts at u = 0, v = v0
+        const = k["const0"], k["const"]  # bias + (b0 [+ b1]) << 6, at the first step and after
+        act = float(1 << arith.ACT_SHIFT)
+        lo, hi = float(-arith.MAX_UV + 1), float(arith.MAX_UV - 1)
+        saturates = lay.voltage_bound(act * a_max + lay.bias_max) >= hi
+        chunk = max(1, CHUNK_BYTES // (4 * B * n))
+        for t0 in range(0, T, chunk):
+            ff = inputs(t0, min(T, t0 + chunk))  # float32 adds into a float64 v exactly (no conversion pass)
+            for t in range(t0, min(T, t0 + chunk)):
+                arith.decay_(v, lay.v_factor)
+                if ff is not None:
+                    v.add_(ff[t - t0], alpha=act)
+                c = const[0] if t == 0 else const[1]
+                if c is not None:
+                    v.add_(c)
+                if saturates:
+                    v.clamp_(lo, hi)
+                if lay.spiking:
+                    torch.gt(v, k["vth"], out=record[t])
+                    v.masked_fill_(record[t], 0)
+                else:
+                    record[t].copy_(v)
+
     @staticmethod
     def _emit(lay: FixedLayer, v: torch.Tensor, out: torch.Tensor) -> None:
         """The step's output into ``out``: spikes ``v > vth << 6`` (and their reset), or the voltage."""
@@ -485,9 +670,12 @@ class FixedPointExecutor:
             if not lay.spiking:
                 continue
             rec = outs[lay.name][0]
-            counts[lay.name] = rec.sum(2, dtype=torch.int64).cpu().numpy()
-            if self.record_spikes:
-                spikes[lay.name] = rec.to(torch.uint8).cpu().numpy().reshape(T, B, *lay.shape)
+            if rec.device.type == "cpu":  # numpy counts bools some 10x faster than torch's sum
+                counts[lay.name] = np.count_nonzero(rec.numpy(), axis=2).astype(np.int64)
+            else:
+                counts[lay.name] = rec.sum(2, dtype=torch.int64).cpu().numpy()
+            if self.record_spikes:  # the record is not used again: its bytes as 0/1 uint8, no copy
+                spikes[lay.name] = rec.view(torch.uint8).cpu().numpy().reshape(T, B, *lay.shape)
         return RunResult(output=self._readout(outs, T, B), spike_counts=counts, spikes=spikes)
 
     def _readout(self, outs: dict[str, tuple[torch.Tensor, float]], T: int, B: int) -> np.ndarray:
@@ -507,6 +695,7 @@ class FixedPointExecutor:
                 x = torch.cat([torch.zeros_like(x[:1]), x[:-1]], dim=0)
             a = c.apply(x.reshape(T * B, x.shape[2]), x_max, events=x.dtype == torch.bool)
             if a is not None:
+                a = a.to(torch.float64)
                 total = a if total is None else total + a  # Lava's Recorder sums the int32 a_out exactly
         if total is None:
             rec = np.zeros((T, B, ro.size))
