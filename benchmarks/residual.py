@@ -9,8 +9,9 @@ commands, each stage its own process (as in ``ssl_embedded.py``):
   test top-1 (full test split), last and best epoch;
 * deploy throughput (samples/s, all T steps each) of the shipped trained graphs
   ``nir_models/neuromoco_embedded_sew.nir`` and ``nir_models/neuromoco_embedded_cnn3.nir`` on the targets
-  ``reference``, ``onnx`` and ``lava-float``, with each target's prediction agreement against the
-  reference; a target that fails on a graph records its error instead of a figure.
+  ``reference``, ``onnx``, ``onnx-int8``, ``lava-float``, ``lava-fixed`` and ``reference-fixed``, with each
+  target's prediction agreement against the reference (the default options of each target; a QAT card's
+  options are not applied here); a target that fails on a graph records its error instead of a figure.
 
 Writes ``benchmarks/results/residual.json``; the machine is shared, so the load average is recorded.
 
@@ -36,7 +37,7 @@ RESULT = RESULTS / "residual.json"
 MODELS = ("sew-resnet8-34", "cnn3-34")
 GRAPHS = {"sew-resnet8-34": ROOT / "nir_models" / "neuromoco_embedded_sew.nir",
           "cnn3-34": ROOT / "nir_models" / "neuromoco_embedded_cnn3.nir"}
-TARGETS = ("reference", "onnx", "lava-float")
+TARGETS = ("reference", "onnx", "onnx-int8", "lava-float", "lava-fixed", "reference-fixed")
 
 
 def training(model: str, a: argparse.Namespace, runs: Path) -> dict:
@@ -116,11 +117,11 @@ def deploy_speed(path: Path, samples: int, batch: int) -> dict:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--time-steps", type=int, default=8)
-    p.add_argument("--pretrain-epochs", type=int, default=2)
-    p.add_argument("--pretrain-samples", type=int, default=480, help="training samples per pre-training epoch")
+    p.add_argument("--pretrain-epochs", type=int, default=3)
+    p.add_argument("--pretrain-samples", type=int, default=1700, help="training samples per pre-training epoch")
     p.add_argument("--queue-size", type=int, default=1024)
     p.add_argument("--linear-epochs", type=int, default=30)
-    p.add_argument("--finetune-epochs", type=int, default=4, help="fine-tuning and supervised epochs")
+    p.add_argument("--finetune-epochs", type=int, default=8, help="fine-tuning and supervised epochs")
     p.add_argument("--label-fraction", type=float, default=0.1)
     p.add_argument("--deploy-samples", type=int, default=64)
     p.add_argument("--deploy-batch", type=int, default=32)
