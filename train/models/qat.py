@@ -306,17 +306,14 @@ class LoihiQAT(nn.Module):
             self._cores = self._core_taps()
         weights: dict[str, torch.Tensor] = {}
         for i, w in enumerate(self.weighted):
-            wq = self._quantized(i, self._clip_to_core(self._folded(w.layer, w.bn)[0], self._cores[i]))
+            wf, b = self._folded(w.layer, w.bn)
+            wq = self._quantized(i, self._clip_to_core(wf, self._cores[i]))
             if w.bn is not None:  # the BatchNorm (on its running statistics) multiplies its scale back in
                 wq = wq / _safe(_bn_scale(w.bn)).reshape(-1, *([1] * (wq.dim() - 1)))
             weights[w.param] = wq
-            b = self._folded(w.layer, w.bn)[1]
             if b is not None and self.grids[i].bias_factor is not None:
                 shift = self._quantized_bias(i, b) - b  # straight-through: zero gradient, the grid's offset
-                if w.bn is not None:
-                    weights[w.bias_param] = w.bn.bias + shift
-                else:
-                    weights[w.bias_param] = w.layer.bias + shift
+                weights[w.bias_param] = (w.bn if w.bn is not None else w.layer).bias + shift
         modes = [bn.training for bn in self._bns]
         for bn in self._bns:
             bn.eval()  # the frozen statistics the export folds
