@@ -255,8 +255,8 @@ def summary(metrics: dict) -> dict:
 
 def measure_graph(name: str, samples: int, configs: dict, sources: tuple[str, ...] = SOURCES) -> dict:
     from neuromoco.deploy.graph import spiking_nodes
+    from neuromoco.deploy.loihi.compile import compile_graph
     from neuromoco.deploy.parity import compare
-    from neuromoco.deploy.targets.lava.compile import compile_graph
     from neuromoco.deploy.targets.reference import ReferenceOptions, ReferenceRunner
     from neuromoco.deploy.targets.reference_fixed.executor import FixedPointExecutor
 
@@ -293,8 +293,8 @@ def measure_graph(name: str, samples: int, configs: dict, sources: tuple[str, ..
 
 def compile_plan(graph, card, scale: str = "neuron", weight_bits: int = 8, legacy: bool = False):
     """The fixed-point plan the targets compile with these options (``legacy``: as they compiled before)."""
-    from neuromoco.deploy.targets.lava import fixed_point
-    from neuromoco.deploy.targets.lava.compile import compile_graph
+    from neuromoco.deploy.loihi import fixed_point
+    from neuromoco.deploy.loihi.compile import compile_graph
 
     keep = fixed_point.RESIDUAL_MIN_STEP, fixed_point.UNSHIFTED_MIN_LEVELS
     if legacy:

@@ -253,7 +253,7 @@ class CoreMapping:
     @classmethod
     def build(cls, graph: Any, card: Any) -> CoreMapping:
         """From a NIR graph and its card; a graph Lava cannot run gives an estimate that says why it is absent."""
-        from neuromoco.deploy.targets.lava.compile import compile_graph
+        from neuromoco.deploy.loihi.compile import compile_graph
         from neuromoco.errors import UserError
 
         try:

@@ -22,10 +22,10 @@ import scipy.sparse as sp
 
 from neuromoco.deploy.card import ModelCard
 from neuromoco.deploy.graph import load_graph, spiking_nodes
+from neuromoco.deploy.loihi import fixed_point as fp
+from neuromoco.deploy.loihi.compile import compile_graph
 from neuromoco.deploy.parity import compare
 from neuromoco.deploy.targets import get_target
-from neuromoco.deploy.targets.lava import fixed_point as fp
-from neuromoco.deploy.targets.lava.compile import compile_graph
 from neuromoco.deploy.targets.reference import ReferenceOptions, ReferenceRunner
 
 ROOT = Path(__file__).resolve().parents[1]

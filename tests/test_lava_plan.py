@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from neuromoco.deploy.card import ModelCard
-from neuromoco.deploy.targets.lava import TARGET, linear_ops
-from neuromoco.deploy.targets.lava.compile import compile_graph
+from neuromoco.deploy.loihi import linear_ops
+from neuromoco.deploy.loihi.compile import compile_graph
+from neuromoco.deploy.targets.lava import TARGET
 from neuromoco.errors import UserError
 
 

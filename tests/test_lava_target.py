@@ -16,9 +16,9 @@ import scipy.sparse as sp
 import torch
 
 from neuromoco.deploy.card import ModelCard
+from neuromoco.deploy.loihi.compile import compile_graph
 from neuromoco.deploy.reference import ReferenceExecutor
 from neuromoco.deploy.targets.lava import TARGET
-from neuromoco.deploy.targets.lava.compile import compile_graph
 from neuromoco.errors import UserError
 
 # ---------------------------------------------------------------------------------------------- graphs
@@ -325,7 +325,7 @@ def test_fixed_point_rows_use_the_full_mantissa_and_worst_case_states_fit_24_bit
     """The scale rule: every row's largest weight is the largest mantissa (254, unless the 24-bit state
     bound holds the row back), and on the worst-case input -- every excitatory (or every inhibitory) source
     firing on every step -- the integer current and voltage stay inside 24 bits."""
-    from neuromoco.deploy.targets.lava.fixed_point import ACT_SHIFT, MANT_MIXED, STATE_MAX
+    from neuromoco.deploy.loihi.fixed_point import ACT_SHIFT, MANT_MIXED, STATE_MAX
 
     g = classifier_graph()
     g.nodes["readout"].weight = np.random.default_rng(3).normal(0, 1, g.nodes["readout"].weight.shape)

@@ -8,6 +8,7 @@ import pytest
 import scipy.sparse as sp
 from test_energy_hand import tiny_graph
 
+from neuromoco.deploy.loihi.compile import compile_graph
 from neuromoco.deploy.loihi_map import (
     CoreLoad,
     MapLayer,
@@ -19,7 +20,6 @@ from neuromoco.deploy.loihi_map import (
     partition,
 )
 from neuromoco.deploy.result import RunResult
-from neuromoco.deploy.targets.lava.compile import compile_graph
 
 
 def test_limits_are_data_with_sources():

@@ -14,8 +14,8 @@ import torch
 from synthetic import SyntheticFrames, synthetic_dataset
 
 from neuromoco.deploy.card import ModelCard
+from neuromoco.deploy.loihi.compile import compile_graph
 from neuromoco.deploy.targets import get_target
-from neuromoco.deploy.targets.lava.compile import compile_graph
 from neuromoco.errors import UserError
 from neuromoco.train.cli import main
 from neuromoco.train.engine.checkpoint import load_checkpoint

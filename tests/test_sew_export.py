@@ -284,7 +284,7 @@ def test_quick_pretrain_finetune_export_and_deploy(tmp_path):
 def test_lava_runs_the_residual_model_exactly_and_refuses_nothing(sew_model):
     """lava-float equals the float64 reference spike for spike on the exported sew-resnet8-34 (its shortcuts are
     padded with synaptic delays), and the Lava layout of sew-resnet18-128 compiles without a refusal."""
-    from neuromoco.deploy.targets.lava.compile import compile_graph
+    from neuromoco.deploy.loihi.compile import compile_graph
     from neuromoco.deploy.targets.lava.target import LavaTarget
 
     model, x = sew_model

@@ -88,7 +88,7 @@ def lift_thresholds(path: Path, config: Any, input_shape: list[int], dt: float) 
     """
     import nir
 
-    from neuromoco.deploy.targets.lava.compile import compile_graph
+    from neuromoco.deploy.loihi.compile import compile_graph
     from neuromoco.io import atomic_write
 
     def plan_of(graph: Any) -> Any:

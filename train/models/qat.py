@@ -4,9 +4,9 @@ Like ``torch.ao.quantization`` (an observer picks the grid, fake-quantization ro
 pass, straight-through gradients), with one difference: the grid is not re-derived here. An observer update
 (:meth:`LoihiQAT.update_grid`, at the start of every epoch and before export) exports the current model the
 way ``model.nir`` is written (BatchNorm folded with its running statistics), compiles it with the Lava
-target's own :func:`~neuromoco.deploy.targets.lava.compile.compile_graph` in fixed point and reads the scale
+target's own :func:`~neuromoco.deploy.loihi.compile.compile_graph` in fixed point and reads the scale
 ``sigma`` of every neuron; the forward pass then rounds ``w * sigma`` with
-:func:`~neuromoco.deploy.targets.lava.fixed_point.split_weights`, the function the plan quantizes with. So
+:func:`~neuromoco.deploy.loihi.fixed_point.split_weights`, the function the plan quantizes with. So
 training and export share one definition of the grid: 8-bit mantissas (even for mixed-sign connections),
 one exponent per connection, or two 8-bit pieces with ``weight_bits=16``; per-neuron or per-layer scales.
 
@@ -26,7 +26,7 @@ exactly (plan ``rel_weight_error`` ~1e-8, float32 rounding):
   mantissa ``round(sigma * vth)`` is then exact instead of off by up to ``0.5 / sigma``.
 
 Decays are 12-bit in the plan and dt/tau = 0.5 is exact there. Where the 24-bit state bound
-(:func:`~neuromoco.deploy.targets.lava.fixed_point.state_bound`) lowers a scale, the plan lowers it alike for
+(:func:`~neuromoco.deploy.loihi.fixed_point.state_bound`) lowers a scale, the plan lowers it alike for
 a whole conv channel and onto a coarse grid, but the bound sums the row's own weight magnitudes, so the
 scale can still move when the weights are projected onto it. :func:`project_state_dict` therefore iterates:
 it projects the trained weights onto the grid, compiles them, and where the plan's scale came out lower it
@@ -182,9 +182,9 @@ class LoihiQAT(nn.Module):
     def update_grid(self) -> None:
         """Observer step: compile the current exported network (core-clipped) to the fixed-point plan and
         take every neuron's scale and every connection's exponents and sign modes from it."""
+        from neuromoco.deploy.loihi.compile import compile_graph
+        from neuromoco.deploy.loihi.fixed_point import MANT_MIXED, MANT_SINGLE
         from neuromoco.deploy.semantics import discretize, loihi_form
-        from neuromoco.deploy.targets.lava.compile import compile_graph
-        from neuromoco.deploy.targets.lava.fixed_point import MANT_MIXED, MANT_SINGLE
 
         cfg = self.config
         cores = self._core_taps()
@@ -250,7 +250,7 @@ class LoihiQAT(nn.Module):
 
     def _quantized(self, i: int, w: torch.Tensor) -> torch.Tensor:
         """``w`` on grid ``i``: straight-through inside the range, no gradient where it clips."""
-        from neuromoco.deploy.targets.lava.fixed_point import split_weights
+        from neuromoco.deploy.loihi.fixed_point import split_weights
 
         g = self.grids[i]
         m = g.m.to(device=w.device, dtype=torch.float64).reshape(-1, *([1] * (w.dim() - 1)))
@@ -268,7 +268,7 @@ class LoihiQAT(nn.Module):
         g = self.grids[i]
         if g.bias_factor is None:
             return b
-        from neuromoco.deploy.targets.lava.fixed_point import split_bias
+        from neuromoco.deploy.loihi.fixed_point import split_bias
 
         with torch.no_grad():
             m = g.m.to(device=b.device, dtype=torch.float64)
@@ -338,7 +338,7 @@ def _bias_grid(grid: _Grid, membrane: bool, own: np.ndarray, gain: np.ndarray, i
     sigma`` units per volt, 13-bit mantissa and 3-bit exponent, after the neuron's ``own`` bias), else the
     synaptic bias (``sigma`` units per volt, rounded). With ``m = sigma * gain / in_scale`` per output
     channel, both are multiples of ``m``."""
-    from neuromoco.deploy.targets.lava.fixed_point import ACT_SHIFT
+    from neuromoco.deploy.loihi.fixed_point import ACT_SHIFT
 
     per_volt = float(1 << ACT_SHIFT) if membrane else 1.0
     grid.bias_factor = per_volt * in_scale

@@ -17,11 +17,7 @@ of our own where Lava's ``LIF`` lacks a feature.
 Modules, one job each:
 
 * :mod:`.target`: the target object (``TARGET``) and its options;
-* :mod:`.layout`: which NIR nodes become neuron layers and connections, and their delays;
-* :mod:`.linear_ops` and :mod:`.probe`: a stateless node as a sparse matrix plus a bias;
-* :mod:`.compose`: those matrices multiplied along the graph into one map per source layer;
-* :mod:`.compile`: graph -> :class:`~.plan.LavaPlan`; :mod:`.fixed_point`: its Loihi 2 quantization;
-* :mod:`.plan`: the plan itself; :mod:`.plan_io`: the plan as one HDF5 file;
+* the plan it runs (layers, connections, delays, fixed point, the plan file) is :mod:`neuromoco.deploy.loihi`;
 * :mod:`.network`: Lava processes from a plan; :mod:`.runner`: frames through them;
 * :mod:`.processes`: the project's Lava processes; :mod:`.compat`: importing Lava on Python 3.11.
 

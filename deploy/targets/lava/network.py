@@ -7,7 +7,7 @@ windows (Lava's ``LIFReset`` with ``reset_interval = T`` and ``reset_offset = (1
 same rule in ``NirNeuron``). A ``Dense`` / ``Sparse`` process has no bias: a readout bias is added on the
 host by the runner.
 
-A connection with an added delay (a skip connection's short path, see :mod:`.layout`) is Lava's own
+A connection with an added delay (a skip connection's short path, see :mod:`neuromoco.deploy.loihi.layout`) is Lava's own
 ``DelaySparse`` with that delay on every synapse: delay ``0`` behaves exactly as ``Sparse`` (one step) and
 delay ``k`` arrives ``k`` steps later, in ``floating_pt`` and in the bit-accurate ``fixed_pt`` model (which
 applies ``weight_exp`` to each step's sum exactly as ``Sparse`` does), graded input included.
@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from neuromoco.deploy.loihi.plan import Conn, LavaPlan, Layer, check_delays, connection_process
 from neuromoco.deploy.targets.lava.compat import import_lava
-from neuromoco.deploy.targets.lava.plan import Conn, LavaPlan, Layer, check_delays, connection_process
 
 
 @dataclass

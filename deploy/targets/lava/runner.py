@@ -8,7 +8,7 @@ One Lava run handles a whole batch of samples in two ways at once (:mod:`.networ
 * *time multiplexing*: the groups of ``tile`` samples follow each other in time, ``T`` steps each. Every
   neuron layer resets its state at the start of each of its windows (Lava's ``LIFReset`` with
   ``reset_interval = T`` and a per-layer ``reset_offset``, or the same rule in ``NirNeuron``), so no
-  idle steps are needed between samples: layer ``X`` with delay ``d`` (see :mod:`.layout`) handles
+  idle steps are needed between samples: layer ``X`` with delay ``d`` (see :mod:`neuromoco.deploy.loihi.layout`) handles
   step ``tau`` of group ``k`` at Lava time step ``k*T + tau + 1 + d``. The run takes ``K*T + depth`` steps.
 
 Inputs are graded: a ``RingBuffer`` sends each step's frame values (``round(x * input_scale)`` in fixed
@@ -27,10 +27,10 @@ from typing import Any
 
 import numpy as np
 
+from neuromoco.deploy.loihi.plan import LavaPlan
 from neuromoco.deploy.result import RunResult
 from neuromoco.deploy.targets.lava.compat import import_lava
 from neuromoco.deploy.targets.lava.network import Network, build_network
-from neuromoco.deploy.targets.lava.plan import LavaPlan
 from neuromoco.errors import UserError
 
 AUTO_TILE_SYNAPSES = 1 << 21

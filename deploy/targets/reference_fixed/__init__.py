@@ -1,6 +1,6 @@
 """The ``reference-fixed`` target: a Lava plan's Loihi 2 fixed-point arithmetic as batched PyTorch integers.
 
-It runs the same :class:`~neuromoco.deploy.targets.lava.plan.LavaPlan` that ``lava-fixed`` simulates
+It runs the same :class:`~neuromoco.deploy.loihi.plan.LavaPlan` that ``lava-fixed`` simulates
 (quantized weights and exponents, 12-bit decays, bias mantissas and exponents, thresholds, reset rules,
 24-bit states) but as int64 tensor arithmetic over a whole batch ``[T, B, ...]`` on CPU or CUDA, and
 gives the same spikes at every layer and step and the same readout values, bit for bit.

@@ -1,7 +1,7 @@
 """Loihi 2 fixed-point primitives exactly as Lava 0.10's bit-accurate process models compute them.
 
 Each function names the Lava code it reproduces (``lava/proc/{dense,sparse,lif}/models.py``,
-``lava/utils/weightutils.py``, and the project's ``NirNeuron`` in :mod:`..lava.processes`, which calls
+``lava/utils/weightutils.py``, and the project's ``NirNeuron`` in :mod:`neuromoco.deploy.targets.lava.processes`, which calls
 Lava's own ``subthr_dynamics``). Tensors hold the integers Lava keeps in int32 (float64 for the neuron
 state, which holds every value here exactly; see below):
 
@@ -22,14 +22,17 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-UV_BITS = 24
-MAX_UV = 1 << (UV_BITS - 1)  # Lava's max_uv_val
-DECAY_SHIFT = 12
-DECAY_UNITY = 1 << DECAY_SHIFT
-DS_OFFSET = 1  # Lava adds 1 to du (so a current decay of exactly 4096 is representable), 0 to dv
-DM_OFFSET = 0
-ACT_SHIFT = 6
-VTH_SHIFT = 6
+from neuromoco.deploy.loihi.constants import (  # noqa: F401 (the executor reads them as arith.*)
+    ACT_SHIFT,
+    DECAY_SHIFT,
+    DECAY_UNITY,
+    DM_OFFSET,
+    DS_OFFSET,
+    MAX_UV,
+    UV_BITS,
+    VTH_SHIFT,
+)
+
 INT32_MIN, INT32_SPAN = -(1 << 31), 1 << 32
 
 

@@ -1,10 +1,10 @@
-"""A fixed-point :class:`~neuromoco.deploy.targets.lava.plan.LavaPlan` run as batched integer arithmetic.
+"""A fixed-point :class:`~neuromoco.deploy.loihi.plan.LavaPlan` run as batched integer arithmetic.
 
-What ``lava-fixed`` computes for one sample, step ``tau`` of layer ``X`` (see :mod:`..lava.runner` and
-:mod:`..lava.layout`: every connection is one step late in Lava, plus its added synaptic delay
+What ``lava-fixed`` computes for one sample, step ``tau`` of layer ``X`` (see :mod:`neuromoco.deploy.targets.lava.runner` and
+:mod:`neuromoco.deploy.loihi.layout`: every connection is one step late in Lava, plus its added synaptic delay
 ``Conn.delay`` where a skip connection's short path is padded (``DelaySparse``), and every layer runs
 ``delay`` steps after the reference; the plan's delays satisfy ``X.delay == source.delay + 1 + Conn.delay -
-recurrent`` for every connection, checked here (:func:`~..lava.plan.check_delays`), so in the reference's
+recurrent`` for every connection, checked here (:func:`~neuromoco.deploy.loihi.plan.check_delays`), so in the reference's
 time the delays cancel and every input of a layer, short path or long, carries its source's step ``tau``):
 
 * the activation is the sum over the layer's connections of the synapse's ``a_out`` (:mod:`.arith`): a
@@ -54,8 +54,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from neuromoco.deploy.loihi.plan import Conn, LavaPlan, Layer, check_delays
 from neuromoco.deploy.result import RunResult
-from neuromoco.deploy.targets.lava.plan import Conn, LavaPlan, Layer, check_delays
 from neuromoco.deploy.targets.reference_fixed import arith, int8
 from neuromoco.deploy.targets.reference_fixed.conv_structure import ConvOp, find_conv
 from neuromoco.errors import UserError

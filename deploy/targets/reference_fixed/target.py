@@ -1,10 +1,10 @@
 """The ``reference-fixed`` target object: the Lava target's plan file, run by :mod:`.executor`.
 
 ``export`` writes exactly what ``deploy export --target lava-fixed`` writes (``lava_network.h5`` and
-``lava_export.json``, through the Lava target's own ``write``), so a folder exported by either target runs
-on both. ``load`` reads such a plan (it must be fixed point); ``runner`` compiles the graph with the Lava
-package's :func:`~neuromoco.deploy.targets.lava.compile.compile_graph` and runs it without a file. Lava
-itself is not imported: the plan is all this target needs.
+``lava_export.json``, :func:`~neuromoco.deploy.loihi.plan_io.write_plan_folder`), so a folder exported by either
+target runs on both. ``load`` reads such a plan (it must be fixed point); ``runner`` compiles the graph with the
+Loihi plan's :func:`~neuromoco.deploy.loihi.compile.compile_card` and runs it without a file. Lava itself is
+not imported: the plan is all this target needs.
 """
 
 from __future__ import annotations
@@ -15,11 +15,17 @@ import nir
 import numpy as np
 
 from neuromoco.deploy.card import ModelCard
+from neuromoco.deploy.loihi.compile import compile_card
+from neuromoco.deploy.loihi.plan import LavaPlan
+from neuromoco.deploy.loihi.plan_io import (
+    NETWORK_NAME,
+    REPORT_NAME,
+    load_plan,
+    plan_summary,
+    write_plan_folder,
+)
 from neuromoco.deploy.result import RunResult
 from neuromoco.deploy.targets.base import Target
-from neuromoco.deploy.targets.lava.plan import LavaPlan
-from neuromoco.deploy.targets.lava.plan_io import load_plan
-from neuromoco.deploy.targets.lava.target import NETWORK_NAME, LavaTarget
 from neuromoco.deploy.targets.options import RunContext
 from neuromoco.deploy.targets.reference_fixed.options import ReferenceFixedOptions
 from neuromoco.errors import UserError
@@ -51,12 +57,13 @@ class ReferenceFixedTarget(Target):
                 **values: object) -> LavaPlan:
         """The fixed-point plan for ``graph`` (the one ``lava-fixed`` compiles with the same options)."""
         opts, _ = self.resolve(options, None, dict(values))
-        return LavaTarget().compile(graph, card, opts.lava_options())
+        return compile_card(graph, card, precision="fixed", scale=opts.scale, weight_bits=opts.weight_bits,
+                            sign_split=opts.sign_split, input_scale=opts.input_scale, input_max=opts.input_max)
 
     def write(self, graph: nir.NIRGraph, card: ModelCard, out_dir: Path, options: ReferenceFixedOptions,
               context: RunContext) -> Path:
         """``lava_network.h5`` and ``lava_export.json``, as the Lava target writes them in fixed point."""
-        return LavaTarget().write(graph, card, out_dir, options.lava_options(), context)
+        return write_plan_folder(self.compile(graph, card, options), out_dir)
 
     def open(self, artefact: Path, options: ReferenceFixedOptions, context: RunContext) -> ReferenceFixedRunner:
         if artefact.is_dir():
@@ -72,7 +79,7 @@ class ReferenceFixedTarget(Target):
         return ReferenceFixedRunner(self.compile(graph, card, options), options)
 
     def summary(self, artefact: Path) -> list[str]:
-        return LavaTarget().summary(artefact)
+        return plan_summary(Path(artefact).parent / REPORT_NAME)
 
 
 TARGET = ReferenceFixedTarget()

@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 
 from neuromoco.deploy.graph import conv_geometry, flatten_dims, pool_geometry
+from neuromoco.deploy.loihi.probe import probe_matrix
 from neuromoco.deploy.nodes import NODES, handler
-from neuromoco.deploy.targets.lava.probe import probe_matrix
 
 WHERE = "the Lava target"
 

@@ -30,18 +30,19 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from neuromoco.deploy.targets.lava.plan import Conn, LavaPlan, Layer
+from neuromoco.deploy.loihi.constants import (
+    ACT_SHIFT,
+    BIAS_EXP_MAX,
+    BIAS_MANT_MAX,
+    DECAY_UNITY,
+    MANT_MIXED,
+    MANT_SINGLE,
+    STATE_MAX,
+    VTH_MAX,
+)
+from neuromoco.deploy.loihi.plan import Conn, LavaPlan, Layer
 from neuromoco.errors import UserError
 
-# Loihi 2 / Lava bit widths
-MANT_MIXED = 254  # largest even mantissa of a mixed-sign 8-bit weight
-MANT_SINGLE = 255
-VTH_MAX = (1 << 17) - 1
-STATE_MAX = 1 << 23
-ACT_SHIFT = 6
-BIAS_MANT_MAX = 4095
-BIAS_EXP_MAX = 7
-DECAY_UNITY = 4096
 #: significant bits of ``sigma * vth`` where the 24-bit state bound lowers a scale (:func:`scales`)
 HELD_BITS = 6
 #: a residual synapse with a negative exponent is added only where the first piece's grid step is at least this

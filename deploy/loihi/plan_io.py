@@ -17,10 +17,12 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from neuromoco.deploy.targets.lava.plan import Conn, LavaPlan, Layer, Readout
+from neuromoco.deploy.loihi.plan import Conn, LavaPlan, Layer, Readout
 from neuromoco.errors import UserError
-from neuromoco.io import atomic_write
+from neuromoco.io import atomic_write, atomic_write_json
 
+NETWORK_NAME = "lava_network.h5"  # the plan file of an export folder
+REPORT_NAME = "lava_export.json"  # its report: layers, processes, delays, quantization errors
 FORMAT = "neuromoco-lava-plan"
 FORMAT_VERSION = 1
 LAYER_ARRAYS = ("du", "dv", "vth", "bias_mant", "bias_exp", "b0", "b1", "v0", "v_reset")
@@ -50,6 +52,52 @@ def save_plan(plan: LavaPlan, path: str | Path) -> Path:
                 _write_csr(ro.create_group(f"conns/{j}"), c.matrix)
 
     return atomic_write(path, write)
+
+
+def write_plan_folder(plan: LavaPlan, out_dir: Path) -> Path:
+    """An export folder: the plan as :data:`NETWORK_NAME` and its report as :data:`REPORT_NAME`; returns the plan
+    file. What ``deploy export`` writes for every target that runs a plan (``lava``, ``reference-fixed``)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = save_plan(plan, out_dir / NETWORK_NAME)
+    atomic_write_json(out_dir / REPORT_NAME, {"network": NETWORK_NAME, **plan.report})
+    return path
+
+
+def plan_summary(report: Path) -> list[str]:
+    """The layers, delays, processes and (fixed point) weight errors of an exported plan, from its report
+    (``[]`` when the folder has none)."""
+    if not report.exists():
+        return []
+    rep = json.loads(report.read_text())
+    kind = "floating" if rep["precision"] == "float" else "fixed"
+    lines = [f"{kind} point, {len(rep['layers'])} neuron layers, depth {rep['depth']} steps"]
+    for lay in rep["layers"]:
+        line = (f"{lay['name']:<16} {lay['type']:<8} {lay['neurons']:>7} neurons  delay {lay['delay']}  "
+                f"{lay['process']}")
+        q = lay.get("quantization")
+        if q:
+            errs = [c.get("rel_weight_error", 0.0) for c in q["connections"].values()]
+            line += f"  weight error {max(errs or [0.0]):.2%}"
+            if "vth_mantissa" in q:
+                line += f"  vth {q['vth_mantissa'][1]}"
+        if lay.get("process_reason") and lay["process"] != "LIFReset":
+            line += f"  ({lay['process_reason']})"
+        if _added_delays(lay):
+            line += f"  {_added_delays(lay)}"
+        lines.append(line)
+        lines += [f"{'':<16} not exact: {note}" for note in (q or {}).get("notes", [])]  # what no scale maps
+    if _added_delays(rep.get("readout", {})):
+        lines.append(f"{'(readout)':<16} {_added_delays(rep['readout'])}")
+    lines.append("quantization and process details: lava_export.json" if rep["precision"] == "fixed"
+                 else "details: lava_export.json")
+    return lines
+
+
+def _added_delays(entry: dict) -> str:
+    """``added delay: lif1 +2`` for the connections of a report entry padded by a synaptic delay (a skip
+    connection's short path, a ``DelaySparse``), or ``""``."""
+    late = [f"{c['source']} +{c['added_delay']}" for c in entry.get("connections", []) if c.get("added_delay")]
+    return f"added delay: {', '.join(dict.fromkeys(late))}" if late else ""
 
 
 def load_plan(path: str | Path) -> LavaPlan:

@@ -1,7 +1,7 @@
 """The Lava network plan: neuron layers, their connections and the readout (what ``lava_network.h5`` holds).
 
 :mod:`.compile` makes a plan from a NIR graph, :mod:`.fixed_point` turns a float plan into Loihi 2 fixed
-point, :mod:`.plan_io` writes and reads it, :mod:`.network` builds Lava processes from it. Nothing in a
+point, :mod:`.plan_io` writes and reads it, :mod:`neuromoco.deploy.targets.lava.network` builds Lava processes from it. Nothing in a
 plan depends on the number of time steps or samples of a run.
 """
 
@@ -14,12 +14,14 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from neuromoco.deploy.loihi.kernel import Kernel
 from neuromoco.errors import UserError
 
 
 @dataclass
 class Conn:
-    """One Lava connection process: ``matrix`` ``[n_target, n_source]`` from unit ``source``.
+    """One Lava connection process from unit ``source``: a ``matrix`` ``[n_target, n_source]`` or, where the
+    connection is a convolution, a shared ``kernel`` (:class:`~.kernel.Kernel`; ``matrix`` is then None).
 
     ``delay``: the synaptic delay added to Lava's one step (a ``DelaySparse`` process when positive) so that
     a short path (a skip connection) meets the long ones at its target: ``target.delay == source.delay + 1
@@ -28,15 +30,63 @@ class Conn:
     """
 
     source: str
-    matrix: sp.csr_matrix  # float64: gain-folded real weights (float) or integer mantissas (fixed)
+    matrix: sp.csr_matrix | None  # float64: gain-folded real weights (float) or integer mantissas (fixed)
     recurrent: bool = False
     weight_exp: int = 0  # fixed point: a_out = (mant @ s) << weight_exp
     report: dict[str, Any] = field(default_factory=dict)
     delay: int = 0  # added synaptic delay in steps (0: a plain Dense / Sparse)
+    kernel: Kernel | None = None  # a convolution's shared weights (float64, as ``matrix`` would hold them)
+
+    def __post_init__(self) -> None:
+        if (self.matrix is None) == (self.kernel is None):
+            raise ValueError("a connection holds either a matrix or a kernel")
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(n_target, n_source)``."""
+        return self.kernel.shape if self.kernel is not None else tuple(self.matrix.shape)  # type: ignore[union-attr,return-value]
 
     @property
     def nnz(self) -> int:
-        return int(self.matrix.nnz)
+        """Synapses: non-zero (target, source) pairs (a kernel's expanded count)."""
+        return self.kernel.synapses if self.kernel is not None else int(self.matrix.nnz)  # type: ignore[union-attr]
+
+    @property
+    def parameters(self) -> int:
+        """Stored weights: a kernel's non-zero weights, a matrix's synapses."""
+        return self.kernel.parameters if self.kernel is not None else int(self.matrix.nnz)  # type: ignore[union-attr]
+
+    @property
+    def weights(self) -> sp.csr_matrix | Kernel:
+        """The matrix or the kernel, whichever the connection holds."""
+        return self.kernel if self.kernel is not None else self.matrix  # type: ignore[return-value]
+
+    def expanded(self) -> sp.csr_matrix:
+        """The weights as a ``[n_target, n_source]`` matrix (a kernel expanded: for small networks and checks)."""
+        return self.kernel.matrix() if self.kernel is not None else sp.csr_matrix(self.matrix)
+
+    def row_abs_max(self) -> np.ndarray:
+        """Per target neuron, the largest ``|weight|`` (a kernel's channel maximum for all its neurons)."""
+        if self.kernel is not None:
+            return self.kernel.per_neuron(self.kernel.channel_abs_max())
+        if not self.matrix.nnz:  # type: ignore[union-attr]
+            return np.zeros(self.shape[0])
+        return np.asarray(abs(self.matrix).max(axis=1).todense()).ravel()  # type: ignore[union-attr]
+
+    def row_sums(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per target neuron, the sum of its positive weights and of its negative weights' magnitudes (a
+        kernel: the whole channel kernel's, a bound for the border neurons that see part of it)."""
+        if self.kernel is not None:
+            pos, neg = self.kernel.channel_sums()
+            return self.kernel.per_neuron(pos), self.kernel.per_neuron(neg)
+        m = sp.csr_matrix(self.matrix)
+        return np.asarray(m.maximum(0).sum(axis=1)).ravel(), -np.asarray(m.minimum(0).sum(axis=1)).ravel()
+
+    def with_weights(self, weights: sp.csr_matrix | Kernel) -> Conn:
+        """The same connection (source, recurrence, delay) with other weights (report and exponent reset)."""
+        if isinstance(weights, Kernel):
+            return Conn(self.source, None, self.recurrent, delay=self.delay, kernel=weights)
+        return Conn(self.source, sp.csr_matrix(weights), self.recurrent, delay=self.delay)
 
 
 @dataclass
@@ -167,10 +217,12 @@ class LavaPlan:
         return format_table(self)
 
 
-def connection_process(m: sp.spmatrix, tiles: int, delay: int = 0) -> str:
-    """``Dense`` for a small, dense map run one sample at a time, ``Sparse`` otherwise; ``DelaySparse`` for
-    a connection with an added delay (Lava's ``DelayDense`` builds a dense ``[n_t * (delay + 1), n_s]``
-    matrix every step, its sparse sibling only the synapses)."""
+def connection_process(m: sp.spmatrix | Kernel, tiles: int, delay: int = 0) -> str:
+    """``Conv`` for a kernel; ``Dense`` for a small, dense map run one sample at a time, ``Sparse`` otherwise;
+    ``DelaySparse`` for a matrix with an added delay (Lava's ``DelayDense`` builds a dense
+    ``[n_t * (delay + 1), n_s]`` matrix every step, its sparse sibling only the synapses)."""
+    if isinstance(m, Kernel):
+        return "Conv"
     if delay > 0:
         return "DelaySparse"
     n = m.shape[0] * m.shape[1]
@@ -211,7 +263,7 @@ def _inputs(conns: list[Conn], fixed: bool) -> str:
         rec = " (recurrent)" if c.recurrent else ""
         residual = " residual" if "residual_of" in c.report else ""  # 16-bit weights: the second synapse
         late = f" +{c.delay} step(s)" if c.delay else ""
-        parts.append(f"{c.source}{rec}: {c.nnz}{residual} {connection_process(c.matrix, 1, c.delay)}{exp}{late}")
+        parts.append(f"{c.source}{rec}: {c.nnz}{residual} {connection_process(c.weights, 1, c.delay)}{exp}{late}")
     return ", ".join(parts)
 
 
@@ -251,7 +303,7 @@ def report(plan: LavaPlan) -> dict[str, Any]:
             "delay": lay.delay, "spiking": lay.spiking, "process": lay.process,
             "process_reason": "; ".join(lay.needs_own_process) or "uniform parameters: Lava's stock LIFReset",
             "connections": [{"source": c.source, "recurrent": c.recurrent, "synapses": c.nnz,
-                             "process": connection_process(c.matrix, 1, c.delay), "added_delay": c.delay}
+                             "process": connection_process(c.weights, 1, c.delay), "added_delay": c.delay}
                             for c in lay.conns],
         }
         if plan.precision == "fixed":
@@ -263,7 +315,7 @@ def report(plan: LavaPlan) -> dict[str, Any]:
         readout["direct"] = ro.direct
     else:
         readout["connections"] = [{"source": c.source, "synapses": c.nnz,
-                                   "process": connection_process(c.matrix, 1, c.delay), "added_delay": c.delay}
+                                   "process": connection_process(c.weights, 1, c.delay), "added_delay": c.delay}
                                   for c in ro.conns]
         readout["bias"] = "added on the host" if ro.c0 is not None or ro.c1 is not None else None
         if plan.precision == "fixed":

@@ -11,8 +11,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from neuromoco.deploy.graph import GraphStructure
-from neuromoco.deploy.targets.lava.layout import Layout
-from neuromoco.deploy.targets.lava.linear_ops import LinearOp
+from neuromoco.deploy.loihi.layout import Layout
+from neuromoco.deploy.loihi.linear_ops import LinearOp
 
 Key = tuple[str, int]  # (source unit, recurrent edges on the path)
 Maps = dict[str, dict[Key, sp.csr_matrix]]

@@ -19,14 +19,15 @@ import nir
 import numpy as np
 import scipy.sparse as sp
 
+from neuromoco.deploy.card import ModelCard
 from neuromoco.deploy.graph import check_graph, node_io_shapes, normalize_graph, structure
+from neuromoco.deploy.loihi.compose import Biases, Maps, compose, identity_source
+from neuromoco.deploy.loihi.fixed_point import check_fixed_point, quantize_plan
+from neuromoco.deploy.loihi.layout import Layout, check_mappable, layout
+from neuromoco.deploy.loihi.linear_ops import linear_op
+from neuromoco.deploy.loihi.plan import Conn, LavaPlan, Layer, Readout, check_delays, report
 from neuromoco.deploy.nodes import NODES
 from neuromoco.deploy.semantics import discretize, loihi_form
-from neuromoco.deploy.targets.lava.compose import Biases, Maps, compose, identity_source
-from neuromoco.deploy.targets.lava.fixed_point import check_fixed_point, quantize_plan
-from neuromoco.deploy.targets.lava.layout import Layout, check_mappable, layout
-from neuromoco.deploy.targets.lava.linear_ops import linear_op
-from neuromoco.deploy.targets.lava.plan import Conn, LavaPlan, Layer, Readout, check_delays, report
 from neuromoco.errors import UserError
 
 
@@ -60,6 +61,17 @@ def compile_graph(graph: nir.NIRGraph, dt: float | None, *, precision: str = "fl
     set_delays(plan, lay)
     plan.report = report(plan)
     return plan
+
+
+def compile_card(graph: nir.NIRGraph, card: ModelCard, *, precision: str, scale: str = "neuron",
+                 weight_bits: int = 8, sign_split: bool = False, input_scale: float = 1.0,
+                 input_max: float = 15.0) -> LavaPlan:
+    """:func:`compile_graph` with dt and the input shape from the model card, and the plan options by name
+    (``scale``: ``"neuron"`` or ``"layer"``) as the Lava and ``reference-fixed`` targets declare them."""
+    return compile_graph(graph, card.dt, precision=precision,
+                         input_shape=list(card.input_shape) if card.input_shape else None,
+                         input_scale=input_scale, input_max=input_max, per_neuron_scale=scale == "neuron",
+                         weight_bits=weight_bits, sign_split=sign_split)
 
 
 def set_delays(plan: LavaPlan, lay: Layout) -> None:

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 import nir
 
 from neuromoco.deploy.graph import GraphStructure
+from neuromoco.deploy.loihi.linear_ops import LINEAR_OPS, WHERE
 from neuromoco.deploy.nodes import NODES, facts, handler
-from neuromoco.deploy.targets.lava.linear_ops import LINEAR_OPS, WHERE
 from neuromoco.errors import UserError
 
 # node types the project runs elsewhere but Loihi cannot: why, for the error message
