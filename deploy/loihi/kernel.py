@@ -69,7 +69,7 @@ class Kernel:
     @property
     def synapses(self) -> int:
         """Non-zero (target, source) pairs: the matrix's ``nnz`` (what a chip without weight sharing stores)."""
-        co, ci, kh, kw = self.weight.shape
+        kh, kw = self.weight.shape[2:]
         rows = self._taps_inside(0, kh)
         cols = self._taps_inside(1, kw)
         nz = (self.weight != 0).sum(axis=(0, 1))  # [kh, kw]: non-zero (co, ci) pairs per tap
@@ -120,7 +120,7 @@ class Kernel:
 
     def matrix(self) -> sp.csr_matrix:
         """The kernel expanded into its ``[n_target, n_source]`` matrix (for small networks and checks)."""
-        ci_n, hi_n, wi_n = self.in_shape
+        hi_n, wi_n = self.in_shape[1:]
         co_n, ho_n, wo_n = self.out_shape
         he, we = self.extent
         sh, sw = self.stride
