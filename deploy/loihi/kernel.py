@@ -121,7 +121,7 @@ class Kernel:
     def matrix(self) -> sp.csr_matrix:
         """The kernel expanded into its ``[n_target, n_source]`` matrix (for small networks and checks)."""
         hi_n, wi_n = self.in_shape[1:]
-        co_n, ho_n, wo_n = self.out_shape
+        ho_n, wo_n = self.out_shape[1:]
         he, we = self.extent
         sh, sw = self.stride
         top, left = self.pad[0], self.pad[2]
