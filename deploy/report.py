@@ -364,20 +364,37 @@ def _loihi_section(m: dict[str, Any]) -> list[str]:
     lines += [(f"{m['cores_needed']} cores ({m['chips_needed']} chip(s)); {fit}. This is a model of the mapping "
                "(greedy, one layer per core), not Intel's compiler; limits and costs marked 'assumed' are not "
                "published Loihi 2 figures."), ""]
-    lines += _table(["layer", "neurons", "synapses", "cores", "sources"],
-                    [[r["layer"], r["neurons"], r["synapses"], r["cores"], ", ".join(r["sources"])] for r in m["layers"]])
+    ex = m.get("expanded")
+    if ex:
+        ex_fit = "fits on one chip" if ex["fits"] else "does not fit on one chip"
+        lines += [(f"Convolution kernels share their weights (a tile stores its channels' kernel once): "
+                   f"{_fmt(m['synaptic_memory_bytes'])} B of synaptic memory. Without weight sharing (every "
+                   f"synapse stored): {ex['cores_needed']} cores, {ex_fit}, {_fmt(ex['synaptic_memory_bytes'])} B."),
+                  ""]
+    lines += _table(["layer", "neurons", "synapses", "weights", "cores", "cores, expanded", "memory (B)",
+                     "memory expanded (B)", "sources"],
+                    [[r["layer"], r["neurons"], r["synapses"], r.get("parameters", r["synapses"]), r["cores"],
+                      r.get("cores_expanded", r["cores"]), r.get("synaptic_memory_bytes", ""),
+                      r.get("synaptic_memory_bytes_expanded", ""), ", ".join(r["sources"])] for r in m["layers"]])
     lines += [""]
     load = m.get("load")
     if load:
         c, t, e = load["most_loaded_core"], load["time_per_step_s"], load["energy_per_inference_pj"]
-        lines += _table(["per time step / per inference", "value"], [
+        rows = [
             ["most loaded core", f"core {c['core']} ({c['layer']}, {c['neurons']:,} neurons, {c['synapses']:,} synapses)"],
             ["its synaptic ops per step: mean / max", f"{_fmt(c['synops_per_step_mean'])} / {_fmt(c['synops_per_step_max'])}"],
             ["time per step, most loaded core bound (µs): mean / max",
              f"{_fmt(t['mean'] * 1e6)} / {_fmt(t['max'] * 1e6)}"],
             ["time per step if the load were perfectly balanced (µs)", t["if_perfectly_balanced"] * 1e6],
             ["time per inference (µs)", load["time_per_inference_s"] * 1e6],
-            ["energy per inference (µJ): synops + neuron updates + barrier sync", e["total"] * 1e-6]]) + [""]
+            ["energy per inference (µJ): synops + neuron updates + barrier sync", e["total"] * 1e-6]]
+        ex_load = (ex or {}).get("load")
+        if ex_load:
+            rows += [["without weight sharing: time per step (µs), mean / max",
+                      f"{_fmt(ex_load['time_per_step_s']['mean'] * 1e6)} / {_fmt(ex_load['time_per_step_s']['max'] * 1e6)}"],
+                     ["without weight sharing: energy per inference (µJ)",
+                      ex_load["energy_per_inference_pj"]["total"] * 1e-6]]
+        lines += _table(["per time step / per inference", "value"], rows) + [""]
     lines += ["Limits and costs:", ""]
     lines += _table(["figure", "value", "status", "source"],
                     [[k, v["value"], v["status"], v["source"]] for part in ("limits", "costs") for k, v in m[part].items()])

@@ -129,7 +129,8 @@ def run(args: argparse.Namespace) -> int:
     if m is not None and m.get("available", True):
         fit = "fits on one chip" if m["fits"] else "does NOT fit on one chip: " + "; ".join(m["problems"])
         step = m.get("load", {}).get("time_per_step_s", {}).get("mean")
-        print(f"  Loihi 2 estimate (a model): {m['cores_needed']} cores, {fit}"
+        print(f"  Loihi 2 estimate (a model): {m['cores_needed']} cores "
+              f"({m['expanded']['cores_needed']} without weight sharing), {fit}"
               + ("" if step is None else f"; {step * 1e6:.4g} us per step (most loaded core)"))
     elif m is not None:
         print(f"  Loihi 2 estimate unavailable: {m['reason']}")
