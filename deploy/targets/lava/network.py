@@ -1,7 +1,8 @@
 """The Lava processes of one run of a plan: graded input, neuron layers, connections, recorders.
 
 ``w`` samples run side by side (*tiling*): every neuron process holds ``w`` copies of its layer and every
-connection is block-diagonal (``kron(I_w, W)``, a ``Sparse`` process). Groups of ``w`` samples follow
+matrix connection is block-diagonal (``kron(I_w, W)``, a ``Sparse`` process); a kernel connection is a
+``PlanConv`` process (:mod:`.processes`) that convolves the ``w`` samples as one batch. Groups of ``w`` samples follow
 each other in time, ``T`` steps each: every neuron layer resets its state at the start of each of its
 windows (Lava's ``LIFReset`` with ``reset_interval = T`` and ``reset_offset = (1 + delay) % T``, or the
 same rule in ``NirNeuron``). A ``Dense`` / ``Sparse`` process has no bias: a readout bias is added on the
@@ -10,7 +11,8 @@ host by the runner.
 A connection with an added delay (a skip connection's short path, see :mod:`neuromoco.deploy.loihi.layout`) is Lava's own
 ``DelaySparse`` with that delay on every synapse: delay ``0`` behaves exactly as ``Sparse`` (one step) and
 delay ``k`` arrives ``k`` steps later, in ``floating_pt`` and in the bit-accurate ``fixed_pt`` model (which
-applies ``weight_exp`` to each step's sum exactly as ``Sparse`` does), graded input included.
+applies ``weight_exp`` to each step's sum exactly as ``Sparse`` does), graded input included. A kernel
+connection holds its added delay in its own buffer, with the same timing.
 """
 
 from __future__ import annotations
@@ -46,10 +48,11 @@ def lava_classes() -> SimpleNamespace:
     from lava.proc.lif.process import LIFReset
     from lava.proc.sparse.process import DelaySparse, Sparse
 
-    from neuromoco.deploy.targets.lava.processes import MODELS, NirNeuron, Recorder
+    from neuromoco.deploy.targets.lava.processes import MODELS, NirNeuron, PlanConv, Recorder
 
     return SimpleNamespace(Dense=Dense, RingBuffer=RingBuffer, LIFReset=LIFReset, Sparse=Sparse,
-                           DelaySparse=DelaySparse, NirNeuron=NirNeuron, Recorder=Recorder, MODELS=MODELS)
+                           DelaySparse=DelaySparse, PlanConv=PlanConv, NirNeuron=NirNeuron, Recorder=Recorder,
+                           MODELS=MODELS)
 
 
 def build_network(plan: LavaPlan, data: np.ndarray, T: int, w: int, steps: int, folder: Path,
@@ -72,7 +75,7 @@ def build_network(plan: LavaPlan, data: np.ndarray, T: int, w: int, steps: int, 
             neuron.s_out.connect(rec.s_in)
             recs[lay.name] = (rec, path, mode)
     fixed = plan.precision == "fixed"
-    conns: list[Any] = []  # their models are named too (DelaySparse: see processes.MODELS)
+    conns: list[Any] = []  # their models are named too (DelaySparse, PlanConv: see processes.MODELS)
     for lay in plan.layers:
         for c in lay.conns:
             conn = _connection(lava, c, w, fixed)
@@ -119,13 +122,15 @@ def _recorder(lava: SimpleNamespace, n: int, steps: int, path: Path, mode: str, 
 
 
 def _connection(lava: SimpleNamespace, c: Conn, w: int, fixed: bool) -> Any:
-    """A ``Dense``, ``Sparse`` or (added delay) ``DelaySparse`` process for ``c`` tiled ``w`` times (8-bit
-    mantissas in fixed point)."""
-    m = c.matrix if w == 1 else sp.kron(sp.identity(w, format="csr"), c.matrix, format="csr")
-    kind = connection_process(c.matrix, w, c.delay)
+    """A ``PlanConv`` (a kernel), ``Dense``, ``Sparse`` or (added delay) ``DelaySparse`` process for ``c`` on
+    ``w`` samples side by side (8-bit mantissas in fixed point)."""
     kw: dict[str, Any] = {"num_message_bits": 24}  # graded / spike messages alike: dot product path
     if fixed:
         kw.update(weight_exp=int(c.weight_exp), num_weight_bits=8)
+    if c.kernel is not None:  # a batched convolution, its added delay in its own buffer
+        return lava.PlanConv(kernel=c.kernel, tiles=w, delay=int(c.delay), **kw)
+    m = c.matrix if w == 1 else sp.kron(sp.identity(w, format="csr"), c.matrix, format="csr")
+    kind = connection_process(c.matrix, w, c.delay)
     if kind == "DelaySparse":
         m = sp.csr_matrix(m, copy=True)
         if fixed:

@@ -1,4 +1,4 @@
-"""The Lava target's own two Lava processes and their CPU models (``floating_pt`` and ``fixed_pt``).
+"""The Lava target's own Lava processes and their CPU models (``floating_pt`` and ``fixed_pt``).
 
 ``NirNeuron``: Loihi's CUBA LIF (Lava's own ``subthr_dynamics``, float or bit-accurate fixed point) with
 what Lava's ``LIF`` / ``LIFReset`` lack and NIR graphs need: per-neuron ``du``, ``dv`` and threshold; a
@@ -21,6 +21,31 @@ connections never change (no learning), so the matrix is built once -- in the bi
 first step's clipping and truncation, as the parent computes it -- and every step's arithmetic is the
 parent's, bit for bit.
 
+``PlanConv``: a plan's kernel connection (:class:`~neuromoco.deploy.loihi.kernel.Kernel`) as a convolution,
+with flat ports in NIR's row-major ``[C, H, W]`` order and ``tiles`` samples side by side convolved as one
+batch. Its timing and arithmetic are those of Lava's ``Sparse`` / ``DelaySparse`` on the expanded matrix,
+bit for bit in ``fixed_pt`` (tests/test_lava_conv.py): ``a_out`` at step ``t`` is what arrived at ``t - 1 -
+delay``; on the first step the kernel is clipped and truncated as Lava's bit-accurate ``Sparse`` does
+(``num_weight_bits`` 8, the sign mode of the whole kernel); each step the int32 sum (wrapping at ``2**31``) is
+shifted by ``weight_exp`` (``<<`` wraps in int32, ``>>`` rounds down). The float model is a float64
+convolution (its sums in another order than ``Sparse``'s: equal within rounding). The convolution is
+``Kernel.apply`` (torch ``conv2d``) in float64 on integers, exact below ``2**53``. Where the kernel's only
+weights of one sign sit at taps that never reach a real input (only the padding), the expanded matrix has
+another sign mode than the kernel, and Lava's ``Sparse`` would truncate it differently; mantissas quantized
+for the kernel's own sign mode (even ones when mixed, as the fixed-point plan makes them) are kept by both.
+
+Lava 0.10's own ``Conv`` is not used; measured here (``fixed_pt`` and ``floating_pt``, CPU): it computes a true
+convolution (the kernel flipped in both spatial directions, ``scipy.signal.convolve2d``; a NIR ``Conv2d`` is
+a cross-correlation), on 3-d ``(X, Y, C)`` ports with ``(C_out, kx, ky, C_in)`` weights, symmetric padding
+and no crop; in fixed point it ignores ``weight_exp`` (exponents 0 and 2 give the same output), keeps
+weights beyond 8 bits and odd mixed-sign weights unchanged, casts its float64 sum to int32 (a sum beyond
+``2**31`` becomes ``-2**31``, not a wrap) and wraps the result to 24 bits (modulo, not saturation); its
+per channel pair loop takes about 0.3 s a step for 64x64 channels at 32x32 and 3 s for 512x512 channels at
+8x8, against 16 and 26 ms for ``Kernel.apply`` on two samples (one thread). Lava disabled its torch path
+because "torch calls inside Lava PyProcess hang": a Lava process is forked, and once the parent has used
+torch's OpenMP pool, a parallel torch call in the child never returns. ``PlanConv``'s models set torch to
+one thread in their (child) process before the first convolution, which avoids it.
+
 A window starts at time steps ``t`` with ``t % period == offset % period`` (``t`` counts from 1, as Lava's
 ``time_step`` does), the convention of Lava's ``LIFReset``.
 
@@ -34,6 +59,7 @@ exactly the ones the compiler's search picks with ``select_tag`` -- and no searc
 from __future__ import annotations
 
 import numpy as np
+import torch
 from lava.magma.core.decorator import implements, requires, tag
 from lava.magma.core.model.py.model import PyLoihiProcessModel
 from lava.magma.core.model.py.ports import PyInPort, PyOutPort
@@ -46,6 +72,9 @@ from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 from lava.proc.lif.models import AbstractPyLifModelFixed, AbstractPyLifModelFloat
 from lava.proc.sparse.models import PyDelaySparseModelBitAcc, PyDelaySparseModelFloat
 from lava.proc.sparse.process import DelaySparse
+from lava.utils.weightutils import clip_weights, determine_sign_mode, truncate_weights
+
+from neuromoco.deploy.loihi.kernel import Kernel
 
 
 class NirNeuron(AbstractProcess):
@@ -224,8 +253,114 @@ class PyDelaySparseStaticFixed(_StaticDelayWeights, PyDelaySparseModelBitAcc):
     clipping and truncation of ``weights``, which happen before the first ``calc_act``)."""
 
 
+class PlanConv(AbstractProcess):
+    """A plan's kernel connection (:class:`~neuromoco.deploy.loihi.kernel.Kernel`) on ``tiles`` samples side by
+    side: flat ports ``s_in`` ``(tiles * n_in,)`` and ``a_out`` ``(tiles * n_out,)`` in NIR's row-major
+    ``[C, H, W]`` order per tile; ``a_out`` at step ``t`` is the convolution of ``s_in`` at ``t - 1 - delay``.
+
+    ``weight`` is the kernel ``[Co, Ci, kh, kw]`` (integer mantissas in fixed point); ``a_buf`` ``(n, delay + 1)``
+    the activations in flight, column 0 the next to leave (``DelaySparse``'s ``a_buff`` with one delay).
+    """
+
+    def __init__(self, *, kernel: Kernel, tiles: int = 1, weight_exp: int = 0, delay: int = 0,
+                 num_weight_bits: int = 8, num_message_bits: int = 24, name: str | None = None) -> None:
+        n_out, n_in = kernel.shape
+        if int(delay) < 0:
+            raise ValueError(f"a connection's added delay must be >= 0, not {delay}")
+        super().__init__(tiles=int(tiles), weight_exp=int(weight_exp), delay=int(delay),
+                         num_weight_bits=int(num_weight_bits), stride=tuple(kernel.stride), pad=tuple(kernel.pad),
+                         crop=kernel.crop, in_shape=tuple(kernel.in_shape), out_shape=tuple(kernel.out_shape),
+                         name=name)
+        self.s_in = InPort(shape=(int(tiles) * n_in,))
+        self.a_out = OutPort(shape=(int(tiles) * n_out,))
+        self.weight = Var(shape=kernel.weight.shape, init=kernel.weight)
+        self.a_buf = Var(shape=(int(tiles) * n_out, int(delay) + 1), init=0)
+        self.num_message_bits = Var(shape=(1,), init=int(num_message_bits))
+
+
+class _PlanConvModel(PyLoihiProcessModel):
+    """Send the oldest activations, convolve this step's input (``Kernel.apply``: float64 ``conv2d``, one
+    batch entry per tile) and queue it ``delay`` steps behind, as Lava's ``Sparse`` / ``DelaySparse`` do."""
+
+    weight: np.ndarray
+    a_buf: np.ndarray
+    num_message_bits: np.ndarray
+    _kernel: Kernel | None = None
+
+    def _make_kernel(self, weight: np.ndarray) -> Kernel:
+        torch.set_num_threads(1)  # see the module docstring: OpenMP after fork
+        p = self.proc_params
+        crop = None if p["crop"] is None else tuple(p["crop"])
+        return Kernel(np.asarray(weight, dtype=np.float64), tuple(p["stride"]), tuple(p["pad"]),
+                      tuple(p["in_shape"]), tuple(p["out_shape"]), crop)  # type: ignore[arg-type]
+
+    def _convolve(self, s: np.ndarray) -> np.ndarray:
+        """``s`` ``(tiles * n_in,)`` -> float64 ``(tiles * n_out,)``."""
+        x = torch.from_numpy(np.asarray(s, dtype=np.float64).reshape(self.proc_params["tiles"], -1))
+        return self._kernel.apply(x).numpy().ravel()  # type: ignore[union-attr]
+
+    def _activation(self, s: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def run_spk(self) -> None:
+        self.a_out.send(self.a_buf[:, 0].copy())
+        s = self.s_in.recv()
+        if self.num_message_bits.item() == 0:
+            s = s.astype(bool)
+        a = self._activation(s)
+        if self.a_buf.shape[1] > 1:
+            self.a_buf = np.roll(self.a_buf, -1, axis=1)
+        self.a_buf[:, -1] = a
+
+
+@implements(proc=PlanConv, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("floating_pt")
+class PyPlanConvFloat(_PlanConvModel):
+    """Float64 convolution, no quantization (``Sparse``'s float model: ``weight_exp`` is not applied)."""
+
+    s_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
+    a_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
+    a_buf: np.ndarray = LavaPyType(np.ndarray, float)
+    weight: np.ndarray = LavaPyType(np.ndarray, float)
+    num_message_bits: np.ndarray = LavaPyType(np.ndarray, int, precision=5)
+
+    def _activation(self, s: np.ndarray) -> np.ndarray:
+        if self._kernel is None:
+            self._kernel = self._make_kernel(self.weight)
+        return self._convolve(s)
+
+
+@implements(proc=PlanConv, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("bit_accurate_loihi", "fixed_pt")
+class PyPlanConvFixed(_PlanConvModel):
+    """Lava's bit-accurate ``Sparse`` arithmetic on a kernel: on the first step the weights are clipped and
+    truncated (sign mode of the whole kernel), then every step ``int32(conv) << weight_exp`` (int32 wrap) or
+    ``>> -weight_exp`` (arithmetic, rounds down). The float64 sum is exact below ``2**53`` and wrapped to int32
+    as the int32 dot product wraps."""
+
+    s_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+    a_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
+    a_buf: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
+    weight: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=8)
+    num_message_bits: np.ndarray = LavaPyType(np.ndarray, int, precision=5)
+
+    def _activation(self, s: np.ndarray) -> np.ndarray:
+        if self._kernel is None:
+            mode = self.proc_params.get("sign_mode") or determine_sign_mode(self.weight)
+            w = clip_weights(self.weight, mode, num_bits=8)
+            self.weight = truncate_weights(w, mode, int(self.proc_params["num_weight_bits"]))
+            self._kernel = self._make_kernel(self.weight)
+        a = np.rint(self._convolve(s)).astype(np.int64).astype(np.int32)  # exact integers, wrapped to int32
+        exp = int(self.proc_params["weight_exp"])
+        return np.left_shift(a, exp) if exp > 0 else np.right_shift(a, -exp)
+
+
 # the model of each process per select_tag: what Loihi2SimCfg(select_tag=...) picks among these classes
 MODELS: dict[str, dict[type[AbstractProcess], type[PyLoihiProcessModel]]] = {
-    "floating_pt": {NirNeuron: PyNirNeuronFloat, Recorder: PyRecorderModel, DelaySparse: PyDelaySparseStaticFloat},
-    "fixed_pt": {NirNeuron: PyNirNeuronFixed, Recorder: PyRecorderModel, DelaySparse: PyDelaySparseStaticFixed},
+    "floating_pt": {NirNeuron: PyNirNeuronFloat, Recorder: PyRecorderModel, DelaySparse: PyDelaySparseStaticFloat,
+                    PlanConv: PyPlanConvFloat},
+    "fixed_pt": {NirNeuron: PyNirNeuronFixed, Recorder: PyRecorderModel, DelaySparse: PyDelaySparseStaticFixed,
+                 PlanConv: PyPlanConvFixed},
 }

@@ -3,8 +3,8 @@
 One Lava run handles a whole batch of samples in two ways at once (:mod:`.network` builds the processes):
 
 * *tiling*: ``tile`` samples side by side. Every neuron process holds ``tile`` copies of its layer and
-  every connection is block-diagonal (``kron(I_tile, W)``, a ``Sparse`` process), so one Lava time step
-  advances ``tile`` samples.
+  every matrix connection is block-diagonal (``kron(I_tile, W)``, a ``Sparse`` process; a kernel convolves
+  the ``tile`` samples as one batch), so one Lava time step advances ``tile`` samples.
 * *time multiplexing*: the groups of ``tile`` samples follow each other in time, ``T`` steps each. Every
   neuron layer resets its state at the start of each of its windows (Lava's ``LIFReset`` with
   ``reset_interval = T`` and a per-layer ``reset_offset``, or the same rule in ``NirNeuron``), so no
@@ -40,9 +40,10 @@ class LavaRunner:
     """Runs frames ``[T, B, *input_shape]`` on Lava's CPU simulator (``Loihi2SimCfg``).
 
     ``tile``: samples side by side in one run, or ``"auto"`` (default): as many as keep the tiled network
-    under :data:`AUTO_TILE_SYNAPSES` synapses, at most 16 (tiling pays where Lava's per-step overhead
-    dominates, small networks; a large network's block-diagonal matrices cost more to build and ship to
-    the Lava processes than they save); ``samples_per_run``: at most this many samples per Lava run
+    under :data:`AUTO_TILE_SYNAPSES` stored weights (a matrix's synapses, a kernel's weights) and as many
+    neurons, at most 16 (tiling pays where Lava's per-step overhead dominates, small networks; a large
+    network's block-diagonal matrices cost more to build and ship to the Lava processes than they save,
+    and a kernel's neurons still hold state per sample); ``samples_per_run``: at most this many samples per Lava run
     (default: all samples given to :meth:`run`); ``record_spikes``: keep the full 0/1 spike record of
     every spiking layer (memory ``T * B * neurons`` bytes).
     """
@@ -52,9 +53,10 @@ class LavaRunner:
         import_lava()  # without Lava: a one-line error saying how to install it, before any work
         self.plan = plan
         if tile in (None, "auto"):
-            synapses = sum(c.nnz for lay in plan.layers for c in lay.conns) + \
-                sum(c.nnz for c in plan.readout.conns)
-            tile = max(1, min(16, AUTO_TILE_SYNAPSES // max(1, synapses)))
+            conns = [c for lay in plan.layers for c in lay.conns] + plan.readout.conns
+            weights = sum(c.parameters for c in conns)
+            neurons = sum(lay.size for lay in plan.layers) + plan.readout.size
+            tile = max(1, min(16, AUTO_TILE_SYNAPSES // max(1, weights, neurons)))
         try:
             self.tile = max(1, int(tile))
         except (TypeError, ValueError):
