@@ -418,18 +418,20 @@ def _pool_conv_graph(pool: str, stride: int, padding: int):
 
 
 def _assert_conv_decomposition(ex) -> int:
-    """Every recovered convolution plus its correction is its connection's matrix, exactly."""
+    """Every convolution (a plan's kernel, or one recovered from a matrix) plus its correction is its
+    connection's weights, exactly."""
     found = 0
     for lay in ex.layers:
         for c in lay.conns:
             if c.conv is None:
                 continue
             found += 1
-            d = (c.conv.matrix() + c.conv.correction - c.matrix).tocsr()
+            weights = c.matrix if c.matrix is not None else c.kernel.matrix()
+            d = (c.conv.matrix() + c.conv.correction - weights).tocsr()
             d.eliminate_zeros()
             assert d.nnz == 0, lay.name
             if c.correction is not None:
-                assert c.correction.matrix.nnz <= 0.25 * c.matrix.nnz
+                assert c.correction.matrix.nnz <= 0.25 * weights.nnz
     return found
 
 

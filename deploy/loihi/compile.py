@@ -2,10 +2,12 @@
 
 The graph is checked and laid out (:mod:`.layout`: units, delays, the synaptic delay added to every
 connection that arrives early: a skip connection), everything between neuron layers is
-composed into one sparse map per source (:mod:`.compose`), and every neuron node becomes a layer:
+composed into one connection per source (:mod:`.compose`: a shared kernel where the chain is a convolution, else
+a sparse matrix), and every neuron node becomes a layer:
 
 * Neuron constants come from :func:`neuromoco.deploy.semantics.loihi_form` (Loihi's CUBA form, voltage
-  origin shifted by ``v_reset``); its input gain is folded into the rows of the incoming maps.
+  origin shifted by ``v_reset``); its input gain is folded into the rows of the incoming maps (a kernel's
+  output channels).
 * Biases: a constant input to a neuron with ``du = 1`` is a membrane bias (Lava's ``bias_mant``); with
   ``du < 1`` it is a synaptic bias ``b0`` of the custom neuron; a bias that reaches a neuron through a
   recurrent edge starts one step late (``b1``). A bias in front of the Output is added on the host.
@@ -21,8 +23,9 @@ import scipy.sparse as sp
 
 from neuromoco.deploy.card import ModelCard
 from neuromoco.deploy.graph import check_graph, node_io_shapes, normalize_graph, structure
-from neuromoco.deploy.loihi.compose import Biases, Maps, compose, identity_source
+from neuromoco.deploy.loihi.compose import Biases, Maps, as_matrix, compose, identity_source
 from neuromoco.deploy.loihi.fixed_point import check_fixed_point, quantize_plan
+from neuromoco.deploy.loihi.kernel import Kernel
 from neuromoco.deploy.loihi.layout import Layout, check_mappable, layout
 from neuromoco.deploy.loihi.linear_ops import linear_op
 from neuromoco.deploy.loihi.plan import Conn, LavaPlan, Layer, Readout, check_delays, report
@@ -48,8 +51,8 @@ def compile_graph(graph: nir.NIRGraph, dt: float | None, *, precision: str = "fl
     io = node_io_shapes(g, input_shape)
     lay = layout(g, st)
     ops = {n: linear_op(g.nodes[n], n, io[n][0], io[n][1]) for n in lay.stateless}
-    size = {n: int(np.prod(io[n][1])) for n in lay.units}
-    mats, biases = compose(st, lay, ops, size)
+    shapes = {n: tuple(io[n][1]) for n in lay.units}
+    mats, biases = compose(st, lay, ops, shapes)
     layers = [neuron_layer(g.nodes[n], n, tuple(io[n][1]), dt, lay.delays[n], mats[n], biases[n])
               for n in lay.neurons]
     readout = build_readout(lay, tuple(io[st.output][0]), mats, biases)
@@ -96,7 +99,7 @@ def neuron_layer(node: nir.NIRNode, name: str, shape: tuple[int, ...], dt: float
         return np.broadcast_to(np.asarray(a, dtype=np.float64), shape).reshape(-1).copy()
 
     gain = full(lf.input_gain)
-    conns = [Conn(src, sp.csr_matrix(sp.diags(gain) @ m), recurrent=bool(r)) for (src, r), m in mats.items()]
+    conns = [gain_folded(src, bool(r), m, gain) for (src, r), m in mats.items()]
     du, dv, bias = full(lf.du), full(lf.dv), full(lf.bias)
     b0 = gain * biases.get(0, np.zeros(len(gain)))
     b1 = gain * biases.get(1, np.zeros(len(gain)))
@@ -105,6 +108,17 @@ def neuron_layer(node: nir.NIRNode, name: str, shape: tuple[int, ...], dt: float
     vth = full(lf.vth) if row.spiking else np.full(len(gain), np.inf)
     return Layer(name, type(node).__name__, shape, delay, row.spiking, du, dv, vth, bias, np.zeros_like(bias),
                  b0, b1, full(lf.v0), full(n.v_reset), conns)
+
+
+def gain_folded(source: str, recurrent: bool, m: sp.csr_matrix | Kernel, gain: np.ndarray) -> Conn:
+    """A connection with the target neurons' input gain folded into its rows (a kernel's output channels; a
+    kernel whose channel's neurons differ in gain is expanded)."""
+    if isinstance(m, Kernel):
+        per_channel = m.per_channel(gain)
+        if per_channel is not None:
+            return Conn(source, None, recurrent, kernel=m.scaled(per_channel))
+        m = as_matrix(m, source)
+    return Conn(source, sp.csr_matrix(sp.diags(gain) @ m), recurrent)
 
 
 def build_readout(lay: Layout, shape: tuple[int, ...], mats: Maps, biases: Biases) -> Readout:
@@ -122,6 +136,6 @@ def build_readout(lay: Layout, shape: tuple[int, ...], mats: Maps, biases: Biase
     if (lay.input, 0) in out_mats and ident == lay.input:
         raise UserError(f"the Input node {lay.input!r} feeds the Output node {lay.output!r} directly; "
                         "there is no network to run")
-    readout.conns = [Conn(src, m.tocsr(), recurrent=bool(r)) for (src, r), m in out_mats.items()]
+    readout.conns = [gain_folded(src, bool(r), m, np.ones(m.shape[0])) for (src, r), m in out_mats.items()]
     readout.c0, readout.c1 = c0, c1
     return readout

@@ -40,6 +40,7 @@ from neuromoco.deploy.loihi.constants import (
     STATE_MAX,
     VTH_MAX,
 )
+from neuromoco.deploy.loihi.kernel import Kernel
 from neuromoco.deploy.loihi.plan import Conn, LavaPlan, Layer
 from neuromoco.errors import UserError
 
@@ -97,7 +98,9 @@ def quantize_plan(plan: LavaPlan, per_neuron: bool = True, weight_bits: int = 8,
 def _graded_input_scaled(conns: list[Conn], plan: LavaPlan) -> None:
     """Graded input arrives as ``round(x * input_scale)``: its weights absorb ``1 / input_scale``."""
     for c in conns:
-        if c.source == plan.input_name:
+        if c.source == plan.input_name and c.kernel is not None:
+            c.kernel = c.kernel.with_weight(c.kernel.weight / plan.input_scale)
+        elif c.source == plan.input_name:
             c.matrix = sp.csr_matrix(c.matrix / plan.input_scale)
 
 
@@ -106,7 +109,7 @@ def _quantize_layer(lay: Layer, plan: LavaPlan, per_neuron: bool, parts: tuple[i
     vth = lay.vth if lay.spiking else None
     step_input = row_bound(lay.conns, plan, lay.size) + np.abs(lay.b0) + np.abs(lay.b1)
     bound = channel_shared(state_bound(step_input, lay.bias_mant, lay.du, lay.dv, vth), lay.shape)
-    sigma = scales(row_max(lay.conns, lay.size), vth, bound, per_neuron)
+    sigma = channel_uniform(scales(row_max(lay.conns, lay.size), vth, bound, per_neuron), lay.conns)
     lay.scale = sigma
     rep: dict[str, Any] = {"scale_min": float(sigma.min()), "scale_max": float(sigma.max()), "connections": {}}
     lay.conns = _quantized_conns(lay.conns, sigma, parts, rep)
@@ -168,7 +171,7 @@ def _quantize_readout(plan: LavaPlan, per_neuron: bool, parts: tuple[int, bool])
     if not ro.conns:
         return {"direct": ro.direct}
     _graded_input_scaled(ro.conns, plan)
-    ro.scale = scales(row_max(ro.conns, ro.size), None, np.zeros(ro.size), per_neuron)
+    ro.scale = channel_uniform(scales(row_max(ro.conns, ro.size), None, np.zeros(ro.size), per_neuron), ro.conns)
     rep: dict[str, Any] = {"scale_min": float(ro.scale.min()), "scale_max": float(ro.scale.max()),
                            "connections": {}}
     ro.conns = _quantized_conns(ro.conns, ro.scale, parts, rep)
@@ -237,60 +240,94 @@ def residual_pays(exp: int, mixed: bool, residual_exp: int) -> bool:
     return residual_exp >= 0 or 2.0 ** exp * (2 if mixed else 1) >= RESIDUAL_MIN_STEP
 
 
-def quantize_conn(m: sp.csr_matrix, sigma: np.ndarray, parts: int = 1, sign_split: bool = False
-                  ) -> tuple[list[tuple[sp.csr_matrix, int]], dict[str, Any]]:
-    """Integer mantissas and exponents of ``diag(sigma) @ m``: 8-bit, one exponent per connection.
+Weights = sp.csr_matrix | Kernel
+
+
+class _Entries:
+    """The stored weights of a matrix (its synapses) or a kernel (its taps) as one flat array, the target row
+    whose scale each one takes, and the same structure rebuilt around other values."""
+
+    def __init__(self, w: Weights, sigma: np.ndarray) -> None:
+        self.w = w
+        if isinstance(w, Kernel):
+            self.values = w.weight.reshape(-1)
+            per_channel = sigma[::w.positions]  # one scale per channel (see channel_uniform)
+            self.sigma = np.repeat(per_channel, w.weight[0].size)
+        else:
+            self.values = w.data
+            self.sigma = sigma[np.repeat(np.arange(w.shape[0]), np.diff(w.indptr))]
+
+    def rebuild(self, values: np.ndarray) -> Weights:
+        if isinstance(self.w, Kernel):
+            return self.w.with_weight(values.reshape(self.w.weight.shape))
+        q = sp.csr_matrix((values.copy(), self.w.indices.copy(), self.w.indptr.copy()), shape=self.w.shape)
+        q.eliminate_zeros()
+        return q
+
+    @property
+    def stored(self) -> int:
+        return int(np.count_nonzero(self.values))
+
+
+def quantize_conn(m: Weights, sigma: np.ndarray, parts: int = 1, sign_split: bool = False
+                  ) -> tuple[list[tuple[Weights, int]], dict[str, Any]]:
+    """Integer mantissas and exponents of ``diag(sigma) @ m`` (``m`` a matrix, or a kernel whose rows share
+    their channel's scale): 8-bit, one exponent per connection.
 
     ``parts = 2`` splits every weight over two 8-bit synapses (the second carries the rounding residual
     of the first at a finer exponent, where it pays: :func:`residual_pays`), as one may on Loihi to get more
     weight precision at twice the synapses. ``sign_split``: a mixed-sign ``m`` becomes its positive and its
     negative weights, each quantized on its own (single-sign: all 8 bits, its own exponent). Returns
-    ``[(mantissas, exponent), ...]`` (the positive part's pieces first) and the error report of their sum.
+    ``[(mantissas, exponent), ...]`` (the positive part's pieces first) and the error report of their sum
+    (over the stored weights: a matrix's synapses, a kernel's taps).
     """
-    m = sp.csr_matrix(m)
-    if sign_split and m.nnz and m.data.min() < 0 < m.data.max():
+    m = m if isinstance(m, Kernel) else sp.csr_matrix(m)
+    e = _Entries(m, sigma)
+    if sign_split and e.stored and e.values.min() < 0 < e.values.max():
         out, reps = [], []
-        for part in (m.maximum(0), m.minimum(0)):
-            part = sp.csr_matrix(part)
-            part.eliminate_zeros()
-            pieces, r = quantize_conn(part, sigma, parts)
+        for part in (np.maximum(e.values, 0), np.minimum(e.values, 0)):
+            pieces, r = quantize_conn(e.rebuild(part), sigma, parts)
             out.append(pieces)
             reps.append(r)
-        total = sum((q.astype(np.float64) * 2.0 ** e for pieces in out for q, e in pieces),
-                    sp.csr_matrix(m.shape))
-        err_data = sp.csr_matrix(sp.diags(1.0 / sigma) @ total - m).data  # total's synapses are m's or fewer
+        if isinstance(m, Kernel):  # the same taps in every piece
+            total = sum(q.weight.reshape(-1) * 2.0 ** x for pieces in out for q, x in pieces)  # type: ignore[union-attr]
+            err = (total / e.sigma - e.values)[e.values != 0]
+        else:
+            tm = sum((q.astype(np.float64) * 2.0 ** x for pieces in out for q, x in pieces), sp.csr_matrix(m.shape))
+            err = sp.csr_matrix(sp.diags(1.0 / sigma) @ tm - m).data  # total's synapses are m's or fewer
+        nz = e.values[e.values != 0]
         rep = {"sign_mode": "split", "weight_exp": reps[0]["weight_exp"],
                "weight_exp_inhibitory": reps[1]["weight_exp"],
                "mantissa_min": reps[1]["mantissa_min"], "mantissa_max": reps[0]["mantissa_max"],
                "synapses_per_weight": max(r["synapses_per_weight"] for r in reps), "sign_processes": 2,
-               "rel_weight_error": float(np.linalg.norm(err_data) / max(np.linalg.norm(m.data), 1e-300)),
-               "max_abs_weight_error_rel_to_max": float(np.abs(err_data).max() / np.abs(m.data).max()),
-               "weights_rounded_to_zero": float((reps[0]["weights_rounded_to_zero"] * m.maximum(0).nnz
-                                                 + reps[1]["weights_rounded_to_zero"] * (-m.minimum(0)).nnz) / m.nnz)}
+               "rel_weight_error": float(np.linalg.norm(err) / max(np.linalg.norm(nz), 1e-300)),
+               "max_abs_weight_error_rel_to_max": float(np.abs(err).max(initial=0.0) / np.abs(nz).max()),
+               "weights_rounded_to_zero": float((reps[0]["weights_rounded_to_zero"] * int((nz > 0).sum())
+                                                 + reps[1]["weights_rounded_to_zero"] * int((nz < 0).sum()))
+                                                / nz.size)}
         for r in reps:
             if "residual_left_out" in r:
                 rep["residual_left_out"] = r["residual_left_out"]
         return out[0] + out[1], rep | {"parts": [len(out[0]), len(out[1])]}
-    rows = np.repeat(np.arange(m.shape[0]), np.diff(m.indptr))
-    real = m.data * sigma[rows]
-    if real.size == 0 or not np.any(real):
-        return [(sp.csr_matrix(m.shape), 0)], {"sign_mode": "null"}
-    out: list[tuple[sp.csr_matrix, int]] = []
+    keep = e.values != 0
+    real = e.values * e.sigma
+    if not e.stored or not np.any(real):
+        return [(e.rebuild(np.zeros_like(e.values)), 0)], {"sign_mode": "null"}
+    out: list[tuple[Weights, int]] = []
     total, pieces = split_weights(real, parts)
     modes, exps, mants = [], [], []
     for mant, exp, mixed in pieces:
-        q = sp.csr_matrix((mant.copy(), m.indices.copy(), m.indptr.copy()), shape=m.shape)  # own copy
-        q.eliminate_zeros()
-        out.append((q, exp))
+        out.append((e.rebuild(mant), exp))
         modes.append("mixed" if mixed else ("excitatory" if mant.max() > 0 else "inhibitory"))
         exps.append(exp)
         mants.append(mant)
-    err = total / sigma[rows] - m.data
-    rep = {"sign_mode": modes[0], "weight_exp": exps[0], "mantissa_min": int(mants[0].min()),
-           "mantissa_max": int(mants[0].max()), "synapses_per_weight": len(out),
-           "rel_weight_error": float(np.linalg.norm(err) / max(np.linalg.norm(m.data), 1e-300)),
-           "max_abs_weight_error_rel_to_max": float(np.abs(err).max() / np.abs(m.data).max()),
-           "weights_rounded_to_zero": float(np.mean((total == 0) & (m.data != 0)))}
+    err = (total / e.sigma - e.values)[keep]
+    nz = e.values[keep]
+    rep = {"sign_mode": modes[0], "weight_exp": exps[0], "mantissa_min": int(mants[0][keep].min()),
+           "mantissa_max": int(mants[0][keep].max()), "synapses_per_weight": len(out),
+           "rel_weight_error": float(np.linalg.norm(err) / max(np.linalg.norm(nz), 1e-300)),
+           "max_abs_weight_error_rel_to_max": float(np.abs(err).max() / np.abs(nz).max()),
+           "weights_rounded_to_zero": float(np.mean(total[keep] == 0))}
     if len(out) > 1:
         rep["residual_weight_exp"] = exps[1:]
     elif parts > 1 and bool(np.any(total != real)):
@@ -311,7 +348,7 @@ def _quantized_conns(conns: list[Conn], sigma: np.ndarray, parts: tuple[int, boo
     n_parts, sign_split = parts
     out = []
     for c in conns:
-        pieces, report = quantize_conn(c.matrix, sigma, n_parts, sign_split)
+        pieces, report = quantize_conn(c.weights, sigma, n_parts, sign_split)
         key = c.source + (" (recurrent)" if c.recurrent else "")
         rep["connections"][key] = report
         if "residual_left_out" in report:
@@ -320,7 +357,9 @@ def _quantized_conns(conns: list[Conn], sigma: np.ndarray, parts: tuple[int, boo
         first_neg = report.get("parts", [len(pieces)])[0]
         for i, (q, e) in enumerate(pieces):
             mark = report if i == 0 else {("sign_part_of" if i == first_neg else "residual_of"): c.source}
-            out.append(Conn(c.source, q, c.recurrent, e, mark))
+            q_conn = c.with_weights(q)
+            q_conn.weight_exp, q_conn.report = e, mark
+            out.append(q_conn)
     return out
 
 
@@ -341,8 +380,7 @@ def row_max(conns: list[Conn], n: int) -> np.ndarray:
     """Per neuron, the largest |weight| over all its connections."""
     out = np.zeros(n)
     for c in conns:
-        if c.nnz:
-            out = np.maximum(out, np.asarray(abs(c.matrix).max(axis=1).todense()).ravel())
+        out = np.maximum(out, c.row_abs_max())
     return out
 
 
@@ -352,12 +390,12 @@ def row_bound(conns: list[Conn], plan: LavaPlan, n: int) -> np.ndarray:
     magnitude on every synapse."""
     pos, neg, graded = np.zeros(n), np.zeros(n), np.zeros(n)
     for c in conns:
-        m = sp.csr_matrix(c.matrix)
+        p, q = c.row_sums()
         if c.source == plan.input_name:
-            graded += np.asarray(abs(m).sum(axis=1)).ravel() * plan.input_max * plan.input_scale
+            graded += (p + q) * plan.input_max * plan.input_scale
         else:
-            pos += np.asarray(m.maximum(0).sum(axis=1)).ravel()
-            neg -= np.asarray(m.minimum(0).sum(axis=1)).ravel()
+            pos += p
+            neg += q
     return np.maximum(pos, neg) + graded
 
 
@@ -383,6 +421,16 @@ def channel_shared(bound: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
         return bound
     per_channel = bound.reshape(shape[0], -1).max(axis=1, keepdims=True)
     return np.broadcast_to(per_channel, (shape[0], bound.size // shape[0])).reshape(-1).copy()
+
+
+def channel_uniform(sigma: np.ndarray, conns: list[Conn]) -> np.ndarray:
+    """Scales that a layer fed through a kernel can use: one per output channel (the smallest of the channel's
+    neurons, so no neuron's limit is passed), since the channel's neurons share its kernel's mantissas."""
+    k = next((c.kernel for c in conns if c.kernel is not None), None)
+    if k is None:
+        return sigma
+    per_channel = sigma.reshape(k.out_shape[0], -1).min(axis=1)
+    return k.per_neuron(per_channel)
 
 
 def scales(rowmax: np.ndarray, vth: np.ndarray | None, bound: np.ndarray, per_neuron: bool) -> np.ndarray:

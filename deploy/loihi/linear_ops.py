@@ -1,7 +1,8 @@
-"""A stateless NIR node as a float64 sparse matrix ``[n_out, n_in]`` plus a separable bias.
+"""A stateless NIR node as a linear map plus a separable bias: a shared :class:`~.kernel.Kernel` where the node
+is a 2-d convolution or pooling, else a float64 sparse matrix ``[n_out, n_in]``.
 
-Lava has no process for a chain such as ``conv -> avgpool -> LIF``; :mod:`.compose` multiplies these
-matrices along the graph into one Lava connection per source layer. Flattening is row-major, like NIR's.
+Lava has no process for a chain such as ``conv -> avgpool -> LIF``; :mod:`.compose` composes these maps
+along the graph into one Lava connection per source layer. Flattening is row-major, like NIR's.
 One class per kind of node, found through :data:`LINEAR_OPS` (a ``{nir type: class}`` table): a node type
 the table lacks is refused by name.
 """
@@ -18,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from neuromoco.deploy.graph import conv_geometry, flatten_dims, pool_geometry
+from neuromoco.deploy.loihi.kernel import Kernel, conv_kernel, pool_kernel
 from neuromoco.deploy.loihi.probe import probe_matrix
 from neuromoco.deploy.nodes import NODES, handler
 
@@ -46,6 +48,17 @@ class LinearOp(ABC):
     def bias(self) -> np.ndarray | None:
         """The constant part, flattened to ``[n_out]``; ``None`` when there is none."""
         return None
+
+    def kernel(self) -> Kernel | None:
+        """The linear part as a shared 2-d kernel, where it is one (convolutions, pooling); else None."""
+        return None
+
+    def apply_flat(self, v: np.ndarray) -> np.ndarray:
+        """The linear part applied to one flattened input ``[n_in]`` (a bias carried along the graph)."""
+        k = self.kernel()
+        if k is not None:
+            return k.apply(torch.as_tensor(np.asarray(v, dtype=np.float64)).reshape(1, -1)).numpy().reshape(-1)
+        return np.asarray(self.matrix() @ v)
 
 
 class Dense(LinearOp):
@@ -93,6 +106,12 @@ class Conv(LinearOp):
     def bias(self) -> np.ndarray | None:
         return None if self.b is None else self.b.expand(*self.out_shape).reshape(-1).numpy().copy()
 
+    def kernel(self) -> Kernel | None:
+        g = self.g
+        if g["nd"] != 2 or any(d != 1 for d in g["dilation"]):
+            return None
+        return conv_kernel(self.w.numpy(), g["stride"], g["padding"], g["groups"], self.in_shape, self.out_shape)
+
 
 class AvgPool(LinearOp):
     """AvgPool2d (``divisor = None``: the window's size) or, as :class:`SumPool`, SumPool2d; padding counted."""
@@ -113,6 +132,11 @@ class AvgPool(LinearOp):
         return probe_matrix(self.apply, self.in_shape, self.out_shape, list(g["kernel"]), g["stride"],
                             list(g["padding"]), self.name)
 
+    def kernel(self) -> Kernel | None:
+        g = self.g
+        divisor = float(self.divisor if self.divisor is not None else np.prod(g["kernel"]))
+        return pool_kernel(g["kernel"], g["stride"], g["padding"], divisor, self.in_shape, self.out_shape)
+
 
 class SumPool(AvgPool):
     divisor = 1
@@ -127,6 +151,9 @@ class Flatten(LinearOp):
 
     def matrix(self) -> sp.csr_matrix:
         return sp.identity(self.n_in, format="csr")
+
+    def apply_flat(self, v: np.ndarray) -> np.ndarray:
+        return np.asarray(v, dtype=np.float64)
 
 
 class Scale(LinearOp):

@@ -3,7 +3,8 @@
 Layout: attribute ``meta`` (format, version, precision, dt, input, every layer's name, kind, shape,
 delay, spiking flag and connection metadata -- source, recurrent, weight exponent, added delay -- the
 readout's), attribute ``report``; group ``layers/<i>``
-with the neuron arrays and ``conns/<j>`` (CSR ``data`` / ``indices`` / ``indptr``); group ``readout``
+with the neuron arrays and ``conns/<j>`` (CSR ``data`` / ``indices`` / ``indptr``, or a kernel's ``weight`` with
+its ``stride``, ``pad``, ``in_shape``, ``out_shape`` and optional ``crop`` as attributes); group ``readout``
 with ``scale``, optional ``c0`` / ``c1`` and ``conns/<j>``. A connection's added ``delay`` (skip connections)
 is optional: files written before it existed had none and load with 0, which is what they ran with.
 """
@@ -17,6 +18,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from neuromoco.deploy.loihi.kernel import Kernel
 from neuromoco.deploy.loihi.plan import Conn, LavaPlan, Layer, Readout
 from neuromoco.errors import UserError
 from neuromoco.io import atomic_write, atomic_write_json
@@ -24,7 +26,8 @@ from neuromoco.io import atomic_write, atomic_write_json
 NETWORK_NAME = "lava_network.h5"  # the plan file of an export folder
 REPORT_NAME = "lava_export.json"  # its report: layers, processes, delays, quantization errors
 FORMAT = "neuromoco-lava-plan"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: connections may be kernels; version 1 files (matrices only) still load
+READABLE_VERSIONS = (1, 2)
 LAYER_ARRAYS = ("du", "dv", "vth", "bias_mant", "bias_exp", "b0", "b1", "v0", "v_reset")
 
 
@@ -42,14 +45,14 @@ def save_plan(plan: LavaPlan, path: str | Path) -> Path:
                     grp.create_dataset(k, data=np.asarray(getattr(lay, k), dtype=np.float64))
                 grp.create_dataset("scale", data=_per_value(lay.scale, lay.size))
                 for j, c in enumerate(lay.conns):
-                    _write_csr(grp.create_group(f"conns/{j}"), c.matrix)
+                    _write_conn(grp.create_group(f"conns/{j}"), c)
             ro = f.create_group("readout")
             ro.create_dataset("scale", data=_per_value(plan.readout.scale, plan.readout.size))
             for k in ("c0", "c1"):
                 if getattr(plan.readout, k) is not None:
                     ro.create_dataset(k, data=getattr(plan.readout, k))
             for j, c in enumerate(plan.readout.conns):
-                _write_csr(ro.create_group(f"conns/{j}"), c.matrix)
+                _write_conn(ro.create_group(f"conns/{j}"), c)
 
     return atomic_write(path, write)
 
@@ -116,7 +119,7 @@ def load_plan(path: str | Path) -> LavaPlan:
             meta = json.loads(f.attrs["meta"])
         except KeyError:
             raise UserError(f"{path} is not a Lava network written by `deploy export --target lava`") from None
-        if meta.get("format") != FORMAT or meta.get("version") != FORMAT_VERSION:
+        if meta.get("format") != FORMAT or meta.get("version") not in READABLE_VERSIONS:
             raise UserError(f"{path}: unknown Lava network format {meta.get('format')!r} "
                             f"version {meta.get('version')!r}")
         layers = [_read_layer(f[f"layers/{i}"], lm) for i, lm in enumerate(meta["layers"])]
@@ -172,9 +175,36 @@ def _read_csr(grp: Any) -> sp.csr_matrix:
                          shape=tuple(int(v) for v in grp.attrs["shape"]))
 
 
+def _write_conn(grp: Any, c: Conn) -> None:
+    """A connection's weights: a CSR matrix, or a kernel (``weight`` plus its geometry as attributes)."""
+    if c.kernel is None:
+        _write_csr(grp, c.matrix)
+        return
+    k = c.kernel
+    grp.create_dataset("weight", data=k.weight, compression="gzip")
+    for name in ("stride", "pad", "in_shape", "out_shape"):
+        grp.attrs[name] = [int(v) for v in getattr(k, name)]
+    if k.crop is not None:
+        grp.attrs["crop"] = [int(v) for v in k.crop]
+
+
+def _read_kernel(grp: Any) -> Kernel:
+    def ints(name: str) -> tuple[int, ...]:
+        return tuple(int(v) for v in grp.attrs[name])
+
+    crop = ints("crop") if "crop" in grp.attrs else None
+    return Kernel(grp["weight"][()], ints("stride"), ints("pad"), ints("in_shape"), ints("out_shape"),  # type: ignore[arg-type]
+                  crop)  # type: ignore[arg-type]
+
+
 def _read_conns(grp: Any, metas: list[dict[str, Any]]) -> list[Conn]:
-    return [Conn(cm["source"], _read_csr(grp[f"conns/{j}"]), cm["recurrent"], cm["weight_exp"],
-                 cm.get("report", {}), int(cm.get("delay", 0))) for j, cm in enumerate(metas)]
+    out = []
+    for j, cm in enumerate(metas):
+        g = grp[f"conns/{j}"]
+        kernel = _read_kernel(g) if "weight" in g else None
+        out.append(Conn(cm["source"], None if kernel is not None else _read_csr(g), cm["recurrent"],
+                        cm["weight_exp"], cm.get("report", {}), int(cm.get("delay", 0)), kernel))
+    return out
 
 
 def _read_layer(grp: Any, lm: dict[str, Any]) -> Layer:

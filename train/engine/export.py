@@ -121,9 +121,18 @@ def _same_integers(a: Any, b: Any) -> bool:
         if not all(np.array_equal(getattr(x, f), getattr(y, f)) for f in ("vth", "bias_mant", "bias_exp", "du", "dv")):
             return False
         if len(x.conns) != len(y.conns) or any(
-                c.weight_exp != d.weight_exp or (c.matrix != d.matrix).nnz for c, d in zip(x.conns, y.conns)):
+                c.weight_exp != d.weight_exp or not _same_weights(c, d) for c, d in zip(x.conns, y.conns)):
             return False
     return len(a.layers) == len(b.layers)
+
+
+def _same_weights(c: Any, d: Any) -> bool:
+    """Whether two plan connections hold the same integer weights (two matrices, or two kernels)."""
+    if (c.kernel is None) != (d.kernel is None):
+        return False
+    if c.kernel is not None:
+        return c.kernel.weight.shape == d.kernel.weight.shape and bool(np.array_equal(c.kernel.weight, d.kernel.weight))
+    return (c.matrix != d.matrix).nnz == 0
 
 
 def _record_qat(out_dir: Path, config: Any, lifted: list[str]) -> None:

@@ -352,7 +352,7 @@ def _pieces(tgt: Any, conn: Any) -> tuple[tuple[int, bool], ...]:
     fixed = [(int(conn.report.get("weight_exp", 0)), conn.report.get("sign_mode", "mixed") == "mixed")]
     for c in tgt.conns:
         if c.report.get("residual_of") == conn.source:
-            d = c.matrix.data
+            d = c.kernel.weight[c.kernel.weight != 0] if c.kernel is not None else c.matrix.data
             fixed.append((int(c.weight_exp), bool(d.size and d.min() < 0 < d.max())))
     return tuple(fixed)
 

@@ -29,6 +29,7 @@ import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 
+from neuromoco.deploy.loihi.kernel import Kernel
 from neuromoco.deploy.targets.reference_fixed import int8
 
 MAX_CORRECTION = 0.25  # the correction may hold at most this fraction of the matrix's synapses
@@ -49,6 +50,7 @@ class ConvOp:
     correction: sp.csr_matrix  # D, integers (float64)
     pool: int = 1  # > 1: the kernel is constant on pool x pool blocks: a sum pooling, then a stride-1 conv
     border: BorderOp | None = None  # D over the conv's input: windows or rows (None: a sparse product)
+    crop: tuple[int, int] | None = None  # the source rows and columns read, before the padding (None: all)
 
     @property
     def kernel_abs(self) -> float:
@@ -62,6 +64,8 @@ class ConvOp:
 
     def matrix(self) -> sp.csr_matrix:
         """``C`` as a sparse matrix ``[n_target, n_source]``, the way ``conv2d`` applies the kernel."""
+        if self.crop is not None:  # a plan's kernel (non-negative padding after its crop)
+            return Kernel(self.weight, self.stride, self.pad, self.src_shape, self.tgt_shape, self.crop).matrix()
         return conv_matrix(self.weight, self.stride, self.pad, self.src_shape, self.tgt_shape)
 
     def grid(self, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -69,6 +73,8 @@ class ConvOp:
         cropped) and sum-pooled when :attr:`pool` > 1; else ``x`` itself as an image (padding left to conv2d)."""
         ci, hi, wi = self.src_shape
         xi = x.reshape(x.shape[0], ci, hi, wi)
+        if self.crop is not None and tuple(self.crop) != (hi, wi):
+            xi = xi[:, :, :self.crop[0], :self.crop[1]]
         if self.pool == 1:
             return xi if xi.dtype == dtype else xi.to(dtype)
         t, b, left, right = self.pad
@@ -120,6 +126,16 @@ class ConvOp:
             w = self.weight[:, :, ::self.pool, ::self.pool] if self.pool > 1 else self.weight
             cache[key] = torch.from_numpy(np.ascontiguousarray(w)).to(dtype=dtype, device=device).contiguous()
         return cache[key]
+
+
+def kernel_conv(k: Kernel) -> ConvOp:
+    """A plan's kernel (integer weights) as a :class:`ConvOp` with no correction: the same convolution, run
+    as a sum pooling then a smaller kernel where it is constant on blocks (a pooling composed into it)."""
+    kh, kw = k.weight.shape[2:]
+    op = ConvOp(k.weight, k.stride, k.pad, k.in_shape, k.out_shape, sp.csr_matrix(k.shape),
+                crop=k.crop)
+    op.pool = _pool_factor(k.weight, k.stride, kh, kw)
+    return op
 
 
 def pad_sum_pool_uint8(x: torch.Tensor, pool: int, pad: tuple[int, int, int, int],

@@ -54,10 +54,11 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from neuromoco.deploy.loihi.kernel import Kernel
 from neuromoco.deploy.loihi.plan import Conn, LavaPlan, Layer, check_delays
 from neuromoco.deploy.result import RunResult
-from neuromoco.deploy.targets.reference_fixed import arith, int8
-from neuromoco.deploy.targets.reference_fixed.conv_structure import ConvOp, find_conv
+from neuromoco.deploy.targets.reference_fixed import arith, int8, memory
+from neuromoco.deploy.targets.reference_fixed.conv_structure import ConvOp, find_conv, kernel_conv
 from neuromoco.errors import UserError
 
 EXACT_FLOAT32 = float(1 << 24)
@@ -76,17 +77,29 @@ class FixedConn:
     source: str
     recurrent: bool
     weight_exp: int
-    matrix: sp.csr_matrix  # the weights Lava's bit-accurate synapse uses (integers, float64 storage)
+    matrix: sp.csr_matrix | None  # the weights Lava's bit-accurate synapse uses (integers, float64 storage)
     row_abs: float  # largest row sum of |w|: |a| <= row_abs * max|input|
     device: torch.device
     members: list[FixedConn] = field(default_factory=list)  # a merged connection's parts (:func:`merge_conns`)
-    conv: ConvOp | None = None  # matrix == conv + correction (:mod:`.conv_structure`)
+    conv: ConvOp | None = None  # matrix == conv + correction (:mod:`.conv_structure`); a kernel's conv alone
     correction: FixedConn | None = None  # the correction as a connection of its own (None: all conv)
+    kernel: Kernel | None = None  # the plan's kernel with Lava's effective weights (``matrix`` is then None)
     _tensors: dict[Any, Any] = field(default_factory=dict)  # torch weights by dtype (and layout)
 
     @classmethod
-    def from_plan(cls, c: Conn, device: torch.device) -> FixedConn:
-        m = sp.csr_matrix(c.matrix)
+    def from_plan(cls, c: Conn, device: torch.device, structured: bool = True) -> FixedConn:
+        """The plan's connection with the weights Lava's synapse uses; a kernel stays a convolution where
+        ``structured`` (feed-forward), else it is expanded into its matrix (the definition the tests compare)."""
+        if c.kernel is not None and structured and not c.recurrent:
+            k = c.kernel
+            flat = k.weight.reshape(-1)
+            eff = arith.synapse_weights(flat, arith.sign_mode(flat[flat != 0]), num_weight_bits=8)
+            k = k.with_weight(eff.astype(np.float64).reshape(k.weight.shape))
+            row_abs = float(np.abs(k.weight).reshape(k.weight.shape[0], -1).sum(1).max(initial=0.0))
+            fc = cls(c.source, False, int(c.weight_exp), None, row_abs, device, kernel=k)
+            fc.conv = kernel_conv(k)
+            return fc
+        m = c.expanded()
         m.sum_duplicates()
         data = arith.synapse_weights(m.data, arith.sign_mode(m.data), num_weight_bits=8)
         w = sp.csr_matrix((data.astype(np.float64), m.indices.copy(), m.indptr.copy()), shape=m.shape)
@@ -95,15 +108,23 @@ class FixedConn:
         return cls(c.source, bool(c.recurrent), int(c.weight_exp), w, row_abs, device)
 
     @property
+    def nnz(self) -> int:
+        """Stored weights (a kernel's non-zero taps); 0: the connection adds nothing."""
+        return self.kernel.parameters if self.kernel is not None else int(self.matrix.nnz)  # type: ignore[union-attr]
+
+    @property
     def dense(self) -> bool:
-        """Small and dense (Lava would use ``Dense``): a dense matmul; else a sparse CSR one."""
+        """Small and dense (Lava would use ``Dense``): a dense matmul; else a sparse CSR one (or a kernel)."""
+        if self.matrix is None:
+            return False
         n = self.matrix.shape[0] * self.matrix.shape[1]
         return n <= (1 << 22) and self.matrix.nnz > 0.25 * n
 
     def use_conv(self, shapes: dict[str, tuple[int, ...]], target_shape: tuple[int, ...]) -> None:
         """Run the product as a convolution plus a sparse correction where the matrix is one (on the CPU:
         a GPU's convolution algorithms need not add integers exactly)."""
-        if self.device.type != "cpu" or self.recurrent or self.dense or self.source not in shapes:
+        if self.matrix is None or self.device.type != "cpu" or self.recurrent or self.dense \
+                or self.source not in shapes:
             return
         op = find_conv(self.matrix, shapes[self.source], target_shape)
         if op is None:
@@ -241,7 +262,7 @@ class FixedConn:
         """``a_out`` (integers; float32 while :meth:`bound` < 2**24, else float64) for inputs ``x``
         ``[N, n_src]`` with ``|x| <= x_max``; None when it has no synapse. ``events``: ``x`` is mostly zeros
         (spikes): add up the synapses of its events."""
-        if self.matrix.nnz == 0:
+        if self.nnz == 0:
             return None
         if self.members:
             if any(m.bound(x_max) >= INT32_LIMIT for m in self.members):  # a part may wrap: part by part
@@ -286,6 +307,13 @@ def _fast_payload(x: np.ndarray, input_scale: float, input_max: float) -> np.nda
     return q
 
 
+def _counts(rec: torch.Tensor) -> np.ndarray:
+    """Spikes per step and sample of a bool record ``[T, B, n]``."""
+    if rec.device.type == "cpu":  # numpy counts bools some 10x faster than torch's sum
+        return np.count_nonzero(rec.numpy(), axis=2).astype(np.int64)
+    return rec.sum(2, dtype=torch.int64).cpu().numpy()
+
+
 def _add_exact(total: torch.Tensor, a: torch.Tensor, bound: float) -> torch.Tensor:
     """``total + a`` (in place where it can), in float64 once the sum's ``bound`` reaches 2**24 (float32's
     exact integers) or ``a`` is float64."""
@@ -301,7 +329,7 @@ def merge_conns(conns: list[FixedConn]) -> list[FixedConn]:
     out: list[FixedConn | tuple[str, int]] = []
     groups: dict[tuple[str, int], list[FixedConn]] = {}
     for c in conns:
-        if c.recurrent or c.weight_exp < 0 or c.matrix.nnz == 0:
+        if c.recurrent or c.weight_exp < 0 or c.nnz == 0:
             out.append(c)
             continue
         key = (c.source, c.weight_exp)
@@ -318,12 +346,25 @@ def merge_conns(conns: list[FixedConn]) -> list[FixedConn]:
         if len(parts) == 1:
             merged.append(parts[0])
             continue
-        w = sp.csr_matrix(functools.reduce(lambda a, b: a + b, (p.matrix for p in parts)))
-        w.eliminate_zeros()
-        w.sort_indices()
-        row_abs = float(np.asarray(abs(w).sum(axis=1)).max(initial=0.0)) if w.nnz else 0.0
-        merged.append(FixedConn(item[0], False, item[1], w, row_abs, parts[0].device, members=parts))
+        merged.append(_merged(item[0], item[1], parts))
     return merged
+
+
+def _merged(source: str, weight_exp: int, parts: list[FixedConn]) -> FixedConn:
+    """One connection whose weights are the sum of ``parts``' (kernels of one geometry stay a kernel)."""
+    kernels = [p.kernel for p in parts]
+    if all(k is not None for k in kernels):
+        k = kernels[0].with_weight(sum(k.weight for k in kernels))  # type: ignore[union-attr,misc]
+        row_abs = float(np.abs(k.weight).reshape(k.weight.shape[0], -1).sum(1).max(initial=0.0))
+        fc = FixedConn(source, False, weight_exp, None, row_abs, parts[0].device, members=parts, kernel=k)
+        fc.conv = kernel_conv(k)
+        return fc
+    w = sp.csr_matrix(functools.reduce(lambda a, b: a + b, (p.matrix if p.matrix is not None
+                                                              else p.kernel.matrix() for p in parts)))  # type: ignore[union-attr]
+    w.eliminate_zeros()
+    w.sort_indices()
+    row_abs = float(np.asarray(abs(w).sum(axis=1)).max(initial=0.0)) if w.nnz else 0.0
+    return FixedConn(source, False, weight_exp, w, row_abs, parts[0].device, members=parts)
 
 
 @dataclass
@@ -417,7 +458,7 @@ class FixedLayer:
 
 def _layer_conns(lay: Layer, device: torch.device, shapes: dict[str, tuple[int, ...]] | None) -> list[FixedConn]:
     """The layer's connections; with the units' ``shapes``, sign-split parts merged and convolutions found."""
-    conns = [FixedConn.from_plan(c, device) for c in lay.conns]
+    conns = [FixedConn.from_plan(c, device, structured=shapes is not None) for c in lay.conns]
     if shapes is None:
         return conns
     conns = merge_conns(conns)
@@ -455,7 +496,7 @@ class FixedPointExecutor:
         shapes = ({plan.input_name: tuple(plan.input_shape), **{lay.name: tuple(lay.shape) for lay in plan.layers}}
                   if structured else None)
         self.layers = [FixedLayer.from_plan(lay, self.device, shapes) for lay in plan.layers]
-        self.readout_conns = [FixedConn.from_plan(c, self.device) for c in plan.readout.conns]
+        self.readout_conns = [FixedConn.from_plan(c, self.device, structured) for c in plan.readout.conns]
         self.last_run: dict[str, Any] = {}
 
     # ------------------------------------------------------------------------------------------- API
@@ -468,17 +509,51 @@ class FixedPointExecutor:
         before = torch.get_num_threads()
         if self.threads:
             torch.set_num_threads(self.threads)
+        batch = self.fitting_batch(T, B)
         try:
             with torch.inference_mode():
-                parts = [self._run_batch(payload[:, i:i + self.batch_size]) for i in range(0, B, self.batch_size)]
+                parts = [self._run_batch(payload[:, i:i + batch]) for i in range(0, B, batch)]
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
         finally:
             if self.threads:
                 torch.set_num_threads(before)
         self.last_run = {"samples": B, "steps": T, "seconds": time.perf_counter() - t0,
-                         "batches": len(parts), "device": str(self.device)}
+                         "batches": len(parts), "batch_size": batch, "device": str(self.device)}
         return parts[0] if len(parts) == 1 else RunResult.concatenate(parts)
+
+    def fitting_batch(self, T: int, B: int) -> int:
+        """``batch_size`` (at most ``B``), lowered to what fits the memory available now (:mod:`.memory`); a
+        one-line refusal, before anything is allocated, where not even one sample fits."""
+        wanted = max(1, min(self.batch_size, B))
+        avail = memory.available_bytes(self.device)
+        batch, per_sample = memory.fitting_batch(self.plan.input_size, self._memory_layers(), T, wanted, avail)
+        if batch < 1:
+            raise UserError(f"reference-fixed: one sample of {T} steps needs about {per_sample / 2**30:.1f} GiB "
+                            f"and {avail / 2**30:.1f} GiB are available; lower the time steps or the input "
+                            f"resolution, or run on a larger machine")
+        return batch
+
+    def _memory_layers(self) -> list[tuple[int, int, bool]]:
+        """``(neurons, index of the last layer reading it, spiking)`` per layer, for :mod:`.memory` (the
+        readout's sources and, with ``record_spikes``, every spiking layer count as read to the end)."""
+        last = self._last_readers()
+        return [(lay.size, last[lay.name], lay.spiking) for lay in self.layers]
+
+    def _last_readers(self) -> dict[str, int]:
+        """Per layer, the index of the last layer whose connections read it (``len(layers)``: kept to the end)."""
+        end = len(self.layers)
+        last = {lay.name: -1 for lay in self.layers}
+        for i, lay in enumerate(self.layers):
+            for c in lay.conns:
+                if c.source in last:
+                    last[c.source] = max(last[c.source], i)
+        ro = self.plan.readout
+        keep = {ro.direct} | {c.source for c in self.readout_conns}
+        for lay in self.layers:
+            if lay.name in keep or (self.record_spikes and lay.spiking) or not lay.spiking:
+                last[lay.name] = end
+        return last
 
     def payload(self, x: np.ndarray) -> np.ndarray:
         """The graded input Lava's ``RingBuffer`` sends: ``round(x * input_scale)`` as int32 (as the runner);
@@ -499,9 +574,13 @@ class FixedPointExecutor:
         in_max = max(-float(lo), float(hi))
         outs: dict[str, tuple[torch.Tensor, float]] = {
             plan.input_name: (x_in.to(torch.float64 if in_max >= arith.MAX_UV else torch.float32), in_max)}
-        for lay in self.layers:
+        last = self._last_readers()
+        counts: dict[str, np.ndarray] = {}
+        for i, lay in enumerate(self.layers):
             outs[lay.name] = self._run_layer(lay, outs, T, B)
-        return self._result(outs, T, B)
+            for done in [name for name, j in last.items() if j == i or (j < 0 and name == lay.name)]:
+                counts[done] = _counts(outs.pop(done)[0])  # read by no later layer: counted, freed
+        return self._result(outs, counts, T, B)
 
     def _inputs(self, conns: list[FixedConn], outs: dict[str, tuple[torch.Tensor, float]], n: int,
                 owner: str, steps: tuple[int, int] | None = None) -> tuple[torch.Tensor | None, float, list[FixedConn]]:
@@ -532,7 +611,7 @@ class FixedPointExecutor:
         """The weights' bound on the feed-forward activation (as :meth:`_inputs` sums it), before any product."""
         bound = 0.0
         for c in conns:
-            if c.recurrent or c.source not in outs or c.matrix.nnz == 0:
+            if c.recurrent or c.source not in outs or c.nnz == 0:
                 continue
             x_max = outs[c.source][1]
             bound += c.bound(x_max) if not c.members else sum(m.bound(x_max) for m in c.members)
@@ -663,20 +742,22 @@ class FixedPointExecutor:
         else:
             out.copy_(v)
 
-    def _result(self, outs: dict[str, tuple[torch.Tensor, float]], T: int, B: int) -> RunResult:
-        counts: dict[str, np.ndarray] = {}
+    def _result(self, outs: dict[str, tuple[torch.Tensor, float]], counts: dict[str, np.ndarray], T: int,
+                B: int) -> RunResult:
+        """Spike counts of every spiking layer (those freed early were counted then), full records where kept."""
         spikes: dict[str, np.ndarray] = {}
         for lay in self.layers:
             if not lay.spiking:
                 continue
+            if lay.name in counts:
+                continue
             rec = outs[lay.name][0]
-            if rec.device.type == "cpu":  # numpy counts bools some 10x faster than torch's sum
-                counts[lay.name] = np.count_nonzero(rec.numpy(), axis=2).astype(np.int64)
-            else:
-                counts[lay.name] = rec.sum(2, dtype=torch.int64).cpu().numpy()
+            counts[lay.name] = _counts(rec)
             if self.record_spikes:  # the record is not used again: its bytes as 0/1 uint8, no copy
                 spikes[lay.name] = rec.view(torch.uint8).cpu().numpy().reshape(T, B, *lay.shape)
-        return RunResult(output=self._readout(outs, T, B), spike_counts=counts, spikes=spikes)
+        order = [lay.name for lay in self.layers if lay.spiking]
+        return RunResult(output=self._readout(outs, T, B), spike_counts={k: counts[k] for k in order},
+                         spikes=spikes)
 
     def _readout(self, outs: dict[str, tuple[torch.Tensor, float]], T: int, B: int) -> np.ndarray:
         """What lava-fixed's runner returns: the recorded readout in NIR units (its ``_host_output``)."""
