@@ -323,8 +323,9 @@ def test_fixed_point_close_to_reference_and_reports_quantization(tmp_path):
 
 def test_fixed_point_rows_use_the_full_mantissa_and_worst_case_states_fit_24_bits():
     """The scale rule: every row's largest weight is the largest mantissa (254, unless the 24-bit state
-    bound holds the row back), and on the worst-case input -- every excitatory (or every inhibitory) source
-    firing on every step -- the integer current and voltage stay inside 24 bits."""
+    bound holds the row back; a kernel's rows share their channel's mantissas, so per output channel), and on
+    the worst-case input -- every excitatory (or every inhibitory) source firing on every step -- the integer
+    current and voltage stay inside 24 bits."""
     from neuromoco.deploy.loihi.fixed_point import ACT_SHIFT, MANT_MIXED, STATE_MAX
 
     g = classifier_graph()
@@ -332,10 +333,12 @@ def test_fixed_point_rows_use_the_full_mantissa_and_worst_case_states_fit_24_bit
     card = ModelCard(input_shape=[2, 8, 8], time_steps=12, dt=0.005)
     plan = compile_graph(g, card.dt, precision="fixed", input_shape=card.input_shape)
     for lay in plan.layers:
-        (conn,) = [c for c in lay.conns if c.matrix.nnz]
-        m = sp.csr_matrix(conn.matrix)
-        rowmax = np.asarray(abs(m).max(axis=1).todense()).ravel()
-        full = rowmax == MANT_MIXED
+        (conn,) = [c for c in lay.conns if c.nnz]
+        m = conn.expanded()
+        if conn.kernel is not None:
+            full = conn.kernel.channel_abs_max() == MANT_MIXED
+        else:
+            full = np.asarray(abs(m).max(axis=1).todense()).ravel() == MANT_MIXED
         assert full.mean() >= 0.99, (lay.name, full.mean())
         w = m.toarray() * 2.0 ** conn.weight_exp  # integer synaptic input per source spike, before << 6
         if conn.source == plan.input_name:
@@ -424,4 +427,5 @@ def test_export_load_round_trip_and_precision_mismatch(tmp_path):
         for k in ("du", "dv", "vth", "bias_mant", "bias_exp", "v0"):
             np.testing.assert_array_equal(getattr(a, k), getattr(b, k))
         for ca, cb in zip(a.conns, b.conns):
-            assert (ca.matrix != cb.matrix).nnz == 0 and ca.weight_exp == cb.weight_exp
+            assert (ca.expanded() != cb.expanded()).nnz == 0 and ca.weight_exp == cb.weight_exp
+            assert (ca.kernel is None) == (cb.kernel is None)

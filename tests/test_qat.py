@@ -220,10 +220,10 @@ def test_deploy_export_of_a_qat_graph_compiles_the_grid_it_was_trained_for(runs,
     assert scales and all(lo == hi for lo, hi in scales), scales  # one scale per layer
 
 
-def _random_sew(shape, seed: int = 0) -> torch.nn.Module:
-    """sew-resnet8-34 with random BatchNorm statistics and offsets (every folded bias non-zero)."""
+def _random_sew(shape, seed: int = 0, name: str = "sew-resnet8-34") -> torch.nn.Module:
+    """A SEW-ResNet with random BatchNorm statistics and offsets (every folded bias non-zero)."""
     torch.manual_seed(seed)
-    m = build_classifier("sew-resnet8-34", list(shape), 4)
+    m = build_classifier(name, list(shape), 4)
     with torch.no_grad():
         for mod in m.modules():
             if isinstance(mod, torch.nn.BatchNorm2d):
@@ -258,6 +258,21 @@ def test_a_residual_model_projects_onto_the_plans_grid_weights_and_biases(scale,
     x = (torch.rand(3, 2, *shape) < 0.3).float()
     with torch.no_grad():
         torch.testing.assert_close(qat(x), projected(x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name,shape", [("sew-resnet18-128", [2, 32, 32]), ("cnn5-128", [2, 32, 32])])
+def test_the_128x128_models_project_onto_the_plans_grid(name, shape):
+    """The paper's deployable backbone (its stem one 9x9 stride-4 conv, global sum pooling) and cnn5-128 train
+    onto the grid: after the projection every connection of the kernel plan is on it (at 32x32 for speed;
+    the same layers as at 128x128)."""
+    model = _random_sew(shape, name=name)
+    cfg = QATConfig()
+    projected = copy.deepcopy(model)
+    projected.load_state_dict(project_state_dict(model, cfg, shape))
+    plan = _plan(to_nir(projected.deploy_modules(), shape, 1e-3), "neuron", 8, shape=shape)
+    assert all(c.kernel is not None for lay in plan.layers for c in lay.conns)  # convolutions stay kernels
+    errs = _errors(plan)
+    assert max(errs.values()) < 1e-6, errs
 
 
 def test_qat_gradients_reach_every_weight_and_batchnorm():

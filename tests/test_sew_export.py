@@ -174,11 +174,14 @@ def test_deploy_inspect_lists_the_shortcut_edges(sew_model, tmp_path, capsys):
     assert "conv4 <- lif3 + lif1" in out and "pool1 <- lif8 + lif9" in out
 
 
-def test_the_big_model_exports_with_global_average_pooling():
+def test_the_big_model_exports_with_global_sum_pooling_and_one_stem_conv():
     model = build_classifier("sew-resnet18-128", [2, 32, 32], 11).eval()
     graph = to_nir(model.deploy_modules(), [2, 32, 32], DT)
     assert sum(isinstance(n, nir.LIF) for n in graph.nodes.values()) == 1 + 8 * 2 + 3  # stem, blocks, shortcuts
-    assert any(isinstance(n, nir.AvgPool2d) for n in graph.nodes.values())
+    assert any(isinstance(n, nir.SumPool2d) for n in graph.nodes.values())
+    assert not any(isinstance(n, nir.AvgPool2d) for n in graph.nodes.values())
+    stem = graph.nodes["conv1"]
+    assert stem.weight.shape[2:] == (9, 9) and tuple(np.atleast_1d(stem.stride)) in ((4,), (4, 4))
     assert graph.nodes["output"].output_type["output"].tolist() == [11]
 
 

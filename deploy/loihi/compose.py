@@ -129,7 +129,8 @@ def as_matrix(m: Map, where: str) -> sp.csr_matrix:
 
 def _final(m: Map) -> sp.csr_matrix | kn.Kernel | None:
     """A target's incoming map as the plan stores it (a kernel, or a sorted float64 matrix); None when zero."""
-    if isinstance(m, kn.Kernel):
+    if isinstance(m, kn.Kernel):  # taps that only ever meet padding are zero: the weights the chip stores
+        m = m.with_weight(m.weight * m.read_taps())
         return m if np.any(m.weight) else None
     mat = sp.csr_matrix(m.matrix() if isinstance(m, Eye) else m, dtype=np.float64)
     mat.eliminate_zeros()

@@ -91,13 +91,23 @@ class Kernel:
         v = np.broadcast_to(np.asarray(per_neuron, dtype=np.float64), (self.shape[0],)).reshape(self.out_shape[0], -1)
         return v[:, 0].copy() if np.array_equal(v, np.broadcast_to(v[:, :1], v.shape)) else None
 
+    def read_taps(self) -> np.ndarray:
+        """``[kh, kw]`` bool: the taps some output position reads inside the (cropped) input; the others only
+        ever meet padding (a 3x3 kernel on a 1x1 map reads its centre alone)."""
+        kh, kw = self.weight.shape[2:]
+        return (self._taps_inside(0, kh) > 0)[:, None] & (self._taps_inside(1, kw) > 0)[None, :]
+
+    def _read_weights(self) -> np.ndarray:
+        return (self.weight * self.read_taps()).reshape(self.weight.shape[0], -1)
+
     def channel_abs_max(self) -> np.ndarray:
-        return np.abs(self.weight).reshape(self.weight.shape[0], -1).max(axis=1, initial=0.0)
+        """Per output channel, the largest ``|weight|`` any neuron of it uses."""
+        return np.abs(self._read_weights()).max(axis=1, initial=0.0)
 
     def channel_sums(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per output channel, the sum of the positive weights and of the negative weights' magnitudes (an
-        interior neuron's; a border neuron sees a subset)."""
-        w = self.weight.reshape(self.weight.shape[0], -1)
+        """Per output channel, the sum of the positive weights and of the negative weights' magnitudes over the
+        taps some neuron reads (an interior neuron's; a border neuron sees a subset): a bound for every row."""
+        w = self._read_weights()
         return np.maximum(w, 0).sum(axis=1), -np.minimum(w, 0).sum(axis=1)
 
     def scaled(self, per_channel: np.ndarray) -> Kernel:

@@ -21,9 +21,12 @@ Two sizes, named like the CNNs by weight-layer count (shortcut convs not counted
   conv's weights and ``--qat loihi`` can put them on the Loihi grid), one block per stage at 16-32-64
   channels (16 -> 8 -> 4), 2x2 sum pooling: 256 features; about 78k encoder parameters, trains on a 2-core
   CPU in minutes.
-* ``sew-resnet18-128`` — 128x128 DVS data, ResNet-18's layout: 7x7 stride-2 stem + 2x2 pool (128 -> 32), four
-  stages of two blocks at 64-128-256-512 channels (32 -> 16 -> 8 -> 4), global average pooling: 512 features,
-  11.2M encoder parameters (the training-only ``sew-resnet18`` has the same blocks with max pooling).
+* ``sew-resnet18-128`` — 128x128 DVS data, ResNet-18's layout: a 9x9 stride-4 stem conv (128 -> 32; the linear
+  map of ResNet-18's 7x7 stride-2 conv followed by 2x2 sum pooling, as one operator, like ``sew-resnet8-34``'s,
+  so ``--qat loihi`` can put it on the Loihi grid), four stages of two blocks at 64-128-256-512 channels
+  (32 -> 16 -> 8 -> 4), global pooling over the 4x4 map (a sum with ``pool="sum"``, the default, which QAT
+  can train onto the grid; an average with ``"avg"``): 512 features, 11.2M encoder parameters (the
+  training-only ``sew-resnet18`` has the same blocks with max pooling and a 7x7 stem: 4,096 fewer).
 """
 
 from __future__ import annotations
@@ -62,8 +65,8 @@ def sew_block(cin: int, cout: int, stride: int, lif: LIFConfig) -> Residual:
 class DeployableSEWResNet(SpikingEncoder):
     """Stem, SEW blocks, pooled features (see the module docstring); ``forward(x [T,B,C,H,W]) -> [T,B,D]``.
 
-    ``readout_pool``: the final pooling window, an int, or ``"global"`` for one value per channel (average
-    pooling over the whole map, whatever ``pool`` is: a sum over 16 positions would only rescale it).
+    ``readout_pool``: the final pooling window, an int, or ``"global"`` for one value per channel (``pool``
+    over the whole map: a sum, which quantization-aware training supports, or an average).
     """
 
     deployable = True
@@ -99,7 +102,7 @@ class DeployableSEWResNet(SpikingEncoder):
                 raise ValueError(f"input {list(input_shape)} is too small for {len(layers)} stages")
         self.blocks = nn.Sequential(*blocks)
         if readout_pool == "global":
-            head: list[nn.Module] = [nn.AvgPool2d((h, w))]
+            head: list[nn.Module] = [_pool(pool, (h, w))]
             h = w = 1
         else:
             k = int(readout_pool)
@@ -126,7 +129,7 @@ def sew_resnet8_34(input_shape: Sequence[int] = (2, 34, 34), **kw) -> Deployable
 
 
 def sew_resnet18_128(input_shape: Sequence[int] = (2, 128, 128), **kw) -> DeployableSEWResNet:
-    for k, v in {"layers": (2, 2, 2, 2), "widths": (64, 128, 256, 512), "stem_kernel": 7, "stem_stride": 2,
-                 "stem_padding": 3, "stem_pool": 2, "readout_pool": "global"}.items():
+    for k, v in {"layers": (2, 2, 2, 2), "widths": (64, 128, 256, 512), "stem_kernel": 9, "stem_stride": 4,
+                 "stem_padding": 3, "stem_pool": 1, "readout_pool": "global"}.items():
         kw.setdefault(k, v)
     return DeployableSEWResNet(input_shape, **kw)
