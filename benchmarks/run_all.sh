@@ -2,7 +2,7 @@
 # Run every benchmark in sequence, writing JSON under benchmarks/results/; stop at the first failure.
 #
 #   bash benchmarks/run_all.sh          # quick settings: about 6 minutes on 2 shared cores
-#   BENCH_FULL=1 bash benchmarks/run_all.sh   # ssl_embedded at its full defaults (1.5 to 10 minutes more, with the load)
+#   BENCH_FULL=1 bash benchmarks/run_all.sh   # ssl_embedded and scale at their full defaults (about 15 minutes more, with the load)
 #
 # `make bench` installs the bench extra (SpikingJelly) and runs this with .venv/bin first on PATH.
 # Then `python benchmarks/summarize.py --write` refreshes the table in benchmarks/README.md.
@@ -40,6 +40,13 @@ else
     # a quick look (the full run's figures stay in ssl_embedded.json)
     run ssl_embedded_quick "$PY" benchmarks/ssl_embedded.py --pretrain-epochs 1 --finetune-epochs 3 \
         --linear-epochs 20 --runs runs/bench_ssl_embedded_quick --out "$RESULTS/ssl_embedded_quick.json"
+fi
+if [ "${BENCH_FULL:-0}" = 1 ]; then
+    run scale            "$PY" benchmarks/scale.py --out "$RESULTS/scale.json"
+else
+    # cnn5-128 only, 8 samples, one round (the full run, both 128x128 models, is in scale.json)
+    run scale_quick      "$PY" benchmarks/scale.py --models cnn5-128 --samples 8 --repeats 1 \
+        --work runs/bench_scale_quick --out "$RESULTS/scale_quick.json"
 fi
 run summarize            "$PY" benchmarks/summarize.py
 echo "run_all: all benchmarks done in $((SECONDS - started)) s; JSON in $RESULTS/"

@@ -12,7 +12,6 @@ import json
 import nir
 import numpy as np
 import pytest
-import scipy.sparse as sp
 import torch
 
 from neuromoco.deploy.card import ModelCard
