@@ -42,8 +42,8 @@ def save_plan(plan: LavaPlan, path: str | Path) -> Path:
             for i, lay in enumerate(plan.layers):
                 grp = f.create_group(f"layers/{i}")
                 for k in LAYER_ARRAYS:
-                    grp.create_dataset(k, data=np.asarray(getattr(lay, k), dtype=np.float64))
-                grp.create_dataset("scale", data=_per_value(lay.scale, lay.size))
+                    _write_array(grp, k, np.asarray(getattr(lay, k), dtype=np.float64))
+                _write_array(grp, "scale", _per_value(lay.scale, lay.size))
                 for j, c in enumerate(lay.conns):
                     _write_conn(grp.create_group(f"conns/{j}"), c)
             ro = f.create_group("readout")
@@ -173,6 +173,11 @@ def _write_csr(grp: Any, m: sp.spmatrix) -> None:
 def _read_csr(grp: Any) -> sp.csr_matrix:
     return sp.csr_matrix((grp["data"][()], grp["indices"][()], grp["indptr"][()]),
                          shape=tuple(int(v) for v in grp.attrs["shape"]))
+
+
+def _write_array(grp: Any, name: str, a: np.ndarray) -> None:
+    """A per-neuron array, compressed where it is large (mostly one value per layer or channel: a few bytes)."""
+    grp.create_dataset(name, data=a, **({"compression": "gzip"} if a.size >= 1024 else {}))
 
 
 def _write_conn(grp: Any, c: Conn) -> None:
