@@ -130,32 +130,40 @@ class Kernel:
 
     def matrix(self) -> sp.csr_matrix:
         """The kernel expanded into its ``[n_target, n_source]`` matrix (for small networks and checks)."""
-        hi_n, wi_n = self.in_shape[1:]
-        ho_n, wo_n = self.out_shape[1:]
-        he, we = self.extent
-        sh, sw = self.stride
-        top, left = self.pad[0], self.pad[2]
-        co, ci, dy, dx = np.nonzero(self.weight)
-        vals = self.weight[co, ci, dy, dx]
-        ho, wo = np.arange(ho_n), np.arange(wo_n)
-        hi = ho[None, :] * sh - top + dy[:, None]
-        wi = wo[None, :] * sw - left + dx[:, None]
-        okh, okw = (hi >= 0) & (hi < he), (wi >= 0) & (wi < we)
-        rows, cols, data = [], [], []
-        for k in range(len(vals)):  # one kernel entry at a time: its [Ho, Wo] synapses
-            hs, ws = ho[okh[k]], wo[okw[k]]
-            if not len(hs) or not len(ws):
-                continue
-            r = (co[k] * ho_n + hs[:, None]) * wo_n + ws[None, :]
-            c = (ci[k] * hi_n + hi[k, okh[k]][:, None]) * wi_n + wi[k, okw[k]][None, :]
-            rows.append(r.ravel())
-            cols.append(c.ravel())
-            data.append(np.full(r.size, vals[k]))
-        if not rows:
-            return sp.csr_matrix(self.shape)
-        m = sp.csr_matrix((np.concatenate(data), (np.concatenate(rows), np.concatenate(cols))), shape=self.shape)
-        m.sum_duplicates()
-        return m
+        return expand_conv(self.weight, self.stride, self.pad[0], self.pad[2], self.extent, self.in_shape,
+                           self.out_shape)
+
+
+def expand_conv(weight: np.ndarray, stride: tuple[int, int], top: int, left: int, extent: tuple[int, int],
+                in_shape: Shape3, out_shape: Shape3) -> sp.csr_matrix:
+    """The matrix of a cross-correlation with ``weight`` that reads input rows ``o * stride - top + dy`` (and
+    columns likewise) where they lie in ``[0, extent)``: one kernel entry at a time, its ``[Ho, Wo]`` synapses."""
+    hi_n, wi_n = in_shape[1:]
+    ho_n, wo_n = out_shape[1:]
+    he, we = extent
+    sh, sw = stride
+    co, ci, dy, dx = np.nonzero(weight)
+    vals = weight[co, ci, dy, dx]
+    ho, wo = np.arange(ho_n), np.arange(wo_n)
+    hi = ho[None, :] * sh - top + dy[:, None]
+    wi = wo[None, :] * sw - left + dx[:, None]
+    okh, okw = (hi >= 0) & (hi < he), (wi >= 0) & (wi < we)
+    rows, cols, data = [], [], []
+    for k in range(len(vals)):
+        hs, ws = ho[okh[k]], wo[okw[k]]
+        if not len(hs) or not len(ws):
+            continue
+        r = (co[k] * ho_n + hs[:, None]) * wo_n + ws[None, :]
+        c = (ci[k] * hi_n + hi[k, okh[k]][:, None]) * wi_n + wi[k, okw[k]][None, :]
+        rows.append(r.ravel())
+        cols.append(c.ravel())
+        data.append(np.full(r.size, vals[k]))
+    shape = (int(np.prod(out_shape)), int(np.prod(in_shape)))
+    if not rows:
+        return sp.csr_matrix(shape)
+    m = sp.csr_matrix((np.concatenate(data), (np.concatenate(rows), np.concatenate(cols))), shape=shape)
+    m.sum_duplicates()
+    return m
 
 
 # ------------------------------------------------------------------------------------ construction

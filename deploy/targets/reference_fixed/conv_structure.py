@@ -29,7 +29,7 @@ import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 
-from neuromoco.deploy.loihi.kernel import Kernel
+from neuromoco.deploy.loihi.kernel import Kernel, expand_conv
 from neuromoco.deploy.targets.reference_fixed import int8
 
 MAX_CORRECTION = 0.25  # the correction may hold at most this fraction of the matrix's synapses
@@ -331,36 +331,9 @@ def _rows_cost(o: BorderOp) -> float:
 
 def conv_matrix(weight: np.ndarray, stride: tuple[int, int], pad: tuple[int, int, int, int],
                 src_shape: tuple[int, int, int], tgt_shape: tuple[int, int, int]) -> sp.csr_matrix:
-    """The matrix of ``conv2d(pad(x), weight, stride)`` with inputs ``src_shape`` and outputs ``tgt_shape``."""
-    ci_n, hi_n, wi_n = src_shape
-    co_n, ho_n, wo_n = tgt_shape
-    sh, sw = stride
-    top, left = pad[0], pad[2]
-    co, ci, dy, dx = np.nonzero(weight)
-    vals = weight[co, ci, dy, dx]
-    ho = np.arange(ho_n)
-    wo = np.arange(wo_n)
-    hi = ho[None, :] * sh - top + dy[:, None]  # [k, Ho]
-    wi = wo[None, :] * sw - left + dx[:, None]  # [k, Wo]
-    ok = (hi >= 0) & (hi < hi_n)
-    okw = (wi >= 0) & (wi < wi_n)
-    rows, cols, data = [], [], []
-    for k in range(len(vals)):  # one kernel entry at a time: [Ho, Wo] synapses
-        hs, ws = ho[ok[k]], wo[okw[k]]
-        if not len(hs) or not len(ws):
-            continue
-        r = (co[k] * ho_n + hs[:, None]) * wo_n + ws[None, :]
-        c = (ci[k] * hi_n + hi[k, ok[k]][:, None]) * wi_n + wi[k, okw[k]][None, :]
-        rows.append(r.ravel())
-        cols.append(c.ravel())
-        data.append(np.full(r.size, vals[k]))
-    n_t, n_s = co_n * ho_n * wo_n, ci_n * hi_n * wi_n
-    if not rows:
-        return sp.csr_matrix((n_t, n_s))
-    m = sp.csr_matrix((np.concatenate(data), (np.concatenate(rows), np.concatenate(cols))), shape=(n_t, n_s))
-    m.sum_duplicates()
-    return m
-
+    """The matrix of ``conv2d(pad(x), weight, stride)`` with inputs ``src_shape`` and outputs ``tgt_shape``
+    (a negative padding crops)."""
+    return expand_conv(weight, stride, pad[0], pad[2], (src_shape[1], src_shape[2]), src_shape, tgt_shape)
 
 def _row_positions(m: sp.csr_matrix, row: int, src_shape: tuple[int, int, int]) -> tuple[np.ndarray, ...]:
     cols = m.indices[m.indptr[row]:m.indptr[row + 1]]
