@@ -44,6 +44,7 @@ currents for all steps at once (``du = 4095``) or step by step.
 from __future__ import annotations
 
 import functools
+import hashlib
 import time
 import warnings
 from collections.abc import Callable
@@ -84,6 +85,7 @@ class FixedConn:
     conv: ConvOp | None = None  # matrix == conv + correction (:mod:`.conv_structure`); a kernel's conv alone
     correction: FixedConn | None = None  # the correction as a connection of its own (None: all conv)
     kernel: Kernel | None = None  # the plan's kernel with Lava's effective weights (``matrix`` is then None)
+    shared: list[str] = field(default_factory=list)  # more sources whose connections hold these very weights
     _tensors: dict[Any, Any] = field(default_factory=dict)  # torch weights by dtype (and layout)
 
     @classmethod
@@ -307,6 +309,55 @@ def _fast_payload(x: np.ndarray, input_scale: float, input_max: float) -> np.nda
     return q
 
 
+def _bound(c: FixedConn, x_max: float) -> float:
+    """The largest ``|a_out|`` of ``c`` (its parts' sum for a merged sign pair) for inputs up to ``x_max``."""
+    return c.bound(x_max) if not c.members else sum(m.bound(x_max) for m in c.members)
+
+
+def _shared_inputs(c: FixedConn, outs: dict[str, tuple[torch.Tensor, float]], owner: str,
+                   steps: tuple[int, int] | None = None) -> list[tuple[torch.Tensor, float]]:
+    """What ``c`` multiplies: its source's output or, for weights several sources share (a SEW block's ADD read
+    by one conv), their outputs summed first, one product instead of several (``W x + W y == W (x + y)`` on
+    integers while neither the sum nor any part can wrap int32, which Lava would wrap per connection; a
+    negative exponent's floor is not additive and is never shared: :func:`share_weights`); else each alone."""
+    sources = [c.source, *c.shared]
+    missing = [s for s in sources if s not in outs]
+    if missing:
+        raise UserError(f"{owner!r} receives from {missing[0]!r}, which runs later in the plan")
+    parts = [outs[s] if steps is None else (outs[s][0][steps[0]:steps[1]], outs[s][1]) for s in sources]
+    if len(parts) == 1:
+        return parts
+    total = sum(x_max for _, x_max in parts)
+    if c.bound(total) >= INT32_LIMIT or any(m.bound(total) >= INT32_LIMIT for m in c.members) \
+            or total >= 255:
+        return parts
+    x = parts[0][0].to(torch.uint8) if parts[0][0].dtype == torch.bool else parts[0][0].clone()
+    for y, _ in parts[1:]:
+        x += y.to(x.dtype)
+    return [(x, total)]
+
+
+def share_weights(conns: list[FixedConn]) -> list[FixedConn]:
+    """Feed-forward kernel connections with the very same weights and exponent ``>= 0`` from several sources
+    (the terms of a SEW ADD, each a connection of the plan) as one connection that lists them all."""
+    out: list[FixedConn] = []
+    seen: dict[tuple, FixedConn] = {}
+    for c in conns:
+        k = c.kernel
+        if k is None or c.recurrent or c.weight_exp < 0:
+            out.append(c)
+            continue
+        key = (c.weight_exp, k.stride, k.pad, k.crop, k.in_shape, k.out_shape, k.weight.shape,
+               hashlib.blake2b(np.ascontiguousarray(k.weight).tobytes(), digest_size=16).digest(),
+               tuple(m.weight_exp for m in c.members))
+        if key in seen and c.source not in (seen[key].source, *seen[key].shared):
+            seen[key].shared.append(c.source)
+            continue
+        seen[key] = c
+        out.append(c)
+    return out
+
+
 def _counts(rec: torch.Tensor) -> np.ndarray:
     """Spikes per step and sample of a bool record ``[T, B, n]``."""
     if rec.device.type == "cpu":  # numpy counts bools some 10x faster than torch's sum
@@ -461,7 +512,7 @@ def _layer_conns(lay: Layer, device: torch.device, shapes: dict[str, tuple[int, 
     conns = [FixedConn.from_plan(c, device, structured=shapes is not None) for c in lay.conns]
     if shapes is None:
         return conns
-    conns = merge_conns(conns)
+    conns = share_weights(merge_conns(conns))
     for c in conns:
         c.use_conv(shapes, tuple(lay.shape))
     return conns
@@ -546,8 +597,9 @@ class FixedPointExecutor:
         last = {lay.name: -1 for lay in self.layers}
         for i, lay in enumerate(self.layers):
             for c in lay.conns:
-                if c.source in last:
-                    last[c.source] = max(last[c.source], i)
+                for src in (c.source, *c.shared):
+                    if src in last:
+                        last[src] = max(last[src], i)
         ro = self.plan.readout
         keep = {ro.direct} | {c.source for c in self.readout_conns}
         for lay in self.layers:
@@ -594,16 +646,12 @@ class FixedPointExecutor:
             if c.recurrent:
                 rec.append(c)
                 continue
-            if c.source not in outs:
-                raise UserError(f"{owner!r} receives from {c.source!r}, which runs later in the plan")
-            x, x_max = outs[c.source]
-            if steps is not None:
-                x = x[steps[0]:steps[1]]
-            shape = x.shape[:2]
-            a = c.apply(x.reshape(-1, x.shape[2]), x_max, events=x.dtype == torch.bool)
-            if a is not None:
-                bound += c.bound(x_max) if not c.members else sum(m.bound(x_max) for m in c.members)
-                ff = a if ff is None else _add_exact(ff, a, bound)
+            for x, x_max in _shared_inputs(c, outs, owner, steps):
+                shape = x.shape[:2]
+                a = c.apply(x.reshape(-1, x.shape[2]), x_max, events=x.dtype == torch.bool)
+                if a is not None:
+                    bound += _bound(c, x_max)
+                    ff = a if ff is None else _add_exact(ff, a, bound)
         return (None if ff is None else ff.reshape(*shape, n)), bound, rec
 
     @staticmethod
@@ -611,10 +659,9 @@ class FixedPointExecutor:
         """The weights' bound on the feed-forward activation (as :meth:`_inputs` sums it), before any product."""
         bound = 0.0
         for c in conns:
-            if c.recurrent or c.source not in outs or c.nnz == 0:
+            if c.recurrent or c.nnz == 0 or any(s not in outs for s in (c.source, *c.shared)):
                 continue
-            x_max = outs[c.source][1]
-            bound += c.bound(x_max) if not c.members else sum(m.bound(x_max) for m in c.members)
+            bound += sum(_bound(c, outs[s][1]) for s in (c.source, *c.shared))
         return bound
 
     def _recurrent(self, rec: list[FixedConn], outs: dict[str, tuple[torch.Tensor, float]],
