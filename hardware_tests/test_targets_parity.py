@@ -112,6 +112,19 @@ APPROXIMATE["reference-fixed"] = APPROXIMATE["lava-fixed"]
 # On REAL_SAMPLES samples one flipped prediction is allowed; counts are held to the 2 % the Lava and ONNX
 # issues ask for, the cosine keeps about three times the margin.
 REAL_SAMPLES = 32
+# A trained model with a large input (more than LARGE_INPUT values per step: nir_models/neuromoco_sim128_cnn5,
+# cnn5-128 at 2x128x128) runs on its first LARGE_SAMPLES test samples, int8 calibrated on LARGE_CALIBRATION
+# train samples: Lava's Python simulator is slow at that size (measured below), and 32 samples twice on
+# lava-fixed would not fit CI time. On LARGE_SAMPLES samples the limits above allow no flipped prediction.
+# Measured on neuromoco_sim128_cnn5 (cnn5-128, --qat loihi, T = 4) on its first 8 test samples, int8 calibrated
+# on 16 train samples (2026-12-06, the test's own compare()): lava-fixed = reference-fixed agreement 1.0, worst
+# layer count diff 5.3e-5, rate cosine 0.999994; onnx-int8 1.0 / 0.0014 / 0.9998: the limits above hold it with
+# a wide margin; reference-fixed over all 500 train + test samples (`deploy parity --targets reference-fixed
+# --split train,test`): agreement 1.0 (95 % 0.9924-1.0), worst layer count diff 7.7e-6, rate cosine 0.99999997.
+# This graph's 7 tests took 39 s (data framed before) and 65 s (its 500-sample folder written first) on 2 CPU cores.
+LARGE_INPUT = 2 * 64 * 64
+LARGE_SAMPLES = 8
+LARGE_CALIBRATION = 16
 APPROXIMATE_TRAINED: dict[str, Tolerances] = {
     "onnx-int8": Tolerances(min_agreement=0.96, max_count_rel_diff=0.02, min_rate_cosine=0.997, exact=()),
     "lava-fixed": Tolerances(min_agreement=0.96, max_count_rel_diff=0.02, min_rate_cosine=0.997, exact=()),
@@ -134,10 +147,11 @@ def model(request):
     path = request.param
     card = ModelCard.load(ModelCard.beside(path))
     graph = load_graph(path, input_shape=card.input_shape)
-    frames = dataset_frames(card, REAL_SAMPLES, "test")
+    large = int(np.prod(card.input_shape)) > LARGE_INPUT
+    frames = dataset_frames(card, LARGE_SAMPLES if large else REAL_SAMPLES, "test")
     trained = frames is not None
     if trained:
-        calibration = np.swapaxes(dataset_frames(card, 64, "train"), 0, 1)
+        calibration = np.swapaxes(dataset_frames(card, LARGE_CALIBRATION if large else 64, "train"), 0, 1)
     else:
         frames = poisson_frames(card, SAMPLES, graph_id(path))
         calibration = np.swapaxes(poisson_frames(card, CALIBRATION_SAMPLES, graph_id(path) + "/calibration"), 0, 1)

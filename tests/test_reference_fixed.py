@@ -33,7 +33,11 @@ from neuromoco.deploy.targets.reference_fixed import arith
 from neuromoco.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
-GRAPHS = sorted((ROOT / "nir_models").glob("*.nir"))
+#: the graphs of nir_models/ with at most 2x64x64 input values. The 128x128 one (neuromoco_sim128_cnn5, cnn5-128)
+#: is held to lava-fixed bit for bit in hardware_tests/test_targets_parity.py; here its plain sparse products alone
+#: ran past the 600 s timeout at ~10 GB, and the four plan options on lava-fixed took ~110 s (2026-12-06).
+GRAPHS = [p for p in sorted((ROOT / "nir_models").glob("*.nir"))
+          if np.prod(ModelCard.load(ModelCard.beside(p)).input_shape) <= 2 * 64 * 64]
 M = 1 << 23
 
 

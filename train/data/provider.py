@@ -17,11 +17,16 @@ def load_frames(spec: dict[str, Any], split: str = "test", root: str | None = No
     """``(frames [N, T, C, H, W] float32, labels [N] int64)`` for ``spec`` = the card's ``dataset`` recipe
     (``{"name", "time_steps", "downsample"?, "kind"?, "sensor_size"?, "time_unit"?}``; T and downsampling also
     read from ``spec["preprocessing"]``): a named dataset, ``tonic:ClassName``, or a recordings folder (the
-    name is its path; sensor and time unit as recorded). ``LookupError`` for a name not known here."""
+    name is its path; sensor and time unit as recorded; with a ``generated`` entry, a folder the project
+    generates: :func:`neuromoco.train.data.digits128.folder_for`). ``LookupError`` for a name not known here."""
     from neuromoco.train.data.datasets import get_dataset
     from neuromoco.train.data.registry import DATASETS, is_folder_name
 
     name = str(spec.get("name", ""))
+    if spec.get("generated"):  # a folder the project generates (digits128): the card's, else made under ROOT
+        from neuromoco.train.data.digits128 import folder_for
+
+        name = str(folder_for(spec, root))
     own: dict[str, Any] = {}
     if is_folder_name(name):  # a folder that is gone: the folder reader's one-line UserError
         sensor = spec.get("sensor_size") or None
