@@ -217,10 +217,9 @@ def prepare(a: argparse.Namespace) -> int:
     """Frames and the models' NIR graphs + cards under ``--work`` (run as ``scale.py --prepare``)."""
     import numpy as np
     import torch
-    from sklearn.datasets import load_digits
 
+    from neuromoco.train.data.digits128 import simulate_digits
     from neuromoco.train.data.framing import frame_events
-    from neuromoco.train.data.simulator import FLUSH_BELOW, SimulatorConfig, simulate
     from neuromoco.train.engine.export import model_dt
     from neuromoco.train.export import export_model
     from neuromoco.train.models.base import count_parameters
@@ -229,13 +228,10 @@ def prepare(a: argparse.Namespace) -> int:
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)
     n = max(a.samples, a.lava_samples, a.bn_samples)
-    digits = load_digits()
-    cfg = SimulatorConfig(sensor=INPUT_SHAPE[1], digit_size=a.digit_size)
     t0 = time.perf_counter()
-    events = simulate(digits.images[:n] / 16.0, list(range(n)), cfg, flush_below=FLUSH_BELOW)
+    events, labels, cfg = simulate_digits(n, sensor=INPUT_SHAPE[1], digit_size=a.digit_size)
     sensor = (INPUT_SHAPE[2], INPUT_SHAPE[1], INPUT_SHAPE[0])
     frames = np.stack([frame_events(ev, sensor, a.time_steps) for ev in events]).astype(np.float32)
-    labels = digits.target[:n].astype(np.int64)
     np.savez(work / "frames.npz", frames=frames, labels=labels)
     info: dict = {"data": {
         "file": describe_path(work / "frames.npz"), "samples": n, "shape": list(frames.shape),
