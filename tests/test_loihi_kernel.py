@@ -167,3 +167,18 @@ def test_a_kernel_that_must_become_a_matrix_too_large_is_refused_before_it_is_bu
     monkeypatch.setattr(compose_mod, "MAX_EXPANDED", 1000)
     with pytest.raises(UserError, match="'conv2'.*cannot stay a shared kernel"):
         compile_graph(normalize_graph(g), 1e-3, precision="float", input_shape=[2, 16, 16])
+
+
+@pytest.mark.parametrize("case", range(8))
+def test_the_numpy_convolution_lava_runs_equals_the_definition(case):
+    """Kernel.apply_numpy (what PlanConv computes in Lava's forked processes, no torch) is Kernel.apply, exactly,
+    with stride, padding and a crop."""
+    rng = np.random.default_rng(200 + case)
+    c, h, k, s, p = int(rng.integers(1, 4)), int(rng.integers(6, 14)), int(rng.integers(1, 5)), \
+        int(rng.integers(1, 3)), int(rng.integers(0, 3))
+    ho = (h + 2 * p - k) // s + 1
+    conv = kn.conv_kernel(rng.integers(-9, 10, (3, c, k, k)), (s, s), ((p, p), (p, p)), 1, (c, h, h), (3, ho, ho))
+    pool = kn.pool_kernel((2, 2), (2, 2), (0, 0), 1.0, (c, 2 * h + 1, 2 * h + 1), (c, h, h))
+    for kern in (conv, kn.compose(pool, conv) or conv):
+        x = rng.integers(-5, 6, (2, kern.shape[1])).astype(np.float64)
+        np.testing.assert_array_equal(kern.apply_numpy(x), kern.apply(torch.from_numpy(x)).numpy())

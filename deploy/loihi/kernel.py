@@ -128,6 +128,21 @@ class Kernel:
         w = torch.as_tensor(self.weight, dtype=x.dtype, device=x.device)
         return F.conv2d(F.pad(img, (left, right, t, b)), w, stride=self.stride).reshape(x.shape[0], -1)
 
+    def apply_numpy(self, x: np.ndarray) -> np.ndarray:
+        """:meth:`apply` in NumPy, float64 (``[N, n_source] -> [N, n_target]``): windows of the padded image times
+        the kernel through BLAS, no torch (Lava runs its processes in forked children, where a torch thread pool
+        the parent started can hang; OpenBLAS is fork-safe). Exact on integers below ``2**53``."""
+        img = np.asarray(x, dtype=np.float64).reshape(x.shape[0], *self.in_shape)
+        he, we = self.extent
+        t, b, left, right = self.pad
+        img = np.pad(img[:, :, :he, :we], ((0, 0), (0, 0), (t, b), (left, right)))
+        kh, kw = self.weight.shape[2:]
+        sh, sw = self.stride
+        ho, wo = self.out_shape[1:]
+        win = np.lib.stride_tricks.sliding_window_view(img, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw][:, :, :ho, :wo]
+        y = np.tensordot(win, self.weight, axes=([1, 4, 5], [1, 2, 3]))  # [N, Ho, Wo, Co]
+        return np.ascontiguousarray(y.transpose(0, 3, 1, 2)).reshape(x.shape[0], -1)
+
     def matrix(self) -> sp.csr_matrix:
         """The kernel expanded into its ``[n_target, n_source]`` matrix (for small networks and checks)."""
         return expand_conv(self.weight, self.stride, self.pad[0], self.pad[2], self.extent, self.in_shape,

@@ -29,7 +29,8 @@ delay``; on the first step the kernel is clipped and truncated as Lava's bit-acc
 (``num_weight_bits`` 8, the sign mode of the whole kernel); each step the int32 sum (wrapping at ``2**31``) is
 shifted by ``weight_exp`` (``<<`` wraps in int32, ``>>`` rounds down). The float model is a float64
 convolution (its sums in another order than ``Sparse``'s: equal within rounding). The convolution is
-``Kernel.apply`` (torch ``conv2d``) in float64 on integers, exact below ``2**53``. Where the kernel's only
+``Kernel.apply_numpy`` (windows of the padded image times the kernel through BLAS) in float64 on integers,
+exact below ``2**53``. Where the kernel's only
 weights of one sign sit at taps that never reach a real input (only the padding), the expanded matrix has
 another sign mode than the kernel, and Lava's ``Sparse`` would truncate it differently; mantissas quantized
 for the kernel's own sign mode (even ones when mixed, as the fixed-point plan makes them) are kept by both.
@@ -43,8 +44,9 @@ weights beyond 8 bits and odd mixed-sign weights unchanged, casts its float64 su
 per channel pair loop takes about 0.3 s a step for 64x64 channels at 32x32 and 3 s for 512x512 channels at
 8x8, against 16 and 26 ms for ``Kernel.apply`` on two samples (one thread). Lava disabled its torch path
 because "torch calls inside Lava PyProcess hang": a Lava process is forked, and once the parent has used
-torch's OpenMP pool, a parallel torch call in the child never returns. ``PlanConv``'s models set torch to
-one thread in their (child) process before the first convolution, which avoids it.
+torch's OpenMP pool, a parallel torch call in the child can never return (seen here even with the child's torch
+set to one thread, once in a full test run). ``PlanConv``'s models therefore use no torch: NumPy and
+OpenBLAS, which is fork-safe.
 
 A window starts at time steps ``t`` with ``t % period == offset % period`` (``t`` counts from 1, as Lava's
 ``time_step`` does), the convention of Lava's ``LIFReset``.
@@ -59,7 +61,6 @@ exactly the ones the compiler's search picks with ``select_tag`` -- and no searc
 from __future__ import annotations
 
 import numpy as np
-import torch
 from lava.magma.core.decorator import implements, requires, tag
 from lava.magma.core.model.py.model import PyLoihiProcessModel
 from lava.magma.core.model.py.ports import PyInPort, PyOutPort
@@ -288,7 +289,6 @@ class _PlanConvModel(PyLoihiProcessModel):
     _kernel: Kernel | None = None
 
     def _make_kernel(self, weight: np.ndarray) -> Kernel:
-        torch.set_num_threads(1)  # see the module docstring: OpenMP after fork
         p = self.proc_params
         crop = None if p["crop"] is None else tuple(p["crop"])
         return Kernel(np.asarray(weight, dtype=np.float64), tuple(p["stride"]), tuple(p["pad"]),
@@ -296,8 +296,8 @@ class _PlanConvModel(PyLoihiProcessModel):
 
     def _convolve(self, s: np.ndarray) -> np.ndarray:
         """``s`` ``(tiles * n_in,)`` -> float64 ``(tiles * n_out,)``."""
-        x = torch.from_numpy(np.asarray(s, dtype=np.float64).reshape(self.proc_params["tiles"], -1))
-        return self._kernel.apply(x).numpy().ravel()  # type: ignore[union-attr]
+        x = np.asarray(s, dtype=np.float64).reshape(self.proc_params["tiles"], -1)
+        return self._kernel.apply_numpy(x).ravel()  # type: ignore[union-attr]
 
     def _activation(self, s: np.ndarray) -> np.ndarray:
         raise NotImplementedError
