@@ -272,8 +272,8 @@ def _same_map(ab: Kernel, a: Kernel, b: Kernel, samples: int = 2, seed: int = 0)
 
 
 def add(a: Kernel, b: Kernel) -> Kernel | None:
-    """``a + b`` as one kernel when both have the same geometry (or one is a 1x1 kernel that pads into the
-    other's window exactly), else None."""
+    """``a + b`` as one kernel when both have the same geometry (stride, padding, crop, shapes, kernel size),
+    else None (the caller adds their matrices)."""
     if (a.stride, a.pad, a.in_shape, a.out_shape, a.crop) == (b.stride, b.pad, b.in_shape, b.out_shape, b.crop) \
             and a.weight.shape == b.weight.shape:
         return a.with_weight(a.weight + b.weight)

@@ -97,10 +97,8 @@ class FixedConn:
             flat = k.weight.reshape(-1)
             eff = arith.synapse_weights(flat, arith.sign_mode(flat[flat != 0]), num_weight_bits=8)
             k = k.with_weight(eff.astype(np.float64).reshape(k.weight.shape))
-            row_abs = float(np.abs(k.weight).reshape(k.weight.shape[0], -1).sum(1).max(initial=0.0))
-            fc = cls(c.source, False, int(c.weight_exp), None, row_abs, device, kernel=k)
-            fc.conv = kernel_conv(k)
-            return fc
+            op = kernel_conv(k)  # its kernel_abs bounds every row: |a| <= kernel_abs * max|input|
+            return cls(c.source, False, int(c.weight_exp), None, op.kernel_abs, device, conv=op, kernel=k)
         m = c.expanded()
         m.sum_duplicates()
         data = arith.synapse_weights(m.data, arith.sign_mode(m.data), num_weight_bits=8)
@@ -406,10 +404,9 @@ def _merged(source: str, weight_exp: int, parts: list[FixedConn]) -> FixedConn:
     kernels = [p.kernel for p in parts]
     if all(k is not None for k in kernels):
         k = kernels[0].with_weight(sum(k.weight for k in kernels))  # type: ignore[union-attr,misc]
-        row_abs = float(np.abs(k.weight).reshape(k.weight.shape[0], -1).sum(1).max(initial=0.0))
-        fc = FixedConn(source, False, weight_exp, None, row_abs, parts[0].device, members=parts, kernel=k)
-        fc.conv = kernel_conv(k)
-        return fc
+        op = kernel_conv(k)
+        return FixedConn(source, False, weight_exp, None, op.kernel_abs, parts[0].device, members=parts, conv=op,
+                         kernel=k)
     w = sp.csr_matrix(functools.reduce(lambda a, b: a + b, (p.matrix if p.matrix is not None
                                                               else p.kernel.matrix() for p in parts)))  # type: ignore[union-attr]
     w.eliminate_zeros()
