@@ -221,7 +221,8 @@ def _target_plots(out_dir: Path, name: str, m: dict[str, Any], extras: dict[str,
     safe = _safe(name)
     pngs = [plot_layer_counts(out_dir / f"counts_{safe}.png", name, m["layers"])]
     if extras.get("rates") is not None:
-        pngs.append(plot_rate_scatter(out_dir / f"rates_{safe}.png", name, *extras["rates"], m["rate_basis"]))
+        ref_rates, tgt_rates = extras["rates"]  # (reference, target) per neuron: ParityAccumulator.rates
+        pngs.append(plot_rate_scatter(out_dir / f"rates_{safe}.png", name, ref_rates, tgt_rates, m["rate_basis"]))
     else:
         layers = list(m["layers"])
         scale = 1.0 / max(m["samples"] * m["time_steps"], 1)
@@ -338,7 +339,8 @@ def _neurobench_section(nb: dict[str, Any]) -> list[str]:
     """NeuroBench's metrics (names and units as NeuroBench reports them) and their per-layer parts."""
     so, fp = nb["synaptic_operations"], nb["footprint_bytes"]
     lines = ["## NeuroBench metrics", "",
-             f"Definitions and names of {nb['source']}; per sample (one inference), precision {nb['precision']['name']}.",
+             f"Definitions and names of {nb['source']}; per sample (one inference), "
+             f"precision {nb['precision']['name']}.",
              ""]
     lines += _table(["metric", "value"], [
         ["footprint (bytes)", nb["footprint"]],
@@ -350,7 +352,8 @@ def _neurobench_section(nb: dict[str, Any]) -> list[str]:
         ["membrane_updates (neurons x steps: an upper bound of NeuroBench's)", nb["membrane_updates"]]]) + [""]
     rows = [[k, v] for k, v in nb["activation_sparsity_by_layer"].items()]
     lines += _table(["spiking layer", "activation sparsity"], rows) + [""]
-    rows = [[k, v["Dense"], v["Effective_MACs"], v["Effective_ACs"]] for k, v in nb["synaptic_operations_by_layer"].items()]
+    rows = [[k, v["Dense"], v["Effective_MACs"], v["Effective_ACs"]]
+            for k, v in nb["synaptic_operations_by_layer"].items()]
     lines += _table(["weighted node", "Dense", "Effective_MACs", "Effective_ACs"], rows) + [""]
     return lines + [f"Note: {n}" for n in nb.get("notes", [])] + ([""] if nb.get("notes") else [])
 
@@ -381,8 +384,10 @@ def _loihi_section(m: dict[str, Any]) -> list[str]:
     if load:
         c, t, e = load["most_loaded_core"], load["time_per_step_s"], load["energy_per_inference_pj"]
         rows = [
-            ["most loaded core", f"core {c['core']} ({c['layer']}, {c['neurons']:,} neurons, {c['synapses']:,} synapses)"],
-            ["its synaptic ops per step: mean / max", f"{_fmt(c['synops_per_step_mean'])} / {_fmt(c['synops_per_step_max'])}"],
+            ["most loaded core",
+             f"core {c['core']} ({c['layer']}, {c['neurons']:,} neurons, {c['synapses']:,} synapses)"],
+            ["its synaptic ops per step: mean / max",
+             f"{_fmt(c['synops_per_step_mean'])} / {_fmt(c['synops_per_step_max'])}"],
             ["time per step, most loaded core bound (µs): mean / max",
              f"{_fmt(t['mean'] * 1e6)} / {_fmt(t['max'] * 1e6)}"],
             ["time per step if the load were perfectly balanced (µs)", t["if_perfectly_balanced"] * 1e6],
@@ -391,13 +396,15 @@ def _loihi_section(m: dict[str, Any]) -> list[str]:
         ex_load = (ex or {}).get("load")
         if ex_load:
             rows += [["without weight sharing: time per step (µs), mean / max",
-                      f"{_fmt(ex_load['time_per_step_s']['mean'] * 1e6)} / {_fmt(ex_load['time_per_step_s']['max'] * 1e6)}"],
+                      f"{_fmt(ex_load['time_per_step_s']['mean'] * 1e6)} / "
+                      f"{_fmt(ex_load['time_per_step_s']['max'] * 1e6)}"],
                      ["without weight sharing: energy per inference (µJ)",
                       ex_load["energy_per_inference_pj"]["total"] * 1e-6]]
         lines += _table(["per time step / per inference", "value"], rows) + [""]
     lines += ["Limits and costs:", ""]
     lines += _table(["figure", "value", "status", "source"],
-                    [[k, v["value"], v["status"], v["source"]] for part in ("limits", "costs") for k, v in m[part].items()])
+                    [[k, v["value"], v["status"], v["source"]]
+                     for part in ("limits", "costs") for k, v in m[part].items()])
     return lines + [""] + [f"- {x}" for x in m["model"]] + [""]
 
 
@@ -407,7 +414,7 @@ def plot_layer_metrics(path: Path, by_target: dict[str, dict[str, Any]]) -> str:
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     targets = list(by_target)
     w = 0.8 / max(len(targets), 1)
-    for ax, key in zip(axes, ("activation_sparsity_by_layer", "synaptic_operations_by_layer")):
+    for ax, key in zip(axes, ("activation_sparsity_by_layer", "synaptic_operations_by_layer"), strict=True):
         names = list(next(iter(by_target.values()))[key])
         x = np.arange(len(names))
         for i, t in enumerate(targets):

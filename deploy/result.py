@@ -30,7 +30,10 @@ class RunResult:
         """Join results of consecutive batches along the sample axis."""
         if not parts:
             raise ValueError("no results to concatenate")
-        cat = lambda key_dicts: {k: np.concatenate([d[k] for d in key_dicts], axis=1) for k in key_dicts[0]}
+
+        def cat(key_dicts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+            return {k: np.concatenate([d[k] for d in key_dicts], axis=1) for k in key_dicts[0]}
+
         return RunResult(
             output=np.concatenate([p.output for p in parts], axis=1),
             spike_counts=cat([p.spike_counts for p in parts]),

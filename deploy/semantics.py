@@ -32,7 +32,7 @@ from neuromoco.deploy.nodes import NEURON_TYPES, NODES, SPIKING_TYPES  # noqa: F
 
 def euler_gain(dt: float, tau: np.ndarray, dtype: type = np.float32) -> np.ndarray:
     """``dt / tau`` formed as Norse forms ``dt * tau_mem_inv``: ``(1/tau)`` rounded to ``dtype``, times dt."""
-    inv = (1.0 / np.asarray(tau, dtype=np.float64)).astype(dtype)
+    inv: np.ndarray = (1.0 / np.asarray(tau, dtype=np.float64)).astype(dtype)
     return (dtype(dt) * inv).astype(dtype)
 
 
@@ -126,6 +126,8 @@ def loihi_form(n: DiscreteNeuron, v_init: np.ndarray | float = 0.0) -> LoihiNeur
         dv, gain, bias = k.copy(), k * r, k * (n.v_leak - n.v_reset)
     if n.has_current:  # i = (1-k_syn) i + k_syn w_in I ; u := gain * i
         k_syn = n.k_syn()
+        if k_syn is None or n.w_in is None:
+            raise ValueError(f"{n.kind}: a neuron with a synaptic current needs tau_syn and w_in")
         du, gain = k_syn, gain * k_syn * n.w_in
     else:
         du = np.ones(n.shape)

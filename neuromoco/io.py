@@ -7,13 +7,14 @@ import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
-    """Call ``write(tmp_path)`` for a temporary file beside ``path``, then rename it over ``path``."""
+def atomic_write(path: str | os.PathLike, write: Callable[[str], object]) -> Path:
+    """Call ``write(tmp_path)`` (its return value is ignored) for a temporary file beside ``path``, then rename it
+    over ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -46,7 +47,8 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
 def atomic_write_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> Path:
     def write(tmp: str) -> None:
         with open(tmp, "wb") as f:
-            np.savez_compressed(f, **arrays)
+            # the keys are array names; mypy cannot know that none is savez_compressed's allow_pickle
+            np.savez_compressed(f, **cast("dict[str, Any]", arrays))
 
     return atomic_write(path, write)
 

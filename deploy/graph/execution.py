@@ -153,4 +153,4 @@ def _components(order: list[str], succs: dict[str, list[str]],
     groups: dict[int, list[str]] = {}
     for n in order:
         groups.setdefault(comp[n], []).append(n)
-    return sorted((sorted(g, key=pos.get) for g in groups.values()), key=lambda g: pos[g[0]])
+    return sorted((sorted(g, key=pos.__getitem__) for g in groups.values()), key=lambda g: pos[g[0]])

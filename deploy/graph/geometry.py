@@ -38,7 +38,7 @@ def conv_padding(node: nir.NIRNode, name: str, nd: int, kernel: tuple[int, ...],
             return tuple((0, 0) for _ in range(nd))
         if pad == "same":
             out = []
-            for k, d in zip(kernel, dilation):
+            for k, d in zip(kernel, dilation, strict=True):
                 total = d * (k - 1)
                 out.append((total // 2, total - total // 2))
             return tuple(out)
@@ -104,7 +104,7 @@ def flatten_span(node: nir.Flatten, shape: Shape, name: str) -> tuple[int, int]:
         body = declared[1:] if batched else declared
         if len(body) != len(shape) or (any(body) and tuple(body) != tuple(shape)):
             raise _Mismatch("input_type", declared)
-    if not batched:
+    if declared is None or not batched:  # (batched implies declared)
         return flatten_dims(node, len(shape), name)
     start, end = int(np.asarray(node.start_dim).item()), int(np.asarray(node.end_dim).item())
     nd = len(shape) + 1

@@ -76,7 +76,8 @@ def _conv_out(node: nir.NIRNode, name: str, shape: Shape) -> Shape:
     g = conv_geometry(node, name)
     _check_conv_input(node, name, shape, g)
     spatial = []
-    for n, k, s, d, (p0, p1) in zip(shape[1:], g["kernel"], g["stride"], g["dilation"], g["padding"]):
+    dims = zip(shape[1:], g["kernel"], g["stride"], g["dilation"], g["padding"], strict=True)
+    for n, k, s, d, (p0, p1) in dims:
         spatial.append((n + p0 + p1 - d * (k - 1) - 1) // s + 1)
     if any(v <= 0 for v in spatial):
         raise UserError(f"node {name!r}: input {shape} is too small for the kernel {g['kernel']}")
@@ -88,7 +89,8 @@ def _pool_out(node: nir.NIRNode, name: str, shape: Shape) -> Shape:
     g = pool_geometry(node, name)
     if len(shape) != 3:
         raise _Mismatch("input", ("C", "H", "W"))
-    spatial = [(n + 2 * p - k) // s + 1 for n, k, s, p in zip(shape[1:], g["kernel"], g["stride"], g["padding"])]
+    dims = zip(shape[1:], g["kernel"], g["stride"], g["padding"], strict=True)
+    spatial = [(n + 2 * p - k) // s + 1 for n, k, s, p in dims]
     if any(v <= 0 for v in spatial):
         raise UserError(f"node {name!r}: input {shape} is too small for the pooling window {g['kernel']}")
     return (shape[0], *spatial)

@@ -14,6 +14,7 @@ synapses; beyond, the compiler refuses with a message before it allocates.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeAlias, cast
 
 import numpy as np
 import scipy.sparse as sp
@@ -40,7 +41,7 @@ class Eye:
         return sp.identity(self.size, format="csr")
 
 
-Map = sp.csr_matrix | kn.Kernel | Eye
+Map: TypeAlias = sp.csr_matrix | kn.Kernel | Eye
 Key = tuple[str, int]  # (source unit, recurrent edges on the path)
 Maps = dict[str, dict[Key, sp.csr_matrix | kn.Kernel]]
 Biases = dict[str, dict[int, np.ndarray]]
@@ -103,8 +104,8 @@ def then(op: LinearOp, m: Map) -> Map:
 
 def add(a: Map, b: Map, where: str) -> Map:
     """Two paths from one source into ``where``, summed: one kernel where the geometries agree."""
-    ka = kn.identity_kernel(a.shape) if isinstance(a, Eye) and len(a.shape) == 3 else a  # type: ignore[arg-type]
-    kb = kn.identity_kernel(b.shape) if isinstance(b, Eye) and len(b.shape) == 3 else b  # type: ignore[arg-type]
+    ka = kn.identity_kernel(cast(kn.Shape3, a.shape)) if isinstance(a, Eye) and len(a.shape) == 3 else a
+    kb = kn.identity_kernel(cast(kn.Shape3, b.shape)) if isinstance(b, Eye) and len(b.shape) == 3 else b
     if isinstance(ka, kn.Kernel) and isinstance(kb, kn.Kernel):
         both = kn.add(ka, kb)
         if both is not None:

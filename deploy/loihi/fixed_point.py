@@ -25,7 +25,7 @@ no scale can map exactly (a decay off the 12-bit grid, a residual synapse left o
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import scipy.sparse as sp
@@ -240,7 +240,7 @@ def residual_pays(exp: int, mixed: bool, residual_exp: int) -> bool:
     return residual_exp >= 0 or 2.0 ** exp * (2 if mixed else 1) >= RESIDUAL_MIN_STEP
 
 
-Weights = sp.csr_matrix | Kernel
+Weights: TypeAlias = sp.csr_matrix | Kernel
 
 
 class _Entries:
@@ -284,23 +284,24 @@ def quantize_conn(m: Weights, sigma: np.ndarray, parts: int = 1, sign_split: boo
     m = m if isinstance(m, Kernel) else sp.csr_matrix(m)
     e = _Entries(m, sigma)
     if sign_split and e.stored and e.values.min() < 0 < e.values.max():
-        out, reps = [], []
+        halves: list[list[tuple[Weights, int]]] = []
+        reps: list[dict[str, Any]] = []
         for part in (np.maximum(e.values, 0), np.minimum(e.values, 0)):
-            pieces, r = quantize_conn(e.rebuild(part), sigma, parts)
-            out.append(pieces)
+            half, r = quantize_conn(e.rebuild(part), sigma, parts)
+            halves.append(half)
             reps.append(r)
         if isinstance(m, Kernel):  # the same taps in every piece
-            total = sum(q.weight.reshape(-1) * 2.0 ** x for pieces in out for q, x in pieces)  # type: ignore[union-attr]
+            total = sum(q.weight.reshape(-1) * 2.0 ** x for half in halves for q, x in half)
             err = (total / e.sigma - e.values)[e.values != 0]
         else:
-            tm = sum((q.astype(np.float64) * 2.0 ** x for pieces in out for q, x in pieces), sp.csr_matrix(m.shape))
+            tm = sum((q.astype(np.float64) * 2.0 ** x for half in halves for q, x in half), sp.csr_matrix(m.shape))
             err = sp.csr_matrix(sp.diags(1.0 / sigma) @ tm - m).data  # total's synapses are m's or fewer
         nz = e.values[e.values != 0]
         rep = {"sign_mode": "split", "weight_exp": reps[0]["weight_exp"],
                "weight_exp_inhibitory": reps[1]["weight_exp"],
                "mantissa_min": reps[1]["mantissa_min"], "mantissa_max": reps[0]["mantissa_max"],
                "synapses_per_weight": max(r["synapses_per_weight"] for r in reps), "sign_processes": 2,
-               "rel_weight_error": float(np.linalg.norm(err) / max(np.linalg.norm(nz), 1e-300)),
+               "rel_weight_error": float(np.linalg.norm(err) / max(float(np.linalg.norm(nz)), 1e-300)),
                "max_abs_weight_error_rel_to_max": float(np.abs(err).max(initial=0.0) / np.abs(nz).max()),
                "weights_rounded_to_zero": float((reps[0]["weights_rounded_to_zero"] * int((nz > 0).sum())
                                                  + reps[1]["weights_rounded_to_zero"] * int((nz < 0).sum()))
@@ -308,7 +309,7 @@ def quantize_conn(m: Weights, sigma: np.ndarray, parts: int = 1, sign_split: boo
         for r in reps:
             if "residual_left_out" in r:
                 rep["residual_left_out"] = r["residual_left_out"]
-        return out[0] + out[1], rep | {"parts": [len(out[0]), len(out[1])]}
+        return halves[0] + halves[1], rep | {"parts": [len(halves[0]), len(halves[1])]}
     keep = e.values != 0
     real = e.values * e.sigma
     if not e.stored or not np.any(real):
@@ -325,7 +326,7 @@ def quantize_conn(m: Weights, sigma: np.ndarray, parts: int = 1, sign_split: boo
     nz = e.values[keep]
     rep = {"sign_mode": modes[0], "weight_exp": exps[0], "mantissa_min": int(mants[0][keep].min()),
            "mantissa_max": int(mants[0][keep].max()), "synapses_per_weight": len(out),
-           "rel_weight_error": float(np.linalg.norm(err) / max(np.linalg.norm(nz), 1e-300)),
+           "rel_weight_error": float(np.linalg.norm(err) / max(float(np.linalg.norm(nz)), 1e-300)),
            "max_abs_weight_error_rel_to_max": float(np.abs(err).max() / np.abs(nz).max()),
            "weights_rounded_to_zero": float(np.mean(total[keep] == 0))}
     if len(out) > 1:

@@ -99,7 +99,7 @@ class Conv(LinearOp):
 
     def matrix(self) -> sp.csr_matrix:
         g = self.g
-        span = [d * (k - 1) + 1 for k, d in zip(g["kernel"], g["dilation"])]
+        span = [d * (k - 1) + 1 for k, d in zip(g["kernel"], g["dilation"], strict=True)]
         return probe_matrix(self.apply, self.in_shape, self.out_shape, span, g["stride"],
                             [p0 for p0, _ in g["padding"]], self.name)
 

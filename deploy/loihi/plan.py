@@ -1,8 +1,8 @@
 """The Lava network plan: neuron layers, their connections and the readout (what ``lava_network.h5`` holds).
 
 :mod:`.compile` makes a plan from a NIR graph, :mod:`.fixed_point` turns a float plan into Loihi 2 fixed
-point, :mod:`.plan_io` writes and reads it, :mod:`neuromoco.deploy.targets.lava.network` builds Lava processes from it. Nothing in a
-plan depends on the number of time steps or samples of a run.
+point, :mod:`.plan_io` writes and reads it, :mod:`neuromoco.deploy.targets.lava.network` builds Lava processes
+from it. Nothing in a plan depends on the number of time steps or samples of a run.
 """
 
 from __future__ import annotations
@@ -41,25 +41,34 @@ class Conn:
         if (self.matrix is None) == (self.kernel is None):
             raise ValueError("a connection holds either a matrix or a kernel")
 
+    def _held_matrix(self) -> sp.csr_matrix:
+        """``matrix``, for a connection that holds no kernel (it then holds a matrix: ``__post_init__``)."""
+        if self.matrix is None:
+            raise ValueError(f"connection from {self.source!r} holds neither a matrix nor a kernel")
+        return self.matrix
+
     @property
     def shape(self) -> tuple[int, int]:
         """``(n_target, n_source)``."""
-        return self.kernel.shape if self.kernel is not None else tuple(self.matrix.shape)  # type: ignore[union-attr,return-value]
+        if self.kernel is not None:
+            return self.kernel.shape
+        n_target, n_source = self._held_matrix().shape
+        return n_target, n_source
 
     @property
     def nnz(self) -> int:
         """Synapses: non-zero (target, source) pairs (a kernel's expanded count)."""
-        return self.kernel.synapses if self.kernel is not None else int(self.matrix.nnz)  # type: ignore[union-attr]
+        return self.kernel.synapses if self.kernel is not None else int(self._held_matrix().nnz)
 
     @property
     def parameters(self) -> int:
         """Stored weights: a kernel's non-zero weights, a matrix's synapses."""
-        return self.kernel.parameters if self.kernel is not None else int(self.matrix.nnz)  # type: ignore[union-attr]
+        return self.kernel.parameters if self.kernel is not None else int(self._held_matrix().nnz)
 
     @property
     def weights(self) -> sp.csr_matrix | Kernel:
         """The matrix or the kernel, whichever the connection holds."""
-        return self.kernel if self.kernel is not None else self.matrix  # type: ignore[return-value]
+        return self.kernel if self.kernel is not None else self._held_matrix()
 
     def expanded(self) -> sp.csr_matrix:
         """The weights as a ``[n_target, n_source]`` matrix (a kernel expanded: for small networks and checks)."""
@@ -69,9 +78,10 @@ class Conn:
         """Per target neuron, the largest ``|weight|`` (a kernel's channel maximum for all its neurons)."""
         if self.kernel is not None:
             return self.kernel.per_neuron(self.kernel.channel_abs_max())
-        if not self.matrix.nnz:  # type: ignore[union-attr]
+        m = self._held_matrix()
+        if not m.nnz:
             return np.zeros(self.shape[0])
-        return np.asarray(abs(self.matrix).max(axis=1).todense()).ravel()  # type: ignore[union-attr]
+        return np.asarray(abs(m).max(axis=1).todense()).ravel()
 
     def row_sums(self) -> tuple[np.ndarray, np.ndarray]:
         """Per target neuron, the sum of its positive weights and of its negative weights' magnitudes (a
@@ -285,7 +295,7 @@ def format_table(plan: LavaPlan) -> str:
 
     def line(cells: tuple[str, ...]) -> str:
         return "| " + " | ".join(c.rjust(w) if i in right else c.ljust(w)
-                                 for i, (c, w) in enumerate(zip(cells, widths))) + " |"
+                                 for i, (c, w) in enumerate(zip(cells, widths, strict=True))) + " |"
 
     kind = "floating point" if plan.precision == "float" else "Loihi 2 fixed point"
     title = (f"Lava plan ({kind}, dt {plan.dt}): input {plan.input_name!r} "

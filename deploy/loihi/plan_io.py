@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import scipy.sparse as sp
@@ -197,9 +197,11 @@ def _read_kernel(grp: Any) -> Kernel:
     def ints(name: str) -> tuple[int, ...]:
         return tuple(int(v) for v in grp.attrs[name])
 
-    crop = ints("crop") if "crop" in grp.attrs else None
-    return Kernel(grp["weight"][()], ints("stride"), ints("pad"), ints("in_shape"), ints("out_shape"),  # type: ignore[arg-type]
-                  crop)  # type: ignore[arg-type]
+    # each attribute holds as many ints as its Kernel field (what _write_kernel wrote)
+    crop = cast("tuple[int, int]", ints("crop")) if "crop" in grp.attrs else None
+    return Kernel(grp["weight"][()], cast("tuple[int, int]", ints("stride")),
+                  cast("tuple[int, int, int, int]", ints("pad")), cast("tuple[int, int, int]", ints("in_shape")),
+                  cast("tuple[int, int, int]", ints("out_shape")), crop)
 
 
 def _read_conns(grp: Any, metas: list[dict[str, Any]]) -> list[Conn]:

@@ -46,14 +46,14 @@ def probe_matrix(apply: Callable[[torch.Tensor], torch.Tensor], in_shape: Sequen
                 found.append(entries)
     if not found:
         return sp.csr_matrix((n_out, n_in))
-    rows, cols, vals = (np.concatenate(part) for part in zip(*found))
+    rows, cols, vals = (np.concatenate(part) for part in zip(*found, strict=True))
     m = sp.csr_matrix((vals, (rows, cols)), shape=(n_out, n_in))
     m.sum_duplicates()
     return m
 
 
 def _probe_inputs(chunk: list[Probe], C: int, sp_in: list[int], span: Sequence[int],
-                  grids: list[np.ndarray]) -> np.ndarray:
+                  grids: Sequence[np.ndarray]) -> np.ndarray:
     """The probe batch ``[len(chunk), C, *sp_in]``: ones at the positions each probe colours."""
     x = np.zeros((len(chunk), C, *sp_in))
     for i, (c, off) in enumerate(chunk):
