@@ -54,7 +54,10 @@ def mutable_defaults_as_factories(module_prefix: str = "lava") -> Iterator[None]
     def patched(cls: type, a_name: str, a_type: object, *args: object, **kwargs: object):
         default = cls.__dict__.get(a_name, dataclasses.MISSING)
         if str(getattr(cls, "__module__", "")).startswith(module_prefix) and _is_mutable_default(default):
-            setattr(cls, a_name, dataclasses.field(default_factory=lambda d=default: copy.deepcopy(d)))
+            def factory(d: object = default) -> object:
+                return copy.deepcopy(d)
+
+            setattr(cls, a_name, dataclasses.field(default_factory=factory))
         return original(cls, a_name, a_type, *args, **kwargs)
 
     dataclasses._get_field = patched  # type: ignore[attr-defined]
@@ -77,11 +80,11 @@ def tolerant_fork_start_method() -> Iterator[None]:
             raise RuntimeError(f"Lava needs the '{method}' multiprocessing start method, but '{current}' "
                                "was already chosen in this process")
 
-    multiprocessing.set_start_method = patched  # type: ignore[assignment]
+    multiprocessing.set_start_method = patched
     try:
         yield
     finally:
-        multiprocessing.set_start_method = original  # type: ignore[assignment]
+        multiprocessing.set_start_method = original
 
 
 _MP_MODULE = "lava.magma.runtime.message_infrastructure.multiprocessing"

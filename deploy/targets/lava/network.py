@@ -8,9 +8,9 @@ windows (Lava's ``LIFReset`` with ``reset_interval = T`` and ``reset_offset = (1
 same rule in ``NirNeuron``). A ``Dense`` / ``Sparse`` process has no bias: a readout bias is added on the
 host by the runner.
 
-A connection with an added delay (a skip connection's short path, see :mod:`neuromoco.deploy.loihi.layout`) is Lava's own
-``DelaySparse`` with that delay on every synapse: delay ``0`` behaves exactly as ``Sparse`` (one step) and
-delay ``k`` arrives ``k`` steps later, in ``floating_pt`` and in the bit-accurate ``fixed_pt`` model (which
+A connection with an added delay (a skip connection's short path, see :mod:`neuromoco.deploy.loihi.layout`) is
+Lava's own ``DelaySparse`` with that delay on every synapse: delay ``0`` behaves exactly as ``Sparse`` (one step)
+and delay ``k`` arrives ``k`` steps later, in ``floating_pt`` and in the bit-accurate ``fixed_pt`` model (which
 applies ``weight_exp`` to each step's sum exactly as ``Sparse`` does), graded input included. A kernel
 connection holds its added delay in its own buffer, with the same timing.
 """

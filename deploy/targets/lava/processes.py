@@ -60,6 +60,8 @@ exactly the ones the compiler's search picks with ``select_tag`` -- and no searc
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any, cast
+
 import numpy as np
 from lava.magma.core.decorator import implements, requires, tag
 from lava.magma.core.model.py.model import PyLoihiProcessModel
@@ -106,6 +108,9 @@ class NirNeuron(AbstractProcess):
 
 class _Window:
     """Window bookkeeping shared by both models."""
+
+    if TYPE_CHECKING:  # set by the Lava process model this mixes into
+        time_step: int
 
     def _setup_window(self, proc_params) -> None:
         self.period = max(1, int(proc_params["period"]))
@@ -237,6 +242,14 @@ class PyRecorderModel(PyLoihiProcessModel):
 class _StaticDelayWeights:
     """``calc_act`` of Lava's delay synapse with the delay-stacked weight matrix built once (static weights)."""
 
+    if TYPE_CHECKING:  # what Lava's DelaySparse models this mixes into provide
+        weights: Any
+        delays: Any
+        a_buff: np.ndarray
+
+        @staticmethod
+        def get_delay_wgts_mat(weights: Any, delays: Any, max_delay: int) -> Any: ...
+
     _stacked = None
 
     def calc_act(self, s_in) -> np.ndarray:
@@ -290,14 +303,19 @@ class _PlanConvModel(PyLoihiProcessModel):
 
     def _make_kernel(self, weight: np.ndarray) -> Kernel:
         p = self.proc_params
-        crop = None if p["crop"] is None else tuple(p["crop"])
-        return Kernel(np.asarray(weight, dtype=np.float64), tuple(p["stride"]), tuple(p["pad"]),
-                      tuple(p["in_shape"]), tuple(p["out_shape"]), crop)  # type: ignore[arg-type]
+        # each parameter holds as many ints as its Kernel field (what PlanConv was given)
+        crop = None if p["crop"] is None else cast("tuple[int, int]", tuple(p["crop"]))
+        return Kernel(np.asarray(weight, dtype=np.float64), cast("tuple[int, int]", tuple(p["stride"])),
+                      cast("tuple[int, int, int, int]", tuple(p["pad"])),
+                      cast("tuple[int, int, int]", tuple(p["in_shape"])),
+                      cast("tuple[int, int, int]", tuple(p["out_shape"])), crop)
 
     def _convolve(self, s: np.ndarray) -> np.ndarray:
         """``s`` ``(tiles * n_in,)`` -> float64 ``(tiles * n_out,)``."""
+        if self._kernel is None:
+            raise RuntimeError("PlanConv's kernel is made on the first step, before any convolution")
         x = np.asarray(s, dtype=np.float64).reshape(self.proc_params["tiles"], -1)
-        return self._kernel.apply_numpy(x).ravel()  # type: ignore[union-attr]
+        return self._kernel.apply_numpy(x).ravel()
 
     def _activation(self, s: np.ndarray) -> np.ndarray:
         raise NotImplementedError

@@ -1,8 +1,8 @@
 """The Lava target object: ``export`` writes a plan, ``load`` opens one as a runner (see the package docstring).
 
 ``export`` compiles the graph (:func:`~.compile.compile_graph`) and writes ``lava_network.h5``
-(:mod:`neuromoco.deploy.loihi.plan_io`) plus ``lava_export.json`` (the plan's report); ``load`` reads the file back into a
-:class:`~.runner.LavaRunner`. Options: :class:`~.options.LavaOptions` (precision, fixed-point scale
+(:mod:`neuromoco.deploy.loihi.plan_io`) plus ``lava_export.json`` (the plan's report); ``load`` reads the file back
+into a :class:`~.runner.LavaRunner`. Options: :class:`~.options.LavaOptions` (precision, fixed-point scale
 rule, weight bits, input scaling, tiling, samples per run, spike records).
 """
 
