@@ -100,12 +100,9 @@ def test_moco_hyper_parameters_out_of_range_are_one_line_errors(pretrained, tmp_
 
 
 def test_bad_checkpoints_are_one_line_errors(pretrained, tmp_path, capsys):
-    corrupt = tmp_path / "corrupt.pt"
-    corrupt.write_bytes(pretrained.read_bytes()[:300])
     foreign = tmp_path / "foreign.pt"
     torch.save({"weights": torch.zeros(2)}, foreign)
     cases = [(["eval", "--checkpoint", str(tmp_path / "missing.pt")], "not found"),
-             (["export", "--checkpoint", str(corrupt), "--out", str(tmp_path / "x")], "corrupt"),
              (["finetune", "--pretrained", str(foreign), "--out", str(tmp_path / "y")], "not a NeuroMoCo checkpoint"),
              (["eval", "--checkpoint", str(pretrained)], "pre-training checkpoint")]
     for argv, words in cases:
@@ -113,6 +110,41 @@ def test_bad_checkpoints_are_one_line_errors(pretrained, tmp_path, capsys):
         assert main(argv) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and words in err and "Traceback" not in err
+
+
+def _garbage(kind: str, pretrained, path):
+    """A file that is no readable checkpoint: random bytes, a real checkpoint cut short, text, or a torch
+    file holding a NumPy array (which ``weights_only`` refuses with a paragraph of its own)."""
+    import numpy as np
+
+    if kind == "random":
+        path.write_bytes(bytes(range(256)) * 3)
+    elif kind == "truncated":
+        path.write_bytes(pretrained.read_bytes()[:300])
+    elif kind == "text":
+        path.write_text("not a checkpoint\n")
+    elif kind == "numpy":
+        torch.save({"format": "neuromoco-checkpoint", "w": np.zeros(3)}, path)
+    return path
+
+
+@pytest.mark.parametrize("kind", ["random", "truncated", "text", "numpy"])
+@pytest.mark.parametrize("where", ["--pretrained", "--resume", "eval", "export"])
+def test_garbage_checkpoints_are_refused_in_one_line_naming_the_file(pretrained, tmp_path, capsys, kind, where):
+    bad = _garbage(kind, pretrained, tmp_path / "x.pt")
+    run = ["--out", str(tmp_path / "run"), *COMMON]
+    argv = {"--pretrained": ["linear", "--pretrained", str(bad), *run],
+            "--resume": ["linear", "--pretrained", str(pretrained), "--resume", str(bad), *run],
+            "eval": ["eval", "--checkpoint", str(bad)],
+            "export": ["export", "--checkpoint", str(bad), "--out", str(tmp_path / "exp")]}[where]
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err and "weights_only" not in err, err
+    why = ("is not a NeuroMoCo checkpoint (a torch file holding Python objects other than tensors and plain values)"
+           if kind == "numpy" else "is not a readable checkpoint (truncated or not a torch file)")
+    assert err.endswith(f"error: checkpoint {bad} {why}"), err
+    assert not (tmp_path / "run").exists()  # refused before the run directory is touched
 
 
 def test_atomic_checkpoint_leaves_no_temporary(tmp_path):

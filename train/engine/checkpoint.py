@@ -15,6 +15,9 @@ A checkpoint is a dict of plain values and tensors (loadable with ``torch.load(w
 from __future__ import annotations
 
 import os
+import pickle
+import warnings
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -44,13 +47,9 @@ def load_checkpoint(path: str | os.PathLike, kind: str | None = None,
                 break
     if not path.is_file():
         raise UserError(f"checkpoint not found: {path}")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # noqa: BLE001 - zip, pickle, EOF, runtime errors all mean "not readable"
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(f"checkpoint {path} is corrupt or not a checkpoint ({first[:160]})") from None
+    ckpt = _read(path, map_location)
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise UserError(f"{path} is not a NeuroMoCo checkpoint")
+        raise UserError(f"checkpoint {path} is not a NeuroMoCo checkpoint")
     if ckpt.get("format_version", 0) > FORMAT_VERSION:
         raise UserError(f"{path} was written by a newer version (format {ckpt['format_version']})")
     if kind is not None and ckpt.get("kind") != kind:
@@ -60,6 +59,22 @@ def load_checkpoint(path: str | os.PathLike, kind: str | None = None,
         raise UserError(f"{path} is a {ckpt.get('kind')!r} checkpoint, not {kind!r}; {hint}".rstrip("; "))
     ckpt["_path"] = str(path)
     return ckpt
+
+
+def _read(path: Path, map_location: str | torch.device) -> Any:
+    """``torch.load(weights_only=True)`` of ``path``; any failure is one line naming the file, never torch's
+    paragraph about ``weights_only`` (whose advice, to unpickle arbitrary code, is not ours to give)."""
+    try:
+        with warnings.catch_warnings():  # torch warns about the pickle protocol of files it then refuses
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except OSError as err:
+        raise UserError(f"checkpoint {path} cannot be read ({err.strerror or type(err).__name__})") from None
+    except Exception as err:  # noqa: BLE001 - zip, pickle, EOF and runtime errors all mean "not readable"
+        if isinstance(err, pickle.UnpicklingError) and zipfile.is_zipfile(path):
+            raise UserError(f"checkpoint {path} is not a NeuroMoCo checkpoint (a torch file holding Python "
+                            "objects other than tensors and plain values)") from None
+        raise UserError(f"checkpoint {path} is not a readable checkpoint (truncated or not a torch file)") from None
 
 
 def restore_training_state(ckpt: dict[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer,
