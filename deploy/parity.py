@@ -26,20 +26,21 @@ from typing import Any
 import numpy as np
 
 from neuromoco.deploy.result import RunResult
-
-#: targets that compute the reference's arithmetic exactly: held to equality by default
-EXACT_TARGETS = ("lava", "lava-float", "onnx", "reference")
+from neuromoco.deploy.targets import exact_targets
 
 
 @dataclass
 class Tolerances:
-    """Limits a target must stay within. ``exact`` targets are held to equality instead (see :meth:`for_target`)."""
+    """Limits a target must stay within. ``exact`` targets are held to equality instead (see :meth:`for_target`).
+
+    ``exact`` defaults to the targets whose :class:`~neuromoco.deploy.targets.TargetSpec` says ``exact``.
+    """
 
     min_agreement: float = 0.99  # prediction agreement with the reference
     max_count_rel_diff: float = 0.02  # per layer, |target - ref| / max(ref, 1) of total spike counts
     min_rate_cosine: float = 0.99  # cosine of per-neuron firing rates, all layers together
     max_accuracy_drop: float | None = None  # reference accuracy minus target accuracy (None: not checked)
-    exact: tuple[str, ...] = EXACT_TARGETS
+    exact: tuple[str, ...] = field(default_factory=exact_targets)
 
     def for_target(self, name: str) -> Tolerances:
         """The limits for ``name``: equality for an exact target, these limits otherwise."""
@@ -163,10 +164,11 @@ class ParityAccumulator:
         """Keep the records of this batch's most-diverging sample if it beats the one kept (for the raster)."""
         totals = mism.sum(axis=(1, 2))
         b = int(totals.argmax())
+        layers = self.layers or []
         if totals[b] > self.raster.mismatches:
             self.raster = _Worst(self.n + b, int(totals[b]),
-                                 {k: np.array(ref.spikes[k][:, b]) for k in self.layers},
-                                 {k: np.array(tgt.spikes[k][:, b]) for k in self.layers})
+                                 {k: np.array(ref.spikes[k][:, b]) for k in layers},
+                                 {k: np.array(tgt.spikes[k][:, b]) for k in layers})
 
     # ------------------------------------------------------------------ results
     def result(self) -> dict[str, Any]:

@@ -1,13 +1,17 @@
 """Every graph in nir_models/ on every target, against the reference executor, on seeded samples.
 
-* Float targets (``reference``, ``lava-float``, ``onnx``) must reproduce the reference exactly: the same
-  spike count at every layer, step and sample, the same 0/1 record per neuron where the target gives one,
-  and the same predictions. ``lava-float`` is compared with the reference in float64 (Lava's floating-point
-  simulation computes in float64), the others in float32.
-* Quantized targets (``lava-fixed``, ``reference-fixed``, ``onnx-int8``) must stay within :data:`APPROXIMATE`,
+The targets and what each is held to come from their :class:`~neuromoco.deploy.targets.TargetSpec` (every
+name that is not another's default configuration), so a new target is tested here without editing this file:
+
+* Exact targets (``exact``: ``reference``, ``lava-float``, ``onnx``) must reproduce the reference exactly:
+  the same spike count at every layer, step and sample, the same 0/1 record per neuron where the target gives
+  one, and the same predictions. Each is compared with the reference in its ``reference_dtype`` (float64 for
+  ``lava-float``: Lava's floating-point simulation computes in float64; float32 for the others).
+* The others (``lava-fixed``, ``reference-fixed``, ``onnx-int8``) must stay within :data:`APPROXIMATE`,
   tolerances measured on these graphs and inputs (see the comment there) with a margin.
-* ``reference-fixed`` must equal ``lava-fixed`` exactly: the same 0/1 spikes at every layer, step and sample
-  and the same outputs (it runs the same fixed-point plan as integer arithmetic in PyTorch).
+* A target with a bit-exact emulator that is another target (``lava-fixed``'s ``reference-fixed``) must equal
+  it exactly: the same 0/1 spikes at every layer, step and sample and the same outputs (``reference-fixed`` runs
+  the same fixed-point plan as integer arithmetic in PyTorch).
 
 A target whose module does not exist yet is skipped with that reason; once it exists it runs, and any
 failure to build or run it fails the test. Nothing else is skipped.
@@ -25,7 +29,7 @@ import pytest
 from neuromoco.deploy.card import ModelCard
 from neuromoco.deploy.graph import load_graph, spiking_nodes
 from neuromoco.deploy.parity import Tolerances, check, compare
-from neuromoco.deploy.targets import get_target
+from neuromoco.deploy.targets import REFERENCE, TARGETS, distinct_targets, get_target
 from neuromoco.deploy.targets.options import RunContext
 from neuromoco.deploy.targets.reference import ReferenceOptions, ReferenceRunner
 
@@ -33,7 +37,9 @@ ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "nir_models"
 
 #: the targets every graph goes through; "reference" checks the target wrapper against the executor itself
-TARGET_NAMES = ("reference", "lava-float", "lava-fixed", "reference-fixed", "onnx", "onnx-int8")
+TARGET_NAMES = distinct_targets()
+#: (target, its bit-exact emulator) where the emulator is another target, not the reference itself
+EMULATED = tuple((n, TARGETS[n].emulator) for n in TARGET_NAMES if TARGETS[n].emulator not in (None, REFERENCE))
 
 SAMPLES = 4  # per graph and target: Lava's start-up, not the samples, is the cost
 CALIBRATION_SAMPLES = 8
@@ -50,8 +56,6 @@ def graph_id(path: Path) -> str:
 
 def target_module_missing(name: str) -> str | None:
     """Why ``name`` cannot run yet (its module is not written), or None when it exists and must run."""
-    from neuromoco.deploy.targets import TARGETS
-
     module = TARGETS[name].module
     return None if importlib.util.find_spec(module) is not None else f"target module {module} does not exist yet"
 
@@ -80,8 +84,6 @@ def dataset_frames(card, samples: int, split: str) -> np.ndarray | None:
     return np.ascontiguousarray(np.swapaxes(frames, 0, 1))
 
 
-EXACT = ("reference", "lava-float", "onnx")
-
 # Measured on nir_models/ with these seeded inputs (4 samples per graph; int8 calibrated on 8 other seeded
 # samples), worst over the six fixture graphs:
 #   onnx-int8   agreement 1.0, per-layer count rel. diff 0.044, rate cosine 0.9999
@@ -95,12 +97,9 @@ EXACT = ("reference", "lava-float", "onnx")
 # diff 0.0027, rate cosine 0.99994; onnx-int8 1.0 / 0.0043 / 0.99994 (on 64 samples reference-fixed 0.984 /
 # 0.0019 / 1.0). The same limits hold it with a wide margin; the recurrent graphs' fixed-point loss over 256
 # samples, per scale mode and weight width, is held tighter in tests/test_fixed_point_recurrent.py.
-APPROXIMATE: dict[str, Tolerances] = {
-    "onnx-int8": Tolerances(min_agreement=0.75, max_count_rel_diff=0.15, min_rate_cosine=0.995, exact=()),
-    "lava-fixed": Tolerances(min_agreement=0.75, max_count_rel_diff=0.15, min_rate_cosine=0.995, exact=()),
-}
-# reference-fixed computes lava-fixed's plan bit for bit (test_reference_fixed_equals_lava_fixed): its limits.
-APPROXIMATE["reference-fixed"] = APPROXIMATE["lava-fixed"]
+# One set of limits holds every target that is not exact (onnx-int8, lava-fixed and reference-fixed, which
+# computes lava-fixed's plan bit for bit: test_target_equals_its_emulator), and a new one until it needs its own.
+APPROXIMATE = Tolerances(min_agreement=0.75, max_count_rel_diff=0.15, min_rate_cosine=0.995, exact=())
 # Trained models run on REAL_SAMPLES samples of their own test split (int8 calibrated on their train split).
 # Measured on the demo's cnn3-34 over the whole embedded test split (179 samples, `deploy parity`, 2026-12-01):
 #   lava-fixed  agreement 1.0,    worst layer count diff 0.0053, rate cosine 0.9998
@@ -125,11 +124,7 @@ REAL_SAMPLES = 32
 LARGE_INPUT = 2 * 64 * 64
 LARGE_SAMPLES = 8
 LARGE_CALIBRATION = 16
-APPROXIMATE_TRAINED: dict[str, Tolerances] = {
-    "onnx-int8": Tolerances(min_agreement=0.96, max_count_rel_diff=0.02, min_rate_cosine=0.997, exact=()),
-    "lava-fixed": Tolerances(min_agreement=0.96, max_count_rel_diff=0.02, min_rate_cosine=0.997, exact=()),
-}
-APPROXIMATE_TRAINED["reference-fixed"] = APPROXIMATE_TRAINED["lava-fixed"]
+APPROXIMATE_TRAINED = Tolerances(min_agreement=0.96, max_count_rel_diff=0.02, min_rate_cosine=0.997, exact=())
 
 GRAPHS = discover_graphs()
 
@@ -172,10 +167,10 @@ def test_target_matches_reference(model, target):
     runner = impl.runner(model["graph"], model["card"], options.updated({"record_spikes": True}),
                          RunContext(calibration=model["calibration"]))
     result = runner.run(model["frames"])
-    ref = model["refs"]["float64" if target.startswith("lava") else "float32"]
+    ref = model["refs"][TARGETS[target].reference_dtype]
     assert result.output.shape[:2] == ref.output.shape[:2]
     metrics = compare(ref, result, layers=model["layers"])
-    if target in EXACT:
+    if TARGETS[target].exact:
         for layer in model["layers"]:
             np.testing.assert_array_equal(result.spike_counts[layer], ref.spike_counts[layer],
                                           err_msg=f"{target}: spike counts of {layer} differ from the reference")
@@ -185,26 +180,28 @@ def test_target_matches_reference(model, target):
         np.testing.assert_array_equal(result.predictions, ref.predictions)
         assert check(metrics, Tolerances().for_target(target)) == []
     else:
-        broken = check(metrics, (APPROXIMATE_TRAINED if model["trained"] else APPROXIMATE)[target])
+        broken = check(metrics, APPROXIMATE_TRAINED if model["trained"] else APPROXIMATE)
         assert broken == [], f"{target} on {model['path'].name}: " + "; ".join(broken)
 
 
-def test_reference_fixed_equals_lava_fixed(model):
-    """The same plan as integers in PyTorch: every spike at every layer and step, and every output value."""
-    for target in ("lava-fixed", "reference-fixed"):
-        reason = target_module_missing(target)
+@pytest.mark.parametrize("target, emulator", EMULATED, ids=[f"{t}={e}" for t, e in EMULATED])
+def test_target_equals_its_emulator(model, target, emulator):
+    """The same plan as integers in PyTorch (reference-fixed for lava-fixed): every spike at every layer and
+    step, and every output value."""
+    for name in (target, emulator):
+        reason = target_module_missing(name)
         if reason:
             pytest.skip(reason)
     results = {}
-    for target in ("lava-fixed", "reference-fixed"):
-        impl, options = get_target(target)
+    for name in (target, emulator):
+        impl, options = get_target(name)
         runner = impl.runner(model["graph"], model["card"], options.updated({"record_spikes": True}))
-        results[target] = runner.run(model["frames"])
-    lava, ours = results["lava-fixed"], results["reference-fixed"]
+        results[name] = runner.run(model["frames"])
+    lava, ours = results[target], results[emulator]
     assert sorted(ours.spikes) == sorted(lava.spikes) == sorted(model["layers"])
     for layer in model["layers"]:
         np.testing.assert_array_equal(ours.spikes[layer], lava.spikes[layer],
-                                      err_msg=f"reference-fixed: spikes of {layer} differ from lava-fixed")
+                                      err_msg=f"{emulator}: spikes of {layer} differ from {target}")
         np.testing.assert_array_equal(ours.spike_counts[layer], lava.spike_counts[layer])
-    np.testing.assert_array_equal(ours.output, lava.output, err_msg="reference-fixed: outputs differ from lava-fixed")
+    np.testing.assert_array_equal(ours.output, lava.output, err_msg=f"{emulator}: outputs differ from {target}")
     np.testing.assert_array_equal(ours.predictions, lava.predictions)

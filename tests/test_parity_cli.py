@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import sys
 import types
@@ -172,9 +173,8 @@ def test_an_emulated_target_is_judged_against_its_emulator_on_a_subset(tmp_path,
     """Deployment exactness (target vs its bit-exact emulator, first N samples, equality) and quantization
     loss (emulator vs the float reference, every sample) are two entries; a target that differs from its
     emulator fails however small the difference."""
-    from neuromoco.deploy.commands import parity as cmd
-
-    monkeypatch.setitem(cmd.EMULATORS, "slightly-perturbed", "unperturbed")
+    monkeypatch.setitem(TARGETS, "slightly-perturbed",
+                        dataclasses.replace(TARGETS["slightly-perturbed"], emulator="unperturbed"))
     model, frames = write_model(tmp_path)
     out = tmp_path / "out"
     rc = main(["parity", str(model), "--targets", "slightly-perturbed", "--dataset", str(frames),

@@ -42,11 +42,21 @@ def add_shared_arguments(p: argparse.ArgumentParser, *, targets: list[str] | Non
     p.epilog = options_help(targets)
 
 
+class AtLeastOne(argparse.Action):
+    """Stores an ``int`` flag's value; one below 1 is a usage error naming the flag (before any work)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        if values < 1:
+            parser.error(f"{option_string or self.dest} must be >= 1, got {values}")
+        setattr(namespace, self.dest, values)
+
+
 def add_sample_arguments(p: argparse.ArgumentParser, *, batch_size: int) -> None:
     """Which samples a command runs: split, limit, batch size."""
     p.add_argument("--split", default="test", help="dataset split, or several joined with commas (default test; "
                                                    "e.g. train,test)")
-    p.add_argument("--limit", type=int, help="use only the first N samples")
+    p.add_argument("--limit", type=int, action=AtLeastOne, help="use only the first N samples")
     p.add_argument("--batch-size", type=int, default=batch_size,
                    help=f"samples per runner call (default {batch_size}; for Lava one batch is one Lava run)")
 
@@ -223,19 +233,19 @@ def batches(frames: np.ndarray, labels: np.ndarray, size: int) -> Iterator[tuple
         yield np.ascontiguousarray(np.swapaxes(frames[i:i + size], 0, 1)), labels[i:i + size]
 
 
-def progress_bar(total: int, desc: str, enabled: bool = True):
+def progress_bar(total: int, desc: str, enabled: bool = True, targets: list[str] | None = None):
     """A tqdm bar on stderr, or None when disabled.
 
-    Lava's runtime is imported first where Lava is installed: it sets the multiprocessing start method at
-    import, which fails once tqdm's first bar has fixed it (see ``lava.compat.settle_start_method``).
+    The ``before_progress`` hook of each of ``targets`` (the targets the command runs) runs first: Lava's
+    runtime sets the multiprocessing start method at import, which fails once tqdm's first bar has fixed it.
     """
     if not enabled:
         return None
     from tqdm import tqdm
 
-    from neuromoco.deploy.targets.lava.compat import settle_start_method
+    from neuromoco.deploy.targets import prepare_progress
 
-    settle_start_method()
+    prepare_progress(targets or [])
     return tqdm(total=total, desc=desc, unit="sample", file=sys.stderr, leave=False, disable=None)
 
 
@@ -252,11 +262,20 @@ def flag_options(args: argparse.Namespace) -> dict[str, str]:
     """The option values the shorthand flags ask for, checked against the target they apply to."""
     values: dict[str, str] = {}
     if getattr(args, "precision", None):
-        if not args.target.startswith("lava"):
-            raise UserError("--precision applies to the lava target only")
         values["precision"] = args.precision
     if getattr(args, "int8", False):
-        if not args.target.startswith("onnx"):
-            raise UserError("--int8 applies to the onnx target only")
         values["quantize"] = "int8"
+    for flag, key in (("--precision", "precision"), ("--int8", "quantize")):
+        if key in values and key not in _declared(args.target):
+            raise UserError(f"{flag} applies to the {' or '.join(_families_declaring(key))} target only")
     return values
+
+
+def _families_declaring(key: str) -> list[str]:
+    """For each options class that declares ``key``, the first target name using it (e.g. ``lava``)."""
+    from neuromoco.deploy.targets import TARGETS
+
+    first: dict[str, str] = {}
+    for name, s in TARGETS.items():
+        first.setdefault(s.options, name)
+    return [name for name in first.values() if key in _declared(name)]

@@ -40,22 +40,21 @@ from neuromoco.deploy.commands.common import (
     with_card_options,
 )
 from neuromoco.deploy.parity import (
-    EXACT_TARGETS,
     ParityAccumulator,
     Tolerances,
     check,
     parse_names,
     sample_size_note,
 )
+from neuromoco.deploy.targets import REFERENCE, exact_targets, parity_defaults, spec
 from neuromoco.errors import UserError
-
-DEFAULT_TARGETS = "lava-float,lava-fixed,onnx,onnx-int8"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    defaults, exact = ",".join(parity_defaults()), ",".join(exact_targets())
     p.add_argument("model", help="the .nir graph (its model card is model_card.json beside it, or --card)")
-    p.add_argument("--targets", default=DEFAULT_TARGETS,
-                   help=f"comma-separated targets to compare with the reference (default {DEFAULT_TARGETS})")
+    p.add_argument("--targets", default=defaults,
+                   help=f"comma-separated targets to compare with the reference (default {defaults})")
     add_sample_arguments(p, batch_size=32)
     p.add_argument("--device", default="cpu", help="device of the reference executor (default cpu)")
     p.add_argument("--out", required=True, help="folder for parity.json, report.md and the plots")
@@ -72,9 +71,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"minimum cosine similarity of per-neuron firing rates (default {d.min_rate_cosine})")
     t.add_argument("--max-accuracy-drop", type=float, default=None,
                    help="maximum accuracy loss against the reference, as a fraction (default: not checked)")
-    t.add_argument("--exact-targets", default=",".join(EXACT_TARGETS),
-                   help="targets held to equality instead of the tolerances (default "
-                        f"{','.join(EXACT_TARGETS)}; 'none' for no such target)")
+    t.add_argument("--exact-targets", default=exact,
+                   help=f"targets held to equality instead of the tolerances (default {exact}; 'none' for no "
+                        "such target)")
     p.add_argument("--worst", type=int, default=5, help="how many most-diverging samples to locate (default 5)")
     p.add_argument("--exactness-samples", type=int, default=64,
                    help="samples on which a fixed-point target must equal its bit-exact emulator (default 64; "
@@ -83,11 +82,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 # ------------------------------------------------------------------------------------------ the command
-#: slow targets with a bit-exact emulator: the target is judged against the emulator on a subset (deployment
-#: exactness) and, where the emulator is not the float reference itself, the emulator against the float
-#: reference on every sample (quantization loss)
-EMULATORS = {"lava-fixed": "reference-fixed", "lava-float": "reference:float64", "lava": "reference:float64"}
-
 
 @dataclass(frozen=True)
 class Comparison:
@@ -104,17 +98,30 @@ class Comparison:
 
 
 def reference_dtype(target: str, choice: str) -> str:
-    """The reference's dtype for a target: float64 against Lava (its float simulation is float64)."""
+    """The reference's dtype for a target: its spec's (float64 against Lava, whose float simulation is float64)."""
     if choice != "auto":
         return choice
-    return "float64" if target.startswith("lava") else "float32"
+    return spec(target).reference_dtype
+
+
+def emulator_of(target: str) -> str | None:
+    """The baseline a slow target with a bit-exact emulator is judged against (``reference:<dtype>`` or a name).
+
+    Such a target is judged against the emulator on a subset (deployment exactness) and, where the emulator
+    is not the float reference itself, the emulator against the float reference on every sample (quantization
+    loss).
+    """
+    s = spec(target)
+    if s.emulator == REFERENCE:
+        return f"{REFERENCE}:{s.reference_dtype}"
+    return s.emulator
 
 
 def plan_comparisons(names: list[str], args: argparse.Namespace) -> dict[str, Comparison]:
     """The report's entries for the named targets, split in two for fixed-point targets with an emulator."""
     out: dict[str, Comparison] = {}
     for name in names:
-        emulator = EMULATORS.get(name)
+        emulator = emulator_of(name)
         if emulator and args.exactness_samples > 0:
             out[name] = Comparison(name, emulator, "deployment exactness", args.exactness_samples)
             if not emulator.startswith("reference:"):
@@ -171,8 +178,8 @@ def _selection(args: argparse.Namespace) -> tuple[list[str], dict[str, dict[str,
     exact = tuple(parse_names(args.exact_targets)) if args.exact_targets.strip().lower() != "none" else ()
     tol = Tolerances(args.min_agreement, args.max_count_rel_diff, args.min_rate_cosine, args.max_accuracy_drop,
                      exact)
-    every = list(dict.fromkeys([*names, *(EMULATORS[n] for n in names
-                                          if n in EMULATORS and not EMULATORS[n].startswith("reference:"))]))
+    emulators = [emulator_of(n) for n in names]
+    every = list(dict.fromkeys([*names, *(e for e in emulators if e and not e.startswith("reference:"))]))
     values = {n: {**v, "record_spikes": "true"} for n, v in parse_option_items(args.option, every).items()}
     for n in every:
         try:
@@ -209,9 +216,10 @@ def _build(comparisons: dict[str, Comparison], values: dict[str, dict[str, str]]
                     options_of[who] = options.as_dict()
             except Exception as err:  # noqa: BLE001 - a target that cannot build is reported, not a traceback
                 failures[who] = f"could not build: {describe_error(err)}"
-        entry = {"status": "ok", "role": c.role, "compared_with": c.baseline.replace("reference:", "reference, "),
-                 "reference_dtype": c.baseline.split(":", 1)[1] if c.baseline.startswith("reference:") else None,
-                 "options": options_of.get(c.target), "violations": []}
+        entry: dict[str, Any] = {
+            "status": "ok", "role": c.role, "compared_with": c.baseline.replace("reference:", "reference, "),
+            "reference_dtype": c.baseline.split(":", 1)[1] if c.baseline.startswith("reference:") else None,
+            "options": options_of.get(c.target), "violations": []}
         broken = [failures[w] for w in (c.target, c.baseline) if w in failures]
         if broken:
             entry.update(status="error", error=broken[0] if c.target in failures else
@@ -228,7 +236,8 @@ def _compare(comparisons: dict[str, Comparison], runners: dict[str, Any], entrie
     accs = {n: ParityAccumulator(layers, args.worst) for n in live}
     seconds = {n: 0.0 for n in live}
     seen = 0
-    bar = progress_bar(len(frames), "parity", not args.no_progress)
+    bar = progress_bar(len(frames), "parity", not args.no_progress,
+                       [w for c in comparisons.values() for w in (c.target, c.baseline)])
     for fr, lab in batches(frames, labels, args.batch_size):
         wanted = {n: c for n, c in live.items() if c.limit is None or seen < c.limit}
         keep = {n: (c.limit - seen if c.limit is not None else len(lab)) for n, c in wanted.items()}
@@ -281,7 +290,7 @@ def _judge(comparisons: dict[str, Comparison], accs: dict[str, Any], seconds: di
             continue
         metrics = acc.result()
         metrics["target_seconds"] = seconds[name]
-        limits = tol.for_target("reference") if comparisons[name].exact else tol.for_target(name)
+        limits = tol.for_target(REFERENCE) if comparisons[name].exact else tol.for_target(name)
         entries[name].update(metrics=metrics, tolerances=limits.as_dict(), violations=check(metrics, limits),
                              sample_size_note=sample_size_note(metrics, limits))
         if entries[name]["violations"]:

@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     from neuromoco.deploy.neurobench_metrics import NeuroBenchCounter, neurobench_metrics
     from neuromoco.deploy.parity import parse_names
     from neuromoco.deploy.report import write_energy_report
-    from neuromoco.deploy.targets import TARGETS
+    from neuromoco.deploy.targets import REFERENCE, TARGETS
     from neuromoco.io import atomic_write_json
 
     if args.target not in TARGETS:
@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     names = list(table) if args.energy_model.strip() == "all" else parse_names(args.energy_model)
     models = select_models(table, names)
     values = {**parse_option_items(args.option, [args.target])[args.target], "record_spikes": "true"}
-    if args.target == "reference":
+    if args.target == REFERENCE:
         values["device"] = args.device
     graph, card, frames, labels = load_model(args)
     target, options = target_options(args.target, with_card_options(card, {args.target: values})[args.target])
@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     counter = NeuroBenchCounter(graph, card.input_shape)
     mapping = None if args.no_core_map else CoreMapping.build(graph, card)
     correct = 0
-    bar = progress_bar(len(frames), f"profile ({args.target})", not args.no_progress)
+    bar = progress_bar(len(frames), f"profile ({args.target})", not args.no_progress, [args.target])
     for fr, lab in batches(frames, labels, args.batch_size):
         result = runner.run(fr)
         activity.update(result, fr)

@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     frames, labels = load_samples(card, args)
     parts: list[RunResult] = []
     t0 = time.perf_counter()
-    bar = progress_bar(len(frames), args.target, not args.no_progress)
+    bar = progress_bar(len(frames), args.target, not args.no_progress, [args.target])
     for batch, _ in batches(frames, labels, args.batch_size):
         parts.append(runner.run(batch))
         if bar is not None:
