@@ -105,14 +105,14 @@ def replay_ranges(fp32_path: str | Path, frames: np.ndarray, tensors: list[str],
     for s in range(0, frames.shape[0], max(1, int(batch_size))):
         seq = np.swapaxes(frames[s:s + batch_size], 0, 1)
         state = {st.input: np.full((seq.shape[1], *st.shape), st.init, np.float32) for st in spec.states}
-        for t in range(seq.shape[0]):
-            feed = {spec.input: np.ascontiguousarray(seq[t]).reshape(seq.shape[1], *spec.input_shape), **state}
+        for step in range(seq.shape[0]):
+            feed = {spec.input: np.ascontiguousarray(seq[step]).reshape(seq.shape[1], *spec.input_shape), **state}
             res = sess.run(fetch, feed)
             feeds += 1
-            values = dict(zip(read, res[len(spec.states):]))
+            values = dict(zip(read, res[len(spec.states):], strict=True))  # res: the states, then read
             values.update({k: v for k, v in feed.items() if k in lo})
             for name, v in values.items():
                 lo[name] = min(lo[name], float(v.min()))
                 hi[name] = max(hi[name], float(v.max()))
-            state = {st.input: r for st, r in zip(spec.states, res)}
+            state = {st.input: r for st, r in zip(spec.states, res, strict=False)}  # res's first outputs
     return {t: (lo[t], hi[t]) for t in tensors}, feeds

@@ -12,9 +12,9 @@ def input_synapses(graph: nir.NIRGraph) -> list[str]:
     """The synapse nodes (conv, affine, linear) that read the graph's input, through reshapes and pooling.
 
     int8 keeps them in float32 by default. They multiply graded event counts rather than 0/1 spikes, feed
-    the widest neuron layer, and hold few weights (288 of 19,322 in ``cnn3-34``, formerly ``vgg34``). Measured on two trained
-    ``cnn3-34`` over 1,554 embedded training samples that calibration did not see, keeping them float halves
-    the flipped predictions: agreement 0.9910 -> 0.9961 and 0.9897 -> 0.9949.
+    the widest neuron layer, and hold few weights (288 of 19,322 in ``cnn3-34``, formerly ``vgg34``). Measured on
+    two trained ``cnn3-34`` over 1,554 embedded training samples that calibration did not see, keeping them float
+    halves the flipped predictions: agreement 0.9910 -> 0.9961 and 0.9897 -> 0.9949.
     """
     frontier = [name for name, node in graph.nodes.items() if _role(node) == "input"]
     seen, found = set(frontier), []

@@ -107,15 +107,15 @@ class OnnxRunner:
             feed = {self.spec.input: frames[t], **state}
             yield feed
             outs = self.session.run(names, feed)
-            state = {s.input: o for s, o in zip(self.spec.states, outs)}
+            state = {s.input: o for s, o in zip(self.spec.states, outs, strict=True)}
 
     def _run_sequence(self, frames: np.ndarray) -> RunResult:
         spec = self.spec
         names = [spec.output, *spec.spike_counts.values(), *(spec.spike_tensors.values() if self.spikes else [])]
         res = self.session.run(names, {spec.input: frames})
         k = 1 + len(spec.spike_counts)
-        counts = dict(zip(spec.spike_counts, res[1:k]))
-        spikes = dict(zip(spec.spike_tensors, res[k:])) if self.spikes else {}
+        counts = dict(zip(spec.spike_counts, res[1:k], strict=True))
+        spikes = dict(zip(spec.spike_tensors, res[k:], strict=True)) if self.spikes else {}
         return RunResult(output=res[0].astype(np.float64), spike_counts=counts, spikes=spikes)
 
     def _run_batch(self, frames: np.ndarray) -> RunResult:

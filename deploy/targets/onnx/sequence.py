@@ -89,5 +89,5 @@ def _outputs(spec: StepSpec, final: list[str]) -> list[onnx.ValueInfoProto]:
     outputs += [helper.make_tensor_value_info(spec.spike_tensors[n], TensorProto.UINT8,
                                               ["time", "batch", *shapes[n]]) for n in spec.spike_tensors]
     outputs += [helper.make_tensor_value_info(f, TensorProto.FLOAT, ["batch", *s.shape])
-                for f, s in zip(final, spec.states)]
+                for f, s in zip(final, spec.states, strict=True)]
     return outputs

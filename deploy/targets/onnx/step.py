@@ -99,7 +99,7 @@ class StepGraph:
         nodes: list[onnx.NodeProto] = []
         for n in self.nodes:
             x = n.input[0] if n.input else None
-            if n.op_type in ("Conv", "Gemm", "MatMul") and n.name not in self.pool_ops and \
+            if x is not None and n.op_type in ("Conv", "Gemm", "MatMul") and n.name not in self.pool_ops and \
                     (readers.get(x, 0) > 1 or x in outputs):
                 owner = n.name.split("/")[0]
                 copy = self.name(f"{owner}/Identity")
