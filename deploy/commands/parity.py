@@ -207,8 +207,8 @@ def _build(comparisons: dict[str, Comparison], values: dict[str, dict[str, str]]
                 continue
             try:
                 if who.startswith("reference:"):
-                    ref, opts = target_options("reference", {"dtype": who.split(":", 1)[1], "device": args.device,
-                                                             "record_spikes": "true"})
+                    ref, opts = target_options(REFERENCE, {"dtype": who.split(":", 1)[1], "device": args.device,
+                                                           "record_spikes": "true"})
                     runners[who] = ref.runner(graph, card, opts, context)
                 else:
                     target, options = target_options(who, values.get(who, {"record_spikes": "true"}))
