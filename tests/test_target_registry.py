@@ -16,7 +16,15 @@ import pytest
 from test_parity_cli import write_model
 
 from neuromoco.deploy.cli import main
-from neuromoco.deploy.targets import REFERENCE, TARGETS, TargetSpec, distinct_targets, registered
+from neuromoco.deploy.targets import (
+    PRECISION_BYTES,
+    REFERENCE,
+    TARGETS,
+    TargetSpec,
+    distinct_targets,
+    registered,
+    spec,
+)
 from neuromoco.deploy.targets.base import Target
 from neuromoco.deploy.targets.options import TargetOptions
 
@@ -110,6 +118,34 @@ def test_the_hardware_tests_take_every_distinct_target(toy):
     assert distinct_targets()[-1] == "toy"
     with registered("toy-alias", TargetSpec(__name__, f"{__name__}:ToyOptions", same_as="toy")):
         assert "toy-alias" in TARGETS and "toy-alias" not in distinct_targets()
+
+
+def test_every_spec_is_consistent():
+    """Each fact names something that exists: a precision, a target, an importable hook."""
+    import importlib
+
+    for name, s in TARGETS.items():
+        assert s.precision in PRECISION_BYTES and all(p in PRECISION_BYTES for _, _, p in s.precision_when), name
+        assert s.emulator in (None, REFERENCE) or s.emulator in TARGETS, name
+        assert s.same_as is None or s.same_as in TARGETS, name
+        if s.before_progress:
+            module, _, func = s.before_progress.partition(":")
+            assert callable(getattr(importlib.import_module(module), func)), name
+
+
+def test_precision_follows_the_options():
+    """Bytes per value as the footprint counts them (the table in deploy/targets/__init__.py), option by option."""
+    fixed8 = {"weight": 1, "bias": 2, "neuron": 4, "state": 4}
+    assert spec("lava").precision_of({}) == ("float64", {"weight": 8, "bias": 8, "neuron": 8, "state": 8})
+    assert spec("lava").precision_of({"precision": "fixed"}) == ("loihi2-fixed", fixed8)
+    assert spec("lava-fixed").precision_of({"precision": "fixed", "weight_bits": 16}) == (
+        "loihi2-fixed", {**fixed8, "weight": 2})
+    assert spec("reference-fixed").precision_of({"weight_bits": 8}) == ("loihi2-fixed", fixed8)
+    assert spec("lava-float").precision_of({"precision": "float", "weight_bits": 16})[1]["weight"] == 8
+    assert spec("onnx").precision_of({"quantize": "none"})[0] == "float32"
+    int8 = {"weight": 1, "bias": 4, "neuron": 4, "state": 4}
+    assert spec("onnx").precision_of({"quantize": "int8"}) == spec("onnx-int8").precision_of({}) == ("int8", int8)
+    assert spec(REFERENCE).precision_of({"dtype": "float32"})[0] == "float32"
 
 
 @pytest.mark.parametrize("command", ["run", "parity", "profile"])
