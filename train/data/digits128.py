@@ -33,6 +33,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -62,7 +63,12 @@ def simulate_digits(n: int | None = None, indices: np.ndarray | list[int] | None
     from sklearn.datasets import load_digits
 
     digits = load_digits()
-    idx = np.arange(n) if indices is None else np.asarray(indices, dtype=np.int64)
+    if indices is not None:
+        idx = np.asarray(indices, dtype=np.int64)
+    elif n is not None:
+        idx = np.arange(n)
+    else:
+        raise TypeError("simulate_digits needs n or indices")
     cfg = SimulatorConfig(sensor=sensor, digit_size=digit_size)
     events = simulate(digits.images[idx] / 16.0, sample_seeds(idx, seed), cfg, flush_below=FLUSH_BELOW)
     return events, digits.target[idx].astype(np.int64), cfg
@@ -108,7 +114,7 @@ def write_recordings(out: str | Path, samples_per_class: int, seed: int = 0, dig
         (out / str(c)).mkdir()
     for i, label, ev in zip(idx, labels, events, strict=True):
         arr = np.empty(len(ev), dtype=FILE_DTYPE)
-        for f in FILE_DTYPE.names:
+        for f in cast("tuple[str, ...]", FILE_DTYPE.names):  # a structured dtype's names are never None
             arr[f] = ev[f]
         np.save(out / str(label) / f"{i:04d}.npy", arr)
     counts = np.array([len(e) for e in events])

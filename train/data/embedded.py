@@ -30,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 
@@ -132,7 +133,7 @@ def build_embedded(root: str | Path | None = None, seed: int = DEFAULT_SEED, for
     }
     if source.name != "embedded":  # (the first dataset's metadata stays as it was)
         meta.update(dataset=source.name, flush_below=source.flush_below, seeds=f"(seed, {source.stream[0]}, i)")
-    arrays = {
+    arrays: dict[str, np.ndarray] = {
         "x": allev["x"].astype(np.uint8), "y": allev["y"].astype(np.uint8), "t": allev["t"].astype(np.int32),
         "p": allev["p"].astype(np.uint8), "offsets": np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
         "labels": labels.astype(np.int64), "images": np.asarray(images).astype(np.uint8),
@@ -141,7 +142,8 @@ def build_embedded(root: str | Path | None = None, seed: int = DEFAULT_SEED, for
 
     def write(tmp: str) -> None:
         with open(tmp, "wb") as f:
-            np.savez(f, **arrays)
+            # the keys are array names; mypy cannot know that none is savez's allow_pickle
+            np.savez(f, **cast("dict[str, Any]", arrays))
 
     atomic_write(path, write)
     _load.cache_clear()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -130,8 +131,8 @@ def open_folder(name: str, sensor_size: tuple[int, int, int] | list[int] | None 
     if sensor is None:
         sensor = _scan_sensor([p for p, _ in everything], unit)
     layout = "train/ and test/ sub-folders as given" if "train" in files else "a seeded 9:1 split per class"
-    spec = DatasetSpec(
-        name=str(root), title=f"own recordings in {root}", sensor_size=sensor,  # type: ignore[arg-type]
+    spec = DatasetSpec(  # sensor: three ints (checked above, or _scan_sensor's)
+        name=str(root), title=f"own recordings in {root}", sensor_size=cast("tuple[int, int, int]", sensor),
         num_classes=len(classes), class_names=tuple(classes), official_split="train" in files,
         files=f"{root}/<class>/<event files> ({layout})", hflip_preserves_label=False)
     recipe = FolderRecipe(spec, files, unit, fp)

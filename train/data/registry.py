@@ -277,7 +277,9 @@ def partial_message(spec: DatasetSpec, split: str, root: Path) -> str | None:
     folder = (root / check.folder).resolve()
     found = count_by_class(folder, check)
     if check.class_counts and check.class_from == "folder":
-        per = [f"{c} {found.get(c, 0)}/{n}" for c, n in zip(spec.class_names, check.class_counts)]
+        # class_counts follow class_names (equal lengths in every spec, but nothing enforces it: a warning
+        # text must not fail)
+        per = [f"{c} {found.get(c, 0)}/{n}" for c, n in zip(spec.class_names, check.class_counts, strict=False)]
         per_text = "per class found/expected: " + ", ".join(per)
     else:
         per_text = "per class found: " + ", ".join(f"{c} {n}" for c, n in sorted(found.items()))

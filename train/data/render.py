@@ -33,7 +33,7 @@ def render_rows(rows: Sequence[np.ndarray], titles: Sequence[str], path: str | P
 
     n_rows, n_t = len(rows), max(r.shape[0] for r in rows)
     fig, axes = plt.subplots(n_rows, n_t, figsize=(1.25 * n_t + 1.6, 1.35 * n_rows + 0.7), squeeze=False)
-    for r, (frames, title) in enumerate(zip(rows, titles)):
+    for r, (frames, title) in enumerate(zip(rows, titles, strict=True)):  # one title per row
         rgb = frames_to_rgb(frames)
         for t in range(n_t):
             ax = axes[r, t]

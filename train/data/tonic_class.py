@@ -25,7 +25,7 @@ from neuromoco.train.data.splits import SPLIT_SEED, select_split, split_parts
 _CLASSES: dict[str, tuple[str, ...]] = {}  # classes read from a class's files (SHD), per class name
 
 
-def tonic_dataset_class(name: str) -> type:
+def tonic_dataset_class(name: str) -> type[Any]:
     """The class ``tonic.datasets.<ClassName>`` of ``tonic:ClassName``."""
     import tonic.datasets
 
@@ -37,7 +37,7 @@ def tonic_dataset_class(name: str) -> type:
     return cls
 
 
-def _official(cls: type) -> bool:
+def _official(cls: type[Any]) -> bool:
     return "train" in inspect.signature(cls.__init__).parameters
 
 
