@@ -20,8 +20,8 @@ from neuromoco.errors import UserError
 from neuromoco.train.cli import main
 from neuromoco.train.engine.checkpoint import load_checkpoint
 from neuromoco.train.export import to_nir
-from neuromoco.train.models.qat import LoihiQAT, QATConfig, project_state_dict
 from neuromoco.train.models.registry import build_classifier
+from neuromoco.train.qat import LoihiQAT, QATConfig, project_state_dict
 
 SHAPE = [2, 12, 12]
 COMMON = ["--batch-size", "8", "--seed", "1"]
@@ -170,14 +170,14 @@ def test_train_export_of_a_qat_checkpoint_projects_onto_the_grid(runs, tmp_path)
 def test_a_qat_export_lifts_thresholds_off_the_grid_without_changing_the_plans_integers(runs, tmp_path):
     """Thresholds a third of the voltage unit above the grid: no float voltage ties with them, and the
     fixed-point plan (mantissas, exponents, thresholds, biases) is the one the unlifted graph compiles to."""
-    from neuromoco.train.engine.export import THRESHOLD_MARGIN, _same_integers
+    from neuromoco.train.qat import THRESHOLD_MARGIN, same_integers
 
     root, _ = runs
     card = json.loads((root / "qat" / "model_card.json").read_text())
     assert "lif1, lif2, lif3" in card["extra"]["qat"]["threshold_margin"]
     lifted = nir.read(root / "qat" / "model.nir")
     a, b = _plan(lifted, "neuron", 8), _plan(_unlifted(lifted), "neuron", 8)
-    assert _same_integers(a, b)
+    assert same_integers(a, b)
     for lay in a.layers:
         margin = (np.asarray(lifted.nodes[lay.name].v_threshold, dtype=np.float64).reshape(-1) - 1.0) * 64 * lay.scale
         # a third of the unit 1 / (64 sigma), up to float32's rounding of the stored threshold

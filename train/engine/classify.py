@@ -58,7 +58,7 @@ class Classify(Task):
             check_positive(head_warmup_lr=a.head_warmup_lr)
         self.qat_config = None
         if getattr(a, "qat", "none") != "none":
-            from neuromoco.train.models.qat import config_from_args
+            from neuromoco.train.qat import config_from_args
 
             self.qat_config = config_from_args(a)
 
@@ -139,14 +139,14 @@ class Classify(Task):
             return
         self.net = self.model
         if self.qat_config is not None and fit.start_epoch == 1:  # resumed: the statistics are in the checkpoint
-            from neuromoco.train.models.qat import calibrate_batchnorm
+            from neuromoco.train.qat import calibrate_batchnorm
 
             loader = loops.eval_loader(self.train_set, a.batch_size, workers=fit.workers, rt=rt)
             calibrate_batchnorm(self.model, loader, rt.device)
         if self.mode.tunes_backbone and a.head_warmup_epochs and fit.start_epoch == 1:
             self._warm_start_head(fit)  # on the statistics QAT freezes; a resumed run has its readout in last.pt
         if self.qat_config is not None:
-            from neuromoco.train.models.qat import LoihiQAT
+            from neuromoco.train.qat import LoihiQAT
 
             self.qat = self.net = LoihiQAT(self.model, self.qat_config, self.input_shape)
         if rt.dist.enabled:

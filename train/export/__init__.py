@@ -45,18 +45,21 @@ __all__ = [
 
 def export_model(modules: list[nn.Module] | nn.Module, out_dir: Path, *, input_shape: list[int], time_steps: int,
                  dt: float, dataset: dict[str, Any], class_names: list[str], accuracy: dict[str, float],
-                 model_name: str) -> Path:
+                 model_name: str, graph: nir.NIRGraph | None = None, extra: dict[str, Any] | None = None) -> Path:
     """Write ``out_dir/model.nir`` and ``out_dir/model_card.json`` (each atomically); return the graph's path.
 
     ``modules``: the deployable model's layer sequence (multi-step modules as trained; BatchNorm is folded
     with its running statistics, Dropout dropped). ``input_shape``: one frame ``[C, H, W]``.
+    ``graph``: ``to_nir(modules, ...)`` already made by the caller and adjusted (QAT lifts its thresholds);
+    ``extra``: more entries of the card's ``extra`` (QAT's ``qat``).
     Raises :class:`ExportError` naming the module that has no exact NIR form.
     """
     from neuromoco.deploy.card import CARD_NAME, ModelCard
     from neuromoco.io import atomic_write
     from neuromoco.train import __version__ as version
 
-    graph = to_nir(modules, list(input_shape), dt)
+    if graph is None:
+        graph = to_nir(modules, list(input_shape), dt)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = atomic_write(out_dir / MODEL_FILE, lambda tmp: nir.write(tmp, graph))
@@ -66,7 +69,7 @@ def export_model(modules: list[nn.Module] | nn.Module, out_dir: Path, *, input_s
         version=version,
         extra={"exporter": "neuromoco.train.export", "nir_version": getattr(nir, "version", ""),
                "readout": "prediction = arg-max over classes of the output node summed over time",
-               "initial_state": "all neuron states start at 0"},
+               "initial_state": "all neuron states start at 0", **(extra or {})},
     )
     card.save(out_dir / CARD_NAME)
     return path

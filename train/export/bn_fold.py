@@ -14,6 +14,11 @@ computed in float64 and rounded once to the layer's dtype. The folded model comp
 unfolded one computes in evaluation mode, up to float rounding (a few ulp); the exported graph
 reproduces the *folded* model bit for bit.
 
+That rule is written once, :func:`fold_tensors` (with :func:`bn_scale`): :func:`fold_pair` runs it on float64
+copies for export, quantization-aware training (:mod:`neuromoco.train.qat`) on the live float32 parameters, and
+:func:`unfold_weight` / :func:`unfold_bias` invert it (set a layer so that its folded weight or bias is a
+given one: QAT's export projection).
+
 Residual models (SEW-ResNet's ADD, :class:`~neuromoco.train.models.layers.Residual`) do not flatten to a
 chain: :func:`flatten_graph` gives every layer the layers whose outputs add up into its input (the body's
 last layer and the shortcut's, or the block's own input for an identity shortcut), and :func:`fold_graph`
@@ -27,12 +32,15 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from neuromoco.train.models.layers import Residual, TimeDistributed
 
 _DROPPED = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.Identity)
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d)
 _FOLD_INTO = (nn.Conv1d, nn.Conv2d, nn.Linear)
+#: a layer BatchNorm folds into
+FoldInto = nn.Conv1d | nn.Conv2d | nn.Linear
 
 
 class ExportError(ValueError):
@@ -111,8 +119,59 @@ def flatten_modules(modules: list[nn.Module] | nn.Module) -> list[Layer]:
     return layers
 
 
+def bn_scale(bn: _BatchNorm, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """``gamma / sqrt(running_var + eps)`` per channel, in ``dtype`` (default the BatchNorm's own; live:
+    gradients reach gamma)."""
+    var = _stat(bn.running_var, bn).to(dtype or _stat(bn.running_var, bn).dtype)
+    gamma = bn.weight.to(var.dtype) if bn.weight is not None else torch.ones_like(var)
+    return gamma / torch.sqrt(var + bn.eps)
+
+
+def fold_tensors(w: torch.Tensor, b: torch.Tensor | None, bn: _BatchNorm) -> tuple[torch.Tensor, torch.Tensor]:
+    """The folded weight and bias ``W * scale``, ``(b - running_mean) * scale + beta``, computed in ``w``'s dtype
+    (no copy, no detach: QAT trains through it; :func:`fold_pair` passes float64 copies)."""
+    scale = bn_scale(bn, w.dtype)
+    mean = _stat(bn.running_mean, bn).to(w.dtype)
+    beta = bn.bias.to(w.dtype) if bn.bias is not None else torch.zeros_like(mean)
+    b0 = b if b is not None else torch.zeros_like(mean)
+    return w * scale.reshape(-1, *([1] * (w.dim() - 1))), (b0 - mean) * scale + beta
+
+
+@torch.no_grad()
+def unfold_weight(layer: FoldInto, bn: _BatchNorm | None, wf: torch.Tensor) -> None:
+    """Set ``layer.weight`` so that, with ``bn`` folded in, it is ``wf`` (float64; a zero scale divides by 1)."""
+    if bn is None:
+        layer.weight.copy_(wf)
+        return
+    s = bn_scale(bn, torch.float64)
+    s = torch.where(s == 0, torch.ones_like(s), s)
+    layer.weight.copy_((wf.double() / s.reshape(-1, *([1] * (wf.dim() - 1)))).to(layer.weight.dtype))
+
+
+@torch.no_grad()
+def unfold_bias(layer: FoldInto, bn: _BatchNorm | None, bf: torch.Tensor) -> None:
+    """Set ``bn``'s beta (or, without one, ``layer.bias``) so that the folded bias is ``bf`` (float64)."""
+    if bn is None:
+        assert layer.bias is not None, "a folded bias needs the layer's own bias"
+        layer.bias.copy_(bf)
+        return
+    assert bn.bias is not None, "a folded bias needs the BatchNorm's beta"
+    s = bn_scale(bn, torch.float64)
+    b0 = layer.bias.double() if layer.bias is not None else torch.zeros_like(s)
+    bn.bias.copy_((bf.double() - (b0 - _stat(bn.running_mean, bn).double()) * s).to(bn.bias.dtype))
+
+
+def _stat(t: torch.Tensor | None, bn: _BatchNorm) -> torch.Tensor:
+    if t is None:
+        raise ExportError(f"{type(bn).__name__} without running statistics (track_running_stats=False) "
+                          "normalises with batch statistics and cannot be folded")
+    return t
+
+
 def fold_pair(layer: nn.Module, bn: nn.Module) -> nn.Module:
-    """A copy of ``layer`` (Conv1d/Conv2d/Linear) with ``bn``'s evaluation transform folded in."""
+    """A copy of ``layer`` (Conv1d/Conv2d/Linear) with ``bn``'s evaluation transform folded in (float64,
+    rounded once to the layer's dtype)."""
+    assert isinstance(layer, _FOLD_INTO) and isinstance(bn, _BN)
     if bn.running_mean is None or bn.running_var is None:
         raise ExportError(f"{type(bn).__name__} without running statistics (track_running_stats=False) "
                           "normalises with batch statistics and cannot be folded")
@@ -121,15 +180,8 @@ def fold_pair(layer: nn.Module, bn: nn.Module) -> nn.Module:
         raise ExportError(f"{type(bn).__name__}({bn.num_features}) does not match the {out_features} outputs "
                           f"of the {type(layer).__name__} before it")
     with torch.no_grad():
-        w = layer.weight.detach().double()
-        b = layer.bias.detach().double() if layer.bias is not None else torch.zeros(out_features, dtype=torch.float64,
-                                                                                     device=w.device)
-        mean, var = bn.running_mean.detach().double(), bn.running_var.detach().double()
-        gamma = bn.weight.detach().double() if bn.weight is not None else torch.ones_like(mean)
-        beta = bn.bias.detach().double() if bn.bias is not None else torch.zeros_like(mean)
-        scale = gamma / torch.sqrt(var + bn.eps)
-        w_f = w * scale.reshape(-1, *([1] * (w.dim() - 1)))
-        b_f = (b - mean) * scale + beta
+        b = layer.bias.detach().double() if layer.bias is not None else None
+        w_f, b_f = fold_tensors(layer.weight.detach().double(), b, bn)
         folded = copy.deepcopy(layer)
         folded.weight = nn.Parameter(w_f.to(layer.weight.dtype), requires_grad=False)
         folded.bias = nn.Parameter(b_f.to(layer.weight.dtype), requires_grad=False)
@@ -152,14 +204,15 @@ def fold_graph(layers: list[Layer], outputs: tuple[int, ...]) -> tuple[list[Laye
         if isinstance(layer.module, _BN):
             prev = layers[inputs[0]] if len(inputs) == 1 and inputs[0] != INPUT else None
             if prev is None or not isinstance(prev.module, _FOLD_INTO):
-                what = ("the start of the model" if inputs == (INPUT,) else
-                        f"a sum of {len(inputs)} layers" if len(inputs) > 1 else
+                what = ("the start of the model" if prev is None and inputs == (INPUT,) else
+                        f"a sum of {len(inputs)} layers" if prev is None else
                         f"{type(prev.module).__name__} (module {prev.path})")
                 raise ExportError(f"cannot fold {type(layer.module).__name__} (module {layer.path}): it follows "
                                   f"{what}, not a conv or linear layer")
             if uses[inputs[0]] > 1:
                 raise ExportError(f"cannot fold {type(layer.module).__name__} (module {layer.path}): the "
-                                  f"{type(prev.module).__name__} before it (module {prev.path}) also feeds other layers")
+                                  f"{type(prev.module).__name__} before it (module {prev.path}) also feeds other "
+                                  "layers")
             j = where[inputs[0]]
             target = out[j]
             try:
@@ -192,7 +245,10 @@ def fold_model(model: nn.Module) -> nn.Module:
     replaced by ``nn.Identity`` (pairs next to each other in a Sequential or ModuleList, TimeDistributed
     opened). The model's own ``forward`` then computes what its exported graph computes, bit for bit."""
     folded = copy.deepcopy(model)
-    unwrap = lambda m: m.module if isinstance(m, TimeDistributed) else m
+
+    def unwrap(m: nn.Module) -> nn.Module:
+        return m.module if isinstance(m, TimeDistributed) else m
+
     for container in list(folded.modules()):
         if not isinstance(container, (nn.Sequential, nn.ModuleList)):
             continue
