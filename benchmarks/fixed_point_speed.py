@@ -98,19 +98,22 @@ def agreement(lava, ours, samples: int) -> dict:
 def products_of(executor) -> dict:
     """How ``reference-fixed`` computes each layer's inputs: a convolution (kernel, stride, pooling, the
     correction's share of the synapses) or a sparse product, and how many sign parts are merged."""
+    from neuromoco.deploy.targets.reference_fixed import products
+
     out = {}
     for lay in executor.layers:
         rows = []
         for c in lay.conns:
-            row = {"source": c.source, "parts": max(1, len(c.members)), "synapses": int(c.matrix.nnz)}
+            synapses = int(c.matrix.nnz) if c.matrix is not None else int(c.kernel.synapses)
+            row = {"source": c.source, "parts": max(1, len(c.members)), "synapses": synapses}
             if c.conv is not None:
                 row.update(product="conv2d", kernel=list(c.conv.weight.shape), stride=list(c.conv.stride),
                            sum_pool=c.conv.pool,
-                           correction_fraction=int(c.conv.correction.nnz) / max(1, int(c.matrix.nnz)),
+                           correction_fraction=int(c.conv.correction.nnz) / max(1, synapses),
                            correction=(f"border {c.conv.border.mode}" if c.conv.border is not None
                                        else "sparse" if c.conv.correction.nnz else "none"))
             elif c.dense:
-                row["product"] = "dense int8" if c._int8_limbs() is not None else "dense"
+                row["product"] = "dense int8" if products.int8_limbs(c) is not None else "dense"
             else:
                 row["product"] = "sparse"
             rows.append(row)

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from neuromoco.errors import UserError
 from neuromoco.io import atomic_write_json
 
 CARD_NAME = "model_card.json"
+#: the key of ``extra`` under which ``train ... --qat`` records what the weights were trained for
+QAT_KEY = "qat"
 
 
 @dataclass
@@ -43,14 +47,31 @@ class ModelCard:
             raise UserError(f"model card not found: {path}") from None
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise UserError(f"model card {path} is not valid JSON: {err}") from None
+        if not isinstance(data, dict):
+            raise UserError(f"model card {path} is not a JSON object")
         missing = [k for k in ("input_shape", "time_steps", "dt") if k not in data]
         if missing:
             raise UserError(f"model card {path} lacks {', '.join(missing)}")
+        check_card(data, f"model card {path}")
         known = {f for f in ModelCard.__dataclass_fields__} - {"source"}
         extra = {k: v for k, v in data.items() if k not in known}
         card = ModelCard(**{k: v for k, v in data.items() if k in known}, source=f"the model card {path}")
         card.extra.update(extra)
+        card.qat_deploy_options()  # a malformed ``extra.qat`` is refused on load, not at first use
         return card
+
+    def qat_deploy_options(self) -> dict[str, str] | None:
+        """The ``deploy`` target options the weights were trained for with ``train ... --qat`` (the card's
+        ``extra.qat.deploy_options``, ``KEY=VALUE`` strings, e.g. ``{"scale": "layer"}``); None for a model
+        trained without QAT. Deploying with other options would quantize onto a different grid."""
+        qat = self.extra.get(QAT_KEY)
+        if qat is None:
+            return None
+        items = qat.get("deploy_options", []) if isinstance(qat, dict) else None
+        if not isinstance(items, list) or not all(isinstance(i, str) and "=" in i for i in items):
+            raise UserError(f"{self.source}: extra.{QAT_KEY}.deploy_options must be a list of KEY=VALUE strings, "
+                            f"got {items if items is not None else qat!r}")
+        return dict(item.partition("=")[::2] for item in items)
 
     @staticmethod
     def beside(nir_path: str | Path) -> Path:
@@ -58,3 +79,47 @@ class ModelCard:
         nir_path = Path(nir_path)
         named = nir_path.with_suffix(".card.json")
         return named if named.exists() else nir_path.parent / CARD_NAME
+
+
+def check_card(data: dict[str, Any], where: str) -> None:
+    """Refuse a card whose numbers cannot describe a graph's input: one line naming ``where``, the field and
+    its value (``model card x.card.json: dt must be > 0, got 0``)."""
+
+    def fail(what: str, value: Any) -> NoReturn:
+        raise UserError(f"{where}: {what}, got {value!r}")
+
+    shape = data["input_shape"]
+    if not isinstance(shape, list) or not shape:
+        fail("input_shape must be a non-empty list of sizes", shape)
+    for i, n in enumerate(shape):
+        if not _is_int(n) or n < 1:
+            fail(f"input_shape[{i}] must be an integer >= 1", n)
+    _check_count(data["time_steps"], "time_steps", fail)
+    dt = data["dt"]
+    if not _is_number(dt) or not math.isfinite(dt) or dt <= 0:
+        fail("dt must be > 0", dt)
+    dataset = data.get("dataset", {})
+    if not isinstance(dataset, dict):
+        fail("dataset must be an object", dataset)
+    for key in ("time_steps", "downsample"):
+        if key in dataset:
+            _check_count(dataset[key], f"dataset.{key}", fail)
+    sensor = dataset.get("sensor_size", [])
+    if not isinstance(sensor, list) or not all(_is_int(n) and n >= 1 for n in sensor):
+        fail("dataset.sensor_size must be a list of integers >= 1", sensor)
+    for key, kind in (("class_names", list), ("accuracy", dict), ("extra", dict)):
+        if key in data and not isinstance(data[key], kind):
+            fail(f"{key} must be a{'n object' if kind is dict else ' list'}", data[key])
+
+
+def _check_count(value: Any, name: str, fail: Callable[[str, Any], NoReturn]) -> None:
+    if not _is_int(value) or value < 1:
+        fail(f"{name} must be an integer >= 1", value)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -30,6 +30,7 @@ from neuromoco.deploy.graph import load_graph
 from neuromoco.deploy.targets import get_target, options_class
 from neuromoco.deploy.targets.lava.compat import import_lava
 from neuromoco.deploy.targets.reference_fixed import arith
+from neuromoco.deploy.targets.reference_fixed.strategy import DEFAULT, DEFINITION, GENERAL, Strategy
 from neuromoco.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -256,6 +257,8 @@ def test_reference_fixed_equals_lava_fixed_on_nir_models(path, scale, weight_bit
     lava, ours = _run_both(graph, card, frames, scale=scale, weight_bits=weight_bits)
     assert sum(int(c.sum()) for c in lava.spike_counts.values()) > 0
     _assert_identical(lava, ours, f"{path.stem} scale={scale} weight_bits={weight_bits}")
+    plain = _run_strategy(graph, card, frames, DEFINITION, scale=scale, weight_bits=weight_bits)
+    _assert_identical(lava, plain, f"{path.stem} scale={scale} weight_bits={weight_bits}: the definition")
 
 
 def test_reference_fixed_equals_lava_fixed_in_overflow():
@@ -368,20 +371,24 @@ def test_cuda_equals_cpu():
     _assert_identical(cpu, gpu, "cuda")
 
 
-@pytest.mark.parametrize("path", GRAPHS, ids=[p.stem for p in GRAPHS])
-def test_event_driven_and_matrix_products_agree(path, monkeypatch):
-    """Spike inputs summed synapse by synapse (``index_add_``) or as a matrix product: the same integers."""
-    from neuromoco.deploy.targets.reference_fixed import executor
+def _run_strategy(graph, card, frames, strategy: Strategy, **values):
+    """The fixed-point plan of ``graph`` (plan options ``values``) run on ``frames`` by ``strategy``."""
+    from neuromoco.deploy.targets.reference_fixed.executor import FixedPointExecutor
 
+    impl, opts = get_target("reference-fixed")
+    plan = impl.compile(graph, card, opts.updated(values))
+    return FixedPointExecutor(plan, record_spikes=True, strategy=strategy).run(frames)
+
+
+@pytest.mark.parametrize("path", GRAPHS, ids=[p.stem for p in GRAPHS])
+def test_event_driven_and_matrix_products_agree(path):
+    """Spike inputs summed synapse by synapse (``index_add_``) or as a matrix product: the same integers."""
     card = ModelCard.load(ModelCard.beside(path))
     graph = load_graph(path, input_shape=card.input_shape)
     frames = _frames(card, 4, path.stem + "/paths")
-    impl, opts = get_target("reference-fixed")
-    runs = {}
-    for name, cost in (("events", 0), ("matrix", 10 ** 12)):
-        monkeypatch.setattr(executor, "EVENT_COST", cost)
-        monkeypatch.setattr(executor, "EVENT_CHUNK", 1000)  # many chunks
-        runs[name] = impl.runner(graph, card, opts, record_spikes=True, weight_bits=16).run(frames)
+    events = DEFAULT.but(event_cost=0, event_chunk=1000)  # always event-driven, in many chunks
+    runs = {name: _run_strategy(graph, card, frames, s, weight_bits=16)
+            for name, s in (("events", events), ("matrix", DEFAULT.but(event_driven=False)))}
     _assert_identical(runs["matrix"], runs["events"], f"{path.stem}: event-driven vs matrix product")
 
 
@@ -393,8 +400,8 @@ def _executors(graph, card, **values):
 
     impl, opts = get_target("reference-fixed")
     plan = impl.compile(graph, card, opts.updated(values))
-    return (FixedPointExecutor(plan, record_spikes=True), FixedPointExecutor(plan, record_spikes=True,
-                                                                             structured=False))
+    return (FixedPointExecutor(plan, record_spikes=True),
+            FixedPointExecutor(plan, record_spikes=True, strategy=DEFAULT.but(structured=False)))
 
 
 def _pool_conv_graph(pool: str, stride: int, padding: int):
@@ -506,46 +513,34 @@ def test_structured_and_plain_products_agree_on_nir_models(path):
     _assert_identical(plain.run(frames), ex.run(frames), f"{path.stem}: structured vs plain")
 
 
-# ------------------------------------------------------------------ fast paths against the general ones
+# --------------------------------------------------------------------- fast paths against the definition
 
-def _general_paths(monkeypatch) -> None:
-    """Every fast path off: the general per-step update, float products, sparse corrections, no chunks."""
-    from neuromoco.deploy.targets.reference_fixed import conv_structure, executor, int8
-
-    monkeypatch.setattr(executor, "MEMORYLESS_FAST", False)
-    monkeypatch.setattr(int8, "ENABLED", False)
-    monkeypatch.setattr(conv_structure, "BORDER_OPS", False)
-    monkeypatch.setattr(conv_structure, "CHUNK_BYTES", 1 << 40)
+#: strategies that must give the definition's integers: the default (every fast kernel where its bounds allow),
+#: batched but with no optional kernel, small chunks (many per layer), and one product per plan connection
+STRATEGIES = {"default": DEFAULT, "general": GENERAL,
+              "chunked": DEFAULT.but(memoryless_chunk_bytes=4096, conv_chunk_bytes=4096),
+              "unstructured": DEFAULT.but(structured=False)}
 
 
 @pytest.mark.parametrize("path", GRAPHS, ids=[p.stem for p in GRAPHS])
-def test_fast_paths_equal_the_general_ones_on_nir_models(path):
-    """The memoryless float32 / float64 step, int8 products, border ops and chunks (small ones here: many
-    chunks per layer) give the general paths' spikes and outputs."""
-    from neuromoco.deploy.targets.reference_fixed import conv_structure, executor
-
+def test_fast_paths_equal_the_definition_on_nir_models(path):
+    """The plain integer step of :mod:`.definition` and every strategy of :data:`STRATEGIES` (the memoryless
+    float32 / float64 step, int8 products, border ops, chunks, merged and shared connections): the same
+    spikes at every layer and step, the same outputs, bit for bit."""
     card = ModelCard.load(ModelCard.beside(path))
     graph = load_graph(path, input_shape=card.input_shape)
     frames = _frames(card, 3, path.stem + "/fast")
-    impl, opts = get_target("reference-fixed")
-    runs = {}
-    for name in ("general", "fast", "chunked"):
-        with pytest.MonkeyPatch.context() as mp:
-            if name == "general":
-                _general_paths(mp)
-            if name == "chunked":
-                mp.setattr(executor, "CHUNK_BYTES", 4096)
-                mp.setattr(conv_structure, "CHUNK_BYTES", 4096)
-            runs[name] = impl.runner(graph, card, opts, record_spikes=True).run(frames)
-    _assert_identical(runs["general"], runs["fast"], f"{path.stem}: fast vs general")
-    _assert_identical(runs["general"], runs["chunked"], f"{path.stem}: chunked vs general")
+    want = _run_strategy(graph, card, frames, DEFINITION)
+    assert sum(int(c.sum()) for c in want.spike_counts.values()) > 0
+    for name, strategy in STRATEGIES.items():
+        _assert_identical(want, _run_strategy(graph, card, frames, strategy), f"{path.stem}: {name} vs definition")
 
 
 @pytest.mark.parametrize("above", [False, True])
-def test_memoryless_fast_path_just_below_its_bound(above, monkeypatch):
+def test_memoryless_fast_path_just_below_its_bound(above):
     """Inputs that put the first layer's ``|a << 6|`` bound just below ``2**23`` (the fast step, voltages
     saturating) or just above (the general step): both as Lava computes them."""
-    from neuromoco.deploy.targets.reference_fixed import executor
+    from neuromoco.deploy.targets.reference_fixed import activation, executor
 
     path = ROOT / "nir_models" / "sinabs_cnn.nir"
     card = ModelCard.load(ModelCard.beside(path))
@@ -554,21 +549,17 @@ def test_memoryless_fast_path_just_below_its_bound(above, monkeypatch):
     plan = impl.compile(graph, card, opts)
     ex = executor.FixedPointExecutor(plan, record_spikes=True)
     first = ex.layers[0]
-    per_unit = ex._ff_bound(first.conns, {plan.input_name: (None, 1.0)})
+    per_unit = activation.ff_bound(first.conns, {plan.input_name: (None, 1.0)})
     limit = (arith.MAX_UV >> arith.ACT_SHIFT) - first.b_max
     below = int(np.ceil(limit / per_unit)) - 1  # the largest payload whose bound is below 2**23
     x_top = below + int(above)
     assert below >= 2 and (below * per_unit + first.b_max) * 64 < arith.MAX_UV <= ((below + 1) * per_unit) * 64
     frames = (_frames(card, 2, "near-bound", rate=0.5) > 0).astype(np.float32) * (x_top / plan.input_scale)
-    seen = []
-    fast = executor.FixedPointExecutor._run_memoryless
-    monkeypatch.setattr(executor.FixedPointExecutor, "_run_memoryless",
-                        lambda self, lay, *a: (seen.append(lay.name), fast(self, lay, *a))[1])
     with pytest.warns(UserWarning, match="exceed input_max"):
         ours = ex.run(frames)
     with pytest.warns(UserWarning, match="exceed input_max"):
         lava, _ = _run_both(graph, card, frames)
-    assert (first.name in seen) != above
+    assert (ex.layer_kernels[first.name] == "memoryless") != above
     assert int(ours.spike_counts[first.name].sum()) > 0
     _assert_identical(lava, ours, f"near the bound (above={above})")
 
@@ -630,7 +621,8 @@ def test_int8_products_equal_float_products(w_max):
     float product's integers; inputs past 127 are refused (the float product then)."""
     import scipy.sparse as sp
 
-    from neuromoco.deploy.targets.reference_fixed.executor import FixedConn
+    from neuromoco.deploy.targets.reference_fixed import products
+    from neuromoco.deploy.targets.reference_fixed.connection import FixedConn
 
     rng = np.random.default_rng(w_max)
     w = rng.integers(-w_max, w_max + 1, size=(12, 40))
@@ -640,10 +632,10 @@ def test_int8_products_equal_float_products(w_max):
     assert c.dense
     for x in (torch.from_numpy(rng.random((33, 40)) < 0.3), torch.from_numpy(rng.integers(-127, 128, (33, 40)))):
         x_max = float(x.abs().max()) if x.dtype != torch.bool else 1.0
-        got = c._int8_product(x.float() if x.dtype != torch.bool else x, x_max, torch.float64)
+        got = products.int8_matmul(c, x.float() if x.dtype != torch.bool else x, x_max, torch.float64)
         assert got is not None
         np.testing.assert_array_equal(got.numpy(), x.numpy().astype(np.int64) @ w.T)
-    assert c._int8_product(torch.full((3, 40), 200.0), 200.0, torch.float64) is None
+    assert products.int8_matmul(c, torch.full((3, 40), 200.0), 200.0, torch.float64) is None
 
 
 def test_fast_payload_equals_the_plan_payload():
@@ -675,7 +667,7 @@ def test_fast_payload_equals_the_plan_payload():
 def test_voltage_bound_holds_for_any_inputs_within_it(dv):
     """``FixedLayer.voltage_bound``: Lava's voltage update (decay, add, saturate, spike reset) driven by the
     largest inputs ``|u| <= u_max`` of either sign never leaves it (where it is finite)."""
-    from neuromoco.deploy.targets.reference_fixed.executor import FixedLayer
+    from neuromoco.deploy.targets.reference_fixed.layer import FixedLayer
 
     rng = np.random.default_rng(dv)
     n, u_max = 4000, 900_000.0

@@ -124,13 +124,12 @@ def card_option_items(card: Any, names: list[str]) -> dict[str, dict[str, str]]:
     """The target options the model card asks for, as ``{target: {key: value}}`` for ``names``.
 
     A model trained with ``train finetune --qat loihi`` records the Lava options its weight grid was trained
-    for (``extra.qat.deploy_options``, e.g. ``scale=layer``); deploying with other ones would quantize onto a
-    different grid. They apply to every target in ``names`` that declares the key; ``-o`` overrides them.
+    for (:meth:`~neuromoco.deploy.card.ModelCard.qat_deploy_options`, e.g. ``scale=layer``); deploying with
+    other ones would quantize onto a different grid. They apply to every target in ``names`` that declares the
+    key; ``-o`` overrides them.
     """
-    items = ((getattr(card, "extra", None) or {}).get("qat") or {}).get("deploy_options") or []
     out: dict[str, dict[str, str]] = {n: {} for n in names}
-    for item in items:
-        key, _, value = str(item).partition("=")
+    for key, value in (card.qat_deploy_options() or {}).items():
         for n in names:
             if key in _declared(n):
                 out[n][key] = value

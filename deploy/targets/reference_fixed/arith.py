@@ -1,8 +1,8 @@
 """Loihi 2 fixed-point primitives exactly as Lava 0.10's bit-accurate process models compute them.
 
 Each function names the Lava code it reproduces (``lava/proc/{dense,sparse,lif}/models.py``,
-``lava/utils/weightutils.py``, and the project's ``NirNeuron`` in :mod:`neuromoco.deploy.targets.lava.processes`, which calls
-Lava's own ``subthr_dynamics``). Tensors hold the integers Lava keeps in int32 (float64 for the neuron
+``lava/utils/weightutils.py``, and the project's ``NirNeuron`` in :mod:`neuromoco.deploy.targets.lava.processes`,
+which calls Lava's own ``subthr_dynamics``). Tensors hold the integers Lava keeps in int32 (float64 for the neuron
 state, which holds every value here exactly; see below):
 
 * synapse (``Dense`` / ``Sparse``, ``*BitAcc`` models): weights clipped to 8 bits by sign mode and, in

@@ -34,8 +34,7 @@ from neuromoco.deploy.targets.reference_fixed import int8
 
 MAX_CORRECTION = 0.25  # the correction may hold at most this fraction of the matrix's synapses
 MAX_DENSITY = 4.0  # the convolution's multiply-adds (with its zeros) per synapse of the matrix
-CHUNK_BYTES = 4 << 20  # output bytes per convolution call on the CPU (see ConvOp.apply)
-BORDER_OPS = True  # False: the correction as a sparse product (the tests compare the two)
+CHUNK_BYTES = 4 << 20  # output bytes per convolution call on the CPU by default (see ConvOp.apply)
 
 
 @dataclass
@@ -87,13 +86,15 @@ class ConvOp:
         # sum pooling is exact on integers (divisor 1), and 4x fewer multiply-adds after it
         return F.avg_pool2d(xi, self.pool, self.pool, divisor_override=1)
 
-    def apply(self, x: torch.Tensor, dtype: torch.dtype, x_max: float | None = None) -> torch.Tensor:
+    def apply(self, x: torch.Tensor, dtype: torch.dtype, x_max: float | None = None,
+              chunk_bytes: int = CHUNK_BYTES) -> torch.Tensor:
         """``C @ x`` for ``x`` ``[N, Ci * Hi * Wi]`` (sample-major): ``[N, Co * Ho * Wo]`` in ``dtype``; plus
         ``D @ x`` when the correction runs as :attr:`border` (``M @ x`` then). On the CPU in chunks of rows
-        whose output is about :data:`CHUNK_BYTES` (the convolution's reorders stay in cache: 2x faster on a
-        large batch than one call). ``x_max`` (``|x| <= x_max``; None: unknown) lets the border op use int8."""
+        whose output is about ``chunk_bytes`` (the convolution's reorders stay in cache: 2x faster on a
+        large batch than one call). ``x_max`` (``|x| <= x_max``; None: unknown, or int8 not wanted) lets the
+        border op use int8."""
         n_out = int(np.prod(self.tgt_shape))
-        rows = max(1, CHUNK_BYTES // (4 * n_out))
+        rows = max(1, chunk_bytes // (4 * n_out))
         if x.device.type != "cpu" or x.shape[0] <= 2 * rows:  # (no split, no copy, for up to twice that)
             return self._apply(x, dtype, x_max)
         rows = -(-x.shape[0] // -(-x.shape[0] // rows))  # equal chunks: 2 x 32, not 56 + 8
@@ -341,14 +342,15 @@ def _row_positions(m: sp.csr_matrix, row: int, src_shape: tuple[int, int, int]) 
     return cols // (hi_n * wi_n), (cols // wi_n) % hi_n, cols % wi_n
 
 
-def find_conv(m: sp.csr_matrix, src_shape: tuple[int, ...], tgt_shape: tuple[int, ...]) -> ConvOp | None:
-    """``m`` (integers, canonical CSR) as a convolution plus a small correction, or None."""
+def find_conv(m: sp.csr_matrix, src_shape: tuple[int, ...], tgt_shape: tuple[int, ...],
+              border: bool = True) -> ConvOp | None:
+    """``m`` (integers, canonical CSR) as a convolution plus a small correction, or None; ``border``: the
+    correction as a :class:`BorderOp` where one applies (False: a sparse product, always)."""
     if len(src_shape) != 3 or len(tgt_shape) != 3 or m.nnz == 0:
         return None
-    src = tuple(int(s) for s in src_shape)
-    tgt = tuple(int(s) for s in tgt_shape)
-    ci_n, hi_n, wi_n = src
-    co_n, ho_n, wo_n = tgt
+    ci_n, hi_n, wi_n = (int(s) for s in src_shape)
+    co_n, ho_n, wo_n = (int(s) for s in tgt_shape)
+    src, tgt = (ci_n, hi_n, wi_n), (co_n, ho_n, wo_n)
     if m.shape != (co_n * ho_n * wo_n, ci_n * hi_n * wi_n):
         return None
     m = sp.csr_matrix(m)
@@ -403,7 +405,7 @@ def find_conv(m: sp.csr_matrix, src_shape: tuple[int, ...], tgt_shape: tuple[int
     op.correction = d
     if not _check(op, m):
         return None
-    op.border = border_op(op) if BORDER_OPS else None
+    op.border = border_op(op) if border else None
     if op.border is not None and not _check(op, m, seed=1):  # the windows on random inputs, too
         op.border = None
     return op

@@ -97,7 +97,8 @@ def a_out(w: sp.csr_matrix, weight_exp: int, x: np.ndarray) -> np.ndarray:
     return arith.weight_shift(arith.wrap32(acc), weight_exp).numpy()
 
 
-def neuron_step(n: Neuron, u: torch.Tensor, v: torch.Tensor, a: np.ndarray, spiking: bool) -> tuple[torch.Tensor, np.ndarray]:
+def neuron_step(n: Neuron, u: torch.Tensor, v: torch.Tensor, a: np.ndarray,
+                spiking: bool) -> tuple[torch.Tensor, np.ndarray]:
     """One step of the neuron (``u`` new, ``v`` in place) for the activation ``a`` ``[B, n]``: its output,
     spikes (bool) or the voltage (int64)."""
     uf, vf = (torch.from_numpy(f.astype(np.float64)) for f in (n.u_factor, n.v_factor))
@@ -115,8 +116,8 @@ def run_layer(lay: Layer, outs: dict[str, np.ndarray], T: int, B: int) -> np.nda
     conns = [(c, _int_matrix(c)) for c in lay.conns]
     for c, _ in conns:
         if c.source not in outs and c.source != lay.name:
-            raise UserError(f"{lay.name!r} receives a recurrent input from {c.source!r}, which runs later"
-                            if c.recurrent else f"{lay.name!r} receives from {c.source!r}, which runs later in the plan")
+            what, later = ("a recurrent input from", "later") if c.recurrent else ("from", "later in the plan")
+            raise UserError(f"{lay.name!r} receives {what} {c.source!r}, which runs {later}")
     out = np.zeros((T, B, lay.size), dtype=bool if lay.spiking else np.int64)
     u = torch.zeros((B, lay.size), dtype=torch.float64)
     v = torch.from_numpy(np.broadcast_to(n.v0.astype(np.float64), (B, lay.size)).copy())

@@ -12,12 +12,12 @@ import numpy as np
 import torch
 
 INT32_HALF = float(1 << 30)  # each limb's part below this: their sum stays below 2**31
-ENABLED = True  # False: callers use their floating-point products (the tests compare the two)
 
 
 def available(device: torch.device) -> bool:
-    """On the CPU with a torch whose ``_int_mm`` runs and is exact here (and not switched off)."""
-    return ENABLED and device.type == "cpu" and _int_mm_works()
+    """On the CPU with a torch whose ``_int_mm`` runs and is exact here (whether to use it is the caller's
+    :class:`~.strategy.Strategy`)."""
+    return device.type == "cpu" and _int_mm_works()
 
 
 _PROBED: list[bool] = []
@@ -75,5 +75,7 @@ def as_int8(x: torch.Tensor) -> torch.Tensor:
     return x.view(torch.int8) if x.dtype == torch.bool else x.to(torch.int8)
 
 
-def to_device(parts: list[tuple[np.ndarray, float, float]], device: torch.device) -> list[tuple[torch.Tensor, float, float]]:
+def to_device(parts: list[tuple[np.ndarray, float, float]],
+              device: torch.device) -> list[tuple[torch.Tensor, float, float]]:
+    """The limbs of :func:`limbs` as tensors on ``device``."""
     return [(torch.from_numpy(m).to(device), scale, col) for m, scale, col in parts]
