@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import copy
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -80,12 +81,16 @@ class MoCo(nn.Module):
     BatchNorm in the projection head (True; see :class:`Projector`).
     """
 
+    queue: torch.Tensor  # buffers (register_buffer in __init__)
+    queue_ptr: torch.Tensor
+
     def __init__(self, backbone: nn.Module, feature_dim: int | None = None, dim: int = 128, hidden: int = 512,
                  queue_size: int = 4096, momentum: float = 0.999, temperature: float = 0.2,
                  mix_lambda: float = 0.5, mix_mode: str = "loss", shuffle_bn: bool = True,
                  bn_splits: int = 1, proj_bn: bool = True) -> None:
         super().__init__()
-        feature_dim = int(feature_dim or backbone.feature_dim)
+        # the backbones of train/models carry their feature size as an int attribute
+        feature_dim = int(feature_dim or cast(int, backbone.feature_dim))
         self.momentum = unit_interval("--momentum", momentum)
         self.shuffle_bn = bool(shuffle_bn)
         self.encoder_q = ProjectedEncoder(backbone, Projector(feature_dim, hidden, dim, proj_bn), bn_splits)
@@ -111,7 +116,7 @@ class MoCo(nn.Module):
     def momentum_update(self) -> None:
         """``θ_k ← m·θ_k + (1 − m)·θ_q`` for every parameter (buffers such as BN statistics are the key's own)."""
         m = self.momentum
-        for pq, pk in zip(self.encoder_q.parameters(), self.encoder_k.parameters()):
+        for pq, pk in zip(self.encoder_q.parameters(), self.encoder_k.parameters(), strict=True):  # k: q's copy
             pk.mul_(m).add_(pq.detach(), alpha=1.0 - m)
 
     @torch.no_grad()

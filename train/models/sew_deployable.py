@@ -92,7 +92,7 @@ class DeployableSEWResNet(SpikingEncoder):
         self.stem = nn.Sequential(*stem)
         blocks: list[nn.Module] = []
         cin = widths[0]
-        for i, (n, width) in enumerate(zip(layers, widths)):
+        for i, (n, width) in enumerate(zip(layers, widths, strict=True)):  # equal lengths: checked above
             for j in range(int(n)):
                 stride = 2 if (i > 0 and j == 0) else 1
                 blocks.append(sew_block(cin, int(width), stride, lif))

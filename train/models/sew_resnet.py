@@ -44,7 +44,7 @@ class SEWResNet(SpikingEncoder):
                                   TimeDistributed(nn.MaxPool2d(3, 2, 1)))
         stages: list[nn.Module] = []
         cin = widths[0]
-        for i, (n, w) in enumerate(zip(layers, widths)):
+        for i, (n, w) in enumerate(zip(layers, widths, strict=False)):  # (lengths not checked here)
             for j in range(n):
                 stages.append(SEWBasicBlock(cin, w, 2 if (i > 0 and j == 0) else 1, lif))
                 cin = w
