@@ -27,10 +27,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_common import RESULTS, ROOT, machine_info, now, write_json
 
 from neuromoco.deploy.card import ModelCard
-from neuromoco.deploy.energy import Activity, energy, load_energy_models, profile
 from neuromoco.deploy.graph import load_graph
-from neuromoco.deploy.loihi_map import CoreMapping
-from neuromoco.deploy.neurobench_metrics import NeuroBenchCounter, neurobench_metrics
+from neuromoco.deploy.metrics.activity import Activity
+from neuromoco.deploy.metrics.core_map import CoreMapping
+from neuromoco.deploy.metrics.energy_models import energy, load_energy_models
+from neuromoco.deploy.metrics.neurobench import NeuroBenchCounter, neurobench_metrics
+from neuromoco.deploy.metrics.synops import profile
 from neuromoco.deploy.targets import get_target
 from neuromoco.errors import UserError
 

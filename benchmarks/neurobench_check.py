@@ -1,6 +1,8 @@
 """Cross-check of `deploy profile`'s NeuroBench metrics against the `neurobench` package itself.
 
-    python benchmarks/neurobench_check.py [--out FILE]      (needs neurobench and snntorch: `make install` puts them in .venv; `make neurobench` runs this)
+    python benchmarks/neurobench_check.py [--out FILE]
+
+(needs neurobench and snntorch: `make install` puts them in .venv; `make neurobench` runs this)
 
 One small network is built twice from the same weights: as an snnTorch network that NeuroBench's
 ``Benchmark`` runs (Conv2d -> Leaky -> AvgPool2d -> Flatten -> Linear -> Leaky) and as the equivalent NIR graph.
@@ -123,7 +125,7 @@ def run_neurobench(net: Any, frames: np.ndarray) -> tuple[dict[str, Any], dict[s
 
 
 def run_ours(graph: nir.NIRGraph, frames: np.ndarray, spikes: dict[str, np.ndarray]) -> dict[str, Any]:
-    from neuromoco.deploy.neurobench_metrics import NeuroBenchCounter, neurobench_metrics
+    from neuromoco.deploy.metrics.neurobench import NeuroBenchCounter, neurobench_metrics
     from neuromoco.deploy.result import RunResult
 
     counter = NeuroBenchCounter(graph, [C_IN, H, H])

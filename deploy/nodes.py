@@ -5,8 +5,9 @@ parameters NIR stores for it, and whether it holds state, spikes or a weight mat
 treat node types differently looks the row up (:func:`facts`) or keeps its own ``{nir type: handler}``
 table and dispatches through :func:`handler` (which names the node and its type when the table lacks
 it), instead of an ``isinstance`` chain per module. Adding a node type means one row here and one entry
-in each backend's table (``graph.SHAPE_RULES``, ``reference.KERNELS``, ``energy.UNIT_RULES`` if synaptic
-layers count it, each target's own); ``tests/test_nodes.py`` checks that the core's tables cover this one.
+in each backend's table (``graph.SHAPE_RULES``, ``reference.KERNELS``, each target's own; the metrics of
+``deploy/metrics`` need none: they read this row and apply the node through ``reference.KERNELS``);
+``tests/test_nodes.py`` checks that the core's tables cover this one.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ class NodeFacts:
     type: type  # the nir class
     role: Role  # what it does in a network
     params: tuple[str, ...] = ()  # numeric parameters as NIR names them (checked finite on load)
-    weighted: bool = False  # holds a weight matrix (energy also counts pools and Scale: energy.UNIT_RULES)
+    weighted: bool = False  # holds a weight matrix (energy also counts pools and Scale: metrics.walk.COUNTED_TYPES)
     stateful: bool = False  # carries state from one time step to the next (the neurons)
     spiking: bool = False  # a neuron whose output is 0/1 spikes (LIF, IF, CubaLIF)
     current: bool = False  # a neuron with a synaptic-current state (CubaLIF, CubaLI)

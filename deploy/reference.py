@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Literal
 
 import nir
 import numpy as np
@@ -49,6 +50,9 @@ from neuromoco.errors import UserError
 Tensor = torch.Tensor
 Shape = tuple[int, ...]
 Kernel = Callable[[Tensor], Tensor]  # a stateless node: [N, *in_shape] -> [N, *out_shape]
+#: the weights a kernel applies: the node's own ("real", with its bias), or each weight replaced by 1 ("ones") or by
+#: its non-zero mask ("nonzero"), without bias: the unit maps whose gradients count synapses (deploy/metrics)
+Weights = Literal["real", "ones", "nonzero"]
 
 
 # ------------------------------------------------------------------------------------ neuron kernels
@@ -62,7 +66,9 @@ class _Neuron:
             raise UserError(f"node {name!r} ({type(node).__name__}) needs dt: give it in the model card or with --dt")
         n = discretize(node, float(dt) if dt is not None else 1.0)
         npd = np.float64 if dtype == torch.float64 else np.float32
-        t = lambda a: torch.as_tensor(np.asarray(a, dtype=npd), device=device)
+        def t(a: object) -> Tensor:
+            return torch.as_tensor(np.asarray(a, dtype=npd), device=device)
+
         n = _fit_neuron(n, shape)
         self.shape = shape
         self.spiking = n.spiking
@@ -110,7 +116,9 @@ class _Neuron:
 
 def _fit_neuron(n: DiscreteNeuron, shape: tuple[int, ...]) -> DiscreteNeuron:
     """``n`` with every parameter array of exactly the node's state ``shape``."""
-    fit = lambda a: None if a is None else fit_param(a, shape)
+    def fit(a: np.ndarray | None) -> np.ndarray | None:
+        return None if a is None else fit_param(a, shape)
+
     return replace(n, shape=tuple(shape), tau_mem=fit(n.tau_mem), r=fit(n.r), v_leak=fit(n.v_leak),
                    v_threshold=fit(n.v_threshold), v_reset=fit(n.v_reset), tau_syn=fit(n.tau_syn), w_in=fit(n.w_in))
 
@@ -127,13 +135,23 @@ class _Site:
     dt: float | None
     device: torch.device
     dtype: torch.dtype
+    weights: Weights = "real"
 
     def tensor(self, a: object) -> Tensor:
         return torch.as_tensor(np.array(a), device=self.device).to(self.dtype).contiguous()
 
+    def weight(self, a: object) -> Tensor:
+        """A weight array (a synapse's matrix or kernel, Scale's factors) as :attr:`weights` says to apply it."""
+        if self.weights == "real":
+            return self.tensor(a)
+        w = np.asarray(a, dtype=np.float64)
+        return self.tensor(np.ones_like(w) if self.weights == "ones" else w != 0)
+
     def bias(self, node: nir.NIRNode, n_out: int) -> Tensor | None:
-        """``node.bias`` over ``n_out`` outputs; None for a node without one or an all-zero bias (adds nothing)."""
-        if "bias" not in NODES[type(node)].params or not np.any(np.asarray(node.bias, dtype=np.float64)):
+        """``node.bias`` over ``n_out`` outputs; None for a node without one, an all-zero bias (adds nothing) or
+        unit weights."""
+        if (self.weights != "real" or "bias" not in NODES[type(node)].params
+                or not np.any(np.asarray(node.bias, dtype=np.float64))):
             return None
         return self.tensor(fit_param(node.bias, (n_out,)))
 
@@ -143,14 +161,14 @@ def _identity(node: nir.NIRNode, site: _Site) -> Kernel:
 
 
 def _linear(node: nir.NIRNode, site: _Site) -> Kernel:
-    w = site.tensor(node.weight)
+    w = site.weight(node.weight)
     b = site.bias(node, w.shape[0])
     return lambda x: F.linear(x, w, b)
 
 
 def _conv(node: nir.NIRNode, site: _Site) -> Kernel:
     g = conv_geometry(node, site.name)
-    w = site.tensor(node.weight)
+    w = site.weight(node.weight)
     b = site.bias(node, w.shape[0])
     conv = F.conv1d if g["nd"] == 1 else F.conv2d
     pads = g["padding"]
@@ -168,6 +186,8 @@ def _sum_pool(node: nir.NIRNode, site: _Site) -> Kernel:
 
 
 def _avg_pool(node: nir.NIRNode, site: _Site) -> Kernel:
+    if site.weights != "real":  # its taps' weight 1/window counted as 1: a window sum
+        return _sum_pool(node, site)
     g = pool_geometry(node, site.name)
     return lambda x: F.avg_pool2d(x, g["kernel"], g["stride"], g["padding"], count_include_pad=True)
 
@@ -178,7 +198,7 @@ def _flatten(node: nir.NIRNode, site: _Site) -> Kernel:
 
 
 def _scale(node: nir.NIRNode, site: _Site) -> Kernel:
-    s = site.tensor(fit_param(node.scale, site.in_shape))
+    s = site.weight(fit_param(node.scale, site.in_shape))
     return lambda x: x * s
 
 
@@ -202,6 +222,17 @@ KERNELS: dict[type, Callable[[nir.NIRNode, _Site], Kernel | _Neuron]] = {
     nir.Threshold: _threshold,
     **{t: _neuron for t in NEURON_TYPES},
 }
+
+
+def stateless_kernel(node: nir.NIRNode, name: str, in_shape: Shape, out_shape: Shape, weights: Weights = "real",
+                     dtype: torch.dtype = torch.float64) -> Kernel:
+    """The reference's rule for the stateless node ``node`` on CPU, ``[N, *in_shape] -> [N, *out_shape]``: the one
+    definition of applying a node that the metrics (fan-out, NeuroBench's inputs) share with the executor."""
+    site = _Site(name, tuple(in_shape), tuple(out_shape), None, torch.device("cpu"), dtype, weights)
+    kernel = handler(KERNELS, node, name, "the reference executor")(node, site)
+    if isinstance(kernel, _Neuron):
+        raise ValueError(f"node {name!r} ({type(node).__name__}) is a neuron, not a stateless node")
+    return kernel
 
 
 # ------------------------------------------------------------------------------------------ executor

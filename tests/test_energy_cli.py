@@ -9,8 +9,10 @@ import pytest
 from test_parity_cli import write_model
 
 from neuromoco.deploy.cli import main
-from neuromoco.deploy.energy import Activity, profile, synaptic_layers
 from neuromoco.deploy.graph import load_graph
+from neuromoco.deploy.metrics.activity import Activity
+from neuromoco.deploy.metrics.synops import profile
+from neuromoco.deploy.metrics.walk import synaptic_layers
 from neuromoco.deploy.reference import ReferenceExecutor
 
 

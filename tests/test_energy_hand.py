@@ -9,14 +9,10 @@ import nir
 import numpy as np
 import pytest
 
-from neuromoco.deploy.energy import (
-    Activity,
-    energy,
-    load_energy_models,
-    profile,
-    select_models,
-    synaptic_layers,
-)
+from neuromoco.deploy.metrics.activity import Activity
+from neuromoco.deploy.metrics.energy_models import energy, load_energy_models, select_models
+from neuromoco.deploy.metrics.synops import profile
+from neuromoco.deploy.metrics.walk import synaptic_layers
 from neuromoco.deploy.result import RunResult
 from neuromoco.errors import UserError
 

@@ -11,13 +11,8 @@ from test_parity_cli import write_model
 
 from neuromoco.deploy.cli import main
 from neuromoco.deploy.graph import node_shapes
-from neuromoco.deploy.neurobench_metrics import (
-    NeuroBenchCounter,
-    connection_sparsity,
-    footprint,
-    neurobench_metrics,
-    precision_of,
-)
+from neuromoco.deploy.metrics.footprint import connection_sparsity, footprint, precision_of
+from neuromoco.deploy.metrics.neurobench import NeuroBenchCounter, neurobench_metrics
 from neuromoco.deploy.result import RunResult
 
 T, B = 3, 2

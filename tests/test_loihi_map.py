@@ -15,12 +15,12 @@ from test_energy_hand import tiny_graph
 from neuromoco.deploy.loihi.compile import compile_graph
 from neuromoco.deploy.loihi.kernel import Kernel, identity_kernel
 from neuromoco.deploy.loihi.plan import Conn, LavaPlan, Layer, Readout
-from neuromoco.deploy.loihi_map import (
+from neuromoco.deploy.metrics.core_map import (
     ConvGeometry,
     CoreLoad,
+    CoreMapping,
     MapLayer,
     core_map,
-    estimate,
     layers_from_plan,
     limit_values,
     load_core_model,
@@ -150,7 +150,8 @@ def test_core_load_and_step_bound_by_hand():
 
 
 def test_estimate_of_a_plan_fits():
-    out = estimate(_tiny_plan())
+    plan = _tiny_plan()
+    out = CoreMapping(layers_from_plan(plan), plan.input_name).result()
     assert out["fits"] and out["cores_needed"] == 2 and [r["cores"] for r in out["layers"]] == [1, 1]
     assert out["expanded"]["cores_needed"] == 2 and out["expanded"]["fits"]
     conv = out["layers"][0]
@@ -239,7 +240,7 @@ def test_expanded_kernels_place_as_their_matrices(limits, tight):
     fast, _ = partition(kernels, lim, shared=False, exact=False)
     assert not want_problems and problems == want_problems and any(c.bound_by == tight for c in want)
     assert len(got) == len(want) == len(fast)
-    for a, b, f in zip(got, want, fast):
+    for a, b, f in zip(got, want, fast, strict=True):
         assert (a.layer, a.rows.tolist(), a.synapses, a.fan_in, a.bound_by) == \
             (b.layer, b.rows.tolist(), b.synapses, b.fan_in, b.bound_by)
         assert (f.rows.tolist(), f.bound_by) == (a.rows.tolist(), a.bound_by) and a.fan_in <= f.fan_in
@@ -312,7 +313,9 @@ def test_kernel_load_counts_the_expanded_synapses():
         per_step = sum((w.tocsr()[c.rows] != 0).astype(np.int64) @ source[s].T.astype(np.int64)
                        for s, w in by_layer[c.layer].incoming).sum(axis=0)
         assert load.tallies[0].total[i] == per_step.sum() and load.tallies[0].peak[i] == per_step.max()
-    out = estimate(plan, [(res, frames)])
+    mapping = CoreMapping(layers_from_plan(plan), plan.input_name)
+    mapping.update(res, frames)
+    out = mapping.result()
     assert out["load"]["synops_per_inference"] == pytest.approx(load.tallies[0].total.sum() / B)
     e, ex = out["load"]["energy_per_inference_pj"], out["expanded"]["load"]["energy_per_inference_pj"]
     assert e["synops"] == ex["synops"] and e["neuron_updates"] == ex["neuron_updates"]
@@ -349,7 +352,8 @@ def _sew_resnet18_layers() -> list[MapLayer]:
 
 def test_sew_resnet18_at_128_maps_fast_without_expansion():
     """753,664 neurons, 0.63 G expanded synapses (over 7 GB as csr matrices): both partitions within a second
-    (CPU time) and tens of MiB. Stage 4's 3x3 convs of 512 channels read 4608 sources per neuron, over the assumed 4096."""
+    (CPU time) and tens of MiB. Stage 4's 3x3 convs of 512 channels read 4608 sources per neuron, over the assumed
+    4096."""
     lim = limit_values(load_core_model())
     layers = _sew_resnet18_layers()
     synapses = sum(w.synapses for lay in layers for _, w in lay.incoming)

@@ -13,7 +13,8 @@ import nir
 import numpy as np
 import pytest
 
-from neuromoco.deploy import energy, graph, reference
+from neuromoco.deploy import graph, reference
+from neuromoco.deploy.metrics import walk
 from neuromoco.deploy.nodes import (
     CONNECTION_TYPES,
     NEURON_TYPES,
@@ -75,7 +76,7 @@ def test_every_type_has_a_shape_rule_and_a_reference_kernel():
 
 def test_energy_counts_every_connection_but_a_reshape():
     counted = {t for t in CONNECTION_TYPES if NODES[t].role != "reshape"}
-    assert set(energy.UNIT_RULES) == counted
+    assert set(walk.COUNTED_TYPES) == counted
 
 
 @pytest.mark.parametrize("kind", list(NODES), ids=lambda t: t.__name__)

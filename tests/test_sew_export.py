@@ -17,8 +17,9 @@ import torch
 from torch import nn
 
 from neuromoco.deploy.cli import main as deploy_main
-from neuromoco.deploy.energy import Activity, profile
 from neuromoco.deploy.graph import load_graph
+from neuromoco.deploy.metrics.activity import Activity
+from neuromoco.deploy.metrics.synops import profile
 from neuromoco.deploy.reference import ReferenceExecutor
 from neuromoco.deploy.result import RunResult
 from neuromoco.train.export import ExportError, export_model, fold_model, plan_graph, to_nir

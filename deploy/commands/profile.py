@@ -27,7 +27,7 @@ from neuromoco.deploy.commands.common import (
     target_options,
     with_card_options,
 )
-from neuromoco.deploy.energy import DEFAULT_MODELS
+from neuromoco.deploy.metrics.energy_models import DEFAULT_MODELS
 from neuromoco.errors import UserError
 
 REPORTS = (
@@ -60,9 +60,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from neuromoco.deploy.energy import Activity, energy, load_energy_models, profile, select_models
-    from neuromoco.deploy.loihi_map import CoreMapping
-    from neuromoco.deploy.neurobench_metrics import NeuroBenchCounter, neurobench_metrics
+    from neuromoco.deploy.metrics.activity import Activity
+    from neuromoco.deploy.metrics.core_map import CoreMapping
+    from neuromoco.deploy.metrics.energy_models import energy, load_energy_models, select_models
+    from neuromoco.deploy.metrics.neurobench import NeuroBenchCounter, neurobench_metrics
+    from neuromoco.deploy.metrics.synops import profile
     from neuromoco.deploy.parity import parse_names
     from neuromoco.deploy.report import write_energy_report
     from neuromoco.deploy.targets import REFERENCE, TARGETS
