@@ -342,19 +342,12 @@ def _row_positions(m: sp.csr_matrix, row: int, src_shape: tuple[int, int, int]) 
     return cols // (hi_n * wi_n), (cols // wi_n) % hi_n, cols % wi_n
 
 
-def find_conv(m: sp.csr_matrix, src_shape: tuple[int, ...], tgt_shape: tuple[int, ...],
-              border: bool = True) -> ConvOp | None:
-    """``m`` (integers, canonical CSR) as a convolution plus a small correction, or None; ``border``: the
-    correction as a :class:`BorderOp` where one applies (False: a sparse product, always)."""
-    if len(src_shape) != 3 or len(tgt_shape) != 3 or m.nnz == 0:
-        return None
-    ci_n, hi_n, wi_n = (int(s) for s in src_shape)
-    co_n, ho_n, wo_n = (int(s) for s in tgt_shape)
-    src, tgt = (ci_n, hi_n, wi_n), (co_n, ho_n, wo_n)
-    if m.shape != (co_n * ho_n * wo_n, ci_n * hi_n * wi_n):
-        return None
-    m = sp.csr_matrix(m)
-    m.sort_indices()
+def _interior_kernel(m: sp.csr_matrix, src: tuple[int, int, int], tgt: tuple[int, int, int]) \
+        -> tuple[np.ndarray, tuple[int, int], tuple[int, int, int, int]] | None:
+    """The kernel ``[Co, Ci, kh, kw]``, stride and padding (top, bottom, left, right) that the rows at the
+    centre of the output image of ``m`` (canonical CSR) read, or None where they are not a local map."""
+    ci_n, hi_n, wi_n = src
+    co_n, ho_n, wo_n = tgt
     hc, wc = ho_n // 2, wo_n // 2
 
     def extent(h: int, w: int) -> tuple[int, int, int, int] | None:
@@ -395,6 +388,27 @@ def find_conv(m: sp.csr_matrix, src_shape: tuple[int, ...], tgt_shape: tuple[int
         r = (co * ho_n + hc) * wo_n + wc
         ci, hh, ww = _row_positions(m, r, src)
         weight[co, ci, hh - h0, ww - w0] = m.data[m.indptr[r]:m.indptr[r + 1]]
+    return weight, (sh, sw), (top, bottom, left, right)
+
+
+def find_conv(m: sp.csr_matrix, src_shape: tuple[int, ...], tgt_shape: tuple[int, ...],
+              border: bool = True) -> ConvOp | None:
+    """``m`` (integers, canonical CSR) as a convolution plus a small correction, or None; ``border``: the
+    correction as a :class:`BorderOp` where one applies (False: a sparse product, always)."""
+    if len(src_shape) != 3 or len(tgt_shape) != 3 or m.nnz == 0:
+        return None
+    ci_n, hi_n, wi_n = (int(s) for s in src_shape)
+    co_n, ho_n, wo_n = (int(s) for s in tgt_shape)
+    src, tgt = (ci_n, hi_n, wi_n), (co_n, ho_n, wo_n)
+    if m.shape != (co_n * ho_n * wo_n, ci_n * hi_n * wi_n):
+        return None
+    m = sp.csr_matrix(m)
+    m.sort_indices()
+    found = _interior_kernel(m, src, tgt)
+    if found is None:
+        return None
+    weight, (sh, sw), (top, bottom, left, right) = found
+    kh, kw = weight.shape[2:]
     op = ConvOp(weight, (sh, sw), (top, bottom, left, right), src, tgt, sp.csr_matrix(m.shape),
                 pool=_pool_factor(weight, (sh, sw), kh, kw))
     d = sp.csr_matrix(m - op.matrix())
