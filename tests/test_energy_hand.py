@@ -12,7 +12,7 @@ import pytest
 from neuromoco.deploy.metrics.activity import Activity
 from neuromoco.deploy.metrics.energy_models import energy, load_energy_models, select_models
 from neuromoco.deploy.metrics.synops import profile
-from neuromoco.deploy.metrics.walk import synaptic_layers
+from neuromoco.deploy.metrics.walk import synaptic_layers, walk
 from neuromoco.deploy.result import RunResult
 from neuromoco.errors import UserError
 
@@ -184,3 +184,13 @@ def test_energy_model_table_and_extension(tmp_path):
         load_energy_models([bad])
     with pytest.raises(UserError, match="unknown energy model"):
         select_models(table, ["nope"])
+
+
+def test_the_walk_is_computed_once_per_graph_and_input_shape():
+    """The energy profile and NeuroBench's counter share one walk of a graph (its fan-out computed once)."""
+    g = tiny_graph()
+    first = walk(g, [1, 4, 4])
+    assert walk(g, [1, 4, 4]) is first
+    assert [x.name for x in first.layers] == [x.name for x in synaptic_layers(g, [1, 4, 4])]
+    other = tiny_graph()
+    assert walk(other, [1, 4, 4]) is not first
