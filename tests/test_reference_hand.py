@@ -2,8 +2,8 @@
 
 Each graph is Input -> Affine -> neuron -> Output with two or three neurons. The expected traces are
 written out in numpy one step at a time with the equations of deploy/semantics.py, in the same
-arithmetic order, so the runs agree exactly (weights and inputs are dyadic, so the synaptic sums are exact whatever order
-a matrix product adds them in); a few cases are also spelled out as literal numbers.
+arithmetic order, so the runs agree exactly (weights and inputs are dyadic, so the synaptic sums are exact whatever
+order a matrix product adds them in); a few cases are also spelled out as literal numbers.
 """
 
 from __future__ import annotations

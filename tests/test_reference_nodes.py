@@ -33,8 +33,8 @@ def _x(*shape: int) -> np.ndarray:
 def test_conv2d_geometries():
     x = _x(3, 2, 4, 9, 11)
     xt = torch.from_numpy(x).reshape(6, 4, 9, 11)
-    for stride, padding, dilation, groups in [(1, 1, 1, 1), (2, 0, 1, 2), ((1, 2), (2, 1), (2, 1), 4), (1, "same", 1, 1),
-                                              (1, "valid", 1, 1)]:
+    for stride, padding, dilation, groups in [(1, 1, 1, 1), (2, 0, 1, 2), ((1, 2), (2, 1), (2, 1), 4),
+                                              (1, "same", 1, 1), (1, "valid", 1, 1)]:
         w = _x(8, 4 // groups, 3, 4)
         b = _x(8)
         node = nir.Conv2d(input_shape=None, weight=w, stride=stride, padding=padding, dilation=dilation, groups=groups,
