@@ -19,6 +19,11 @@ from typing import Any
 from neuromoco.errors import UserError
 
 
+def add_no_progress(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--no-progress``: the flag of every command that draws progress bars (``args.no_progress``)."""
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
 def load_command(where: str) -> Any:
     """The module ``where`` names, or the object ``NAME`` in it for ``module:NAME``."""
     module, _, name = where.partition(":")

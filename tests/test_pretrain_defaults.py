@@ -11,7 +11,7 @@ from synthetic import synthetic_dataset
 from neuromoco.train.cli import main
 from neuromoco.train.engine import pretraining
 from neuromoco.train.engine.checkpoint import load_checkpoint
-from neuromoco.train.engine.fit import Fit
+from neuromoco.train.engine.fit import Run
 from neuromoco.train.engine.pretraining import COLLAPSE_EPOCHS, auto_queue_size, falling_epochs
 
 COMMON = ["pretrain", "--dataset", "synth-defaults", "--time-steps", "3", "--batch-size", "8", "--seed", "1"]
@@ -71,11 +71,12 @@ def test_falling_epochs_counts_the_current_fall():
 
 
 def _scripted(monkeypatch, pos_sims: list[float]) -> None:
-    """Fit.train_over returns these epochs' summaries (the rest of the run, reporting included, is real)."""
-    def train_over(self, dataset, step_fn, epoch, step):
-        return {"loss": 6.0, "acc": 0.5, "pos_sim": pos_sims[epoch - 1], "samples_per_s": 100.0}, step + 5
+    """Run.train_over returns these epochs' summaries (the rest of the run, reporting included, is real)."""
+    def train_over(self, dataset, step_fn, epoch):
+        self.step += 5
+        return {"loss": 6.0, "acc": 0.5, "pos_sim": pos_sims[epoch - 1], "samples_per_s": 100.0}
 
-    monkeypatch.setattr(Fit, "train_over", train_over)
+    monkeypatch.setattr(Run, "train_over", train_over)
 
 
 def test_collapse_warning_fires_on_a_collapsing_run(tmp_path, capsys, monkeypatch):
@@ -124,7 +125,8 @@ def test_momentum_schedule_rises_to_one():
 
 def test_momentum_schedule_in_a_run(tmp_path):
     out = tmp_path / "cos"
-    assert main([*COMMON, "--epochs", "2", "--momentum", "0.9", "--momentum-schedule", "cosine", "--out", str(out)]) == 0
+    assert main([*COMMON, "--epochs", "2", "--momentum", "0.9", "--momentum-schedule", "cosine",
+                 "--out", str(out)]) == 0
     rows = _epochs(out)  # 5 steps per epoch, 10 in all: the last step of epoch 2 is step 9 of 10
     assert rows[0]["momentum"] == pytest.approx(1 - 0.1 * (1 + math.cos(math.pi * 0.4)) / 2)
     assert rows[1]["momentum"] == pytest.approx(1 - 0.1 * (1 + math.cos(math.pi * 0.9)) / 2)

@@ -162,3 +162,36 @@ def test_class_balanced_label_fraction_is_seeded():
     labels = D.labels_of(a)
     assert sorted(labels.tolist()) == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]  # 10 per class * 0.3 -> 3
     assert len(D.class_balanced_subset(ds, 0.01, seed=0)) == 4  # at least one per class
+
+
+def test_no_progress_turns_every_bar_off(pretrained, tmp_path, monkeypatch, capsys):
+    """``--no-progress`` on each command that draws bars (train loops, features, test passes, eval), as deploy's."""
+    from neuromoco.train.engine import loops
+
+    seen: list[object] = []
+    real = loops.tqdm
+
+    def recording(*a, **kw):
+        seen.append(kw.get("disable"))
+        return real(*a, **kw)
+
+    monkeypatch.setattr(loops, "tqdm", recording)
+    runs = {"pretrain": ["--dataset", "synth-cmd", "-T", "3", "--queue-size", "16"],
+            "finetune": ["--pretrained", str(pretrained), "--head-warmup-epochs", "1", "--no-export"],
+            "linear": ["--pretrained", str(pretrained), "--no-export"],
+            "supervised": ["--dataset", "synth-cmd", "-T", "3", "--no-export"]}
+    for command, extra in runs.items():
+        for flag in ([], ["--no-progress"]):
+            seen.clear()
+            out = tmp_path / f"{command}{len(flag)}"
+            assert main([command, *extra, "--epochs", "1", "--out", str(out), *COMMON, *flag]) == 0
+            assert seen and all(d is (True if flag else None) for d in seen), (command, flag, seen)
+    ckpt = str(tmp_path / "supervised0" / "last.pt")
+    for flag in ([], ["--no-progress"]):
+        seen.clear()
+        assert main(["eval", "--checkpoint", ckpt, "--out", str(tmp_path / "ev"), *flag]) == 0
+        assert seen == [True if flag else None]
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["pretrain", "--help"])
+    assert "--no-progress         no progress bar" in capsys.readouterr().out  # deploy's words

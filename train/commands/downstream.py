@@ -73,9 +73,11 @@ def add_arguments(p: argparse.ArgumentParser, mode: Mode) -> None:
 
 def run(args: argparse.Namespace, mode: Mode) -> int:
     from neuromoco.train.engine.classify import Classify
-    from neuromoco.train.engine.fit import Fit
+    from neuromoco.train.engine.config import classify_config
+    from neuromoco.train.engine.fit import fit
 
-    return Fit(Classify(args, mode)).run()
+    cfg = classify_config(args, mode)
+    return fit(Classify(cfg), cfg.run, cfg.optim)
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,8 @@ import argparse
 import re
 from pathlib import Path
 
+from neuromoco.cli import add_no_progress
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True, metavar="CKPT",
@@ -24,6 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda")
     p.add_argument("--amp", default="auto", choices=["auto", "on", "off"], help="mixed precision (CUDA)")
     p.add_argument("--workers", type=int, default=None, help="DataLoader workers")
+    add_no_progress(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     name = args.dataset or data.get("dataset")
     if not name:
         raise UserError("the checkpoint names no dataset: pass --dataset")
-    rt = make_runtime(args.device, args.amp)
+    rt = make_runtime(args.device, args.amp, progress=not args.no_progress)
     try:
         model = classifier_from_checkpoint(ckpt).to(rt.device)
         # a recordings folder is read with the sensor size and time unit training used (unless --dataset says)

@@ -47,7 +47,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from neuromoco.train.engine.fit import Fit
+    from neuromoco.train.engine.config import pretrain_config
+    from neuromoco.train.engine.fit import fit
     from neuromoco.train.engine.pretraining import Pretrain
 
-    return Fit(Pretrain(args)).run()
+    cfg = pretrain_config(args)
+    return fit(Pretrain(cfg), cfg.run, cfg.optim)

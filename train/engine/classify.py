@@ -1,5 +1,5 @@
-"""Classification on labels as a :class:`~neuromoco.train.engine.fit.Task`, one class for the three modes of
-:mod:`neuromoco.train.engine.modes` (finetune, linear, supervised).
+"""Classification on labels as a :class:`~neuromoco.train.engine.fit.Task` (:class:`Classify`), one class for the
+three modes of :mod:`neuromoco.train.engine.modes` (finetune, linear, supervised).
 
 The test split is evaluated every ``--eval-every`` epochs and after the last; the best epoch's weights go
 to ``best.pt``; ``accuracy.json`` and, for deployable models, ``model.nir`` + ``model_card.json`` at the end.
@@ -7,11 +7,12 @@ to ``best.pt``; ``accuracy.json`` and, for deployable models, ``model.nir`` + ``
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+from torch.utils.data import DataLoader
 
 from neuromoco.errors import UserError
 from neuromoco.io import atomic_write_json
@@ -19,229 +20,236 @@ from neuromoco.train.engine import data as D
 from neuromoco.train.engine import loops
 from neuromoco.train.engine.checkpoint import load_checkpoint
 from neuromoco.train.engine.cliargs import check_positive
+from neuromoco.train.engine.config import ClassifyConfig
 from neuromoco.train.engine.export import export_classifier
-from neuromoco.train.engine.fit import Fit, Task
+from neuromoco.train.engine.fit import Epoch, Run, TaskData, TaskModel
 from neuromoco.train.engine.linear_probe import LinearProbe, cached_features
-from neuromoco.train.engine.modes import Mode
+from neuromoco.train.engine.runtime import Runtime
 from neuromoco.train.models.base import SpikingClassifier
 from neuromoco.train.models.registry import build_classifier, canonical_name, get_spec
 
+if TYPE_CHECKING:
+    from neuromoco.train.qat import LoihiQAT
+
 ENCODER_PREFIX = "encoder_q.backbone."  # where a pre-training checkpoint keeps the encoder's weights
+NO_BEST = {"epoch": 0, "top1": -1.0}  # the best epoch before any was evaluated
 
 
-class Classify(Task):
+class Classify:
+    """``train finetune`` / ``linear`` / ``supervised``: the :class:`~neuromoco.train.engine.fit.Task`;
+    :class:`ClassifyTraining` its trainer.
+
+    Made from the command's config: reads the pre-trained checkpoint (if the mode starts from one) and takes
+    from it the data options the command line left out, so that a bad checkpoint fails before anything runs."""
+
     kind = "classifier"
+    batch_groups = 1
 
-    def __init__(self, args: argparse.Namespace, mode: Mode) -> None:
-        super().__init__(args)
-        self.mode, self.name = mode, mode.name
-        self.best = {"epoch": 0, "top1": -1.0}
-        self.probe: LinearProbe | None = None
-        self.qat = None  # the LoihiQAT network with --qat loihi
+    def __init__(self, cfg: ClassifyConfig) -> None:
+        self.cfg, self.mode, self.name = cfg, cfg.mode, cfg.mode.name
+        self.pre = load_checkpoint(cfg.pretrained, kind="pretrain") if cfg.pretrained is not None else None
+        self.pretrained = str(self.pre["_path"]) if self.pre else ""
+        self.model_name = get_spec(self.pre["model"]["name"] if self.pre else cfg.model).name
+        d, pdata = cfg.data, self.pre.get("data", {}) if self.pre else {}
+        #: the data options, with the pre-trained run's where not given (a recordings folder's sensor and time
+        #: unit only while the dataset is not given either)
+        self.data_options = dataclasses.replace(
+            d, dataset=d.dataset or pdata.get("dataset") or "embedded",
+            time_steps=d.time_steps or pdata.get("time_steps") or 16,
+            downsample=d.downsample or pdata.get("downsample") or 1,
+            sensor_size=d.sensor_size or (pdata.get("sensor_size") if not d.dataset else None),
+            time_unit=d.time_unit or (pdata.get("time_unit") if not d.dataset else None))
+        check_positive(time_steps=self.data_options.time_steps, downsample=self.data_options.downsample)
 
-    def check(self) -> None:
-        a = self.args
-        self.pre = load_checkpoint(a.pretrained, kind="pretrain") if self.mode.pretrained else None
-        self.model_name = get_spec(self.pre["model"]["name"] if self.pre else a.model).name
-        pdata = self.pre.get("data", {}) if self.pre else {}
-        self.dataset = a.dataset or pdata.get("dataset") or "embedded"
-        self.time_steps = a.time_steps or pdata.get("time_steps") or 16
-        self.downsample = a.downsample or pdata.get("downsample") or 1
-        # a recordings folder's sensor and time unit: as given, else as pre-training read it
-        self.sensor_size = getattr(a, "sensor_size", None) or (pdata.get("sensor_size") if not a.dataset else None)
-        self.time_unit = getattr(a, "time_unit", None) or (pdata.get("time_unit") if not a.dataset else None)
-        check_positive(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, time_steps=self.time_steps,
-                       downsample=self.downsample, eval_every=a.eval_every)
-        if self.mode.tunes_backbone:
-            if a.backbone_lr_scale < 0 or a.head_warmup_epochs < 0:
-                raise UserError("--backbone-lr-scale and --head-warmup-epochs must be >= 0")
-            check_positive(head_warmup_lr=a.head_warmup_lr)
-        self.qat_config = None
-        if getattr(a, "qat", "none") != "none":
-            from neuromoco.train.qat import config_from_args
+    def load_data(self, rt: Runtime) -> TaskData:
+        d, cfg = self.data_options, self.cfg
+        assert d.dataset is not None and d.time_steps is not None and d.downsample is not None  # set in __init__
+        own = D.own_options(d.sensor_size, d.time_unit)
+        frames = {"root": d.root, "time_steps": d.time_steps, "downsample": d.downsample, **own}
+        full_train = D.labelled(d.dataset, "train", **frames, augment=None if self.mode.frozen else cfg.augment)
+        meta = D.metadata(d.dataset, **own)
+        train = D.class_balanced_subset(D.first_n(full_train, d.max_samples), cfg.label_fraction, cfg.run.seed)
+        test = D.first_n(D.labelled(d.dataset, "test", **frames), d.max_samples)
+        input_shape = D.frame_shape(test)[1:]
+        recipe = meta.get("recipe") or {"name": d.dataset, "time_unit": None}
+        record = {"dataset": recipe["name"], "time_steps": d.time_steps, "downsample": d.downsample,
+                  "sensor_size": meta["sensor_size"], "time_unit": recipe["time_unit"], "recipe": recipe,
+                  "class_names": meta["class_names"], "label_fraction": cfg.label_fraction,
+                  "train_samples": len(train), "test_samples": len(test)}
+        return TaskData(train=train, test=test, input_shape=input_shape, record=record,
+                        num_classes=meta["num_classes"])
 
-            self.qat_config = config_from_args(a)
-
-    def build_data(self, fit: Fit) -> None:
-        a = self.args
-        own = D.own_options(self.sensor_size, self.time_unit)
-        frames = {"root": a.data_root, "time_steps": self.time_steps, "downsample": self.downsample, **own}
-        full_train = D.labelled(self.dataset, "train", **frames, augment=None if self.mode.frozen else a.augment)
-        self.meta = D.metadata(self.dataset, **own)
-        self.train_set = D.class_balanced_subset(D.first_n(full_train, a.max_samples), a.label_fraction, a.seed)
-        self.test_set = D.first_n(D.labelled(self.dataset, "test", **frames), a.max_samples)
-        self.input_shape = D.frame_shape(self.test_set)[1:]
-        recipe = self.meta.get("recipe") or {"name": self.dataset, "time_unit": None}
-        self.data = {"dataset": recipe["name"], "time_steps": self.time_steps, "downsample": self.downsample,
-                     "sensor_size": self.meta["sensor_size"], "time_unit": recipe["time_unit"], "recipe": recipe,
-                     "class_names": self.meta["class_names"],
-                     "label_fraction": a.label_fraction, "train_samples": len(self.train_set),
-                     "test_samples": len(self.test_set)}
-
-    def build_model(self, fit: Fit) -> tuple[SpikingClassifier, list[torch.nn.Parameter], int]:
-        a = self.args
-        model = build_classifier(self.model_name, self.input_shape, self.meta["num_classes"])
+    def build_model(self, rt: Runtime, data: TaskData) -> TaskModel:
+        batch = self.cfg.optim.batch_size
+        model = build_classifier(self.model_name, data.input_shape, data.num_classes)
         if self.pre is not None:
             enc = {k[len(ENCODER_PREFIX):]: v for k, v in self.pre["state_dict"].items()
                    if k.startswith(ENCODER_PREFIX)}
             try:
                 model.encoder.load_state_dict(enc)
             except RuntimeError as err:
-                raise UserError(f"{a.pretrained}: the encoder weights do not fit {self.model_name} for input "
-                                f"{self.input_shape}: {str(err).splitlines()[0]}") from None
-        self.model = model.to(fit.rt.device)
+                raise UserError(f"{self.cfg.pretrained}: the encoder weights do not fit {self.model_name} for input "
+                                f"{data.input_shape}: {str(err).splitlines()[0]}") from None
+        model = model.to(rt.device)
         if self.mode.frozen:
             for p in model.encoder.parameters():
                 p.requires_grad_(False)
-            batches = -(-len(self.train_set) // a.batch_size)  # the probe keeps the last, partial batch
+            steps = -(-len(data.train) // batch)  # the probe keeps the last, partial batch
         else:
-            batches = len(self.train_set) // a.batch_size
-            if batches == 0:
-                raise UserError(f"{len(self.train_set)} labelled training samples is fewer than --batch-size "
-                                f"{a.batch_size}; lower it")
-        return model, [p for p in model.parameters() if p.requires_grad], batches
+            steps = len(data.train) // batch
+            if steps == 0:
+                raise UserError(f"{len(data.train)} labelled training samples is fewer than --batch-size {batch}; "
+                                "lower it")
+        params = [p for p in model.parameters() if p.requires_grad]
+        qat = self.cfg.qat.record() if self.cfg.qat else None
+        return TaskModel(module=model, params=params, lr_groups=self._lr_groups(model, params), steps_per_epoch=steps,
+                         record={"name": self.model_name, "input_shape": list(data.input_shape), "kwargs": {},
+                                 "num_classes": data.num_classes},
+                         fields={"mode": self.name, "pretrained": self.pretrained, "qat": qat},
+                         config={"mode": self.name, "model": self.model_name, "pretrained": self.pretrained or None,
+                                 "qat": qat})
 
-    def lr_scales(self, params: list[torch.nn.Parameter]) -> list[tuple[list[torch.nn.Parameter], float]]:
+    def _lr_groups(self, model: SpikingClassifier,
+                   params: list[torch.nn.Parameter]) -> list[tuple[list[torch.nn.Parameter], float]]:
         """Fine-tuning: the readout at --lr, the encoder at --lr x --backbone-lr-scale (readout first: logged)."""
-        scale = self.args.backbone_lr_scale if self.mode.tunes_backbone else 1.0
+        scale = self.cfg.recipe.backbone_lr_scale
         if scale == 1.0:
             return [(params, 1.0)]
-        mine = {id(p) for p in self.model.encoder.parameters()}
+        mine = {id(p) for p in model.encoder.parameters()}
         groups = [([p for p in params if id(p) not in mine], 1.0), ([p for p in params if id(p) in mine], scale)]
         return [g for g in groups if g[0]]
 
-    def check_resume(self, ckpt: dict[str, Any]) -> None:
+    def check_resume(self, ckpt: dict[str, Any], model: TaskModel) -> None:
         name = ckpt["model"]["name"]
         if canonical_name(name) != self.model_name or ckpt.get("mode") != self.name:
             raise UserError(f"{ckpt['_path']} is a {ckpt.get('mode')} run of {name}, not {self.name} of "
                             f"{self.model_name}")
-        mine = self.qat_config.record() if self.qat_config else None
+        mine = model.fields["qat"]
         if ckpt.get("qat") != mine:
             raise UserError(f"{ckpt['_path']} was trained with quantization-aware training {ckpt.get('qat')}, "
                             f"this run asks for {mine}: give the same --qat options")
 
-    def restore(self, ckpt: dict[str, Any]) -> None:
-        self.best = dict(ckpt["metrics"].get("best", self.best))
-
-    def config(self) -> dict[str, Any]:
-        return {"mode": self.name, "model": self.model_name, "pretrained": self._pretrained() or None,
-                "qat": self.qat_config.record() if self.qat_config else None}
-
-    def _pretrained(self) -> str:
-        return str(self.pre["_path"]) if self.pre else ""
-
-    def prepare(self, fit: Fit) -> None:
-        a, rt = self.args, fit.rt
+    def start(self, run: Run, resumed: dict[str, Any] | None) -> ClassifyTraining:
+        """Features of the frozen encoder (linear), or: QAT's BatchNorm calibration, the readout's warm start
+        (LP-FT), the QAT and DDP wrappers (a resumed run has its statistics and readout in the checkpoint)."""
+        cfg, rt, model = self.cfg, run.rt, run.model.module
+        assert isinstance(model, SpikingClassifier)
+        best = dict(resumed["metrics"].get("best", NO_BEST)) if resumed else dict(NO_BEST)
+        batch, test = cfg.optim.batch_size, run.data.test
+        assert test is not None
         if self.mode.frozen:
-            feats = cached_features(self.model, {"train": self.train_set, "test": self.test_set}, a.batch_size,
-                                    fit.workers, rt)
-            self.probe = LinearProbe(self.model, feats["train"], feats["test"], a.batch_size, a.seed)
-            return
-        self.net = self.model
-        if self.qat_config is not None and fit.start_epoch == 1:  # resumed: the statistics are in the checkpoint
+            feats = cached_features(model, {"train": run.data.train, "test": test}, batch, run.workers, rt)
+            probe = LinearProbe(model, feats["train"], feats["test"], batch, cfg.run.seed)
+            return ClassifyTraining(self, run, model, best, probe=probe)
+        fresh = run.start_epoch == 1
+        if cfg.qat is not None and fresh:
             from neuromoco.train.qat import calibrate_batchnorm
 
-            loader = loops.eval_loader(self.train_set, a.batch_size, workers=fit.workers, rt=rt)
-            calibrate_batchnorm(self.model, loader, rt.device)
-        if self.mode.tunes_backbone and a.head_warmup_epochs and fit.start_epoch == 1:
-            self._warm_start_head(fit)  # on the statistics QAT freezes; a resumed run has its readout in last.pt
-        if self.qat_config is not None:
+            calibrate_batchnorm(model, loops.eval_loader(run.data.train, batch, workers=run.workers, rt=rt), rt.device)
+        if cfg.recipe.head_warmup_epochs and fresh:
+            self._warm_start_head(run, model)  # on the statistics QAT freezes
+        qat = None
+        if cfg.qat is not None:
             from neuromoco.train.qat import LoihiQAT
 
-            self.qat = self.net = LoihiQAT(self.model, self.qat_config, self.input_shape)
+            qat = LoihiQAT(model, cfg.qat, run.data.input_shape)
+        net: torch.nn.Module = qat if qat is not None else model
         if rt.dist.enabled:
-            self.net = torch.nn.parallel.DistributedDataParallel(
-                self.net, device_ids=[rt.device.index] if rt.device.type == "cuda" else None)
-        self.device = rt.device
-        self.test_loader = loops.eval_loader(self.test_set, max(a.batch_size, 64), workers=fit.workers, rt=rt)
+            net = torch.nn.parallel.DistributedDataParallel(
+                net, device_ids=[rt.device.index] if rt.device.type == "cuda" else None)
+        test_loader = loops.eval_loader(test, max(batch, 64), workers=run.workers, rt=rt)
+        return ClassifyTraining(self, run, model, best, net=net, qat=qat, test_loader=test_loader)
 
-    def _warm_start_head(self, fit: Fit) -> None:
+    def _warm_start_head(self, run: Run, model: SpikingClassifier) -> None:
         """LP-FT: the readout trained alone on the frozen encoder's cached features, before everything trains."""
-        a = self.args
-        feats = cached_features(self.model, {"train": self.train_set}, a.batch_size, fit.workers, fit.rt)
-        probe = LinearProbe(self.model, feats["train"], feats["train"], a.batch_size, a.seed)
-        summary = probe.warm_start(a.head_warmup_epochs, a.head_warmup_lr, a.weight_decay)
-        if fit.rt.is_main:
-            print(f"readout warm start: {a.head_warmup_epochs} epochs on the frozen encoder, train loss "
+        cfg, r = self.cfg, self.cfg.recipe
+        feats = cached_features(model, {"train": run.data.train}, cfg.optim.batch_size, run.workers, run.rt)
+        probe = LinearProbe(model, feats["train"], feats["train"], cfg.optim.batch_size, cfg.run.seed)
+        summary = probe.warm_start(r.head_warmup_epochs, r.head_warmup_lr, cfg.optim.weight_decay)
+        if run.rt.is_main:
+            print(f"readout warm start: {r.head_warmup_epochs} epochs on the frozen encoder, train loss "
                   f"{summary['loss']:.4f} acc {summary['acc']:.3f}", file=sys.stderr)
+
+
+class ClassifyTraining:
+    """A classifier's epochs: the readout on cached features (``probe``), or the network (``net``, wrapped for
+    QAT and DDP) over the frames; test accuracy when due; the best epoch; ``accuracy.json`` and the export."""
+
+    def __init__(self, task: Classify, run: Run, model: SpikingClassifier, best: dict[str, Any], *,
+                 probe: LinearProbe | None = None, net: torch.nn.Module | None = None, qat: LoihiQAT | None = None,
+                 test_loader: DataLoader | None = None) -> None:
+        self.task, self.cfg, self.run, self.model = task, task.cfg, run, model
+        self.best = best  # {"epoch", "top1"} of the best epoch so far
+        self.probe, self.net, self.qat, self.test_loader = probe, net, qat, test_loader
 
     def _train_mode(self) -> None:
         self.model.train()
-        if self.mode.tunes_backbone and self.args.freeze_bn:
+        if self.cfg.mode.tunes_backbone and self.cfg.recipe.freeze_bn:
             for m in self.model.encoder.modules():
                 if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
                     m.eval()  # normalise with the pre-trained statistics and keep them; scale and shift train
 
     def _step(self, batch: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor], int]:
+        assert self.net is not None
         frames, labels = batch
-        frames = loops.time_major(frames.to(self.device, non_blocking=True))
-        labels = labels.to(self.device, non_blocking=True)
+        device = self.run.rt.device
+        frames = loops.time_major(frames.to(device, non_blocking=True))
+        labels = labels.to(device, non_blocking=True)
         logits = self.net(frames)
         acc = (logits.detach().argmax(-1) == labels).float().mean()
         return torch.nn.functional.cross_entropy(logits.float(), labels), {"acc": acc}, labels.shape[0]
 
-    def epoch(self, fit: Fit, epoch: int, step: int) -> tuple[dict[str, Any], int]:
-        a = self.args
+    def epoch(self, epoch: int) -> Epoch:
+        run, epochs = self.run, self.cfg.optim.epochs
         if self.probe is not None:
-            summary, step = self.probe.epoch(fit.optimizer, fit.scheduler, epoch=epoch, step=step,
-                                             logger=fit.logger, log_every=a.log_every)
+            summary, run.step = self.probe.epoch(run.optimizer, run.scheduler, epoch=epoch, step=run.step,
+                                                 logger=run.logger, log_every=self.cfg.run.log_every)
         else:
             self._train_mode()
             if self.qat is not None:
                 self.qat.update_grid()  # the observer: the plan's grid for this epoch's starting weights
-            summary, step = fit.train_over(self.train_set, self._step, epoch, step)
-        if epoch % a.eval_every == 0 or epoch == a.epochs:
-            net = self.qat if self.qat is not None else self.model
+            summary = run.train_over(run.data.train, self._step, epoch)
+        improved = False
+        if epoch % self.cfg.eval_every == 0 or epoch == epochs:
             res = (self.probe.evaluate() if self.probe is not None
-                   else loops.evaluate(net, self.test_loader, fit.rt, f"test {epoch}"))
+                   else loops.evaluate(self.qat if self.qat is not None else self.model, self.test_loader, run.rt,
+                                       f"test {epoch}"))
             summary.update(test_top1=res["top1"], test_loss=res["loss"])
-        return summary, step
-
-    def improved(self, epoch: int, summary: dict[str, Any]) -> bool:
-        if "test_top1" in summary and summary["test_top1"] > self.best["top1"]:
-            self.best = {"epoch": epoch, "top1": summary["test_top1"]}
-            return True
-        return False
-
-    def report(self, epoch: int, summary: dict[str, Any]) -> str:
-        line = f"epoch {epoch}/{self.args.epochs}: loss {summary['loss']:.4f} train acc {summary['acc']:.3f}"
+            if res["top1"] > self.best["top1"]:
+                self.best, improved = {"epoch": epoch, "top1": res["top1"]}, True
+        line = f"epoch {epoch}/{epochs}: loss {summary['loss']:.4f} train acc {summary['acc']:.3f}"
         if "test_top1" in summary:
             line += f"  test top-1 {summary['test_top1']:.4f} (best {self.best['top1']:.4f} @ {self.best['epoch']})"
-        return line
+        return Epoch(summary, line, improved)
 
-    def model_record(self) -> dict[str, Any]:
-        return {**super().model_record(), "num_classes": self.meta["num_classes"]}
+    def metrics(self) -> dict[str, Any]:
+        last = _last_tested(self.run.history)
+        return {"history": self.run.history, "best": self.best, "test_top1": last["test_top1"] if last else None}
 
-    def checkpoint_fields(self) -> dict[str, Any]:
-        return {"mode": self.name, "pretrained": self._pretrained(),
-                "qat": self.qat_config.record() if self.qat_config else None}
-
-    def metrics_record(self, history: list[dict[str, Any]]) -> dict[str, Any]:
-        last = _last_tested(history)
-        return {"history": history, "best": self.best, "test_top1": last["test_top1"] if last else None}
-
-    def finish(self, fit: Fit) -> None:
-        if not fit.rt.is_main:
+    def finish(self) -> None:
+        run, task, best = self.run, self.task, self.best
+        if not run.rt.is_main:
             return
-        a, history, best = self.args, fit.history, self.best
+        history = run.history
         last = _last_tested(history)
-        accuracy = {"mode": self.name, "model": self.model_name, "dataset": self.dataset,
-                    "label_fraction": a.label_fraction, "train_samples": len(self.train_set),
-                    "test_samples": len(self.test_set), "best": {"epoch": best["epoch"], "top1": best["top1"]},
+        assert run.data.test is not None
+        accuracy = {"mode": task.name, "model": task.model_name, "dataset": task.data_options.dataset,
+                    "label_fraction": self.cfg.label_fraction, "train_samples": len(run.data.train),
+                    "test_samples": len(run.data.test), "best": {"epoch": best["epoch"], "top1": best["top1"]},
                     "last": {"epoch": last["epoch"], "top1": last["test_top1"]} if last else None,
-                    "pretrained": self._pretrained() or None,
+                    "pretrained": task.pretrained or None,
                     "train_samples_per_s": (sum(h["samples_per_s"] for h in history) / len(history)
                                             if history else None)}
-        atomic_write_json(fit.run_dir / "accuracy.json", accuracy)
+        atomic_write_json(run.run_dir / "accuracy.json", accuracy)
         print(f"test top-1: last {accuracy['last']['top1']:.4f} (epoch {accuracy['last']['epoch']}), best "
-              f"{best['top1']:.4f} (epoch {best['epoch']})  -> {fit.run_dir / 'accuracy.json'}", file=sys.stderr)
-        if not a.export:
+              f"{best['top1']:.4f} (epoch {best['epoch']})  -> {run.run_dir / 'accuracy.json'}", file=sys.stderr)
+        if not self.cfg.export:
             return
         if not self.model.deployable:
-            print(f"{self.model_name} is not deployable: no model.nir written", file=sys.stderr)
+            print(f"{task.model_name} is not deployable: no model.nir written", file=sys.stderr)
             return
-        src = fit.run_dir / ("best.pt" if a.export_weights == "best" else "last.pt")
-        path = export_classifier(load_checkpoint(src, kind="classifier"), fit.run_dir)  # QAT: weights on the grid
+        src = run.run_dir / ("best.pt" if self.cfg.export_weights == "best" else "last.pt")
+        path = export_classifier(load_checkpoint(src, kind="classifier"), run.run_dir)  # QAT: weights on the grid
         print(f"NIR graph: {path}", file=sys.stderr)
 
 

@@ -1,4 +1,7 @@
-"""Arguments and run-directory handling shared by the training commands."""
+"""The training commands' shared flags (declared once each) and run-directory handling.
+
+What the flags hold reaches the engine as the typed values of :mod:`neuromoco.train.engine.config`.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +10,14 @@ import json
 import os
 import platform
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from neuromoco.cli import add_no_progress
 from neuromoco.errors import UserError
 from neuromoco.io import atomic_write_json
+
+if TYPE_CHECKING:
+    from neuromoco.train.engine.config import RunOptions
 
 
 def add_runtime_args(p: argparse.ArgumentParser) -> None:
@@ -21,6 +28,7 @@ def add_runtime_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
     g.add_argument("--workers", type=int, default=None,
                    help="DataLoader worker processes (default: 0 on CPU, 4 with CUDA)")
+    add_no_progress(g)
 
 
 def add_data_args(p: argparse.ArgumentParser, dataset_default: str | None = "embedded",
@@ -85,36 +93,38 @@ def resolve_workers(workers: int | None, device_type: str) -> int:
     return 4 if device_type == "cuda" else 0
 
 
-def resume_path(args: argparse.Namespace) -> Path | None:
+def resume_path(run: RunOptions) -> Path | None:
     """The checkpoint to resume from, or None for a fresh run (refusing to clobber an existing run)."""
-    out = Path(args.out)
-    last = out / "last.pt"
-    if args.resume is None:
-        if last.exists() and not getattr(args, "overwrite", False):
-            raise UserError(f"{out} already holds a run (last.pt): pass --resume to continue it, or "
+    last = run.out / "last.pt"
+    if run.resume is None:
+        if last.exists() and not run.overwrite:
+            raise UserError(f"{run.out} already holds a run (last.pt): pass --resume to continue it, or "
                             "--overwrite to start over")
         return None
-    if args.resume == "auto":
+    if run.resume == "auto":
         if not last.exists():
             raise UserError(f"nothing to resume: {last} does not exist")
         return last
-    return Path(args.resume)
+    return Path(run.resume)
 
 
-def check_positive(**values: float) -> None:
+def check_positive(**values: float | None) -> None:
+    """Refuse (one line naming the flag) a value that is missing, zero or negative."""
     for name, v in values.items():
         if v is None or v <= 0:
             raise UserError(f"--{name.replace('_', '-')} must be positive, got {v}")
 
 
 def plain_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The command line's plain values (what ``config.json`` records as ``args``)."""
     return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()
             if k not in ("func",) and isinstance(v, (str, int, float, bool, list, tuple, type(None), Path))}
 
 
-def write_config(run_dir: Path, args: argparse.Namespace, **extra: Any) -> None:
-    cfg = {"command": getattr(args, "command", None), "args": plain_args(args),
+def write_config(run: RunOptions, **extra: Any) -> None:
+    """``config.json``: the command line as given, the host, and ``extra`` (runtime, data, the task's fields)."""
+    cfg = {"command": run.command, "args": run.argv,
            "host": {"python": platform.python_version(), "machine": platform.machine(),
                     "cpus": os.cpu_count()}}
     cfg.update(extra)
-    atomic_write_json(Path(run_dir) / "config.json", json.loads(json.dumps(cfg, default=str)))
+    atomic_write_json(run.out / "config.json", json.loads(json.dumps(cfg, default=str)))

@@ -6,8 +6,8 @@ split.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sized
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -67,6 +67,11 @@ def own_options(sensor_size: list[int] | None, time_unit: str | None) -> dict[st
     return {k: v for k, v in (("sensor_size", sensor_size), ("time_unit", time_unit)) if v}
 
 
+def length(ds: Dataset) -> int:
+    """Samples in ``ds``, a map-style dataset (torch's ``Dataset`` type declares no ``__len__``)."""
+    return len(cast(Sized, ds))
+
+
 def labels_of(ds: Dataset) -> np.ndarray:
     """All labels of ``ds`` without loading frames where the dataset exposes them (``targets``/``labels``)."""
     if isinstance(ds, Subset):
@@ -75,12 +80,12 @@ def labels_of(ds: Dataset) -> np.ndarray:
         v = getattr(ds, attr, None)
         if v is not None and not callable(v):
             arr = np.asarray(v.cpu() if isinstance(v, torch.Tensor) else v).astype(np.int64).reshape(-1)
-            if len(arr) == len(ds):
+            if len(arr) == length(ds):
                 return arr
     get = getattr(ds, "get_label", None) or getattr(ds, "label", None)
     if callable(get):
-        return np.array([int(get(i)) for i in range(len(ds))], dtype=np.int64)
-    return np.array([int(ds[i][1]) for i in range(len(ds))], dtype=np.int64)
+        return np.array([int(get(i)) for i in range(length(ds))], dtype=np.int64)
+    return np.array([int(ds[i][1]) for i in range(length(ds))], dtype=np.int64)
 
 
 def class_balanced_subset(ds: Dataset, fraction: float, seed: int) -> Subset:
@@ -101,14 +106,14 @@ def class_balanced_subset(ds: Dataset, fraction: float, seed: int) -> Subset:
 
 def first_n(ds: Dataset, n: int | None) -> Dataset:
     """The first ``n`` samples (``--max-samples``, for smoke runs), or ``ds`` itself."""
-    if not n or n >= len(ds):
+    if not n or n >= length(ds):
         return ds
     return Subset(ds, list(range(int(n))))
 
 
 def frame_shape(ds: Dataset) -> list[int]:
     """``[T, C, H, W]`` of the first sample (of either view for a two-view dataset)."""
-    if len(ds) == 0:
+    if length(ds) == 0:
         raise UserError("the dataset is empty")
     x = ds[0][0]
     if isinstance(x, (tuple, list)):

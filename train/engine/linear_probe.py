@@ -31,7 +31,7 @@ def cached_features(model: SpikingClassifier, datasets: dict[str, Dataset], batc
     for name, ds in datasets.items():
         feats, labels = [], []
         loader = DataLoader(ds, batch_size=max(batch_size, 64), shuffle=False, num_workers=workers)
-        for frames, y in progress(loader, f"features ({name})", rt.is_main):
+        for frames, y in progress(loader, f"features ({name})", rt):
             with rt.autocast():
                 f = model.encoder(time_major(frames.to(rt.device)))
             feats.append(f.float().mean(0))

@@ -5,12 +5,12 @@ from __future__ import annotations
 import math
 import sys
 import time
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Sized
+from typing import Any, cast
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, SequentialSampler, Subset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, Sampler, SequentialSampler, Subset
 from tqdm.auto import tqdm
 
 from neuromoco.errors import UserError
@@ -55,12 +55,13 @@ def cosine_schedule(optimizer: torch.optim.Optimizer, total_steps: int,
 def train_loader(dataset: Dataset, batch_size: int, *, seed: int, epoch: int, workers: int, rt: Runtime,
                  drop_last: bool) -> DataLoader:
     """Shuffled loader for one epoch; its order depends only on (seed, epoch), sharded by rank under DDP."""
+    sampler: Sampler[int]
     if rt.dist.enabled:
         sampler = DistributedSampler(dataset, num_replicas=rt.dist.world_size, rank=rt.dist.rank, shuffle=True,
                                      seed=seed, drop_last=drop_last)
         sampler.set_epoch(epoch)
     else:
-        sampler = RandomSampler(dataset, generator=loader_generator(epoch_seed(seed, epoch)))
+        sampler = RandomSampler(_sized(dataset), generator=loader_generator(epoch_seed(seed, epoch)))
     return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=drop_last, num_workers=workers,
                       worker_init_fn=seed_worker, generator=loader_generator(epoch_seed(seed, epoch, rt.dist.rank)),
                       pin_memory=rt.device.type == "cuda", persistent_workers=False)
@@ -69,9 +70,14 @@ def train_loader(dataset: Dataset, batch_size: int, *, seed: int, epoch: int, wo
 def eval_loader(dataset: Dataset, batch_size: int, *, workers: int, rt: Runtime) -> DataLoader:
     """Every sample exactly once over all ranks (rank r takes samples r, r+W, ...; no padding)."""
     if rt.dist.enabled:
-        dataset = Subset(dataset, list(range(rt.dist.rank, len(dataset), rt.dist.world_size)))
-    return DataLoader(dataset, batch_size=batch_size, sampler=SequentialSampler(dataset), num_workers=workers,
-                      pin_memory=rt.device.type == "cuda")
+        dataset = Subset(dataset, list(range(rt.dist.rank, len(_sized(dataset)), rt.dist.world_size)))
+    return DataLoader(dataset, batch_size=batch_size, sampler=SequentialSampler(_sized(dataset)),
+                      num_workers=workers, pin_memory=rt.device.type == "cuda")
+
+
+def _sized(dataset: Dataset) -> Sized:
+    """``dataset`` as what it is here, a map-style dataset with a length (torch's ``Dataset`` declares none)."""
+    return cast(Sized, dataset)
 
 
 def to_device(x: Any, device: torch.device) -> Any:
@@ -88,9 +94,9 @@ def time_major(frames: torch.Tensor) -> torch.Tensor:
 
 
 # -- loops -----------------------------------------------------------------------------------------------
-def progress(loader: Iterable, desc: str, enabled: bool) -> Iterable:
-    """``loader`` with a progress bar on stderr (on the main rank only)."""
-    return tqdm(loader, desc=desc, leave=False, dynamic_ncols=True, disable=not enabled or None,
+def progress(loader: Iterable, desc: str, rt: Runtime) -> tqdm:
+    """``loader`` with a progress bar on stderr where ``rt`` shows them (main rank, no ``--no-progress``)."""
+    return tqdm(loader, desc=desc, leave=False, dynamic_ncols=True, disable=not rt.shows_progress or None,
                 mininterval=0.5, file=sys.stderr)
 
 
@@ -102,7 +108,7 @@ def train_epoch(step_fn: StepFn, loader: DataLoader, optimizer: torch.optim.Opti
     sums: dict[str, float] = {}
     seen = 0
     t0 = time.perf_counter()
-    bar = progress(loader, desc, rt.is_main)
+    bar = progress(loader, desc, rt)
     for batch in bar:
         with rt.autocast():
             loss, mets, n = step_fn(batch)
@@ -139,7 +145,7 @@ def train_epoch(step_fn: StepFn, loader: DataLoader, optimizer: torch.optim.Opti
                         "(batches are full-sized; lower --batch-size)")
     tot = torch.tensor([seen] + [sums[k] for k in sorted(sums)], dtype=torch.float64)
     tot = du.all_reduce_sum(tot)
-    summary = {k: float(v / tot[0]) for k, v in zip(sorted(sums), tot[1:])}
+    summary = {k: float(v / tot[0]) for k, v in zip(sorted(sums), tot[1:], strict=True)}
     summary.update(samples=int(tot[0]), seconds=elapsed, samples_per_s=float(tot[0]) / max(1e-9, elapsed),
                    lr=optimizer.param_groups[0]["lr"])
     return summary, step
@@ -152,7 +158,7 @@ def evaluate(model: nn.Module, loader: DataLoader, rt: Runtime, desc: str = "eva
     model.eval()
     correct = total = 0
     loss_sum = 0.0
-    for frames, labels in progress(loader, desc, rt.is_main):
+    for frames, labels in progress(loader, desc, rt):
         frames, labels = time_major(frames.to(rt.device)), labels.to(rt.device)
         with rt.autocast():
             logits = model(frames)

@@ -1,5 +1,5 @@
-"""NeuroMoCo pre-training as a :class:`~neuromoco.train.engine.fit.Task`: two views of unlabelled samples,
-a MoCo model around the chosen encoder, ``pretrain.json`` at the end.
+"""NeuroMoCo pre-training as a :class:`~neuromoco.train.engine.fit.Task` (:class:`Pretrain`): two views of
+unlabelled samples, a MoCo model around the chosen encoder, ``pretrain.json`` at the end.
 
 Defaults that follow the data:
 
@@ -25,9 +25,10 @@ import torch
 from neuromoco.errors import UserError
 from neuromoco.io import atomic_write_json
 from neuromoco.train.engine import data as D
-from neuromoco.train.engine.cliargs import check_positive
-from neuromoco.train.engine.fit import Fit, Task
+from neuromoco.train.engine.config import PretrainConfig
+from neuromoco.train.engine.fit import Epoch, Run, TaskData, TaskModel
 from neuromoco.train.engine.loops import time_major
+from neuromoco.train.engine.runtime import Runtime
 from neuromoco.train.moco import MoCo
 from neuromoco.train.models.registry import build_encoder, canonical_name, get_spec
 
@@ -70,122 +71,140 @@ def falling_epochs(values: list[float | None]) -> int:
     return n
 
 
-class Pretrain(Task):
+class Pretrain:
+    """``train pretrain``: the :class:`~neuromoco.train.engine.fit.Task`; :class:`PretrainTraining` its trainer."""
+
     kind = "pretrain"
     name = "pretrain"
 
-    def check(self) -> None:
-        a = self.args
-        check_positive(epochs=a.epochs, batch_size=a.batch_size, lr=a.lr, time_steps=a.time_steps,
-                       temperature=a.temperature, downsample=a.downsample, bn_splits=a.bn_splits)
-        if a.queue_size is not None:
-            check_positive(queue_size=a.queue_size)
-        if getattr(a, "collapse_epochs", COLLAPSE_EPOCHS) < 0:
-            raise UserError(f"--collapse-epochs must be 0 (off) or more, got {a.collapse_epochs}")
-        self.queue_auto = a.queue_size is None
-        self.model_name = get_spec(a.model).name
-        self.batch_groups = a.bn_splits
+    def __init__(self, cfg: PretrainConfig) -> None:
+        self.cfg = cfg
+        self.model_name = get_spec(cfg.model).name
+        self.batch_groups = cfg.moco.bn_splits
 
-    def build_data(self, fit: Fit) -> None:
-        a = self.args
-        own = D.own_options(getattr(a, "sensor_size", None), getattr(a, "time_unit", None))
-        self.train_set = D.first_n(D.contrastive(a.dataset, "train", root=a.data_root, time_steps=a.time_steps,
-                                                 downsample=a.downsample, strength=a.augment_strength, **own),
-                                   a.max_samples)
-        self.input_shape = D.frame_shape(self.train_set)[1:]
-        n = len(self.train_set)
-        if n < a.batch_size:
-            raise UserError(f"the training set has {n} samples, fewer than --batch-size {a.batch_size}")
-        if self.queue_auto:
-            a.queue_size = auto_queue_size(n, a.batch_size)
-            if fit.rt.is_main:
-                print(f"queue {a.queue_size:,} = {100 * a.queue_size / n:.0f} % of {n:,} training samples "
-                      f"(automatic: the largest multiple of the batch {a.batch_size} that is at most "
-                      f"{QUEUE_FRACTION:.0%} of them, at most {QUEUE_MAX}; --queue-size K sets it)", file=sys.stderr)
-        if a.queue_size < a.batch_size:
-            raise UserError(f"--queue-size {a.queue_size} must hold at least one batch ({a.batch_size})")
-        if a.queue_size > n and fit.rt.is_main:
-            print(f"note: the queue ({a.queue_size}) is larger than the training set ({n}): it will hold several "
-                  f"keys of the same sample; consider --queue-size {auto_queue_size(n, a.batch_size)} (the automatic "
-                  f"choice when --queue-size is left out)", file=sys.stderr)
-        recipe = D.metadata(a.dataset, **own).get("recipe") or {"name": a.dataset}
-        self.data = {"dataset": recipe["name"], "time_steps": a.time_steps, "downsample": a.downsample,
-                     "sensor_size": recipe.get("sensor_size"), "time_unit": recipe.get("time_unit"), "recipe": recipe,
-                     "train_samples": n}
+    def load_data(self, rt: Runtime) -> TaskData:
+        d = self.cfg.data
+        assert d.dataset is not None and d.time_steps is not None and d.downsample is not None  # pretrain's defaults
+        own = D.own_options(d.sensor_size, d.time_unit)
+        train = D.first_n(D.contrastive(d.dataset, "train", root=d.root, time_steps=d.time_steps,
+                                        downsample=d.downsample, strength=self.cfg.moco.augment_strength, **own),
+                          d.max_samples)
+        input_shape = D.frame_shape(train)[1:]
+        n, batch = len(train), self.cfg.optim.batch_size
+        if n < batch:
+            raise UserError(f"the training set has {n} samples, fewer than --batch-size {batch}")
+        recipe = D.metadata(d.dataset, **own).get("recipe") or {"name": d.dataset}
+        record = {"dataset": recipe["name"], "time_steps": d.time_steps, "downsample": d.downsample,
+                  "sensor_size": recipe.get("sensor_size"), "time_unit": recipe.get("time_unit"), "recipe": recipe,
+                  "train_samples": n}
+        return TaskData(train=train, test=None, input_shape=input_shape, record=record)
 
-    def build_model(self, fit: Fit) -> tuple[MoCo, list[torch.nn.Parameter], int]:
-        a = self.args
-        self.moco = MoCo(build_encoder(self.model_name, self.input_shape), dim=a.proj_dim, hidden=a.proj_hidden,
-                         queue_size=a.queue_size, momentum=a.momentum, temperature=a.temperature,
-                         mix_lambda=a.mix_lambda, mix_mode=a.mix_mode, shuffle_bn=a.shuffle_bn,
-                         bn_splits=a.bn_splits, proj_bn=a.proj_bn).to(fit.rt.device)
-        return self.moco, list(self.moco.encoder_q.parameters()), len(self.train_set) // a.batch_size
+    def _queue_size(self, rt: Runtime, n: int) -> int:
+        """K: ``--queue-size``, else :func:`auto_queue_size` of the ``n`` training samples (said on stderr)."""
+        batch, k = self.cfg.optim.batch_size, self.cfg.moco.queue_size
+        if k is None:
+            k = auto_queue_size(n, batch)
+            if rt.is_main:
+                print(f"queue {k:,} = {100 * k / n:.0f} % of {n:,} training samples (automatic: the largest "
+                      f"multiple of the batch {batch} that is at most {QUEUE_FRACTION:.0%} of them, at most "
+                      f"{QUEUE_MAX}; --queue-size K sets it)", file=sys.stderr)
+        if k < batch:
+            raise UserError(f"--queue-size {k} must hold at least one batch ({batch})")
+        if k > n and rt.is_main:
+            print(f"note: the queue ({k}) is larger than the training set ({n}): it will hold several keys of the "
+                  f"same sample; consider --queue-size {auto_queue_size(n, batch)} (the automatic choice when "
+                  "--queue-size is left out)", file=sys.stderr)
+        return k
 
-    def check_resume(self, ckpt: dict[str, Any]) -> None:
-        m = ckpt["model"]
-        if canonical_name(m["name"]) != self.model_name or list(m["input_shape"]) != list(self.input_shape):
+    def build_model(self, rt: Runtime, data: TaskData) -> TaskModel:
+        m, n = self.cfg.moco, len(data.train)
+        k = self._queue_size(rt, n)
+        moco = MoCo(build_encoder(self.model_name, data.input_shape), dim=m.proj_dim, hidden=m.proj_hidden,
+                    queue_size=k, momentum=m.momentum, temperature=m.temperature, mix_lambda=m.mix_lambda,
+                    mix_mode=m.mix_mode, shuffle_bn=m.shuffle_bn, bn_splits=m.bn_splits,
+                    proj_bn=m.proj_bn).to(rt.device)
+        params = list(moco.encoder_q.parameters())
+        moco_record = {"queue_size": k, "momentum": m.momentum, "momentum_schedule": m.momentum_schedule,
+                       "temperature": m.temperature, "mix_lambda": m.mix_lambda, "mix_mode": m.mix_mode,
+                       "proj_dim": m.proj_dim, "proj_hidden": m.proj_hidden, "proj_bn": m.proj_bn}
+        argv = {k_: v for k_, v in self.cfg.run.argv.items() if isinstance(v, (int, float, str, bool))}
+        auto = m.queue_size is None
+        return TaskModel(module=moco, params=params, lr_groups=[(params, 1.0)],
+                         steps_per_epoch=n // self.cfg.optim.batch_size,
+                         record={"name": self.model_name, "input_shape": list(data.input_shape), "kwargs": {}},
+                         fields={"moco": moco_record, "config": {**argv, "queue_size": k}},
+                         config={"queue_size": k, "queue_size_auto": auto})
+
+    def check_resume(self, ckpt: dict[str, Any], model: TaskModel) -> None:
+        m, mine = ckpt["model"], model.record
+        if canonical_name(m["name"]) != mine["name"] or list(m["input_shape"]) != mine["input_shape"]:
             raise UserError(f"{ckpt['_path']} holds a {m['name']} for input {m['input_shape']}, not a "
-                            f"{self.model_name} for {self.input_shape}")
+                            f"{mine['name']} for {mine['input_shape']}")
 
-    def prepare(self, fit: Fit) -> None:
-        rt = fit.rt
+    def start(self, run: Run, resumed: dict[str, Any] | None) -> PretrainTraining:
+        return PretrainTraining(self.cfg, run)
+
+
+class PretrainTraining:
+    """Pre-training's epochs: MoCo steps over the two views, the collapse watch, ``pretrain.json``."""
+
+    def __init__(self, cfg: PretrainConfig, run: Run) -> None:
+        self.cfg, self.run = cfg, run
+        moco = run.model.module
+        assert isinstance(moco, MoCo)
+        self.moco = moco
+        rt = run.rt
         if rt.dist.enabled:
-            self.moco.wrap_ddp(device_ids=[rt.device.index] if rt.device.type == "cuda" else None)
-        self.device = rt.device
-        self.moco.train()
+            moco.wrap_ddp(device_ids=[rt.device.index] if rt.device.type == "cuda" else None)
+        moco.train()
         self.t_start = time.perf_counter()
-        a = self.args
-        self.schedule = getattr(a, "momentum_schedule", "constant")
-        self.k_step, self.total_steps = fit.step, len(self.train_set) // a.batch_size * a.epochs
+        self.k_step = run.step  # the key encoder's momentum schedule counts optimiser steps
+        self.total_steps = run.model.steps_per_epoch * cfg.optim.epochs
+        self.final: dict[str, Any] = {}  # the last epoch's summary in this invocation
 
     def _step(self, batch: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor], int]:
         (vq, vk), _labels = batch  # labels are never used
-        vq, vk = time_major(vq.to(self.device, non_blocking=True)), time_major(vk.to(self.device, non_blocking=True))
-        if self.schedule != "constant":
-            self.moco.momentum = scheduled_momentum(self.args.momentum, self.k_step, self.total_steps, self.schedule)
+        device, m = self.run.rt.device, self.cfg.moco
+        vq, vk = time_major(vq.to(device, non_blocking=True)), time_major(vk.to(device, non_blocking=True))
+        if m.momentum_schedule != "constant":
+            self.moco.momentum = scheduled_momentum(m.momentum, self.k_step, self.total_steps, m.momentum_schedule)
         self.k_step += 1
         loss, mets = self.moco(vq, vk)
         return loss, mets, vq.shape[1]
 
-    def config(self) -> dict[str, Any]:
-        return {"queue_size_auto": self.queue_auto}
-
-    def epoch(self, fit: Fit, epoch: int, step: int) -> tuple[dict[str, Any], int]:
-        summary, step = fit.train_over(self.train_set, self._step, epoch, step)
+    def epoch(self, epoch: int) -> Epoch:
+        summary = self.run.train_over(self.run.data.train, self._step, epoch)
+        fall = None
         if "pos_sim" in summary:
-            sims = [h.get("pos_sim") for h in fit.history] + [summary["pos_sim"]]
+            sims = [h.get("pos_sim") for h in self.run.history] + [summary["pos_sim"]]
             n = falling_epochs(sims)
-            limit = getattr(self.args, "collapse_epochs", COLLAPSE_EPOCHS)
+            limit = self.cfg.moco.collapse_epochs
             summary["pos_sim_falling_epochs"] = n
             summary["collapse_warning"] = bool(limit and n >= limit)
-            self._fall = (sims[-1 - n], sims[-1])
-        if self.schedule != "constant":
+            fall = (sims[-1 - n], sims[-1])
+        if self.cfg.moco.momentum_schedule != "constant":
             summary["momentum"] = self.moco.momentum  # the last step's
-        return summary, step
+        self.final = summary
+        return Epoch(summary, self._line(epoch, summary, fall), improved=False)
 
-    def report(self, epoch: int, summary: dict[str, Any]) -> str:
-        line = (f"epoch {epoch}/{self.args.epochs}: loss {summary['loss']:.4f}  contrastive acc {summary['acc']:.3f}  "
-                f"positive similarity {summary['pos_sim']:.3f}  {summary['samples_per_s']:.1f} samples/s")
-        if summary.get("collapse_warning"):
-            first, last = self._fall
+    def _line(self, epoch: int, summary: dict[str, Any], fall: tuple[Any, Any] | None) -> str:
+        line = (f"epoch {epoch}/{self.cfg.optim.epochs}: loss {summary['loss']:.4f}  contrastive acc "
+                f"{summary['acc']:.3f}  positive similarity {summary['pos_sim']:.3f}  "
+                f"{summary['samples_per_s']:.1f} samples/s")
+        if summary.get("collapse_warning") and fall is not None:
             line += (f"  warning: positive similarity has fallen {summary['pos_sim_falling_epochs']} epochs in a row "
-                     f"({first:.3f} -> {last:.3f}), the collapse signal (docs/training.md)")
+                     f"({fall[0]:.3f} -> {fall[1]:.3f}), the collapse signal (docs/training.md)")
         return line
 
-    def checkpoint_fields(self) -> dict[str, Any]:
-        a = self.args
-        return {"moco": {"queue_size": a.queue_size, "momentum": a.momentum,
-                         "momentum_schedule": getattr(a, "momentum_schedule", "constant"), "temperature": a.temperature,
-                         "mix_lambda": a.mix_lambda, "mix_mode": a.mix_mode, "proj_dim": a.proj_dim,
-                         "proj_hidden": a.proj_hidden, "proj_bn": a.proj_bn},
-                "config": {k: v for k, v in vars(a).items() if isinstance(v, (int, float, str, bool))}}
+    def metrics(self) -> dict[str, Any]:
+        return {"history": self.run.history}
 
-    def finish(self, fit: Fit) -> None:
-        if not fit.rt.is_main:
+    def finish(self) -> None:
+        run = self.run
+        if not run.rt.is_main:
             return
-        a = self.args
-        atomic_write_json(fit.run_dir / "pretrain.json", {
-            "model": self.model_name, "dataset": a.dataset, "epochs": a.epochs, "steps": fit.step,
-            "final": fit.summary, "history": fit.history, "runtime": fit.rt.describe(),
+        atomic_write_json(run.run_dir / "pretrain.json", {
+            "model": run.model.record["name"], "dataset": self.cfg.data.dataset, "epochs": self.cfg.optim.epochs,
+            "steps": run.step, "final": self.final, "history": run.history, "runtime": run.rt.describe(),
             "wall_seconds_this_invocation": time.perf_counter() - self.t_start})
-        print(f"pre-trained encoder: {fit.run_dir / 'last.pt'}", file=sys.stderr)
+        print(f"pre-trained encoder: {run.run_dir / 'last.pt'}", file=sys.stderr)

@@ -1,4 +1,5 @@
-"""Where and how a command computes: device (CUDA when present, CPU otherwise), mixed precision, DDP rank."""
+"""Where and how a command computes: device (CUDA when present, CPU otherwise), mixed precision, DDP rank;
+and whether it draws progress bars."""
 
 from __future__ import annotations
 
@@ -18,6 +19,12 @@ class Runtime:
     amp: bool
     dist: DistInfo = field(default_factory=DistInfo)
     scaler: torch.amp.GradScaler | None = None
+    progress: bool = True  # progress bars on stderr (--no-progress: none)
+
+    @property
+    def shows_progress(self) -> bool:
+        """Whether this process draws progress bars: asked for, and the main rank."""
+        return self.progress and self.is_main
 
     def autocast(self) -> contextlib.AbstractContextManager:
         """float16 autocast on CUDA when AMP is on (LIF thresholds then compare in half precision)."""
@@ -34,8 +41,8 @@ class Runtime:
                 "rank": self.dist.rank, "torch": torch.__version__, "threads": torch.get_num_threads()}
 
 
-def make_runtime(device: str = "auto", amp: str = "auto") -> Runtime:
-    """``device``: auto | cpu | cuda | cuda:N. ``amp``: auto (on with CUDA) | on | off."""
+def make_runtime(device: str = "auto", amp: str = "auto", progress: bool = True) -> Runtime:
+    """``device``: auto | cpu | cuda | cuda:N. ``amp``: auto (on with CUDA) | on | off. ``progress``: bars."""
     if device == "auto":
         dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     else:
@@ -56,4 +63,4 @@ def make_runtime(device: str = "auto", amp: str = "auto") -> Runtime:
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp) if dev.type == "cuda" else None
     if dev.type == "cpu" and "OMP_NUM_THREADS" not in os.environ and info.enabled:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // info.world_size))
-    return Runtime(dev, use_amp, info, scaler)
+    return Runtime(dev, use_amp, info, scaler, progress)
