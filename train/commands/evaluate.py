@@ -9,8 +9,12 @@ from __future__ import annotations
 import argparse
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from neuromoco.cli import add_no_progress
+
+if TYPE_CHECKING:
+    from torch.utils.data import Dataset
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -33,7 +37,6 @@ def run(args: argparse.Namespace) -> int:
     from neuromoco.errors import UserError
     from neuromoco.io import atomic_write_json
     from neuromoco.train.data.registry import is_folder_name
-    from neuromoco.train.engine import data as D
     from neuromoco.train.engine import distributed as du
     from neuromoco.train.engine.checkpoint import load_checkpoint
     from neuromoco.train.engine.cliargs import resolve_workers
@@ -49,18 +52,7 @@ def run(args: argparse.Namespace) -> int:
     rt = make_runtime(args.device, args.amp, progress=not args.no_progress)
     try:
         model = classifier_from_checkpoint(ckpt).to(rt.device)
-        # a recordings folder is read with the sensor size and time unit training used (unless --dataset says)
-        own = D.own_options(data.get("sensor_size"), data.get("time_unit")) \
-            if is_folder_name(name) and not args.dataset else {}
-        ds = D.first_n(D.labelled(name, args.split, root=args.data_root, time_steps=int(data.get("time_steps", 16)),
-                                  downsample=int(data.get("downsample", 1)), **own), args.max_samples)
-        shape = D.frame_shape(ds)[1:]
-        if list(shape) != list(ckpt["model"]["input_shape"]):
-            raise UserError(f"{name} frames are {shape}, the model was built for {ckpt['model']['input_shape']}")
-        meta = D.metadata(name, **own)
-        if meta["num_classes"] != int(ckpt["model"]["num_classes"]):
-            raise UserError(f"{name} has {meta['num_classes']} classes, the checkpoint's readout "
-                            f"{ckpt['model']['num_classes']}")
+        ds = _dataset(args, ckpt, name)
         res = evaluate(model, eval_loader(ds, args.batch_size, workers=resolve_workers(args.workers, rt.device.type),
                                           rt=rt), rt, f"eval {name}/{args.split}")
         out = Path(args.out) if args.out else Path(ckpt["_path"]).parent
@@ -78,3 +70,25 @@ def run(args: argparse.Namespace) -> int:
         return 0
     finally:
         du.cleanup()
+
+
+def _dataset(args: argparse.Namespace, ckpt: dict[str, Any], name: str) -> Dataset:
+    """The split to evaluate, framed as the checkpoint was trained; refused when its frames or classes do not
+    fit the model. A recordings folder is read with the sensor size and time unit training used (unless
+    --dataset says otherwise)."""
+    from neuromoco.errors import UserError
+    from neuromoco.train.data.registry import is_folder_name
+    from neuromoco.train.engine import data as D
+
+    data, model = ckpt.get("data", {}), ckpt["model"]
+    own = D.own_options(data.get("sensor_size"), data.get("time_unit")) \
+        if is_folder_name(name) and not args.dataset else {}
+    ds = D.first_n(D.labelled(name, args.split, root=args.data_root, time_steps=int(data.get("time_steps", 16)),
+                              downsample=int(data.get("downsample", 1)), **own), args.max_samples)
+    shape = D.frame_shape(ds)[1:]
+    if list(shape) != list(model["input_shape"]):
+        raise UserError(f"{name} frames are {shape}, the model was built for {model['input_shape']}")
+    meta = D.metadata(name, **own)
+    if meta["num_classes"] != int(model["num_classes"]):
+        raise UserError(f"{name} has {meta['num_classes']} classes, the checkpoint's readout {model['num_classes']}")
+    return ds

@@ -100,6 +100,26 @@ def progress(loader: Iterable, desc: str, rt: Runtime) -> tqdm:
                 mininterval=0.5, file=sys.stderr)
 
 
+def optimise(loss: torch.Tensor, optimizer: torch.optim.Optimizer, rt: Runtime, params: list[nn.Parameter] | None,
+             grad_clip: float) -> None:
+    """One optimiser step on ``loss``: backward (through the AMP scaler when on), gradient clipping, step."""
+    optimizer.zero_grad(set_to_none=True)
+    params = params or []
+    clip = grad_clip > 0 and len(params) > 0
+    if rt.scaler is not None and rt.scaler.is_enabled():
+        rt.scaler.scale(loss).backward()
+        if clip:
+            rt.scaler.unscale_(optimizer)
+            nn.utils.clip_grad_norm_(params, grad_clip)
+        rt.scaler.step(optimizer)
+        rt.scaler.update()
+    else:
+        loss.backward()
+        if clip:
+            nn.utils.clip_grad_norm_(params, grad_clip)
+        optimizer.step()
+
+
 def train_epoch(step_fn: StepFn, loader: DataLoader, optimizer: torch.optim.Optimizer,
                 scheduler: torch.optim.lr_scheduler.LRScheduler | None, rt: Runtime, *, epoch: int, step: int,
                 logger: MetricsLogger | None, desc: str, params: list[nn.Parameter] | None = None,
@@ -115,19 +135,7 @@ def train_epoch(step_fn: StepFn, loader: DataLoader, optimizer: torch.optim.Opti
         if not torch.isfinite(loss.detach()):
             raise UserError(f"the loss became {loss.item()} at step {step + 1} (epoch {epoch}); "
                             "lower --lr, or train in float32 (--amp off)")
-        optimizer.zero_grad(set_to_none=True)
-        if rt.scaler is not None and rt.scaler.is_enabled():
-            rt.scaler.scale(loss).backward()
-            if grad_clip > 0 and params:
-                rt.scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_(params, grad_clip)
-            rt.scaler.step(optimizer)
-            rt.scaler.update()
-        else:
-            loss.backward()
-            if grad_clip > 0 and params:
-                nn.utils.clip_grad_norm_(params, grad_clip)
-            optimizer.step()
+        optimise(loss, optimizer, rt, params, grad_clip)
         if scheduler is not None:
             scheduler.step()
         step += 1
