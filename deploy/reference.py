@@ -99,14 +99,14 @@ class _Neuron:
             x = i
         v = state["v"]
         ri = x if self.r_one else self.r * x
-        if self.leaky:  # Norse: v + dt * tau_inv * (I + v_leak - v)
+        if self.k_mem is not None:  # leaky. Norse: v + dt * tau_inv * (I + v_leak - v)
             v = v + self.k_mem * ((ri if self.v_leak_zero else ri + self.v_leak) - v)
         else:  # IF: v + r * I
             v = v + ri
         new = {"v": v}
         if self.has_current:
             new["i"] = i
-        if not self.spiking:
+        if self.v_th is None:  # not spiking
             return v, new
         s = v > self.v_th
         new["v_pre"] = v  # voltage before reset, for traces
@@ -254,6 +254,16 @@ class _Plan:
         neuron = kernel if isinstance(kernel, _Neuron) else None
         return _Plan(site.name, site.in_shape, site.out_shape, None if neuron is not None else kernel, neuron)
 
+    def stepped(self) -> _Neuron:
+        """The node's neuron (a plan holds either a stateless kernel or a neuron)."""
+        assert self.neuron is not None, f"{self.name} is stateless"
+        return self.neuron
+
+    def stateless(self) -> Kernel:
+        """The node's stateless kernel."""
+        assert self.fn is not None, f"{self.name} is a neuron"
+        return self.fn
+
 
 @dataclass
 class _Pass:
@@ -298,7 +308,8 @@ class ReferenceExecutor:
         self.structure = structure(self.graph)
         self.io_shapes = node_io_shapes(self.graph, input_shape)
         self.input_shape = self.io_shapes[self.structure.input][1]
-        sites = {n: _Site(n, *self.io_shapes[n], dt, self.device, dtype) for n in self.structure.order}
+        sites = {n: _Site(n, self.io_shapes[n][0], self.io_shapes[n][1], dt, self.device, dtype)
+                 for n in self.structure.order}
         self.plans = {n: _Plan.of(self.graph.nodes[n], site) for n, site in sites.items()}
         self.spiking = [n for n in self.structure.order if facts(self.graph.nodes[n], n).spiking]
         self.states: dict[str, dict[str, np.ndarray]] = {}
@@ -335,7 +346,7 @@ class ReferenceExecutor:
                  ) -> tuple[dict[str, Tensor], dict[str, np.ndarray], dict[str, np.ndarray]]:
         st = self.structure
         x = self._frames(frames)
-        run = _Pass(*x.shape[:2], keep_all, st.output, {n: len(st.succs[n]) for n in st.order})
+        run = _Pass(int(x.shape[0]), int(x.shape[1]), keep_all, st.output, {n: len(st.succs[n]) for n in st.order})
         self.states = {}
         with torch.no_grad():
             for comp in st.components:
@@ -383,7 +394,7 @@ class ReferenceExecutor:
         if plan.fn is not None:
             y = plan.fn(inp.reshape(T * B, *plan.in_shape))
             return y.reshape(T, B, *plan.out_shape)
-        neuron = plan.neuron
+        neuron = plan.stepped()
         state = neuron.init(B, inp)
         ys, trace = [], []
         for t in range(T):
@@ -404,23 +415,24 @@ class ReferenceExecutor:
         members = set(comp)
         prev: dict[str, Tensor] = {n: torch.zeros((B, *self.plans[n].out_shape), dtype=self.dtype,
                                                   device=self.device) for n in comp}
-        states = {n: self.plans[n].neuron.init(B, prev[n]) for n in comp if self.plans[n].neuron is not None}
+        states = {n: self.plans[n].stepped().init(B, prev[n]) for n in comp if self.plans[n].neuron is not None}
         seqs: dict[str, list[Tensor]] = {n: [] for n in comp}
         traces: dict[str, list[dict[str, Tensor]]] = {n: [] for n in states}
         for t in range(T):
             cur: dict[str, Tensor] = {}
             for name in comp:
                 plan = self.plans[name]
-                inp = None
+                inp: Tensor | None = None
                 for src, rec in st.preds[name]:
                     v = prev[src] if rec else (cur[src] if src in members else outs[src][t])
                     inp = v if inp is None else inp + v
+                assert inp is not None, f"{name} is on a cycle, so it has a source"
                 if plan.neuron is not None:
                     y, states[name] = plan.neuron.step(inp, states[name])
                     if self.record_states:
                         traces[name].append(states[name])
                 else:
-                    y = plan.fn(inp)
+                    y = plan.stateless()(inp)
                 cur[name] = y
                 seqs[name].append(y)
             prev = cur

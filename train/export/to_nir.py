@@ -52,7 +52,7 @@ def _where(layer: Layer) -> str:
     return f"{type(layer.module).__name__} (module {layer.path})"
 
 
-def _conv_padding(m: nn.Module, layer: Layer) -> object:
+def _conv_padding(m: nn.Conv1d | nn.Conv2d | nn.Conv3d, layer: Layer) -> object:
     nd = m.weight.dim() - 2
     if m.padding_mode != "zeros":
         raise ExportError(f"{_where(layer)}: padding_mode={m.padding_mode!r} has no NIR form (only 'zeros')")
