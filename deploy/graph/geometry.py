@@ -133,7 +133,8 @@ def fit_param(value: object, shape: Shape) -> np.ndarray:
 
 
 class _Mismatch(Exception):
-    """An input that does not fit a node: ``what`` it disagrees with and the ``shape`` the node expects."""
+    """An input that does not fit a node: ``what`` it disagrees with and the ``shape`` the node expects (a name
+    such as ``"C"`` or ``"?"`` for a size it does not fix)."""
 
-    def __init__(self, what: str, shape: Shape) -> None:
+    def __init__(self, what: str, shape: tuple[int | str, ...]) -> None:
         self.what, self.shape = what, shape

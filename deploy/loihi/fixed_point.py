@@ -25,7 +25,7 @@ no scale can map exactly (a decay off the 12-bit grid, a residual synapse left o
 from __future__ import annotations
 
 import math
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, cast
 
 import numpy as np
 import scipy.sparse as sp
@@ -101,7 +101,7 @@ def _graded_input_scaled(conns: list[Conn], plan: LavaPlan) -> None:
         if c.source == plan.input_name and c.kernel is not None:
             c.kernel = c.kernel.with_weight(c.kernel.weight / plan.input_scale)
         elif c.source == plan.input_name:
-            c.matrix = sp.csr_matrix(c.matrix / plan.input_scale)
+            c.matrix = sp.csr_matrix(c.held_matrix() / plan.input_scale)
 
 
 def _quantize_layer(lay: Layer, plan: LavaPlan, per_neuron: bool, parts: tuple[int, bool]) -> None:
@@ -294,7 +294,9 @@ def quantize_conn(m: Weights, sigma: np.ndarray, parts: int = 1, sign_split: boo
             total = sum(q.weight.reshape(-1) * 2.0 ** x for half in halves for q, x in half)
             err = (total / e.sigma - e.values)[e.values != 0]
         else:
-            tm = sum((q.astype(np.float64) * 2.0 ** x for half in halves for q, x in half), sp.csr_matrix(m.shape))
+            # m is a matrix, so are its pieces
+            tm = sum((cast(sp.csr_matrix, q).astype(np.float64) * 2.0 ** x for half in halves for q, x in half),
+                     sp.csr_matrix(m.shape))
             err = sp.csr_matrix(sp.diags(1.0 / sigma) @ tm - m).data  # total's synapses are m's or fewer
         nz = e.values[e.values != 0]
         rep = {"sign_mode": "split", "weight_exp": reps[0]["weight_exp"],

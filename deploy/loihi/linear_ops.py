@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from typing import cast
 
 import nir
 import numpy as np
@@ -110,7 +111,8 @@ class Conv(LinearOp):
         g = self.g
         if g["nd"] != 2 or any(d != 1 for d in g["dilation"]):
             return None
-        return conv_kernel(self.w.numpy(), g["stride"], g["padding"], g["groups"], self.in_shape, self.out_shape)
+        in3, out3 = cast("tuple[int, int, int]", self.in_shape), cast("tuple[int, int, int]", self.out_shape)  # 2-d
+        return conv_kernel(self.w.numpy(), g["stride"], g["padding"], g["groups"], in3, out3)
 
 
 class AvgPool(LinearOp):
@@ -135,7 +137,8 @@ class AvgPool(LinearOp):
     def kernel(self) -> Kernel | None:
         g = self.g
         divisor = float(self.divisor if self.divisor is not None else np.prod(g["kernel"]))
-        return pool_kernel(g["kernel"], g["stride"], g["padding"], divisor, self.in_shape, self.out_shape)
+        in3, out3 = cast("tuple[int, int, int]", self.in_shape), cast("tuple[int, int, int]", self.out_shape)  # 2-d
+        return pool_kernel(g["kernel"], g["stride"], g["padding"], divisor, in3, out3)
 
 
 class SumPool(AvgPool):

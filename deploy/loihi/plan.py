@@ -41,8 +41,9 @@ class Conn:
         if (self.matrix is None) == (self.kernel is None):
             raise ValueError("a connection holds either a matrix or a kernel")
 
-    def _held_matrix(self) -> sp.csr_matrix:
-        """``matrix``, for a connection that holds no kernel (it then holds a matrix: ``__post_init__``)."""
+    def held_matrix(self) -> sp.csr_matrix:
+        """``matrix``, for a connection that holds no kernel (it then holds a matrix: ``__post_init__``); a
+        ValueError for one that holds neither."""
         if self.matrix is None:
             raise ValueError(f"connection from {self.source!r} holds neither a matrix nor a kernel")
         return self.matrix
@@ -52,23 +53,23 @@ class Conn:
         """``(n_target, n_source)``."""
         if self.kernel is not None:
             return self.kernel.shape
-        n_target, n_source = self._held_matrix().shape
+        n_target, n_source = self.held_matrix().shape
         return n_target, n_source
 
     @property
     def nnz(self) -> int:
         """Synapses: non-zero (target, source) pairs (a kernel's expanded count)."""
-        return self.kernel.synapses if self.kernel is not None else int(self._held_matrix().nnz)
+        return self.kernel.synapses if self.kernel is not None else int(self.held_matrix().nnz)
 
     @property
     def parameters(self) -> int:
         """Stored weights: a kernel's non-zero weights, a matrix's synapses."""
-        return self.kernel.parameters if self.kernel is not None else int(self._held_matrix().nnz)
+        return self.kernel.parameters if self.kernel is not None else int(self.held_matrix().nnz)
 
     @property
     def weights(self) -> sp.csr_matrix | Kernel:
         """The matrix or the kernel, whichever the connection holds."""
-        return self.kernel if self.kernel is not None else self._held_matrix()
+        return self.kernel if self.kernel is not None else self.held_matrix()
 
     def expanded(self) -> sp.csr_matrix:
         """The weights as a ``[n_target, n_source]`` matrix (a kernel expanded: for small networks and checks)."""
@@ -78,7 +79,7 @@ class Conn:
         """Per target neuron, the largest ``|weight|`` (a kernel's channel maximum for all its neurons)."""
         if self.kernel is not None:
             return self.kernel.per_neuron(self.kernel.channel_abs_max())
-        m = self._held_matrix()
+        m = self.held_matrix()
         if not m.nnz:
             return np.zeros(self.shape[0])
         return np.asarray(abs(m).max(axis=1).todense()).ravel()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from torch.utils.data import Dataset
 
@@ -41,6 +43,7 @@ class EventDataset(Dataset):
     split: str
     labels: np.ndarray
     version: str
+    root: Path | None  # the data folder (get_event_dataset sets it; None where unknown)
 
     @property
     def sensor_size(self) -> tuple[int, int, int]:

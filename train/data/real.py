@@ -50,6 +50,8 @@ def trusting_extracted_files(cls: type) -> type:
 def _tonic_class(spec: DatasetSpec, extracted: bool):
     import tonic.datasets
 
+    if spec.tonic_class is None:
+        raise ValueError(f"dataset {spec.name!r} is not read through tonic (its spec names no tonic_class)")
     cls = getattr(tonic.datasets, spec.tonic_class)
     return trusting_extracted_files(cls) if extracted else cls
 
@@ -64,6 +66,8 @@ def resize_events(events: np.ndarray, source: tuple[int, int], target: tuple[int
 
 class TonicEvents(EventDataset):
     """One split of a real dataset, read by tonic; events in the pipeline's dtype, sensor as in the spec."""
+
+    root: Path  # always known here (resolve_root)
 
     def __init__(self, name: str, split: str = "train", root: str | Path | None = None,
                  download: bool | None = None) -> None:

@@ -88,9 +88,9 @@ def render_dataset(name: str, out: str | Path, n: int = 4, split: str = "train",
         v_rows, v_titles = [], []
         for i in picks:
             q, k = two.views(i)
-            label = spec.class_names[int(events_ds.labels[i])]
+            class_name = spec.class_names[int(events_ds.labels[i])]
             v_rows += [q, k]
-            v_titles += [f"#{i} '{label}'\nview q", f"#{i} '{label}'\nview k"]
+            v_titles += [f"#{i} '{class_name}'\nview q", f"#{i} '{class_name}'\nview k"]
         written.append(render_rows(v_rows, v_titles, out / f"{stem}_{split}_views.png",
                                    f"{spec.title}: two augmented views per sample (strength 'default')"))
     return written

@@ -54,6 +54,7 @@ in microseconds, sorted; ``p`` = 1 ON, 0 OFF). Every random draw comes from a ge
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -149,8 +150,8 @@ def _thresholds(cfg: SimulatorConfig) -> tuple[np.ndarray, np.ndarray]:
     return c_on.astype(np.float32), c_off.astype(np.float32)
 
 
-def simulate(images: np.ndarray, seeds: np.ndarray | list[int], cfg: SimulatorConfig = DEFAULT_CONFIG,
-             chunk: int = 128, flush_below: float = 0.0) -> list[np.ndarray]:
+def simulate(images: np.ndarray, seeds: np.ndarray | Sequence[int | tuple[int, ...]],
+             cfg: SimulatorConfig = DEFAULT_CONFIG, chunk: int = 128, flush_below: float = 0.0) -> list[np.ndarray]:
     """Event streams for ``images`` ``[N, h, w]`` with ink in [0, 1]; sample ``i`` draws from ``seeds[i]``
     (``flush_below``: see :data:`FLUSH_BELOW`; 0 keeps every operator weight)."""
     images = np.asarray(images, dtype=np.float64)

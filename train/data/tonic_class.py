@@ -11,6 +11,7 @@ get ``y = 0``: frames are ``[T, P, 1, W]``.
 from __future__ import annotations
 
 import inspect
+import os
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +51,7 @@ def _class_names(classes: Any) -> tuple[str, ...] | None:
     return tuple(names) or None
 
 
-def tonic_spec(name: str, root: str | Path | None = None, **_: object) -> DatasetSpec:
+def tonic_spec(name: str, root: str | os.PathLike | None = None, **_: object) -> DatasetSpec:
     """The spec of ``tonic:ClassName`` (classes read from the files when the class does not list them)."""
     cls = tonic_dataset_class(name)
     classes = _class_names(getattr(cls, "classes", None)) or _CLASSES.get(cls.__name__)

@@ -129,8 +129,9 @@ def _connection(lava: SimpleNamespace, c: Conn, w: int, fixed: bool) -> Any:
         kw.update(weight_exp=int(c.weight_exp), num_weight_bits=8)
     if c.kernel is not None:  # a batched convolution, its added delay in its own buffer
         return lava.PlanConv(kernel=c.kernel, tiles=w, delay=int(c.delay), **kw)
-    m = c.matrix if w == 1 else sp.kron(sp.identity(w, format="csr"), c.matrix, format="csr")
-    kind = connection_process(c.matrix, w, c.delay)
+    mat = c.held_matrix()
+    m = mat if w == 1 else sp.kron(sp.identity(w, format="csr"), mat, format="csr")
+    kind = connection_process(mat, w, c.delay)
     if kind == "DelaySparse":
         m = sp.csr_matrix(m, copy=True)
         if fixed:

@@ -134,6 +134,8 @@ class LavaRunner:
                 counts[name] = spikes[name].reshape(T, B, -1).sum(-1).astype(np.int64)
         ro = plan.readout
         if net.output is None:  # the direct readout is a spiking layer recorded in full
+            if ro.direct is None:
+                raise ValueError("a Lava network without an output process needs a direct readout")
             out = spikes[ro.direct].reshape(T, B, -1).astype(np.float64)
         else:
             out = self._host_output(window(read(net.output_path, ro.size * w), ro.delay).reshape(T, B, -1))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import nir
 
 from neuromoco.deploy.nodes import NODES
@@ -37,7 +39,7 @@ def _role(node: nir.NIRNode) -> str | None:
     return None if row is None else row.role
 
 
-def keep_float_names(option: list[str] | str | None, graph: nir.NIRGraph) -> list[str]:
+def keep_float_names(option: Sequence[str] | str | None, graph: nir.NIRGraph) -> list[str]:
     """``keep_float`` as node names: None means :func:`input_synapses`; a string is split at commas."""
     if option is None:
         return input_synapses(graph)

@@ -65,10 +65,13 @@ class _Layer:
 
 def _current(layer: _Layer, n: DiscreteNeuron, x: str) -> str:
     """i = i + k_syn * (w_in * I - i); returns the new current (graph output ``new_state/<node>/i``)."""
+    k_syn = n.k_syn(F32)
+    if n.w_in is None or k_syn is None:
+        raise ValueError(f"node {layer.name!r}: a neuron with a synaptic current needs tau_syn and w_in")
     i_old = layer.state("i")
     a = x if _is(n.w_in, 1.0) else layer.op("Mul", [layer.param("w_in", n.w_in), x])
     a = layer.op("Sub", [a, i_old])
-    a = layer.op("Mul", [layer.param("k_syn", n.k_syn(F32)), a])
+    a = layer.op("Mul", [layer.param("k_syn", k_syn), a])
     i_new = layer.op("Add", [i_old, a], out=f"new_state/{layer.name}/i")
     layer.output(i_new)
     return i_new
@@ -90,6 +93,8 @@ def _membrane(layer: _Layer, n: DiscreteNeuron, cur: str, leak: bool) -> str:
 def _spike(layer: _Layer, n: DiscreteNeuron, v: str) -> str:
     """Threshold, reset and the spike outputs; returns the 0/1 float spikes."""
     g, name = layer.g, layer.name
+    if n.v_threshold is None:
+        raise ValueError(f"node {name!r}: a non-spiking neuron has no threshold to spike at")
     s = layer.op("Greater", [v, layer.param("v_threshold", n.v_threshold)])
     layer.op("Where", [s, layer.param("v_reset", n.v_reset), v], out=f"new_state/{name}/v")
     layer.output(f"new_state/{name}/v")

@@ -14,6 +14,7 @@ from typing import Any
 import nir
 import numpy as np
 import onnx
+from numpy.typing import ArrayLike
 from onnx import TensorProto, helper, numpy_helper
 
 from neuromoco.deploy.targets.onnx.spec import StepSpec
@@ -42,7 +43,7 @@ class StepGraph:
         self._n += 1
         return f"{base}#{self._n}"
 
-    def const(self, base: str, array: np.ndarray, dtype: type = np.float32) -> str:
+    def const(self, base: str, array: ArrayLike, dtype: type = np.float32) -> str:
         name = self.name(base)
         self.inits.append(numpy_helper.from_array(np.ascontiguousarray(np.asarray(array, dtype=dtype)), name))
         return name
