@@ -3,7 +3,7 @@
 The plan is its own package, not a part of a target: the Lava target (:mod:`neuromoco.deploy.targets.lava`)
 builds Lava processes from it, the ``reference-fixed`` emulator (:mod:`neuromoco.deploy.targets.reference_fixed`)
 runs its integer arithmetic in PyTorch, quantization-aware training takes its weight grid from it, and the core
-map (:mod:`neuromoco.deploy.loihi_map`) places its layers. Nothing here imports Lava.
+map (:mod:`neuromoco.deploy.metrics.core_map`) places its layers. Nothing here imports Lava.
 
 Modules, one job each:
 

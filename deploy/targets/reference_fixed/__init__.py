@@ -9,9 +9,14 @@ Modules, one job each:
 
 * :mod:`.options`: its options (``-o KEY=VALUE``); imported alone for ``--help``;
 * :mod:`.arith`: the integer primitives exactly as Lava's bit-accurate process models compute them;
-* :mod:`.executor`: a plan run over a batch (connections as convolutions, int8 / float / sparse
-  matmuls, layer by layer; exact-float fast paths proven by bounds);
-* :mod:`.conv_structure`: a connection matrix recovered as a convolution plus its border correction;
+* :mod:`.definition`: THE definition, the plan stepped in plain integers with no fast path;
+* :mod:`.strategy`: which exact fast kernels may run (a value passed in; ``DEFINITION`` runs the definition);
+* :mod:`.executor`: a plan run over a batch, layer by layer, with the strategy's kernels;
+  :mod:`.layer` a layer's neuron constants and bounds, :mod:`.activation` its batched input,
+  :mod:`.connection` one synapse process and its fast forms, :mod:`.products` the exact products (int8 limbs
+  in :mod:`.int8`, event-driven, dense, CSR), :mod:`.neurons` the batched neuron kernels;
+* :mod:`.conv_structure`: a connection recovered or held as a convolution plus its border correction;
+* :mod:`.memory`: the batch's peak memory, decided before anything is allocated;
 * :mod:`.target`: the target object (``TARGET``): export a plan (the Lava target's file), open, build.
 
 This ``__init__`` imports nothing heavy (no torch, no Lava): ``TARGET`` is loaded on first access.
