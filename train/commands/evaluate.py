@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from neuromoco.cli import add_no_progress
+from neuromoco.train.engine.cliargs import add_runtime_args
 
 if TYPE_CHECKING:
     from torch.utils.data import Dataset
@@ -27,10 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-samples", type=int, default=None, help="only the first N samples")
     p.add_argument("--out", default=None, help="where to write the result (default: the checkpoint's directory)")
     p.add_argument("--export", action="store_true", help="also write model.nir + model_card.json (deployable models)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda")
-    p.add_argument("--amp", default="auto", choices=["auto", "on", "off"], help="mixed precision (CUDA)")
-    p.add_argument("--workers", type=int, default=None, help="DataLoader workers")
-    add_no_progress(p)
+    add_runtime_args(p, seed=False)  # evaluation draws nothing at random
 
 
 def run(args: argparse.Namespace) -> int:

@@ -20,12 +20,14 @@ if TYPE_CHECKING:
     from neuromoco.train.engine.config import RunOptions
 
 
-def add_runtime_args(p: argparse.ArgumentParser) -> None:
+def add_runtime_args(p: argparse.ArgumentParser, *, seed: bool = True) -> None:
+    """Where and how a command computes: device, AMP, (``seed``: --seed,) workers, progress bars."""
     g = p.add_argument_group("runtime")
     g.add_argument("--device", default="auto", help="auto (CUDA when present, else CPU), cpu, cuda, cuda:N")
     g.add_argument("--amp", default="auto", choices=["auto", "on", "off"],
                    help="float16 mixed precision (auto: on with CUDA, off on CPU)")
-    g.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
+    if seed:
+        g.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
     g.add_argument("--workers", type=int, default=None,
                    help="DataLoader worker processes (default: 0 on CPU, 4 with CUDA)")
     add_no_progress(g)
