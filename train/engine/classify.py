@@ -211,9 +211,7 @@ class ClassifyTraining:
             summary = run.train_over(run.data.train, self._step, epoch)
         improved = False
         if epoch % self.cfg.eval_every == 0 or epoch == epochs:
-            res = (self.probe.evaluate() if self.probe is not None
-                   else loops.evaluate(self.qat if self.qat is not None else self.model, self.test_loader, run.rt,
-                                       f"test {epoch}"))
+            res = self._test(epoch)
             summary.update(test_top1=res["top1"], test_loss=res["loss"])
             if res["top1"] > self.best["top1"]:
                 self.best, improved = {"epoch": epoch, "top1": res["top1"]}, True
@@ -221,6 +219,15 @@ class ClassifyTraining:
         if "test_top1" in summary:
             line += f"  test top-1 {summary['test_top1']:.4f} (best {self.best['top1']:.4f} @ {self.best['epoch']})"
         return Epoch(summary, line, improved)
+
+    def _test(self, epoch: int) -> dict[str, Any]:
+        """Top-1 and loss on the test split: of the readout on cached features, else of the network (on the QAT
+        grid with --qat)."""
+        if self.probe is not None:
+            return self.probe.evaluate()
+        assert self.test_loader is not None
+        net = self.qat if self.qat is not None else self.model
+        return loops.evaluate(net, self.test_loader, self.run.rt, f"test {epoch}")
 
     def metrics(self) -> dict[str, Any]:
         last = _last_tested(self.run.history)
