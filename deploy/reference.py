@@ -78,10 +78,12 @@ class _Neuron:
         self.v_leak = t(n.v_leak)
         self.v_leak_zero = bool(np.all(n.v_leak == 0.0))
         self.leaky = n.tau_mem is not None
-        self.k_mem = t(euler_gain(n.dt, n.tau_mem, npd)) if self.leaky else None
-        self.v_th = t(n.v_threshold) if n.spiking else None
+        self.k_mem = t(euler_gain(n.dt, n.tau_mem, npd)) if n.tau_mem is not None else None
+        self.v_th = t(n.v_threshold) if n.v_threshold is not None else None
         self.v_reset = t(n.v_reset)
         if n.has_current:
+            if n.tau_syn is None:
+                raise UserError(f"node {name!r} ({n.kind}) has a synaptic current but no tau_syn")
             self.k_syn = t(euler_gain(n.dt, n.tau_syn, npd))
             self.w_in = t(n.w_in)
             self.w_in_one = bool(np.all(n.w_in == 1.0))
@@ -119,8 +121,9 @@ def _fit_neuron(n: DiscreteNeuron, shape: tuple[int, ...]) -> DiscreteNeuron:
     def fit(a: np.ndarray | None) -> np.ndarray | None:
         return None if a is None else fit_param(a, shape)
 
-    return replace(n, shape=tuple(shape), tau_mem=fit(n.tau_mem), r=fit(n.r), v_leak=fit(n.v_leak),
-                   v_threshold=fit(n.v_threshold), v_reset=fit(n.v_reset), tau_syn=fit(n.tau_syn), w_in=fit(n.w_in))
+    return replace(n, shape=tuple(shape), tau_mem=fit(n.tau_mem), r=fit_param(n.r, shape),
+                   v_leak=fit_param(n.v_leak, shape), v_threshold=fit(n.v_threshold),
+                   v_reset=fit_param(n.v_reset, shape), tau_syn=fit(n.tau_syn), w_in=fit(n.w_in))
 
 
 # ---------------------------------------------------------------------------------- kernels per node type
@@ -251,8 +254,9 @@ class _Plan:
     def of(node: nir.NIRNode, site: _Site) -> _Plan:
         """The plan of ``node``, its kernel from :data:`KERNELS`."""
         kernel = handler(KERNELS, node, site.name, "the reference executor")(node, site)
-        neuron = kernel if isinstance(kernel, _Neuron) else None
-        return _Plan(site.name, site.in_shape, site.out_shape, None if neuron is not None else kernel, neuron)
+        if isinstance(kernel, _Neuron):
+            return _Plan(site.name, site.in_shape, site.out_shape, None, kernel)
+        return _Plan(site.name, site.in_shape, site.out_shape, kernel, None)
 
     def stepped(self) -> _Neuron:
         """The node's neuron (a plan holds either a stateless kernel or a neuron)."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import operator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -132,11 +133,11 @@ class FixedConn:
         convolution (plus its correction), int8 limbs (dense), event-driven (``events``: spikes), the matrix."""
         s, dtype = self.strategy, self.dtype(x_max)
         if self.conv is not None:  # C x + D x is exact: every partial sum of either stays below the bound
-            y = self.conv.apply(x, dtype, x_max if s.int8 else None, chunk_bytes=s.conv_chunk_bytes)
+            c = self.conv.apply(x, dtype, x_max if s.int8 else None, chunk_bytes=s.conv_chunk_bytes)
             if self.correction is not None:
-                y += self.correction.product(x, x_max, events)
-            return y
-        y = products.int8_matmul(self, x, x_max, dtype) if self.dense and s.int8 else None
+                c += self.correction.product(x, x_max, events)
+            return c
+        y: torch.Tensor | None = products.int8_matmul(self, x, x_max, dtype) if self.dense and s.int8 else None
         if y is None and events and s.event_driven:
             y = products.events(self, x, dtype, s.event_cost, s.event_chunk)
         return products.matrix(self, x, dtype) if y is None else y
@@ -227,7 +228,7 @@ def _merged(source: str, weight_exp: int, parts: list[FixedConn]) -> FixedConn:
     kernels = [p.kernel for p in parts if p.kernel is not None]
     s = parts[0].strategy
     if len(kernels) == len(parts):
-        k = kernels[0].with_weight(sum(k.weight for k in kernels))
+        k = kernels[0].with_weight(functools.reduce(operator.add, (k.weight for k in kernels)))
         op = kernel_conv(k)
         return FixedConn(source, False, weight_exp, None, op.kernel_abs, parts[0].device, members=parts, conv=op,
                          kernel=k, strategy=s)

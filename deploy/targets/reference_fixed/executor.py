@@ -103,7 +103,7 @@ class FixedPointExecutor:
         wanted = max(1, min(self.batch_size, B))
         avail = memory.available_bytes(self.device)
         batch, per_sample = memory.fitting_batch(self.plan.input_size, self._memory_layers(), T, wanted, avail)
-        if batch < 1:
+        if batch < 1 and avail is not None:  # (with no figure for the memory available, nothing is refused)
             raise UserError(f"reference-fixed: one sample of {T} steps needs about {per_sample / 2**30:.1f} GiB "
                             f"and {avail / 2**30:.1f} GiB are available; lower the time steps or the input "
                             f"resolution, or run on a larger machine")

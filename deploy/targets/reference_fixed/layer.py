@@ -14,6 +14,18 @@ from neuromoco.deploy.targets.reference_fixed.definition import Neuron
 from neuromoco.deploy.targets.reference_fixed.strategy import DEFAULT, Strategy
 
 
+@dataclass(frozen=True)
+class StepConstants:
+    """A layer's neuron constants in one dtype: the start voltage ``v0``, the threshold ``vth`` and the per-step
+    constants ``const0 = bias + b0 << 6`` (first step) and ``const = bias + (b0 + b1) << 6`` (after; None where
+    zero)."""
+
+    v0: torch.Tensor
+    vth: torch.Tensor
+    const0: torch.Tensor | None
+    const: torch.Tensor | None
+
+
 @dataclass
 class FixedLayer:
     """A plan layer's integer constants (:class:`.definition.Neuron`) as ``[n]`` float64 tensors holding
@@ -33,7 +45,7 @@ class FixedLayer:
     bias_max: float  # largest |effective bias|
     b_max: float  # largest |b0| + |b1|
     conns: list[FixedConn]
-    _constants: dict[torch.dtype, dict[str, torch.Tensor | None]] = field(default_factory=dict)
+    _constants: dict[torch.dtype, StepConstants] = field(default_factory=dict)
 
     @property
     def size(self) -> int:
@@ -69,9 +81,8 @@ class FixedLayer:
             return float("inf")
         return max(float(self.v0.abs().max()), u_max / (1.0 - f / arith.DECAY_UNITY))
 
-    def constants(self, dtype: torch.dtype) -> dict[str, torch.Tensor | None]:
-        """``v0``, ``vth`` and the per-step constants ``const0 = bias + b0 << 6`` (first step) and ``const =
-        bias + (b0 + b1) << 6`` (after; None where zero) in ``dtype``, made once."""
+    def constants(self, dtype: torch.dtype) -> StepConstants:
+        """The layer's :class:`StepConstants` in ``dtype``, made once."""
         if dtype not in self._constants:
             act = float(1 << arith.ACT_SHIFT)
             zero = torch.zeros_like(self.vth)
@@ -80,10 +91,9 @@ class FixedLayer:
             b1 = self.b1 if self.b1 is not None else zero
             const0 = bias + act * b0
             const = const0 + act * b1
-            self._constants[dtype] = {
-                "v0": self.v0.to(dtype), "vth": self.vth.to(dtype),
-                "const0": const0.to(dtype) if bool(const0.any()) else None,
-                "const": const.to(dtype) if bool(const.any()) else None}
+            self._constants[dtype] = StepConstants(
+                self.v0.to(dtype), self.vth.to(dtype), const0.to(dtype) if bool(const0.any()) else None,
+                const.to(dtype) if bool(const.any()) else None)
         return self._constants[dtype]
 
     @classmethod

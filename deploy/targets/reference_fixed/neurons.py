@@ -89,8 +89,8 @@ def run_memoryless(lay: FixedLayer, inputs: StepsInput, a_max: float, record: to
     T, B, n = record.shape
     dtype = lay.state_dtype(a_max)
     k = lay.constants(dtype)
-    v = k["v0"].expand(B, n).clone()  # a window starts at u = 0, v = v0
-    const = k["const0"], k["const"]  # bias + (b0 [+ b1]) << 6, at the first step and after
+    v = k.v0.expand(B, n).clone()  # a window starts at u = 0, v = v0
+    const = k.const0, k.const  # bias + (b0 [+ b1]) << 6, at the first step and after
     act = float(1 << arith.ACT_SHIFT)
     lo, hi = float(-arith.MAX_UV + 1), float(arith.MAX_UV - 1)
     saturates = lay.voltage_bound(act * a_max + lay.bias_max) >= hi
@@ -107,7 +107,7 @@ def run_memoryless(lay: FixedLayer, inputs: StepsInput, a_max: float, record: to
             if saturates:
                 v.clamp_(lo, hi)
             if lay.spiking:
-                torch.gt(v, k["vth"], out=record[t])
+                torch.gt(v, k.vth, out=record[t])
                 v.masked_fill_(record[t], 0)
             else:
                 record[t].copy_(v)
