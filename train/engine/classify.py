@@ -49,7 +49,9 @@ class Classify:
         self.cfg, self.mode, self.name = cfg, cfg.mode, cfg.mode.name
         self.pre = load_checkpoint(cfg.pretrained, kind="pretrain") if cfg.pretrained is not None else None
         self.pretrained = str(self.pre["_path"]) if self.pre else ""
-        self.model_name = get_spec(self.pre["model"]["name"] if self.pre else cfg.model).name
+        model = self.pre["model"]["name"] if self.pre else cfg.model
+        assert model is not None  # a mode without a pre-trained checkpoint takes --model
+        self.model_name = get_spec(model).name
         d, pdata = cfg.data, self.pre.get("data", {}) if self.pre else {}
         #: the data options, with the pre-trained run's where not given (a recordings folder's sensor and time
         #: unit only while the dataset is not given either)
@@ -75,7 +77,7 @@ class Classify:
         record = {"dataset": recipe["name"], "time_steps": d.time_steps, "downsample": d.downsample,
                   "sensor_size": meta["sensor_size"], "time_unit": recipe["time_unit"], "recipe": recipe,
                   "class_names": meta["class_names"], "label_fraction": cfg.label_fraction,
-                  "train_samples": len(train), "test_samples": len(test)}
+                  "train_samples": D.length(train), "test_samples": D.length(test)}
         return TaskData(train=train, test=test, input_shape=input_shape, record=record,
                         num_classes=meta["num_classes"])
 
@@ -94,11 +96,11 @@ class Classify:
         if self.mode.frozen:
             for p in model.encoder.parameters():
                 p.requires_grad_(False)
-            steps = -(-len(data.train) // batch)  # the probe keeps the last, partial batch
+            steps = -(-D.length(data.train) // batch)  # the probe keeps the last, partial batch
         else:
-            steps = len(data.train) // batch
+            steps = D.length(data.train) // batch
             if steps == 0:
-                raise UserError(f"{len(data.train)} labelled training samples is fewer than --batch-size {batch}; "
+                raise UserError(f"{D.length(data.train)} labelled training samples is fewer than --batch-size {batch}; "
                                 "lower it")
         params = [p for p in model.parameters() if p.requires_grad]
         qat = self.cfg.qat.record() if self.cfg.qat else None
@@ -240,15 +242,15 @@ class ClassifyTraining:
         history = run.history
         last = _last_tested(history)
         assert run.data.test is not None
+        assert last is not None  # the last epoch is always tested
         accuracy = {"mode": task.name, "model": task.model_name, "dataset": task.data_options.dataset,
-                    "label_fraction": self.cfg.label_fraction, "train_samples": len(run.data.train),
-                    "test_samples": len(run.data.test), "best": {"epoch": best["epoch"], "top1": best["top1"]},
-                    "last": {"epoch": last["epoch"], "top1": last["test_top1"]} if last else None,
+                    "label_fraction": self.cfg.label_fraction, "train_samples": D.length(run.data.train),
+                    "test_samples": D.length(run.data.test), "best": {"epoch": best["epoch"], "top1": best["top1"]},
+                    "last": {"epoch": last["epoch"], "top1": last["test_top1"]},
                     "pretrained": task.pretrained or None,
-                    "train_samples_per_s": (sum(h["samples_per_s"] for h in history) / len(history)
-                                            if history else None)}
+                    "train_samples_per_s": sum(h["samples_per_s"] for h in history) / len(history)}
         atomic_write_json(run.run_dir / "accuracy.json", accuracy)
-        print(f"test top-1: last {accuracy['last']['top1']:.4f} (epoch {accuracy['last']['epoch']}), best "
+        print(f"test top-1: last {last['test_top1']:.4f} (epoch {last['epoch']}), best "
               f"{best['top1']:.4f} (epoch {best['epoch']})  -> {run.run_dir / 'accuracy.json'}", file=sys.stderr)
         if not self.cfg.export:
             return

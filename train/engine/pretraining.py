@@ -90,7 +90,7 @@ class Pretrain:
                                         downsample=d.downsample, strength=self.cfg.moco.augment_strength, **own),
                           d.max_samples)
         input_shape = D.frame_shape(train)[1:]
-        n, batch = len(train), self.cfg.optim.batch_size
+        n, batch = D.length(train), self.cfg.optim.batch_size
         if n < batch:
             raise UserError(f"the training set has {n} samples, fewer than --batch-size {batch}")
         recipe = D.metadata(d.dataset, **own).get("recipe") or {"name": d.dataset}
@@ -117,7 +117,7 @@ class Pretrain:
         return k
 
     def build_model(self, rt: Runtime, data: TaskData) -> TaskModel:
-        m, n = self.cfg.moco, len(data.train)
+        m, n = self.cfg.moco, D.length(data.train)
         k = self._queue_size(rt, n)
         moco = MoCo(build_encoder(self.model_name, data.input_shape), dim=m.proj_dim, hidden=m.proj_hidden,
                     queue_size=k, momentum=m.momentum, temperature=m.temperature, mix_lambda=m.mix_lambda,
