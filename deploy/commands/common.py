@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from neuromoco.cli import add_no_progress
 from neuromoco.errors import UserError
 
 # ------------------------------------------------------------------------------------------- flags
@@ -37,7 +38,7 @@ def add_shared_arguments(p: argparse.ArgumentParser, *, targets: list[str] | Non
     t.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE",
                    help="a target option, repeatable; TARGET:KEY=VALUE sets it for one target only "
                         "(listed below)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_no_progress(p)
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.epilog = options_help(targets)
 

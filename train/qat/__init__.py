@@ -47,7 +47,7 @@ counts rows whose scale differs within a channel (0 once the plan shares it).
 from __future__ import annotations
 
 from neuromoco.train.qat.calibrate import calibrate_batchnorm
-from neuromoco.train.qat.config import QAT_CHOICES, QATConfig, config_from_args
+from neuromoco.train.qat.config import QAT_CHOICES, QATConfig
 from neuromoco.train.qat.fake_quant import LoihiQAT
 from neuromoco.train.qat.project import PROJECTION_ROUNDS, project_state_dict
 from neuromoco.train.qat.thresholds import THRESHOLD_MARGIN, lift_thresholds, same_integers
@@ -59,7 +59,6 @@ __all__ = [
     "LoihiQAT",
     "QATConfig",
     "calibrate_batchnorm",
-    "config_from_args",
     "lift_thresholds",
     "project_state_dict",
     "same_integers",

@@ -59,14 +59,3 @@ class QATConfig:
                                          "the plan's voltage unit 1/(64 sigma): exact ties on the grid do not spike "
                                          "on Loihi (v > vth), and no float executor sees a tie")
         return entry
-
-
-def config_from_args(args: Any) -> QATConfig | None:
-    """The QAT options of a parsed command line (``--qat``, ``--qat-weight-bits``, ``--qat-scale``); None for
-    ``--qat none`` or a command without them."""
-    scheme = getattr(args, "qat", "none") or "none"
-    if scheme == "none":
-        return None
-    if scheme not in QAT_CHOICES:
-        raise UserError(f"--qat must be one of {', '.join(QAT_CHOICES)}, not {scheme!r}")
-    return QATConfig(scheme=scheme, weight_bits=int(args.qat_weight_bits), scale=str(args.qat_scale))
