@@ -246,7 +246,8 @@ CELLS: Cells
 def main(argv: list[str] | None = None) -> int:
     global CELLS
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--dataset", default="embedded-mnist", help="any dataset `train data` lists (default embedded-mnist)")
+    p.add_argument("--dataset", default="embedded-mnist",
+                   help="any dataset `train data` lists (default embedded-mnist)")
     p.add_argument("--data-root", default=None, help="as train's --data-root")
     p.add_argument("--model", default="cnn3-34", help="architecture (default cnn3-34)")
     p.add_argument("--time-steps", "-T", type=int, default=4, help="frames per sample (default 4)")

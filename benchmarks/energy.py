@@ -127,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
             e, m = r["energy_per_inference_uj"], r["loihi2_map"]
             cores = f"{m['cores_needed']} Loihi 2 cores" if m["available"] else "no Lava plan"
             print(f"{r['model']} on {target}: {r['per_inference']['synops']:.4g} synops/inference; "
-                  f"Loihi {e['loihi']['snn']:.4g} uJ; 45nm SNN {e['45nm']['snn']:.4g} uJ vs ANN {e['45nm']['ann']:.4g} uJ; "
+                  f"Loihi {e['loihi']['snn']:.4g} uJ; "
+                  f"45nm SNN {e['45nm']['snn']:.4g} uJ vs ANN {e['45nm']['ann']:.4g} uJ; "
                   f"{cores}")
         if len(by_target) > 1:
             from neuromoco.deploy.report import plot_layer_metrics

@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     doc["candidates"] = {c: CANDIDATES[c] for c in cands}
     cells = doc["cells"]
     for seed in range(a.seeds):
-        for frac, ep, bs in zip(fracs, epochs, batches):
+        for frac, ep, bs in zip(fracs, epochs, batches, strict=False):
             common = ["--pretrained", a.pretrained, "--label-fraction", str(frac), "--batch-size", str(bs),
                       "--seed", str(seed), "--no-export", "--overwrite"]
             jobs = [("linear", ["linear", *common, "--epochs", "100", "--eval-every", "100", "--lr", "1e-2"])]

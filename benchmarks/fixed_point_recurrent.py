@@ -349,7 +349,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:<20} {label:<10} integer emulation == reference-fixed: {e['integer_emulation_equals_fixed']}")
             for src in ("fixed", *SOURCES, "state_no_floor", "state_no_trunc", "state_exact"):
                 s = e[src]
-                print(f"{name:<20} {label:<10} {src:<14} agree {s['agreement']:.4f}  worst {s['max_count_rel_diff']:.4f}"
+                print(f"{name:<20} {label:<10} {src:<14} agree {s['agreement']:.4f}  "
+                      f"worst {s['max_count_rel_diff']:.4f}"
                       f"  {s['signed']}")
     path = write_json(args.out, result)
     print(path)

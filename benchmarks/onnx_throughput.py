@@ -166,8 +166,9 @@ def main(argv: list[str] | None = None) -> int:
             o = outs[name]
             parity[name] = {
                 "prediction_agreement": float((o.predictions == refres.predictions).mean()),
-                "spike_count_rel_diff": {k: float(abs(int(o.spike_counts[k].sum()) - int(v.sum())) / max(1, int(v.sum())))
-                                         for k, v in refres.spike_counts.items()},
+                "spike_count_rel_diff": {
+                    k: float(abs(int(o.spike_counts[k].sum()) - int(v.sum())) / max(1, int(v.sum())))
+                    for k, v in refres.spike_counts.items()},
                 "spikes_identical": all(np.array_equal(o.spike_counts[k], v) for k, v in refres.spike_counts.items()),
             }
 

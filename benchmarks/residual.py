@@ -154,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     if not a.skip_training:
         result["training"] = {m: training(m, a, Path(a.runs) / m) for m in MODELS}
         result["summary"] = {m: {"pretrain_samples_per_s": t["pretrain"]["samples_per_s"],
-                                 **{f"{k}_top1_last": t[k]["test_top1_last"] for k in ("linear", "finetune", "supervised")}}
+                                 **{f"{k}_top1_last": t[k]["test_top1_last"]
+                                    for k in ("linear", "finetune", "supervised")}}
                              for m, t in result["training"].items()}
     result["deploy"] = {}
     for model, path in GRAPHS.items():

@@ -7,9 +7,9 @@ T = 16, the script drives the real command lines and measures each step in its o
   plan's size on disk (every file ``deploy export`` wrote);
 * ``deploy run --target T --dataset frames.npz`` for ``reference``, ``reference-fixed`` and ``onnx`` on
   ``--samples`` samples (``--repeats`` interleaved rounds: samples/s is the median, memory the largest peak;
-  the shared machine's load moves during a run), and for ``lava-float`` and ``lava-fixed`` on ``--lava-samples`` (one: Lava's Python
-  simulator is slow) from the exported plan folders, with a time limit (``--lava-timeout``); plus the float
-  reference in float64 on the Lava samples (Lava's floating point computes in float64);
+  the shared machine's load moves during a run), and for ``lava-float`` and ``lava-fixed`` on ``--lava-samples``
+  (one: Lava's Python simulator is slow) from the exported plan folders, with a time limit (``--lava-timeout``);
+  plus the float reference in float64 on the Lava samples (Lava's floating point computes in float64);
 * agreement from the ``predictions.npz`` files ``deploy run`` writes (outputs and per-layer spike counts at
   every step): ``reference-fixed`` against ``lava-fixed`` on the Lava samples (equal or not, the largest
   difference of a layer's count at a step), ``lava-float`` against the float64 and float32 references,
@@ -364,7 +364,8 @@ def run_step(model: str, target: str, mdir: Path, a: argparse.Namespace) -> dict
         target, options, n, timeout = "reference", ["-o", "dtype=float64"], a.lava_samples, a.step_timeout
     else:
         n, timeout = a.samples, a.step_timeout
-    step = measure([*DEPLOY, "run", str(src), "--target", target, *options, "--dataset", str(Path(a.work) / "frames.npz"),
+    step = measure([*DEPLOY, "run", str(src), "--target", target, *options,
+                    "--dataset", str(Path(a.work) / "frames.npz"),
                     "--limit", str(n), "--batch-size", str(a.batch_size), "--out", str(out), "--no-progress"],
                    out.with_suffix(".log"), timeout, a)
     summary = out / "summary.json"
@@ -420,7 +421,8 @@ def acceptance(res: dict) -> list[dict]:
             done and peak_gb(rf) <= 8)
         if ref and ref["outcome"] == "ok" and done:
             ratio = rf["samples_per_s"] / ref["samples_per_s"]
-            each = [round(x / y, 3) for x, y in zip(rf.get("samples_per_s_each", []), ref.get("samples_per_s_each", []))
+            each = [round(x / y, 3)
+                    for x, y in zip(rf.get("samples_per_s_each", []), ref.get("samples_per_s_each", []), strict=False)
                     if isinstance(x, float) and isinstance(y, float)]
             add("reference-fixed samples/s against the float reference (same run)", ">= 0.5",
                 round(ratio, 3), ratio >= 0.5,
@@ -486,10 +488,11 @@ def main(argv: list[str] | None = None) -> int:
     t_all = time.perf_counter()
     res: dict = {
         "benchmark": "scale", "input_shape": INPUT_SHAPE, "time_steps": a.time_steps,
-        "settings": {k: getattr(a, k) for k in ("models", "samples", "batch_size", "repeats", "lava_samples", "lava_timeout",
-                                                 "step_timeout", "no_lava", "max_gb", "min_free_gb", "bn_samples",
-                                                 "digit_size", "seed", "sample_interval")},
-        "weights": f"untrained: build_classifier(name, {INPUT_SHAPE}, {NUM_CLASSES}) after torch.manual_seed({a.seed}); "
+        "settings": {k: getattr(a, k) for k in ("models", "samples", "batch_size", "repeats", "lava_samples",
+                                                 "lava_timeout", "step_timeout", "no_lava", "max_gb", "min_free_gb",
+                                                 "bn_samples", "digit_size", "seed", "sample_interval")},
+        "weights": f"untrained: build_classifier(name, {INPUT_SHAPE}, {NUM_CLASSES}) "
+                   f"after torch.manual_seed({a.seed}); "
                    f"BatchNorm statistics from one training-mode pass over the first {a.bn_samples} frames "
                    "(cumulative averages), then folded by the export",
         "memory": "peak_pss_mib: sampled peak of the step's process tree, the sum of proportional set sizes; "
@@ -497,8 +500,8 @@ def main(argv: list[str] | None = None) -> int:
                   "ru_maxrss_mib: os.wait4's ru_maxrss, the largest single process; the targets use "
                   "max(peak_pss, ru_maxrss) in GB of 10^9 bytes",
         "samples_per_s": "deploy run's summary.json: samples over the runner's time (no build, no data loading); "
-                         "reference, reference-fixed and onnx: the median run of --repeats interleaved runs (the slower "
-                         "middle one for an even count), whose other figures are given with it",
+                         "reference, reference-fixed and onnx: the median run of --repeats interleaved runs "
+                         "(the slower middle one for an even count), whose other figures are given with it",
         "code": code_state(), "models": {}, "before": BEFORE,
     }
 

@@ -109,7 +109,7 @@ def copy_weights(src, dst) -> None:
     a, b = src.state_dict(), dst.state_dict()
     if [v.shape for v in a.values()] != [v.shape for v in b.values()]:
         raise AssertionError(f"state dicts differ: {list(a)} vs {list(b)}")
-    dst.load_state_dict(dict(zip(b, (v.clone() for v in a.values()))))
+    dst.load_state_dict(dict(zip(b, (v.clone() for v in a.values()), strict=True)))
 
 
 def spikes_of(model, kind, x):
@@ -172,7 +172,7 @@ def sanity_check(project, sj_factory, x, y) -> dict:
         "loss_project": float(torch.nn.functional.cross_entropy(lp, y)),
         "loss_spikingjelly": float(torch.nn.functional.cross_entropy(ls, y)),
         "eval_mode_spikes_identical": all(bool((a == b).all()) for a, b in zip(esp, ess, strict=True)),
-        "eval_mode_spike_agreement": float(sum(int((a == b).sum()) for a, b in zip(esp, ess))
+        "eval_mode_spike_agreement": float(sum(int((a == b).sum()) for a, b in zip(esp, ess, strict=True))
                                            / sum(a.numel() for a in esp)),
         "eval_mode_logits_max_abs_diff": float((ep - es).abs().max()),
     }
@@ -322,7 +322,8 @@ def main(argv: list[str] | None = None) -> int:
             "peak_rss_mib_during_training": max(fw["peak_rss_mib"]) if fw["peak_rss_mib"] else None,
         }
     p, s = results["project_norse"], results["spikingjelly"]
-    ratio_rounds = [a / b for a, b in zip(frameworks["project_norse"]["train"], frameworks["spikingjelly"]["train"])]
+    ratio_rounds = [a / b for a, b in zip(frameworks["project_norse"]["train"], frameworks["spikingjelly"]["train"],
+                                          strict=True)]
     doc = {
         "benchmark": "spikingjelly_compare",
         "what": "cnn3-34 classifier training throughput (forward + cross-entropy on the mean readout + backward + "
@@ -333,10 +334,12 @@ def main(argv: list[str] | None = None) -> int:
         "parameters": {"project_norse": n_project, "spikingjelly": n_sj},
         "input": f"seeded Poisson event counts [T={T}, B={B}, 2, 34, 34], rate 0.1 per pixel and step",
         "time_steps": T, "batch": B, "rounds": args.rounds, "steps_per_round": args.steps, "warmup_steps": args.warmup,
-        "optimizer": "AdamW lr 1e-3, weight decay 1e-4 on weights of rank >= 2 (neuromoco.train.engine.loops.build_optimizer)",
+        "optimizer": "AdamW lr 1e-3, weight decay 1e-4 on weights of rank >= 2 "
+                     "(neuromoco.train.engine.loops.build_optimizer)",
         "neurons": {
-            "project_norse": "neuromoco.train.models.neurons.LIF: Norse lif_box_feed_forward_step, dt/tau_mem = 0.5, v_th 1, "
-                             "reset to 0, SuperSpike surrogate (1/(1+|x|)^2), Python loop over T",
+            "project_norse": "neuromoco.train.models.neurons.LIF: Norse lif_box_feed_forward_step, "
+                             "dt/tau_mem = 0.5, v_th 1, reset to 0, SuperSpike surrogate (1/(1+|x|)^2), "
+                             "Python loop over T",
             "spikingjelly": "neuron.LIFNode(tau=2.0, decay_input=True, v_threshold=1.0, v_reset=0.0, "
                             "detach_reset=False, step_mode='m', backend='torch'); training: Python loop over T "
                             "with JIT-scripted charge/reset, eval: one JIT-scripted multi-step function",

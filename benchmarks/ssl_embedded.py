@@ -32,7 +32,8 @@ def run_stage(name: str, argv: list[str], log_dir: Path) -> dict:
     cmd = [sys.executable, "-m", "neuromoco.train.cli", *argv]
     log = (log_dir / f"{name}.log").open("w")
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "TQDM_DISABLE": "1"})
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                            env={**os.environ, "TQDM_DISABLE": "1"})
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
     rc = os.waitstatus_to_exitcode(status)
@@ -41,8 +42,8 @@ def run_stage(name: str, argv: list[str], log_dir: Path) -> dict:
         tail = (log_dir / f"{name}.log").read_text().splitlines()[-5:]
         raise SystemExit(f"stage {name} failed (rc {rc}):\n" + "\n".join(tail))
     print(f"{name}: {wall:.0f} s, peak RSS {usage.ru_maxrss / 1024:.0f} MiB", file=sys.stderr)
-    return {"command": "train " + " ".join(argv), "wall_s": round(wall, 1), "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
-            "peak_rss_mib": round(usage.ru_maxrss / 1024, 1)}
+    return {"command": "train " + " ".join(argv), "wall_s": round(wall, 1),
+            "cpu_s": round(usage.ru_utime + usage.ru_stime, 1), "peak_rss_mib": round(usage.ru_maxrss / 1024, 1)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -76,8 +76,9 @@ def onnx_throughput(d: dict) -> str:
 def lava_throughput(d: dict) -> str:
     f = d["lava"]["float"]
     fx = d["lava"].get("fixed", {})
-    out = (f"T={d['time_steps']}: reference {_f(d['reference_float32']['samples_per_s'])}, Lava float per-sample runs "
-           f"{_f(f['per_sample_runs']['samples_per_s'])}, time-multiplexed {_f(f['time_multiplexed']['samples_per_s'])},"
+    out = (f"T={d['time_steps']}: reference {_f(d['reference_float32']['samples_per_s'])}, "
+           f"Lava float per-sample runs {_f(f['per_sample_runs']['samples_per_s'])}, "
+           f"time-multiplexed {_f(f['time_multiplexed']['samples_per_s'])},"
            f" tiled {_f(f['tiled']['samples_per_s'])} samples/s")
     if "time_multiplexed" in fx:
         out += f"; fixed-point time-multiplexed {_f(fx['time_multiplexed']['samples_per_s'])} samples/s"
@@ -113,7 +114,8 @@ def fixed_point_speed(d: dict) -> str:
         a = g["agreement"]
         exact = a["prediction_agreement"] == 1.0 and a["identical_spikes_fraction"] == 1.0 and a["identical_outputs"]
         parts.append(f"{name} T={g['time_steps']}: reference-fixed {_f(g['reference_fixed']['samples_per_s'])} vs "
-                     f"lava-fixed {_f(g['lava_fixed']['samples_per_s'])} samples/s ({g['speedup_samples_per_s']:.0f}x), "
+                     f"lava-fixed {_f(g['lava_fixed']['samples_per_s'])} samples/s "
+                     f"({g['speedup_samples_per_s']:.0f}x), "
                      f"bit-exact on {a['samples_compared']} samples: {exact}")
     return "; ".join(parts)
 

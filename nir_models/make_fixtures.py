@@ -198,7 +198,8 @@ def neuromoco_tiny_cnn() -> tuple[nir.NIRGraph, dict]:
     for m in modules:
         m.eval()
     graph = to_nir(modules, [2, 16, 16], cfg.dt)
-    card = _card([2, 16, 16], 10, cfg.dt, "neuromoco", 0.4, "neuromoco.train.export on conv-BN-LIF with avg/sum pooling")
+    card = _card([2, 16, 16], 10, cfg.dt, "neuromoco", 0.4,
+                 "neuromoco.train.export on conv-BN-LIF with avg/sum pooling")
     card["class_names"] = [str(i) for i in range(10)]
     return graph, card
 

@@ -23,7 +23,7 @@ def digit_events(per_class: int = 5, classes: int = 3) -> tuple[tuple[np.ndarray
     d = load_digits()
     idx = [int(i) for c in range(classes) for i in np.flatnonzero(d.target == c)[:per_class]]
     streams = simulate(d.images[idx] / 16.0, [(0, i) for i in idx])
-    return tuple((ev, int(d.target[i])) for ev, i in zip(streams, idx))
+    return tuple((ev, int(d.target[i])) for ev, i in zip(streams, idx, strict=True))
 
 
 def write_npy(path: Path, ev: np.ndarray) -> None:
@@ -55,7 +55,7 @@ def write_aedat4(path: Path, ev: np.ndarray, size: tuple[int, int] = (34, 34)) -
 
     writer = dv.io.MonoCameraWriter(str(path), dv.io.MonoCameraWriter.EventOnlyConfig("neuromoco-test", size))
     store = dv.EventStore()
-    for t, x, y, p in zip(ev["t"].tolist(), ev["x"].tolist(), ev["y"].tolist(), ev["p"].tolist()):
+    for t, x, y, p in zip(ev["t"].tolist(), ev["x"].tolist(), ev["y"].tolist(), ev["p"].tolist(), strict=True):
         store.push_back(int(t), int(x), int(y), bool(p))
     writer.writeEvents(store)
     del writer  # closes the file

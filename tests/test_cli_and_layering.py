@@ -66,8 +66,8 @@ def test_every_command_has_help(tool: str, command: str):
 
 @pytest.mark.parametrize("tool", ["train", "deploy"])
 def test_top_level_help_lists_commands(tool: str):
-    proc = subprocess.run(check=False, args=[sys.executable, "-m", f"neuromoco.{tool}.cli", "--help"], capture_output=True, text=True,
-                          cwd=ROOT, timeout=60)
+    proc = subprocess.run(check=False, args=[sys.executable, "-m", f"neuromoco.{tool}.cli", "--help"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=60)
     table = TRAIN_COMMANDS if tool == "train" else DEPLOY_COMMANDS
     assert proc.returncode == 0 and all(name in proc.stdout for name in table)
 

@@ -100,7 +100,7 @@ def test_digit_at_its_own_resolution_centred():
     images, _ = _mnist()
     quiet = SimulatorConfig(digit_size=28.0, noise_hz=0.0)
     img = images[[0, 1500, 4999]] / 255.0
-    for im, ev in zip(img, simulate(img, [(0, 1, i) for i in range(3)], quiet, flush_below=FLUSH_BELOW)):
+    for im, ev in zip(img, simulate(img, [(0, 1, i) for i in range(3)], quiet, flush_below=FLUSH_BELOW), strict=True):
         rows, cols = np.flatnonzero(im.any(1)), np.flatnonzero(im.any(0))
         assert ev["y"].min() >= 3 + rows[0] - 6 and ev["y"].max() <= 3 + rows[-1] + 6
         assert ev["x"].min() >= 3 + cols[0] - 6 and ev["x"].max() <= 3 + cols[-1] + 6

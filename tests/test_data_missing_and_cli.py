@@ -84,8 +84,8 @@ def _cli(*args: str, env_root: Path | None = None) -> subprocess.CompletedProces
     env = dict(os.environ)
     if env_root is not None:
         env["NEUROMOCO_DATA"] = str(env_root)
-    return subprocess.run([sys.executable, "-m", "neuromoco.train.cli", "data", *args], check=False, capture_output=True, text=True,
-                          cwd=ROOT, env=env, timeout=300)
+    return subprocess.run([sys.executable, "-m", "neuromoco.train.cli", "data", *args], check=False,
+                          capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
 
 
 def test_cli_lists_datasets_with_status(tmp_path):

@@ -1,4 +1,5 @@
-"""Bad recordings folders: one line naming the folder or file, exit code 2, no traceback (`train ... --dataset PATH`)."""
+"""Bad recordings folders: one line naming the folder or file, exit code 2, no traceback
+(`train ... --dataset PATH`)."""
 
 from __future__ import annotations
 

@@ -133,7 +133,8 @@ def segments(line: str) -> list[list[str]]:
 
 
 def invocation(words: list[str]) -> tuple[str, list[str]] | None:
-    """``(prog, argv)`` when a simple command runs ``train`` / ``deploy`` (directly, or via ``-m neuromoco.train.cli``)."""
+    """``(prog, argv)`` when a simple command runs ``train`` / ``deploy`` (directly, or via
+    ``-m neuromoco.train.cli``)."""
     while words and (ASSIGNMENT.match(words[0]) or words[0] in ("time", "env", "exec")):
         words = words[1:]
     if not words:
@@ -221,8 +222,8 @@ def test_checker_rejects_bad_commands():
     assert parse_error("train", ["finetune", "--out", "o"])  # --pretrained is required
     assert parse_error("train", ["pretrian", "--out", "o"])
     assert parse_error("train", []) == "no command given"
-    assert invocation(tokens("NEUROMOCO_DATA=/x torchrun --nproc_per_node 2 -m neuromoco.train.cli pretrain --out r")) == \
-        ("train", ["pretrain", "--out", "r"])
+    assert invocation(tokens("NEUROMOCO_DATA=/x torchrun --nproc_per_node 2 "
+                             "-m neuromoco.train.cli pretrain --out r")) == ("train", ["pretrain", "--out", "r"])
     assert [w[0] for w in segments("deploy inspect a.nir --json > x.json && train models | head")] == \
         ["deploy", "train", "head"]
 

@@ -69,7 +69,8 @@ def test_recurrent_graphs_stay_within_their_measured_fixed_point_loss(measured, 
     name, scale, bits = key
     graph, card, frames, ref = measured[name]
     impl, options = get_target("reference-fixed")
-    res = impl.runner(graph, card, options.updated({"scale": scale, "weight_bits": bits, "record_spikes": True})).run(frames)
+    res = impl.runner(graph, card,
+                      options.updated({"scale": scale, "weight_bits": bits, "record_spikes": True})).run(frames)
     m = compare(ref, res, layers=spiking_nodes(graph))
     min_agree, max_count = TOLERANCES[key]
     assert m["agreement"] >= min_agree, (key, m["agreement"])
@@ -136,7 +137,7 @@ def test_a_sign_split_plan_marks_its_inhibitory_process_and_runs_the_same_synaps
     real = compile_graph(graph, 1e-4, precision="float", input_shape=[12])
     plain = compile_graph(graph, 1e-4, precision="fixed", input_shape=[12])
     split = compile_graph(graph, 1e-4, precision="fixed", input_shape=[12], sign_split=True)
-    for f, a, b in zip(real.layers, plain.layers, split.layers):
+    for f, a, b in zip(real.layers, plain.layers, split.layers, strict=True):
         assert len(b.conns) == 2 * len(a.conns)  # every connection here has both signs
         # the float synapses, less those rounded to zero (fewer than with 7-bit magnitudes)
         assert sum(c.nnz for c in a.conns) <= sum(c.nnz for c in b.conns) <= sum(c.nnz for c in f.conns)

@@ -113,7 +113,8 @@ def test_plan_conv_float_equals_lava_sparse(tmp_path):
     data[:, :STEPS] = rng.normal(0.0, 2.0, (W * k.shape[1], STEPS))
     cases = [(0, 0), (0, 2)]
     # torch's OpenMP threads in use before Lava forks its processes: PlanConv's torch calls must not hang there
-    torch.nn.functional.conv2d(torch.ones(2, 3, 20, 20, dtype=torch.float64), torch.ones(4, 3, 3, 3, dtype=torch.float64))
+    torch.nn.functional.conv2d(torch.ones(2, 3, 20, 20, dtype=torch.float64),
+                               torch.ones(4, 3, 3, 3, dtype=torch.float64))
     for (_, delay), (conv, lava) in zip(cases, _run_pairs(k, data, cases, False, tmp_path), strict=True):
         np.testing.assert_allclose(conv, lava, rtol=0, atol=1e-9, err_msg=f"delay {delay}")
         assert np.abs(conv[1 + delay:1 + delay + STEPS]).min() > 0

@@ -23,7 +23,8 @@ from neuromoco.deploy.targets.lava import TARGET
 ROOT = Path(__file__).resolve().parents[1] / "nir_models"
 #: at most 2x64x64 input values: the 128x128 graph (neuromoco_sim128_cnn5, ~60 s here) runs on Lava, float and
 #: fixed, in hardware_tests/test_targets_parity.py
-GRAPHS = [p for p in sorted(ROOT.glob("*.nir")) if np.prod(ModelCard.load(ModelCard.beside(p)).input_shape) <= 2 * 64 * 64]
+GRAPHS = [p for p in sorted(ROOT.glob("*.nir"))
+          if np.prod(ModelCard.load(ModelCard.beside(p)).input_shape) <= 2 * 64 * 64]
 
 
 def _frames(card_path: Path, batch: int) -> np.ndarray:

@@ -421,10 +421,10 @@ def test_export_load_round_trip_and_precision_mismatch(tmp_path):
     plan = TARGET.load(tmp_path / "fx", precision="fixed").plan
     direct = compile_graph(g, card.dt, precision="fixed", input_shape=card.input_shape,
                            sign_split=True)  # the target's default (LavaOptions.sign_split)
-    for a, b in zip(plan.layers, direct.layers):
+    for a, b in zip(plan.layers, direct.layers, strict=True):
         assert a.name == b.name and a.delay == b.delay
         for k in ("du", "dv", "vth", "bias_mant", "bias_exp", "v0"):
             np.testing.assert_array_equal(getattr(a, k), getattr(b, k))
-        for ca, cb in zip(a.conns, b.conns):
+        for ca, cb in zip(a.conns, b.conns, strict=True):
             assert (ca.expanded() != cb.expanded()).nnz == 0 and ca.weight_exp == cb.weight_exp
             assert (ca.kernel is None) == (cb.kernel is None)

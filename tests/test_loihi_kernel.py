@@ -135,9 +135,9 @@ def test_a_compiled_cnn_keeps_its_convolutions_as_kernels_equal_to_the_node_matr
     monkeypatch.setattr(linear_ops.Conv, "kernel", lambda self: None)
     monkeypatch.setattr(linear_ops.AvgPool, "kernel", lambda self: None)
     flat = compile_graph(g, 1e-3, precision=precision, input_shape=[2, 12, 12], per_neuron_scale=False)
-    for a, b in zip(plan.layers, flat.layers):
+    for a, b in zip(plan.layers, flat.layers, strict=True):
         assert [c.weight_exp for c in a.conns] == [c.weight_exp for c in b.conns]
-        for ca, cb in zip(a.conns, b.conns):
+        for ca, cb in zip(a.conns, b.conns, strict=True):
             assert cb.kernel is None
             d = ca.expanded() - cb.expanded()
             assert np.abs(d.data).max(initial=0.0) <= (0 if precision == "fixed" else 1e-12), a.name
@@ -147,8 +147,8 @@ def test_a_compiled_cnn_keeps_its_convolutions_as_kernels_equal_to_the_node_matr
 def test_a_plan_with_kernels_survives_its_file(tmp_path):
     plan = compile_graph(_cnn_graph(12), 1e-3, precision="fixed", input_shape=[2, 12, 12])
     back = load_plan(save_plan(plan, tmp_path / "p.h5"))
-    for a, b in zip(plan.layers, back.layers):
-        for ca, cb in zip(a.conns, b.conns):
+    for a, b in zip(plan.layers, back.layers, strict=True):
+        for ca, cb in zip(a.conns, b.conns, strict=True):
             assert cb.kernel is not None and cb.kernel.stride == ca.kernel.stride and cb.kernel.crop == ca.kernel.crop
             np.testing.assert_array_equal(ca.kernel.weight, cb.kernel.weight)
             assert ca.weight_exp == cb.weight_exp and ca.delay == cb.delay

@@ -94,8 +94,8 @@ def test_load_graph_raises_one_line(tmp_path, case):
 def test_inspect_cli_exit_2_without_traceback(tmp_path, case):
     make, words = CASES[case]
     path = make(tmp_path)
-    proc = subprocess.run([sys.executable, "-m", "neuromoco.deploy.cli", "inspect", str(path)], check=False, capture_output=True,
-                          text=True, cwd=ROOT, timeout=120)
+    proc = subprocess.run([sys.executable, "-m", "neuromoco.deploy.cli", "inspect", str(path)], check=False,
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip() and "Warning" not in ln and "warnings.warn" not in ln]
@@ -106,16 +106,16 @@ def test_inspect_cli_exit_2_without_traceback(tmp_path, case):
 
 def test_inspect_cli_on_good_graph(tmp_path):
     path = _write(_good(), tmp_path / "good.nir")
-    proc = subprocess.run([sys.executable, "-m", "neuromoco.deploy.cli", "inspect", str(path), "--json"], check=False, capture_output=True,
-                          text=True, cwd=ROOT, timeout=120)
+    proc = subprocess.run([sys.executable, "-m", "neuromoco.deploy.cli", "inspect", str(path), "--json"], check=False,
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert proc.returncode == 0, proc.stderr
     import json
 
     info = json.loads(proc.stdout)
     assert [n["name"] for n in info["nodes"]] == ["input", "fc1", "lif1", "fc2", "lif2", "output"]
     assert info["nodes"][2]["output_shape"] == [6] and info["spiking_neurons"] == 9
-    text = subprocess.run([sys.executable, "-m", "neuromoco.deploy.cli", "inspect", str(path)], check=False, capture_output=True,
-                          text=True, cwd=ROOT, timeout=120)
+    text = subprocess.run([sys.executable, "-m", "neuromoco.deploy.cli", "inspect", str(path)], check=False,
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert text.returncode == 0 and "lif1" in text.stdout and "fc1 -> lif1" in text.stdout
 
 
@@ -162,7 +162,8 @@ def test_conv_and_flatten_mismatches():
     flat = nir.Flatten(input_type={"input": np.array([2, 4, 4])}, start_dim=0)
     g = nir.NIRGraph(nodes={"input": nir.Input(np.array([2, 8, 8])), "flat": flat, "output": nir.Output(None)},
                      edges=[("input", "flat"), ("flat", "output")], type_check=False)
-    with pytest.raises(UserError, match=r"input -> flat: input gives \[2, 8, 8\], flat \(Flatten\) expects \[2, 4, 4\]"):
+    with pytest.raises(UserError,
+                       match=r"input -> flat: input gives \[2, 8, 8\], flat \(Flatten\) expects \[2, 4, 4\]"):
         check_graph(g)
 
 

@@ -78,7 +78,7 @@ def _roundtrip(modules: list[nn.Module], input_shape: list[int], tmp_path, x: to
     trace = ReferenceExecutor(graph, dt).trace(x)
     torch_outs = _layer_outputs(folded, x)
     stats = {}
-    for name, ref in zip(names, torch_outs):
+    for name, ref in zip(names, torch_outs, strict=True):
         got = trace[name]
         assert got.shape == ref.shape, name
         assert torch.equal(got, ref), f"{name}: {(got != ref).sum().item()} of {ref.numel()} values differ"
@@ -167,16 +167,18 @@ def test_batchnorm_trained_then_folded(tmp_path, capsys):
     _calibrate(modules, x)
     before = [p.detach().clone() for p in model.parameters()]
     stats = _roundtrip(modules, [2, 16, 16], tmp_path, x)  # exact against the folded PyTorch model
-    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters())), "folding must not touch the model"
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True)), \
+        "folding must not touch the model"
     graph = load_graph(tmp_path / "model.nir")
     assert not any(type(n).__name__.startswith("BatchNorm") for n in graph.nodes.values())
 
     # the unfolded model differs from the folded one only by float rounding: report how often spikes agree
     unfolded = _layer_outputs(modules, x)
     folded = _layer_outputs(fold_batchnorm(modules), x)
-    lif_u = [o for m, o in zip(modules, unfolded) if isinstance(m, LIF)]
-    lif_f = [o for m, o in zip(fold_batchnorm(modules), folded) if isinstance(m, LIF)]
-    agreement = {f"lif{i + 1}": float((a == b).float().mean()) for i, (a, b) in enumerate(zip(lif_u, lif_f))}
+    lif_u = [o for m, o in zip(modules, unfolded, strict=True) if isinstance(m, LIF)]
+    lif_f = [o for m, o in zip(fold_batchnorm(modules), folded, strict=True) if isinstance(m, LIF)]
+    agreement = {f"lif{i + 1}": float((a == b).float().mean())
+                 for i, (a, b) in enumerate(zip(lif_u, lif_f, strict=True))}
     with capsys.disabled():
         print(f"\n[BN fold] spike agreement unfolded vs folded model per layer: {agreement}; rates {stats}")
     assert all(v >= 0.99 for v in agreement.values()), agreement

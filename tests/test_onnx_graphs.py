@@ -266,7 +266,10 @@ def trained_digits_mlp(T=10, hidden=64, epochs=10, seed=0):
                 opt.step()
     finally:
         torch.set_num_threads(threads)
-    det = lambda t: t.detach().numpy().astype(np.float32)
+
+    def det(t: torch.Tensor) -> np.ndarray:
+        return t.detach().numpy().astype(np.float32)
+
     nodes = {
         "input": nir.Input({"input": np.array([64])}),
         "fc1": nir.Affine(det(fc1.weight), det(fc1.bias)),

@@ -230,7 +230,8 @@ def test_synaptic_operations_of_a_node_with_two_inputs_add_up_by_hand():
     s2[1, 0, 0, 0, 1] = 1  # lif2: an edge position
     s3 = np.zeros((T, B, 2, 3, 3), dtype=np.uint8)
     res = RunResult(output=np.zeros((T, B, 18)),
-                    spike_counts={k: v.reshape(T, B, -1).sum(-1) for k, v in (("lif1", s1), ("lif2", s2), ("lif3", s3))},
+                    spike_counts={k: v.reshape(T, B, -1).sum(-1)
+                                  for k, v in (("lif1", s1), ("lif2", s2), ("lif3", s3))},
                     spikes={"lif1": s1, "lif2": s2, "lif3": s3})
     act = Activity()
     act.update(res, frames)
@@ -270,7 +271,7 @@ def test_quick_pretrain_finetune_export_and_deploy(tmp_path):
         assert train_main(["finetune", "--pretrained", str(tmp_path / "pre" / "last.pt"), "--epochs", "1",
                            "--out", str(tmp_path / "ft"), *common]) == 0
         frames = SyntheticFrames(8, 3, 16, 3, 7919, 1)
-        xs, ys = zip(*(frames[i] for i in range(len(frames))))
+        xs, ys = zip(*(frames[i] for i in range(len(frames))), strict=True)
     card = json.loads((tmp_path / "ft" / "model_card.json").read_text())
     assert card["model"] == "sew-resnet8-34" and card["input_shape"] == [2, 16, 16]
     graph = load_graph(tmp_path / "ft" / "model.nir")

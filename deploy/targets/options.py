@@ -23,7 +23,7 @@ from typing_extensions import Self
 
 from neuromoco.errors import UserError
 
-O = TypeVar("O", bound="TargetOptions")
+OptionsT = TypeVar("OptionsT", bound="TargetOptions")
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}

@@ -59,7 +59,7 @@ def _conv_padding(m: nn.Conv1d | nn.Conv2d | nn.Conv3d, layer: Layer) -> object:
     if isinstance(m.padding, str):
         if m.padding == "valid":
             return np.zeros(nd, dtype=np.int64) if nd > 1 else 0
-        total = [d * (k - 1) for d, k in zip(m.dilation, m.kernel_size)]
+        total = [d * (k - 1) for d, k in zip(m.dilation, m.kernel_size, strict=True)]
         if all(t % 2 == 0 for t in total):
             pads = np.array([t // 2 for t in total], dtype=np.int64)
             return pads if nd > 1 else int(pads[0])
@@ -82,8 +82,13 @@ def _lif_node(m: LIF, shape: tuple[int, ...], dt: float, layer: Layer) -> nir.LI
                           "membrane at v_leak, NIR executors start it at 0")
     if getattr(p, "reset_method", reset_value) is not reset_value:
         raise ExportError(f"{_where(layer)}: reset method {p.reset_method.__name__} is not NIR's reset to v_reset")
-    full = lambda x: np.full(shape, x, dtype=np.float64)
-    f32 = lambda t: float(np.float32(t.detach().float().item()))
+
+    def full(x: float) -> np.ndarray:
+        return np.full(shape, x, dtype=np.float64)
+
+    def f32(t: torch.Tensor) -> float:
+        return float(np.float32(t.detach().float().item()))
+
     return nir.LIF(tau=full(tau), r=full(1.0), v_leak=full(0.0), v_threshold=full(f32(p.v_th)),
                    v_reset=full(f32(p.v_reset)))
 
@@ -91,7 +96,10 @@ def _lif_node(m: LIF, shape: tuple[int, ...], dt: float, layer: Layer) -> nir.LI
 def _node_for(layer: Layer, shape: tuple[int, ...], dt: float) -> tuple[str, nir.NIRNode]:
     """(kind used for the node name, NIR node) for one primitive layer whose input has ``shape``."""
     m = layer.module
-    w = lambda t: t.detach().to("cpu").numpy().copy()
+
+    def w(t: torch.Tensor) -> np.ndarray:
+        return t.detach().to("cpu").numpy().copy()
+
     if isinstance(m, (nn.Conv2d, nn.Conv1d)):
         bias = w(m.bias) if m.bias is not None else np.zeros(m.out_channels, dtype=w(m.weight).dtype)
         if isinstance(m, nn.Conv2d):

@@ -23,5 +23,6 @@ class LavaOptions(TargetOptions):
         "instead of 7, the same synapses); 0: one mixed-sign process, the grid quantization-aware training uses")
     input_scale: float = option(1.0, "fixed point: graded input is sent as round(x * input_scale)")
     input_max: float = option(15.0, "fixed point: the largest input value the per-layer scales must not overflow on")
-    tile: int | Literal["auto"] = option("auto", "samples side by side in one Lava run (auto: as fits 2M synapses, <= 16)")
+    tile: int | Literal["auto"] = option(
+        "auto", "samples side by side in one Lava run (auto: as fits 2M synapses, <= 16)")
     samples_per_run: int | None = option(None, "at most this many samples per Lava run (default: one run per batch)")

@@ -12,7 +12,8 @@ from neuromoco.deploy.targets.options import TargetOptions, option
 class OnnxOptions(TargetOptions):
     """How a NIR graph becomes an ONNX step graph (optionally int8) and how onnxruntime runs it."""
 
-    quantize: Literal["none", "int8"] = option("none", "float32, or int8 static QDQ quantization of the synapses (also --int8)")
+    quantize: Literal["none", "int8"] = option(
+        "none", "float32, or int8 static QDQ quantization of the synapses (also --int8)")
     opset: int = option(17, "ONNX opset of the exported graph (>= 13)")
     sequence: bool = option(False, "also write the whole sequence as one graph (a Scan over time) and run that")
     batch_size: int = option(64, "samples per onnxruntime call")
