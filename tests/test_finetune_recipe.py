@@ -13,6 +13,8 @@ from neuromoco.train.engine import loops
 from neuromoco.train.engine.checkpoint import load_checkpoint
 from neuromoco.train.engine.classify import ENCODER_PREFIX
 
+PRE_PREFIX = ENCODER_PREFIX["pretrain"]
+
 COMMON = ["-T", "3", "--batch-size", "8", "--seed", "3", "--log-every", "1", "--no-export"]
 
 
@@ -54,7 +56,7 @@ def test_zero_backbone_lr_and_frozen_bn_keep_the_encoder_exactly(pre, tmp_path, 
     assert _finetune(pre, tmp_path / "ft", "--backbone-lr-scale", "0", "--freeze-bn",
                      "--head-warmup-epochs", "3") == 0
     assert "readout warm start: 3 epochs" in capsys.readouterr().err
-    before = _encoder(load_checkpoint(pre)["state_dict"], ENCODER_PREFIX)
+    before = _encoder(load_checkpoint(pre)["state_dict"], PRE_PREFIX)
     after = _encoder(load_checkpoint(tmp_path / "ft" / "last.pt")["state_dict"], "encoder.")
     assert before.keys() == after.keys()
     for k in before:
@@ -64,7 +66,7 @@ def test_zero_backbone_lr_and_frozen_bn_keep_the_encoder_exactly(pre, tmp_path, 
 def test_the_old_recipe_moves_weights_and_statistics(pre, tmp_path):
     assert _finetune(pre, tmp_path / "old", "--backbone-lr-scale", "1", "--head-warmup-epochs", "0",
                      "--no-freeze-bn") == 0
-    before = _encoder(load_checkpoint(pre)["state_dict"], ENCODER_PREFIX)
+    before = _encoder(load_checkpoint(pre)["state_dict"], PRE_PREFIX)
     after = _encoder(load_checkpoint(tmp_path / "old" / "last.pt")["state_dict"], "encoder.")
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert any("running_mean" in k for k in changed) and any(k.endswith("weight") for k in changed)
@@ -104,3 +106,17 @@ def test_resume_of_the_default_recipe_repeats_the_same_losses(pre, tmp_path, mon
     monkeypatch.setattr(loops, "train_epoch", original)
     assert _finetune(pre, broken, *args, "--resume") == 0
     assert _curve(broken) == _curve(straight)
+
+
+def test_a_trained_classifier_is_a_starting_point(pre, tmp_path):
+    """`--pretrained` also takes a classifier's checkpoint (e.g. a float-trained one, fine-tuned onto the Loihi
+    grid with --qat loihi): with the backbone frozen, its encoder is kept exactly."""
+    assert _finetune(pre, tmp_path / "first", "--head-warmup-epochs", "0") == 0
+    first = tmp_path / "first" / "last.pt"
+    assert _finetune(first, tmp_path / "second", "--backbone-lr-scale", "0", "--freeze-bn",
+                     "--head-warmup-epochs", "2") == 0
+    before = _encoder(load_checkpoint(first)["state_dict"], ENCODER_PREFIX["classifier"])
+    after = _encoder(load_checkpoint(tmp_path / "second" / "last.pt")["state_dict"], "encoder.")
+    assert before and before.keys() == after.keys()
+    for k in before:
+        assert torch.equal(before[k], after[k]), k

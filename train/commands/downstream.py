@@ -30,7 +30,8 @@ from neuromoco.train.engine.modes import MODES, Mode
 def add_arguments(p: argparse.ArgumentParser, mode: Mode) -> None:
     if mode.pretrained:
         p.add_argument("--pretrained", required=True, metavar="CKPT",
-                       help="checkpoint written by `train pretrain` (its last.pt, or the run directory)")
+                       help="checkpoint written by `train pretrain` (its last.pt, or the run directory), or a "
+                            "trained classifier's (`train supervised` / `finetune`): its encoder is the start")
     if mode.takes_model:
         p.add_argument("--model", default="cnn3-34", help="architecture (see `train models`; default cnn3-34)")
     add_data_args(p, dataset_default=None, time_steps_default=None, downsample_default=None)

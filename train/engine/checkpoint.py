@@ -36,9 +36,10 @@ def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
     return atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
-def load_checkpoint(path: str | os.PathLike, kind: str | None = None,
+def load_checkpoint(path: str | os.PathLike, kind: str | tuple[str, ...] | None = None,
                     map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint; a missing, truncated or foreign file is a one-line :class:`UserError`."""
+    """Read a checkpoint of ``kind`` (one, or any of several); a missing, truncated or foreign file, or one of
+    another kind, is a one-line :class:`UserError`."""
     path = Path(path)
     if path.is_dir():
         for name in ("last.pt", "best.pt"):
@@ -52,11 +53,13 @@ def load_checkpoint(path: str | os.PathLike, kind: str | None = None,
         raise UserError(f"checkpoint {path} is not a NeuroMoCo checkpoint")
     if ckpt.get("format_version", 0) > FORMAT_VERSION:
         raise UserError(f"{path} was written by a newer version (format {ckpt['format_version']})")
-    if kind is not None and ckpt.get("kind") != kind:
+    kinds = (kind,) if isinstance(kind, str) else kind
+    if kinds is not None and ckpt.get("kind") not in kinds:
         hint = {"pretrain": "pass a checkpoint written by `train pretrain`",
                 "classifier": "this is a pre-training checkpoint without a classifier head: run "
-                              "`train finetune` or `train linear` on it first"}.get(kind, "")
-        raise UserError(f"{path} is a {ckpt.get('kind')!r} checkpoint, not {kind!r}; {hint}".rstrip("; "))
+                              "`train finetune` or `train linear` on it first"}.get(kinds[0], "")
+        wanted = " or ".join(repr(k) for k in kinds)
+        raise UserError(f"{path} is a {ckpt.get('kind')!r} checkpoint, not {wanted}; {hint}".rstrip("; "))
     ckpt["_path"] = str(path)
     return ckpt
 

@@ -31,7 +31,9 @@ from neuromoco.train.models.registry import build_classifier, canonical_name, ge
 if TYPE_CHECKING:
     from neuromoco.train.qat import LoihiQAT
 
-ENCODER_PREFIX = "encoder_q.backbone."  # where a pre-training checkpoint keeps the encoder's weights
+#: where each kind of checkpoint keeps the encoder's weights: a pre-training run's query encoder, or a trained
+#: classifier's encoder (fine-tuning a float-trained classifier, e.g. onto the Loihi grid with --qat loihi)
+ENCODER_PREFIX = {"pretrain": "encoder_q.backbone.", "classifier": "encoder."}
 NO_BEST = {"epoch": 0, "top1": -1.0}  # the best epoch before any was evaluated
 
 
@@ -47,20 +49,22 @@ class Classify:
 
     def __init__(self, cfg: ClassifyConfig) -> None:
         self.cfg, self.mode, self.name = cfg, cfg.mode, cfg.mode.name
-        self.pre = load_checkpoint(cfg.pretrained, kind="pretrain") if cfg.pretrained is not None else None
+        self.pre = (load_checkpoint(cfg.pretrained, kind=("pretrain", "classifier"))
+                    if cfg.pretrained is not None else None)
         self.pretrained = str(self.pre["_path"]) if self.pre else ""
         model = self.pre["model"]["name"] if self.pre else cfg.model
         assert model is not None  # a mode without a pre-trained checkpoint takes --model
         self.model_name = get_spec(model).name
         d, pdata = cfg.data, self.pre.get("data", {}) if self.pre else {}
+        precipe = pdata.get("recipe") or {}  # a recordings folder's recipe holds its sensor and time unit
         #: the data options, with the pre-trained run's where not given (a recordings folder's sensor and time
         #: unit only while the dataset is not given either)
         self.data_options = dataclasses.replace(
             d, dataset=d.dataset or pdata.get("dataset") or "embedded",
             time_steps=d.time_steps or pdata.get("time_steps") or 16,
             downsample=d.downsample or pdata.get("downsample") or 1,
-            sensor_size=d.sensor_size or (pdata.get("sensor_size") if not d.dataset else None),
-            time_unit=d.time_unit or (pdata.get("time_unit") if not d.dataset else None))
+            sensor_size=d.sensor_size or (precipe.get("sensor_size") if not d.dataset else None),
+            time_unit=d.time_unit or (precipe.get("time_unit") if not d.dataset else None))
         check_positive(time_steps=self.data_options.time_steps, downsample=self.data_options.downsample)
 
     def load_data(self, rt: Runtime) -> TaskData:
@@ -85,8 +89,8 @@ class Classify:
         batch = self.cfg.optim.batch_size
         model = build_classifier(self.model_name, data.input_shape, data.num_classes)
         if self.pre is not None:
-            enc = {k[len(ENCODER_PREFIX):]: v for k, v in self.pre["state_dict"].items()
-                   if k.startswith(ENCODER_PREFIX)}
+            prefix = ENCODER_PREFIX[self.pre["kind"]]
+            enc = {k[len(prefix):]: v for k, v in self.pre["state_dict"].items() if k.startswith(prefix)}
             try:
                 model.encoder.load_state_dict(enc)
             except RuntimeError as err:
