@@ -63,7 +63,7 @@ def small_model(path: Path, n: int, tile: int) -> dict:
     import json
 
     from neuromoco.deploy.graph import load_graph
-    from neuromoco.deploy.reference import ReferenceExecutor
+    from neuromoco.deploy.reference_executor import ReferenceExecutor
     from neuromoco.deploy.targets.lava import TARGET
     from neuromoco.deploy.targets.lava.runner import LavaRunner
 
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from neuromoco.deploy.reference import ReferenceExecutor
+    from neuromoco.deploy.reference_executor import ReferenceExecutor
     from neuromoco.deploy.targets.lava import TARGET
     from neuromoco.deploy.targets.lava.runner import LavaRunner
 

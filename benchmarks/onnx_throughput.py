@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     import onnxruntime as ort
     import torch
 
-    from neuromoco.deploy.reference import ReferenceExecutor
+    from neuromoco.deploy.reference_executor import ReferenceExecutor
     from neuromoco.deploy.targets.onnx import TARGET
     from neuromoco.deploy.targets.onnx.runner import OnnxRunner
 

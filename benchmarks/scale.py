@@ -220,8 +220,8 @@ def prepare(a: argparse.Namespace) -> int:
 
     from neuromoco.train.data.digits128 import simulate_digits
     from neuromoco.train.data.framing import frame_events
-    from neuromoco.train.engine.export import model_dt
     from neuromoco.train.export import export_model
+    from neuromoco.train.export.from_checkpoint import model_dt
     from neuromoco.train.models.base import count_parameters
     from neuromoco.train.models.registry import build_classifier
 

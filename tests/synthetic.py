@@ -3,7 +3,7 @@
 Class ``c`` is a small blob of ON events drifting in direction ``c`` over the T frames, with OFF events
 trailing it and random background events. Samples are fixed by ``(seed, index)``; the two contrastive views
 add random shifts and event drop drawn from the global torch RNG, like real augmentations do.
-:func:`synthetic_dataset` makes the training commands (through ``neuromoco.train.engine.data``) see it as a
+:func:`synthetic_dataset` makes the training commands (through ``neuromoco.train.engine.loaders``) see it as a
 dataset for as long as the context lasts.
 """
 
@@ -18,7 +18,7 @@ import pytest
 import torch
 from torch.utils.data import Dataset
 
-from neuromoco.train.engine import data as D
+from neuromoco.train.engine import loaders as D
 
 
 class SyntheticFrames(Dataset):

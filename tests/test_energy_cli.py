@@ -13,7 +13,7 @@ from neuromoco.deploy.graph import load_graph
 from neuromoco.deploy.metrics.activity import Activity
 from neuromoco.deploy.metrics.synops import profile
 from neuromoco.deploy.metrics.walk import synaptic_layers
-from neuromoco.deploy.reference import ReferenceExecutor
+from neuromoco.deploy.reference_executor import ReferenceExecutor
 
 
 def test_profile_writes_energy_json_report_and_plot(tmp_path, capsys):

@@ -17,7 +17,7 @@ import torch
 
 from neuromoco.deploy.card import ModelCard
 from neuromoco.deploy.graph import load_graph
-from neuromoco.deploy.reference import ReferenceExecutor
+from neuromoco.deploy.reference_executor import ReferenceExecutor
 from neuromoco.deploy.targets.lava import TARGET
 
 ROOT = Path(__file__).resolve().parents[1] / "nir_models"

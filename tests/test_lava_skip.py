@@ -24,7 +24,7 @@ from neuromoco.deploy.graph import check_graph, normalize_graph, structure
 from neuromoco.deploy.loihi.compile import compile_graph
 from neuromoco.deploy.loihi.layout import MAX_EXTRA_DELAY, layout
 from neuromoco.deploy.loihi.plan_io import load_plan, save_plan
-from neuromoco.deploy.reference import ReferenceExecutor
+from neuromoco.deploy.reference_executor import ReferenceExecutor
 from neuromoco.errors import UserError
 
 DT = 1e-3

@@ -16,7 +16,7 @@ import torch
 
 from neuromoco.deploy.card import ModelCard
 from neuromoco.deploy.loihi.compile import compile_graph
-from neuromoco.deploy.reference import ReferenceExecutor
+from neuromoco.deploy.reference_executor import ReferenceExecutor
 from neuromoco.deploy.targets.lava import TARGET
 from neuromoco.errors import UserError
 

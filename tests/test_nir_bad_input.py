@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from neuromoco.deploy.graph import check_graph, load_graph, node_shapes
-from neuromoco.deploy.reference import ReferenceExecutor
+from neuromoco.deploy.reference_executor import ReferenceExecutor
 from neuromoco.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -17,7 +17,7 @@ from torch import nn
 
 from neuromoco.deploy.card import ModelCard
 from neuromoco.deploy.graph import load_graph
-from neuromoco.deploy.reference import ReferenceExecutor
+from neuromoco.deploy.reference_executor import ReferenceExecutor
 from neuromoco.train.export import ExportError, export_model, fold_batchnorm, layer_names, to_nir
 from neuromoco.train.models.layers import SumPool2d
 from neuromoco.train.models.layers import TimeDistributed as TD

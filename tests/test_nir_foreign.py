@@ -13,7 +13,7 @@ import torch
 
 from neuromoco.deploy.card import ModelCard
 from neuromoco.deploy.graph import check_graph, load_graph, node_shapes, normalize_graph, structure
-from neuromoco.deploy.reference import ReferenceExecutor
+from neuromoco.deploy.reference_executor import ReferenceExecutor
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE_DIR = ROOT / "nir_models"

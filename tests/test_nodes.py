@@ -94,7 +94,7 @@ def test_params_are_attributes_of_the_type(kind):
 
 @pytest.mark.parametrize("kind", list(NODES), ids=lambda t: t.__name__)
 def test_each_type_checks_and_runs_alone(kind):
-    from neuromoco.deploy.reference import ReferenceExecutor
+    from neuromoco.deploy.reference_executor import ReferenceExecutor
 
     node, shape = EXAMPLES[kind]
     g = _alone(node, shape)

@@ -143,7 +143,7 @@ GRAPHS = {"convnet": convnet, "mlp": mlp, "if_net": if_net, "cuba_rnn": cuba_rnn
 def test_graphs_are_valid_and_active(name):
     """Every test graph passes the checker and every spiking layer fires, but not saturated."""
     from neuromoco.deploy.graph import check_graph
-    from neuromoco.deploy.reference import ReferenceExecutor
+    from neuromoco.deploy.reference_executor import ReferenceExecutor
 
     g, dt, frames = GRAPHS[name]()
     check_graph(g)
@@ -186,7 +186,7 @@ def digits_convnet(T=10, seed=0, n_fit=800, n_total=1200):
     """
     import torch
 
-    from neuromoco.deploy.reference import ReferenceExecutor
+    from neuromoco.deploy.reference_executor import ReferenceExecutor
 
     g, dt, _ = convnet(seed=seed)
     del g.nodes["li"]

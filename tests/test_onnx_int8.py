@@ -15,7 +15,7 @@ import pytest
 from test_onnx_graphs import convnet, digits_convnet, trained_digits_mlp
 
 from neuromoco.deploy.card import ModelCard
-from neuromoco.deploy.reference import ReferenceExecutor
+from neuromoco.deploy.reference_executor import ReferenceExecutor
 from neuromoco.deploy.targets.onnx import INT8_NAME, TARGET
 from neuromoco.deploy.targets.onnx.runner import OnnxRunner
 from neuromoco.deploy.targets.onnx.spec import StepSpec

@@ -7,7 +7,7 @@ import pytest
 from test_onnx_graphs import GRAPHS, convnet
 
 from neuromoco.deploy.card import ModelCard
-from neuromoco.deploy.reference import ReferenceExecutor
+from neuromoco.deploy.reference_executor import ReferenceExecutor
 from neuromoco.deploy.targets.onnx import TARGET
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from neuromoco.deploy.reference import ReferenceExecutor
+from neuromoco.deploy.reference_executor import ReferenceExecutor
 
 
 def _graph(neuron: nir.NIRNode, w: np.ndarray, b: np.ndarray | None = None) -> nir.NIRGraph:

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from neuromoco.deploy.graph import node_shapes
-from neuromoco.deploy.reference import ReferenceExecutor
+from neuromoco.deploy.reference_executor import ReferenceExecutor
 
 
 def _chain(input_shape: list[int], *nodes: nir.NIRNode) -> nir.NIRGraph:

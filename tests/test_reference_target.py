@@ -10,7 +10,7 @@ import pytest
 
 from neuromoco.deploy.card import ModelCard
 from neuromoco.deploy.graph import load_graph
-from neuromoco.deploy.reference import ReferenceExecutor
+from neuromoco.deploy.reference_executor import ReferenceExecutor
 from neuromoco.deploy.targets import get_target
 from neuromoco.errors import UserError
 

@@ -20,7 +20,7 @@ from neuromoco.deploy.cli import main as deploy_main
 from neuromoco.deploy.graph import load_graph
 from neuromoco.deploy.metrics.activity import Activity
 from neuromoco.deploy.metrics.synops import profile
-from neuromoco.deploy.reference import ReferenceExecutor
+from neuromoco.deploy.reference_executor import ReferenceExecutor
 from neuromoco.deploy.result import RunResult
 from neuromoco.train.export import ExportError, export_model, fold_model, plan_graph, to_nir
 from neuromoco.train.models.layers import Residual, TimeDistributed

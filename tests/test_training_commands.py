@@ -10,7 +10,7 @@ import torch
 from synthetic import SyntheticFrames, synthetic_dataset
 
 from neuromoco.train.cli import main
-from neuromoco.train.engine import data as D
+from neuromoco.train.engine import loaders as D
 from neuromoco.train.engine.checkpoint import load_checkpoint, save_checkpoint
 
 COMMON = ["--batch-size", "8", "--seed", "1"]

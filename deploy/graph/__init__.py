@@ -24,7 +24,6 @@ geometry, :func:`fit_param`), :mod:`.shapes` (``SHAPE_RULES``, :func:`node_io_sh
 """
 
 from neuromoco.deploy.graph.checks import check_finite, check_graph, spiking_nodes
-from neuromoco.deploy.graph.execution import GraphStructure, structure
 from neuromoco.deploy.graph.geometry import (
     Shape,
     conv_geometry,
@@ -37,6 +36,7 @@ from neuromoco.deploy.graph.geometry import (
 from neuromoco.deploy.graph.load import load_graph
 from neuromoco.deploy.graph.normalize import normalize_graph
 from neuromoco.deploy.graph.shapes import SHAPE_RULES, ShapeRule, node_io_shapes, node_shapes
+from neuromoco.deploy.graph.structure import GraphStructure, structure
 
 __all__ = [
     "SHAPE_RULES", "GraphStructure", "Shape", "ShapeRule", "check_finite", "check_graph", "conv_geometry",

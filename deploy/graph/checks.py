@@ -5,10 +5,10 @@ from __future__ import annotations
 import nir
 import numpy as np
 
-from neuromoco.deploy.graph.execution import structure
 from neuromoco.deploy.graph.geometry import Shape
 from neuromoco.deploy.graph.normalize import normalize_graph
 from neuromoco.deploy.graph.shapes import _check_types, node_io_shapes
+from neuromoco.deploy.graph.structure import structure
 from neuromoco.deploy.nodes import NODES, facts, node_is
 from neuromoco.errors import UserError
 

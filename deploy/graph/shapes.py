@@ -8,7 +8,6 @@ from collections.abc import Callable
 import nir
 import numpy as np
 
-from neuromoco.deploy.graph.execution import GraphStructure, structure
 from neuromoco.deploy.graph.geometry import (
     Shape,
     _declared_input,
@@ -20,6 +19,7 @@ from neuromoco.deploy.graph.geometry import (
     pool_geometry,
 )
 from neuromoco.deploy.graph.normalize import normalize_graph
+from neuromoco.deploy.graph.structure import GraphStructure, structure
 from neuromoco.deploy.nodes import NEURON_TYPES, NODES, facts, handler
 from neuromoco.errors import UserError
 

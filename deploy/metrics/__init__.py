@@ -10,5 +10,5 @@ NeuroBench's metrics, and a Loihi 2 core-mapping estimate.
 * :mod:`.core_map`: the Loihi 2 core map of the graph's Lava plan.
 
 No module here dispatches on a node's type: a node's facts come from :mod:`neuromoco.deploy.nodes`, how it maps
-its input from :func:`neuromoco.deploy.reference.stateless_kernel`.
+its input from :func:`neuromoco.deploy.reference_executor.stateless_kernel`.
 """

@@ -44,7 +44,7 @@ def _fanout(node: Any, name: str, io: tuple[tuple[int, ...], tuple[int, ...]], b
     """Per input position of one weighted node: synapses reached (all, or only non-zero weights)."""
     import torch
 
-    from neuromoco.deploy.reference import stateless_kernel
+    from neuromoco.deploy.reference_executor import stateless_kernel
 
     x = torch.ones((1, *io[0]), dtype=torch.float64, requires_grad=True)
     stateless_kernel(node, name, *io, weights="nonzero" if binary else "ones")(x).sum().backward()
@@ -60,7 +60,7 @@ class NeuroBenchCounter:
     """
 
     def __init__(self, graph: nir.NIRGraph, input_shape: list[int] | None = None) -> None:
-        from neuromoco.deploy.reference import stateless_kernel
+        from neuromoco.deploy.reference_executor import stateless_kernel
 
         self.graph = graph
         w = walk(graph, input_shape)

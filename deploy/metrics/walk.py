@@ -2,9 +2,9 @@
 their exact fan-out, and its neuron sizes.
 
 A **synaptic layer** is a chain of connection nodes (``nodes.NodeFacts.connection``: synapses, pooling, Scale,
-reshapes) from a *spike source* (the Input, every spiking neuron, Threshold) to a *sink* (a neuron, Threshold,
-the Output). Its **fan-out** per source position is the gradient of the chain's summed output with every weight
-replaced by 1 (the reference executor's own rule for each node, :func:`~neuromoco.deploy.reference.stateless_kernel`
+reshapes) from a *spike source* (the Input, every spiking neuron, Threshold) to a *sink* (a neuron, Threshold, the
+Output). Its **fan-out** per source position is the gradient of the chain's summed output with every weight replaced
+by 1 (the reference executor's own rule for each node, :func:`~neuromoco.deploy.reference_executor.stateless_kernel`
 with ``weights="ones"``): the (output position, output channel) pairs each input position reaches, respecting
 padding (padded taps reach nothing), stride, dilation and groups; for a chain of several counted nodes it counts
 paths. A node is *counted* (has synapses and dense MACs) when it is a connection that does more than reshape; its
@@ -118,7 +118,7 @@ def _fanout(graph: nir.NIRGraph, chain: list[str], shape: Shape,
     """Per source position the synapses reached through ``chain`` (path count), and each counted node's MACs."""
     import torch
 
-    from neuromoco.deploy.reference import stateless_kernel
+    from neuromoco.deploy.reference_executor import stateless_kernel
 
     x = torch.ones((1, *shape), dtype=torch.float64, requires_grad=True)
     y, op_macs = x, {}

@@ -1,7 +1,7 @@
 """The reference target: the PyTorch reference executor behind the common target interface.
 
 ``export`` writes a checked copy of the graph (``model.nir``) and its model card; ``load`` / ``runner``
-give a runner whose ``run(frames)`` is :meth:`neuromoco.deploy.reference.ReferenceExecutor.run`.
+give a runner whose ``run(frames)`` is :meth:`neuromoco.deploy.reference_executor.ReferenceExecutor.run`.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ class ReferenceRunner:
     def __init__(self, graph: nir.NIRGraph, card: ModelCard, options: ReferenceOptions) -> None:
         import torch
 
-        from neuromoco.deploy.reference import ReferenceExecutor
+        from neuromoco.deploy.reference_executor import ReferenceExecutor
 
         self.card = card
         dtype = torch.float64 if options.dtype == "float64" else torch.float32

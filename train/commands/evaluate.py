@@ -37,9 +37,9 @@ def run(args: argparse.Namespace) -> int:
     from neuromoco.train.engine import distributed as du
     from neuromoco.train.engine.checkpoint import load_checkpoint
     from neuromoco.train.engine.cliargs import resolve_workers
-    from neuromoco.train.engine.export import classifier_from_checkpoint, export_classifier
     from neuromoco.train.engine.loops import eval_loader, evaluate
     from neuromoco.train.engine.runtime import make_runtime
+    from neuromoco.train.export.from_checkpoint import classifier_from_checkpoint, export_classifier
 
     ckpt = load_checkpoint(args.checkpoint, kind="classifier")
     data = ckpt.get("data", {})
@@ -75,7 +75,7 @@ def _dataset(args: argparse.Namespace, ckpt: dict[str, Any], name: str) -> Datas
     --dataset says otherwise)."""
     from neuromoco.errors import UserError
     from neuromoco.train.data.registry import is_folder_name
-    from neuromoco.train.engine import data as D
+    from neuromoco.train.engine import loaders as D
 
     data, model = ckpt.get("data", {}), ckpt["model"]
     own = D.own_options(data.get("sensor_size"), data.get("time_unit")) \

@@ -15,7 +15,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from neuromoco.train.engine.checkpoint import load_checkpoint
-    from neuromoco.train.engine.export import export_classifier
+    from neuromoco.train.export.from_checkpoint import export_classifier
 
     ckpt = load_checkpoint(args.checkpoint, kind="classifier")
     path = export_classifier(ckpt, args.out)

@@ -9,7 +9,7 @@ The entry points other code uses::
 with a disk cache of framed samples; ``make_contrastive_dataset(name, split, strength=...)`` gives
 ``((view_q, view_k), label)``. Datasets: "embedded" (offline default), "embedded-mnist" (offline, MNIST's
 digits at 28x28: the stand-in for N-MNIST), "nmnist", "dvsgesture",
-"cifar10dvs", "ncaltech101", ``"tonic:ClassName"`` (any class of tonic.datasets, :mod:`.tonic_class`), or the
+"cifar10dvs", "ncaltech101", ``"tonic:ClassName"`` (any class of tonic.datasets, :mod:`.tonic_any`), or the
 path of a folder of one's own recordings (:mod:`.folder`, formats in :mod:`.readers`; ``sensor_size`` and
 ``time_unit`` keywords). Files live under ``default_root()`` (``$NEUROMOCO_DATA`` or ``./data``); a real
 dataset whose files are absent raises :class:`DatasetMissing` with one message saying where they go; one

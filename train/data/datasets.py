@@ -48,13 +48,13 @@ def get_event_dataset(name: str, split: str = "train", root: str | Path | None =
 
         ds: EventDataset = FolderEvents(name, split, sensor_size=sensor_size, time_unit=time_unit)
     elif name.startswith("tonic:"):
-        from neuromoco.train.data.tonic_class import TonicClassEvents
+        from neuromoco.train.data.tonic_any import TonicClassEvents
 
         ds = TonicClassEvents(name, split, root, download=download)
     elif is_embedded(get_spec(name).name):
         ds = open_embedded(get_spec(name).name, split, root, seed=seed)
     else:
-        from neuromoco.train.data.real import TonicEvents
+        from neuromoco.train.data.tonic_named import TonicEvents
 
         ds = TonicEvents(get_spec(name).name, split, root, download=download)
     ds.root = resolve_root(root)

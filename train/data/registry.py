@@ -87,7 +87,7 @@ class DatasetSpec:
     class_names: tuple[str, ...]
     official_split: bool  # False: a deterministic, seeded 9:1 split per class
     files: str  # human text: which files go where
-    tonic_class: str | None = None  # name in tonic.datasets; None for the generated (embedded) datasets
+    tonic_any: str | None = None  # name in tonic.datasets; None for the generated (embedded) datasets
     checks: dict[str, FileCheck] = field(default_factory=dict)  # split (or "all") -> files that must exist
     archives: tuple[str, ...] = ()  # what a download fetches (tonic's file names)
     hflip_preserves_label: bool = True  # False where a mirror image is another class (gestures, digits)
@@ -150,7 +150,7 @@ DATASETS: dict[str, DatasetSpec] = {
         official_split=True,
         files="ROOT/NMNIST/Train/<digit>/*.bin and ROOT/NMNIST/Test/<digit>/*.bin (unpack train.zip and "
               "test.zip from https://www.garrickorchard.com/datasets/n-mnist into ROOT/NMNIST/)",
-        tonic_class="NMNIST",
+        tonic_any="NMNIST",
         checks={"train": FileCheck("NMNIST/Train", "*/*.bin", 60000, "NMNIST/Train/0/<number>.bin",
                                    MNIST_TRAIN_COUNTS),
                 "test": FileCheck("NMNIST/Test", "*/*.bin", 10000, "NMNIST/Test/0/<number>.bin",
@@ -169,7 +169,7 @@ DATASETS: dict[str, DatasetSpec] = {
         files="ROOT/DVSGesture/ibmGestureTrain/<user>_<lighting>/<class>.npy and "
               "ROOT/DVSGesture/ibmGestureTest/... (unpack ibmGestureTrain.tar.gz and ibmGestureTest.tar.gz, "
               "tonic's figshare files 38022171 and 38020584, into ROOT/DVSGesture/)",
-        tonic_class="DVSGesture",
+        tonic_any="DVSGesture",
         checks={"train": FileCheck("DVSGesture/ibmGestureTrain", "*/*.npy", 1077,
                                    "DVSGesture/ibmGestureTrain/user01_fluorescent/0.npy", class_from="stem"),
                 "test": FileCheck("DVSGesture/ibmGestureTest", "*/*.npy", 264,
@@ -187,7 +187,7 @@ DATASETS: dict[str, DatasetSpec] = {
         files="ROOT/CIFAR10DVS/<class>/*.aedat4 for the ten classes airplane ... truck (unpack CIFAR10DVS.zip, "
               "tonic's figshare file 38023437, into ROOT/CIFAR10DVS/, then each <class>.zip inside it); "
               "reading .aedat4 needs the 'aedat' package (pip install aedat)",
-        tonic_class="CIFAR10DVS",
+        tonic_any="CIFAR10DVS",
         checks={"all": FileCheck("CIFAR10DVS", "*/*.aedat4", 10000, "CIFAR10DVS/airplane/<recording>.aedat4",
                                  (1000,) * 10)},
         archives=("CIFAR10DVS.zip",),
@@ -203,7 +203,7 @@ DATASETS: dict[str, DatasetSpec] = {
         files="ROOT/NCALTECH101/Caltech101/<class>/image_*.bin, 101 class folders with 8,709 files (unpack "
               "N-Caltech101-archive.zip from https://www.garrickorchard.com/datasets/n-caltech101 into "
               "ROOT/NCALTECH101/, then Caltech101.zip inside it)",
-        tonic_class="NCALTECH101",
+        tonic_any="NCALTECH101",
         checks={"all": FileCheck("NCALTECH101/Caltech101", "*/*.bin", 8709,
                                  "NCALTECH101/Caltech101/accordion/image_0001.bin")},
         archives=("N-Caltech101-archive.zip",),
@@ -218,7 +218,7 @@ def get_spec(name: str, root: str | os.PathLike | None = None, **options) -> Dat
     if name.lower() in DATASETS:
         return DATASETS[name.lower()]
     if name.startswith("tonic:"):
-        from neuromoco.train.data.tonic_class import tonic_spec
+        from neuromoco.train.data.tonic_any import tonic_spec
 
         return tonic_spec(name, root)
     if is_folder_name(name):

@@ -16,15 +16,15 @@ from torch.utils.data import DataLoader
 
 from neuromoco.errors import UserError
 from neuromoco.io import atomic_write_json
-from neuromoco.train.engine import data as D
+from neuromoco.train.engine import loaders as D
 from neuromoco.train.engine import loops
 from neuromoco.train.engine.checkpoint import load_checkpoint
 from neuromoco.train.engine.cliargs import check_positive
 from neuromoco.train.engine.config import ClassifyConfig
-from neuromoco.train.engine.export import export_classifier
 from neuromoco.train.engine.fit import Epoch, Run, TaskData, TaskModel
 from neuromoco.train.engine.linear_probe import LinearProbe, cached_features
 from neuromoco.train.engine.runtime import Runtime
+from neuromoco.train.export.from_checkpoint import export_classifier
 from neuromoco.train.models.base import SpikingClassifier
 from neuromoco.train.models.registry import build_classifier, canonical_name, get_spec
 

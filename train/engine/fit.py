@@ -29,7 +29,7 @@ from neuromoco.train.engine import loops
 from neuromoco.train.engine.checkpoint import load_checkpoint, restore_training_state, save_checkpoint
 from neuromoco.train.engine.cliargs import resolve_workers, resume_path, write_config
 from neuromoco.train.engine.config import OptimOptions, RunOptions
-from neuromoco.train.engine.logging import MetricsLogger
+from neuromoco.train.engine.run_log import MetricsLogger
 from neuromoco.train.engine.runtime import Runtime, make_runtime
 from neuromoco.train.engine.seeding import epoch_seed, seed_everything
 

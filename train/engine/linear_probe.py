@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from neuromoco.train.engine.logging import MetricsLogger
 from neuromoco.train.engine.loops import progress, time_major
+from neuromoco.train.engine.run_log import MetricsLogger
 from neuromoco.train.engine.runtime import Runtime
 from neuromoco.train.engine.seeding import epoch_seed, loader_generator
 from neuromoco.train.models.base import SpikingClassifier

@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from neuromoco.errors import UserError
 from neuromoco.train.engine import distributed as du
-from neuromoco.train.engine.logging import MetricsLogger
+from neuromoco.train.engine.run_log import MetricsLogger
 from neuromoco.train.engine.runtime import Runtime
 from neuromoco.train.engine.seeding import epoch_seed, loader_generator, seed_worker
 

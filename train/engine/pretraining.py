@@ -24,7 +24,7 @@ import torch
 
 from neuromoco.errors import UserError
 from neuromoco.io import atomic_write_json
-from neuromoco.train.engine import data as D
+from neuromoco.train.engine import loaders as D
 from neuromoco.train.engine.config import PretrainConfig
 from neuromoco.train.engine.fit import Epoch, Run, TaskData, TaskModel
 from neuromoco.train.engine.loops import time_major

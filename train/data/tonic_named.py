@@ -47,12 +47,12 @@ def trusting_extracted_files(cls: type) -> type:
     return type(cls.__name__, (cls,), {"_check_exists": lambda self: True})
 
 
-def _tonic_class(spec: DatasetSpec, extracted: bool):
+def _tonic_any(spec: DatasetSpec, extracted: bool):
     import tonic.datasets
 
-    if spec.tonic_class is None:
-        raise ValueError(f"dataset {spec.name!r} is not read through tonic (its spec names no tonic_class)")
-    cls = getattr(tonic.datasets, spec.tonic_class)
+    if spec.tonic_any is None:
+        raise ValueError(f"dataset {spec.name!r} is not read through tonic (its spec names no tonic_any)")
+    cls = getattr(tonic.datasets, spec.tonic_any)
     return trusting_extracted_files(cls) if extracted else cls
 
 
@@ -73,7 +73,7 @@ class TonicEvents(EventDataset):
                  download: bool | None = None) -> None:
         split_parts(split, True)  # a bad split name fails before anything is read
         spec = get_spec(name)
-        if spec.tonic_class is None:
+        if spec.tonic_any is None:
             raise ValueError(f"{name} is not a tonic dataset")
         self.spec, self.split, self.root = spec, split, resolve_root(root)
         self._parts = [self._open(p, download) for p in split_parts(split, spec.official_split)]
@@ -93,7 +93,7 @@ class TonicEvents(EventDataset):
                                  "package: install it (pip install aedat) and run again")
         if extracted:
             warn_if_partial(spec, part, self.root)
-        cls = _tonic_class(spec, extracted)
+        cls = _tonic_any(spec, extracted)
         kwargs = {"train": part == "train"} if spec.official_split else {}
         try:
             ds = cls(save_to=str(self.root), **kwargs)

@@ -19,9 +19,9 @@ import numpy as np
 
 from neuromoco.errors import UserError
 from neuromoco.train.data.base import EVENT_DTYPE, EventDataset
-from neuromoco.train.data.real import trusting_extracted_files
 from neuromoco.train.data.registry import DatasetMissing, DatasetSpec, download_allowed, resolve_root
 from neuromoco.train.data.splits import SPLIT_SEED, select_split, split_parts
+from neuromoco.train.data.tonic_named import trusting_extracted_files
 
 _CLASSES: dict[str, tuple[str, ...]] = {}  # classes read from a class's files (SHD), per class name
 
@@ -61,7 +61,7 @@ def tonic_spec(name: str, root: str | os.PathLike | None = None, **_: object) ->
     w, h, p = (int(v) for v in cls.sensor_size)
     return DatasetSpec(name=f"tonic:{cls.__name__}", title=f"tonic.datasets.{cls.__name__}", sensor_size=(w, h, p),
                        num_classes=len(classes), class_names=classes, official_split=_official(cls),
-                       files=f"ROOT/{cls.__name__}/... (tonic's layout)", tonic_class=cls.__name__,
+                       files=f"ROOT/{cls.__name__}/... (tonic's layout)", tonic_any=cls.__name__,
                        hflip_preserves_label=False)
 
 
