@@ -4,10 +4,14 @@ Each NIR node type the project runs has one :class:`NodeFacts` row: its role in 
 parameters NIR stores for it, and whether it holds state, spikes or a weight matrix. Code that needs to
 treat node types differently looks the row up (:func:`facts`) or keeps its own ``{nir type: handler}``
 table and dispatches through :func:`handler` (which names the node and its type when the table lacks
-it), instead of an ``isinstance`` chain per module. Adding a node type means one row here and one entry
-in each backend's table (``graph.SHAPE_RULES``, ``reference.KERNELS``, each target's own; the metrics of
-``deploy/metrics`` need none: they read this row and apply the node through ``reference.KERNELS``);
-``tests/test_nodes.py`` checks that the core's tables cover this one.
+it), instead of an ``isinstance`` chain per module. Adding a stateless (connection) node type means three
+files: one row here, its rule in ``reference_executor.KERNELS`` and its ONNX emitter. The rest is derived from
+the reference rule where a table lacks the type: its output shape (``graph.shapes``), its Lava linear map
+(``loihi.linear_ops.ByReference``), the metrics of ``deploy/metrics`` (they read this row and apply the node
+through the rule); an entry in ``graph.SHAPE_RULES`` (named shape errors) or ``loihi.linear_ops.LINEAR_OPS``
+(shared kernels, no probing) is an improvement, not a requirement. A neuron type needs a row here, its
+equations in ``semantics`` and each target's neuron. ``tests/test_nodes.py`` checks that the core's tables
+cover this one.
 """
 
 from __future__ import annotations

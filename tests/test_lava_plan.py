@@ -46,9 +46,30 @@ def test_plan_prints_as_a_table_of_layers(precision):
     assert ("<<" in rows["lif"][5]) == (precision == "fixed")
 
 
-def test_a_node_type_without_a_lava_op_is_refused_by_name(monkeypatch):
+@pytest.mark.parametrize("precision", ["float", "fixed"])
+def test_a_connection_kind_without_a_lava_op_is_read_off_the_reference_rule(monkeypatch, precision):
+    """A connection node kind missing from LINEAR_OPS (and from the shape rules) compiles to the same plan
+    through ByReference (its matrix and bias probed from the reference executor's rule)."""
+    from neuromoco.deploy.graph import shapes
+
+    g = _graph()
+    g.nodes["scale"] = nir.Scale(scale=np.random.default_rng(1).uniform(0.2, 1.5, 32))
+    want = compile_graph(g, 0.001, precision=precision, input_shape=[2, 4, 4])
     monkeypatch.delitem(linear_ops.LINEAR_OPS, nir.Scale)
-    with pytest.raises(UserError, match=r"node 'scale' \(Scale\) cannot be mapped by the Lava target"):
+    monkeypatch.delitem(shapes.SHAPE_RULES, nir.Scale)
+    got = compile_graph(g, 0.001, precision=precision, input_shape=[2, 4, 4])
+    for a, b in zip(want.layers, got.layers, strict=True):
+        for ca, cb in zip(a.conns, b.conns, strict=True):
+            assert ca.weight_exp == cb.weight_exp
+            assert (ca.expanded() != cb.expanded()).nnz == 0
+        for f in ("vth", "bias_mant", "bias_exp", "b0", "b1", "v0"):
+            assert np.array_equal(getattr(a, f), getattr(b, f)), f
+
+
+def test_a_connection_too_large_to_probe_is_refused_by_name(monkeypatch):
+    monkeypatch.delitem(linear_ops.LINEAR_OPS, nir.Scale)
+    monkeypatch.setattr(linear_ops.ByReference, "MAX_DENSE", 4)
+    with pytest.raises(UserError, match=r"node 'scale' \(Scale\).*needs its own LinearOp"):
         compile_graph(_graph(), 0.001, input_shape=[2, 4, 4])
 
 

@@ -13,7 +13,7 @@ import nir
 import numpy as np
 import pytest
 
-from neuromoco.deploy import graph, reference
+from neuromoco.deploy import graph, reference_executor
 from neuromoco.deploy.metrics import walk
 from neuromoco.deploy.nodes import (
     CONNECTION_TYPES,
@@ -71,7 +71,7 @@ def test_examples_cover_the_table():
 
 def test_every_type_has_a_shape_rule_and_a_reference_kernel():
     assert set(graph.SHAPE_RULES) == set(NODES)
-    assert set(reference.KERNELS) == set(NODES)
+    assert set(reference_executor.KERNELS) == set(NODES)
 
 
 def test_energy_counts_every_connection_but_a_reshape():
@@ -122,7 +122,7 @@ def test_unsupported_type_is_one_line_naming_the_node():
         facts(delay, "d1")
     assert "\n" not in str(err.value)
     with pytest.raises(UserError, match=r"^node 'd1' has unsupported type Delay ") as err:
-        handler(reference.KERNELS, delay, "d1", "the reference executor")
+        handler(reference_executor.KERNELS, delay, "d1", "the reference executor")
     assert "\n" not in str(err.value)
     assert not node_is(delay) and not node_is(delay, role="input")
 
@@ -139,3 +139,16 @@ def test_node_is():
     assert node_is(lif, role="neuron", spiking=True) and node_is(lif)
     assert not node_is(lif, current=True)
     assert node_is(EXAMPLES[nir.Flatten][0], connection=True)
+
+
+@pytest.mark.parametrize("kind", [t for t in CONNECTION_TYPES if t is not nir.Flatten], ids=lambda t: t.__name__)
+def test_a_connection_kind_without_a_shape_rule_takes_its_reference_rules_shape(kind, monkeypatch):
+    """A new stateless kind needs no shape rule: without one its output shape is its reference rule's."""
+    node, shape = EXAMPLES[kind]
+    want = graph.node_io_shapes(_alone(node, shape), shape)
+    monkeypatch.delitem(graph.shapes.SHAPE_RULES, kind)
+    assert graph.node_io_shapes(_alone(node, shape), shape) == want
+    wrong = {nir.Conv1d: [shape[0] + 1, *shape[1:]], nir.Conv2d: [shape[0] + 1, *shape[1:]],
+             nir.SumPool2d: [shape[0]], nir.AvgPool2d: [shape[0]]}.get(kind, [*shape[:-1], shape[-1] + 1])
+    with pytest.raises(UserError, match=rf"node 'node' \({kind.__name__}\)"):
+        graph.node_io_shapes(_alone(node, wrong), wrong)

@@ -114,8 +114,28 @@ SHAPE_RULES: dict[type, ShapeRule] = {
 
 
 def _out_shape(node: nir.NIRNode, name: str, shape: Shape) -> Shape:
-    """Output shape of ``node`` given its input shape, or :class:`_Mismatch` when the input does not fit."""
+    """Output shape of ``node`` given its input shape, or :class:`_Mismatch` when the input does not fit.
+
+    A connection node kind without a rule here (a new stateless kind needs only its facts, its reference rule
+    and its ONNX emitter) takes the shape its reference rule produces on one zero sample."""
+    rule = SHAPE_RULES.get(type(node))
+    if rule is None and type(node) in NODES and NODES[type(node)].connection:
+        return _shape_by_reference(node, name, shape)
     return handler(SHAPE_RULES, node, name, "shape inference")(node, name, shape)
+
+
+def _shape_by_reference(node: nir.NIRNode, name: str, shape: Shape) -> Shape:
+    """The output shape of the reference executor's rule for ``node`` on a zero input of ``shape``."""
+    import torch
+
+    from neuromoco.deploy.reference_executor import stateless_kernel  # the executor imports this module
+
+    try:
+        y = stateless_kernel(node, name, shape, shape)(torch.zeros((1, *shape), dtype=torch.float64))
+    except (RuntimeError, ValueError, IndexError) as err:  # torch's words for an input that does not fit
+        raise UserError(f"node {name!r} ({type(node).__name__}): an input of shape {list(shape)} does not fit: "
+                        f"{str(err).splitlines()[0]}") from None
+    return tuple(int(v) for v in y.shape[1:])
 
 
 def node_io_shapes(graph: nir.NIRGraph, input_shape: list[int] | None = None,

@@ -70,7 +70,8 @@ def check_mappable(g: nir.NIRGraph) -> None:
     for name, node in g.nodes.items():
         if type(node) in NO_LOIHI:
             raise UserError(f"node {name!r} ({type(node).__name__}) cannot run on Lava: {NO_LOIHI[type(node)]}")
-        if facts(node, name).role not in ("input", "output", "neuron"):
+        row = facts(node, name)
+        if row.role not in ("input", "output", "neuron") and not row.connection:  # connections: ByReference
             handler(LINEAR_OPS, node, name, WHERE)
 
 

@@ -23,6 +23,7 @@ from neuromoco.deploy.graph import conv_geometry, flatten_dims, pool_geometry
 from neuromoco.deploy.loihi.kernel import Kernel, conv_kernel, pool_kernel
 from neuromoco.deploy.loihi.probe import probe_matrix
 from neuromoco.deploy.nodes import NODES, handler
+from neuromoco.errors import UserError
 
 WHERE = "the Lava target"
 
@@ -170,6 +171,41 @@ class Scale(LinearOp):
         return sp.diags(self.s.numpy().reshape(-1)).tocsr()
 
 
+class ByReference(LinearOp):
+    """Any other connection node kind, read off the reference executor's rule for it: the bias is the rule's
+    output on a zero input, the matrix its output on unit inputs minus the bias (exact for the affine maps that
+    connection nodes are). A node kind with its own class above gets kernels and needs no probing."""
+
+    #: ``n_in * n_out`` above which probing by unit inputs is refused (the node kind then needs its own class)
+    MAX_DENSE = 1 << 28
+
+    def __init__(self, node: nir.NIRNode, name: str, in_shape: Sequence[int], out_shape: Sequence[int]) -> None:
+        super().__init__(node, name, in_shape, out_shape)
+        from neuromoco.deploy.reference_executor import stateless_kernel
+
+        self.rule = stateless_kernel(node, name, self.in_shape, self.out_shape)
+        self.n_out = int(np.prod(self.out_shape))
+        with torch.no_grad():
+            self.b = self.rule(torch.zeros((1, *self.in_shape), dtype=torch.float64)).reshape(-1).numpy()
+
+    def bias(self) -> np.ndarray | None:
+        return self.b.copy() if bool(np.any(self.b)) else None
+
+    def matrix(self) -> sp.csr_matrix:
+        if self.n_in * self.n_out > self.MAX_DENSE:
+            raise UserError(f"node {self.name!r} ({type(self.node).__name__}): {self.n_in} inputs x {self.n_out} "
+                            f"outputs are too many to read off the reference rule for {WHERE}; the node kind needs "
+                            "its own LinearOp in deploy/loihi/linear_ops.py")
+        chunk = max(1, (1 << 22) // max(1, self.n_out))
+        blocks = []
+        with torch.no_grad():
+            for c0 in range(0, self.n_in, chunk):
+                eye = torch.eye(self.n_in, dtype=torch.float64)[c0:c0 + chunk]
+                y = self.rule(eye.reshape(-1, *self.in_shape)).reshape(eye.shape[0], -1).numpy() - self.b
+                blocks.append(sp.csr_matrix(y.T))
+        return sp.hstack(blocks, format="csr")
+
+
 LINEAR_OPS: dict[type, type[LinearOp]] = {
     nir.Affine: Dense, nir.Linear: Dense, nir.Conv1d: Conv, nir.Conv2d: Conv,
     nir.SumPool2d: SumPool, nir.AvgPool2d: AvgPool, nir.Flatten: Flatten, nir.Scale: Scale,
@@ -177,5 +213,8 @@ LINEAR_OPS: dict[type, type[LinearOp]] = {
 
 
 def linear_op(node: nir.NIRNode, name: str, in_shape: Sequence[int], out_shape: Sequence[int]) -> LinearOp:
-    """The :class:`LinearOp` of ``node``; a :class:`~neuromoco.errors.UserError` naming it if Lava lacks one."""
+    """The :class:`LinearOp` of ``node`` (:class:`ByReference` for a connection node kind without its own); a
+    :class:`~neuromoco.errors.UserError` naming it if Lava cannot map it."""
+    if type(node) not in LINEAR_OPS and type(node) in NODES and NODES[type(node)].connection:
+        return ByReference(node, name, in_shape, out_shape)
     return handler(LINEAR_OPS, node, name, WHERE)(node, name, in_shape, out_shape)
