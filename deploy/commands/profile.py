@@ -15,6 +15,17 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import nir
+    import numpy as np
+
+    from neuromoco.deploy.card import ModelCard
+    from neuromoco.deploy.metrics.activity import Activity
+    from neuromoco.deploy.metrics.core_map import CoreMapping
+    from neuromoco.deploy.metrics.neurobench import NeuroBenchCounter
+    from neuromoco.deploy.targets.base import Runner
 
 from neuromoco.deploy.commands.common import (
     add_sample_arguments,
@@ -60,10 +71,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from neuromoco.deploy.metrics.activity import Activity
-    from neuromoco.deploy.metrics.core_map import CoreMapping
     from neuromoco.deploy.metrics.energy_models import energy, load_energy_models, select_models
-    from neuromoco.deploy.metrics.neurobench import NeuroBenchCounter, neurobench_metrics
+    from neuromoco.deploy.metrics.neurobench import neurobench_metrics
     from neuromoco.deploy.metrics.synops import profile
     from neuromoco.deploy.parity import parse_names
     from neuromoco.deploy.report import write_energy_report
@@ -87,6 +96,31 @@ def run(args: argparse.Namespace) -> int:
     except Exception as err:  # noqa: BLE001 - any build failure becomes one clear line
         raise UserError(f"target {args.target} could not be built: {type(err).__name__}: {err}") from None
 
+    activity, counter, mapping, correct = _measure(args, graph, card, runner, frames, labels)
+    prof = profile(graph, activity, card.input_shape)
+    data = {
+        "model": str(args.model), "target": args.target, "options": options.as_dict(),
+        "dataset": args.dataset or card.dataset.get("name", ""), "split": args.split,
+        "accuracy": correct / len(frames), "profile": prof, "energy_pj": energy(prof, models),
+        "energy_models": models,
+        "neurobench": neurobench_metrics(graph, counter, args.target, options.as_dict()),
+        "loihi2_map": None if mapping is None else mapping.result(),
+    }
+    out = Path(args.out)
+    atomic_write_json(out / "energy.json", data)
+    report = write_energy_report(out, data)
+    _print_summary(args.target, data)
+    print(f"wrote {out / 'energy.json'} and {report}")
+    return 0
+
+
+def _measure(args: argparse.Namespace, graph: nir.NIRGraph, card: ModelCard, runner: Runner, frames: np.ndarray,
+             labels: np.ndarray) -> tuple[Activity, NeuroBenchCounter, CoreMapping | None, int]:
+    """Run every batch once, feeding the activity, NeuroBench and core-map counters; and count correct answers."""
+    from neuromoco.deploy.metrics.activity import Activity
+    from neuromoco.deploy.metrics.core_map import CoreMapping
+    from neuromoco.deploy.metrics.neurobench import NeuroBenchCounter
+
     activity = Activity()
     counter = NeuroBenchCounter(graph, card.input_shape)
     mapping = None if args.no_core_map else CoreMapping.build(graph, card)
@@ -103,20 +137,13 @@ def run(args: argparse.Namespace) -> int:
             bar.update(len(lab))
     if bar is not None:
         bar.close()
-    prof = profile(graph, activity, card.input_shape)
-    data = {
-        "model": str(args.model), "target": args.target, "options": options.as_dict(),
-        "dataset": args.dataset or card.dataset.get("name", ""), "split": args.split,
-        "accuracy": correct / len(frames), "profile": prof, "energy_pj": energy(prof, models),
-        "energy_models": models,
-        "neurobench": neurobench_metrics(graph, counter, args.target, options.as_dict()),
-        "loihi2_map": None if mapping is None else mapping.result(),
-    }
-    out = Path(args.out)
-    atomic_write_json(out / "energy.json", data)
-    report = write_energy_report(out, data)
-    t = prof["per_inference"]
-    print(f"{args.target}: per inference {t['synops']:.4g} synaptic ops, {t['neuron_updates']:.4g} neuron updates, "
+    return activity, counter, mapping, correct
+
+
+def _print_summary(target: str, data: dict[str, Any]) -> None:
+    """The per-inference figures, energies, NeuroBench metrics and core-map verdict, one line each."""
+    t = data["profile"]["per_inference"]
+    print(f"{target}: per inference {t['synops']:.4g} synaptic ops, {t['neuron_updates']:.4g} neuron updates, "
           f"{t['spikes']:.4g} spikes ({t['input_events']:.4g} input events); accuracy {data['accuracy']:.4f}")
     for name, e in data["energy_pj"].items():
         ann = "" if e["ann_pj"] is None else f", ANN {e['ann_pj'] * 1e-6:.4g} uJ (ANN/SNN {e['ann_over_snn']:.3g})"
@@ -136,5 +163,3 @@ def run(args: argparse.Namespace) -> int:
               + ("" if step is None else f"; {step * 1e6:.4g} us per step (most loaded core)"))
     elif m is not None:
         print(f"  Loihi 2 estimate unavailable: {m['reason']}")
-    print(f"wrote {out / 'energy.json'} and {report}")
-    return 0
