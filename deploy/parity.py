@@ -44,10 +44,12 @@ class Tolerances:
 
     def for_target(self, name: str) -> Tolerances:
         """The limits for ``name``: equality for an exact target, these limits otherwise."""
-        if name in self.exact:
-            return Tolerances(min_agreement=1.0, max_count_rel_diff=0.0, min_rate_cosine=1.0 - 1e-9,
-                              max_accuracy_drop=0.0, exact=self.exact)
-        return self
+        return self.equality() if name in self.exact else self
+
+    def equality(self) -> Tolerances:
+        """The limits of a comparison that must be exact (an exact target; a target against its emulator)."""
+        return Tolerances(min_agreement=1.0, max_count_rel_diff=0.0, min_rate_cosine=1.0 - 1e-9,
+                          max_accuracy_drop=0.0, exact=self.exact)
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -94,6 +94,12 @@ def test_a_registered_target_is_judged_by_its_facts(tmp_path, capsys, toy):
     assert entry["role"] == "deployment exactness" and entry["compared_with"] == "reference, float64"
     assert entry["metrics"]["samples"] == 10 and entry["metrics"]["mismatched_spikes"] == 0
     assert "toy" in data["tolerances"]["exact"]
+    # deployment exactness is equality whatever --exact-targets says (it once followed the reference's entry)
+    rc = main(["parity", str(model), "--targets", "toy", "--dataset", str(frames), "--exactness-samples", "10",
+               "--exact-targets", "none", "--no-progress", "--out", str(tmp_path / "none")])
+    none = json.loads((tmp_path / "none" / "parity.json").read_text())["targets"]["toy"]
+    assert rc == 0 and none["role"] == "deployment exactness" and none["tolerances"]["min_agreement"] == 1.0
+    assert none["tolerances"]["max_count_rel_diff"] == 0.0
     # without the exactness subset: parity against the float64 reference on every sample, held to equality
     rc = main(["parity", str(model), "--targets", "toy", "--dataset", str(frames), "--exactness-samples", "0",
                "--no-progress", "--out", str(tmp_path / "plain")])

@@ -290,7 +290,7 @@ def _judge(comparisons: dict[str, Comparison], accs: dict[str, Any], seconds: di
             continue
         metrics = acc.result()
         metrics["target_seconds"] = seconds[name]
-        limits = tol.for_target(REFERENCE) if comparisons[name].exact else tol.for_target(name)
+        limits = tol.equality() if comparisons[name].exact else tol.for_target(name)
         entries[name].update(metrics=metrics, tolerances=limits.as_dict(), violations=check(metrics, limits),
                              sample_size_note=sample_size_note(metrics, limits))
         if entries[name]["violations"]:
