@@ -10,21 +10,23 @@ which is Loihi's CUBA neuron with du = 1, dv = dt/tau_mem and the input scaled b
 it as ``nir.LIF(tau=tau_mem, r=1, v_leak, v_threshold, v_reset)`` with dt in the model card; the reference
 executor in ``deploy/`` evaluates the same expression in the same order, so spikes match bit for bit.
 
-The module takes a whole sequence ``[T, N, ...]`` and loops over T (multi-step mode): the stateless layers
-around it run on all time steps at once, only the neuron's state is sequential.
+The module takes a whole sequence ``[T, N, ...]`` (multi-step mode): the stateless layers around it run on all
+time steps at once, only the neuron's state is sequential. ``LIFConfig.impl`` picks how the sequence is computed
+(:mod:`neuromoco.train.models.lif_kernels`): Norse's step in a loop (the definition), or one fused op with its
+own backward that gives the same spikes bit for bit and the same gradients to rounding; ``auto`` is the
+fastest exact one for the device. :func:`set_lif_impl` sets it on a built model (the train commands'
+``--lif-impl``); it changes no weight, no state dict and no export.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
-from norse.torch.functional.lif_box import (
-    LIFBoxFeedForwardState,
-    LIFBoxParameters,
-    lif_box_feed_forward_step,
-)
+from norse.torch.functional.lif_box import LIFBoxParameters
 from torch import nn
+
+from neuromoco.train.models.lif_kernels import LIFConstants, fused_constants, lif_multistep, resolve_impl
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,7 @@ class LIFConfig:
     v_leak: float = 0.0  # resting potential
     surrogate: str = "super"  # Norse surrogate gradient method
     alpha: float = 100.0  # surrogate sharpness
+    impl: str = "auto"  # how the sequence is computed: auto, norse, fused (lif_kernels.IMPLS)
 
 
 class LIF(nn.Module):
@@ -54,22 +57,41 @@ class LIF(nn.Module):
             method=config.surrogate,
             alpha=torch.as_tensor(config.alpha),
         )
+        self._cached_constants: tuple[LIFBoxParameters, torch.dtype, LIFConstants | None] | None = None
 
     def _params_on(self, ref: torch.Tensor) -> LIFBoxParameters:
         if self.p.tau_mem_inv.device != ref.device or self.p.tau_mem_inv.dtype != ref.dtype:
             self.p = LIFBoxParameters(*(t.to(ref) if isinstance(t, torch.Tensor) else t for t in self.p))
         return self.p
 
+    def _constants(self, dtype: torch.dtype) -> LIFConstants | None:
+        """The fused op's constants for ``dtype`` inputs, cached with the parameters they come from."""
+        cached = self._cached_constants
+        if cached is None or cached[0] is not self.p or cached[1] != dtype:
+            cached = (self.p, dtype, fused_constants(self.p, self.config.dt, dtype))
+            self._cached_constants = cached
+        return cached[2]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x``: input current ``[T, N, ...]``; returns spikes of the same shape (0/1 floats)."""
-        p = self._params_on(x)
-        state = LIFBoxFeedForwardState(v=torch.zeros_like(x[0]) + p.v_leak)
-        out = []
-        for xt in x.unbind(0):  # unbind, not x[t]: indexing makes each backward step allocate a full zero tensor
-            z, state = lif_box_feed_forward_step(xt, state, p, dt=self.config.dt)
-            out.append(z)
-        return torch.stack(out)
+        impl = resolve_impl(self.config.impl, x.device)
+        if impl == "norse":
+            return lif_multistep(x, self._params_on(x), self.config.dt, "norse")
+        constants = self._constants(x.dtype)
+        p = self._params_on(x) if constants is None else self.p
+        return lif_multistep(x, p, self.config.dt, impl, constants)
 
     def extra_repr(self) -> str:
         c = self.config
         return f"tau_mem={c.tau_mem}, dt={c.dt}, v_th={c.v_threshold}, v_reset={c.v_reset}"
+
+
+def set_lif_impl(model: nn.Module, impl: str) -> int:
+    """Compute every LIF of ``model`` with ``impl`` (auto, norse, fused); returns how many neurons it set."""
+    resolve_impl(impl, "cpu")  # refuse an unknown name before touching the model
+    count = 0
+    for m in model.modules():
+        if isinstance(m, LIF):
+            m.config = replace(m.config, impl=impl)
+            count += 1
+    return count

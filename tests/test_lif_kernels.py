@@ -1,0 +1,110 @@
+"""The fused multi-step LIF against its definition, Norse's step in a loop: identical spikes, equal gradients.
+
+Inputs sit on a dyadic grid so that, with dt/tau = 0.5, many membranes land exactly on the threshold (where the
+strict ``v > v_th`` must not spike); each case checks that some did.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from norse.torch.functional.lif_box import LIFBoxParameters
+
+from neuromoco.train.models.lif_kernels import fused_constants, lif_multistep, norse_loop, resolve_impl
+from neuromoco.train.models.lif_kernels.fused import lif_forward
+from neuromoco.train.models.neurons import LIF, LIFConfig, set_lif_impl
+
+DT = 1e-3
+
+
+def params(dtype: torch.dtype, v_leak: float = 0.0, v_reset: float = 0.0, method: str = "super",
+           v_th: float = 1.0, alpha: float = 100.0, tau_mem: float = 2e-3) -> LIFBoxParameters:
+    def t(v: float) -> torch.Tensor:
+        return torch.as_tensor(v).to(dtype)  # as the LIF module builds them: float32, then the input's dtype
+
+    return LIFBoxParameters(tau_mem_inv=t(1.0 / tau_mem), v_leak=t(v_leak), v_th=t(v_th), v_reset=t(v_reset),
+                            method=method, alpha=t(alpha))
+
+
+def grid_input(shape: tuple[int, ...], dtype: torch.dtype, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randint(-8, 40, shape, generator=g) / 16.0).to(dtype)  # -0.5 .. 2.44 in steps of 1/16
+
+
+def compare(x: torch.Tensor, p: LIFBoxParameters, impl: str = "fused") -> None:
+    """Spikes bit-identical and input gradients equal to 1e-5 relative, for ``x`` as given (any strides)."""
+    x_ref = x.detach().clone().requires_grad_(True)
+    x_new = x.detach().clone().requires_grad_(True)
+    if not x.is_contiguous():  # keep the new path's input non-contiguous
+        x_new = x.detach().clone().transpose(-1, -2).contiguous().transpose(-1, -2).requires_grad_(True)
+        assert not x_new.is_contiguous()
+    s_ref = norse_loop(x_ref, p, DT)
+    s_new = lif_multistep(x_new, p, DT, impl)
+    assert s_new.dtype == s_ref.dtype and torch.equal(s_new, s_ref)
+    if p.method == "heaviside":
+        return
+    g = torch.randn(s_ref.shape, generator=torch.Generator().manual_seed(1)).to(x.dtype)
+    (s_ref * g).sum().backward()
+    (s_new * g).sum().backward()
+    assert x_ref.grad is not None and x_new.grad is not None
+    scale = x_ref.grad.abs().max().item()
+    torch.testing.assert_close(x_new.grad, x_ref.grad, rtol=1e-5, atol=1e-5 * scale)
+
+
+def at_threshold(x: torch.Tensor, p: LIFBoxParameters) -> int:
+    c = fused_constants(p, DT, x.dtype)
+    assert c is not None
+    return int((lif_forward(x.detach(), c)[1] == c.v_th).sum())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("v_leak,v_reset", [(0.0, 0.0), (0.25, 0.0), (0.0, -0.5), (0.125, 0.375)])
+def test_spikes_and_gradients_match_norse(dtype: torch.dtype, v_leak: float, v_reset: float) -> None:
+    p = params(dtype, v_leak=v_leak, v_reset=v_reset)
+    x = grid_input((12, 3, 5, 7), dtype)
+    assert at_threshold(x, p) > 0
+    compare(x, p)
+
+
+@pytest.mark.parametrize("method", ["super", "triangle", "tanh", "circ", "heavi_erfc", "heaviside"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_every_surrogate(method: str, dtype: torch.dtype) -> None:
+    p = params(dtype, v_leak=0.0625, v_reset=-0.25, method=method, alpha=3.0)
+    compare(grid_input((9, 4, 33), dtype, seed=2), p)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_random_inputs_single_step_and_strides(dtype: torch.dtype) -> None:
+    g = torch.Generator().manual_seed(3)
+    p = params(dtype, v_leak=0.1, v_reset=-0.2, v_th=0.7, tau_mem=3e-3)
+    compare((torch.randn(10, 4, 6, 5, generator=g) + 0.6).to(dtype), p)  # leak, dt/tau = 1/3: inexact steps
+    compare(grid_input((1, 8, 9), dtype), params(dtype))  # T = 1
+    base = grid_input((6, 5, 8, 8), dtype, seed=4)
+    compare(base.transpose(-1, -2), params(dtype, v_reset=0.125))  # non-contiguous
+    compare(base[:, :, ::2], params(dtype))  # strided
+
+
+def test_a_parameter_that_requires_grad_falls_back_to_norse() -> None:
+    p = params(torch.float32)._replace(v_th=torch.tensor(1.0, requires_grad=True))
+    assert fused_constants(p, DT, torch.float32) is None
+    x = grid_input((5, 3, 4), torch.float32)
+    lif_multistep(x, p, DT, "fused").sum().backward()
+    assert p.v_th.grad is not None
+
+
+def test_module_impls_agree_and_set_lif_impl() -> None:
+    net = torch.nn.Sequential(LIF(LIFConfig(v_reset=-0.25)), LIF(LIFConfig(v_threshold=0.5)))
+    x = grid_input((8, 2, 16), torch.float32)
+    out = {}
+    for impl in ("norse", "fused", "auto"):
+        assert set_lif_impl(net, impl) == 2
+        xi = x.clone().requires_grad_(True)
+        s = net(xi * 2)
+        s.sum().backward()
+        out[impl] = (s, xi.grad)
+    for impl in ("fused", "auto"):
+        assert torch.equal(out[impl][0], out["norse"][0])
+        torch.testing.assert_close(out[impl][1], out["norse"][1], rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="unknown LIF implementation"):
+        set_lif_impl(net, "cuda-magic")
+    assert resolve_impl("auto", "cpu") == "fused"

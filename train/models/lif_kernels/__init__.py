@@ -1,0 +1,64 @@
+"""Implementations of the multi-step canonical LIF over ``[T, N, ...]``, all exact to Norse's step.
+
+* ``norse``: the definition, a loop over T of Norse's ``lif_box_feed_forward_step`` (one autograd graph per step).
+* ``fused``: one autograd op in vectorised PyTorch (:mod:`.fused`), the same float arithmetic forward, the
+  reverse recurrence backward; the fastest exact implementation measured on CPU (benchmarks/lif_kernels.py).
+* ``triton``: reserved for a CUDA kernel; not built yet (refused by name).
+
+``auto`` picks ``fused`` on every device. :func:`lif_multistep` sends any call it cannot serve exactly (a neuron
+parameter that requires grad, a surrogate the fused op does not know) to Norse's loop.
+"""
+
+from __future__ import annotations
+
+import torch
+from norse.torch.functional.lif_box import LIFBoxFeedForwardState, LIFBoxParameters, lif_box_feed_forward_step
+
+from neuromoco.train.models.lif_kernels.fused import FusedLIF, LIFConstants
+from neuromoco.train.models.lif_kernels.surrogates import SURROGATES
+
+IMPLS = ("auto", "norse", "fused", "triton")
+
+
+def resolve_impl(impl: str, device: torch.device | str) -> str:
+    """The concrete implementation ``impl`` means on ``device`` (``auto``: the fastest exact one there)."""
+    if impl not in IMPLS:
+        raise ValueError(f"unknown LIF implementation {impl!r}: choose one of {', '.join(IMPLS)}")
+    if impl == "triton":
+        raise ValueError("--lif-impl triton: the Triton kernel is not built yet; use auto, fused or norse")
+    return "fused" if impl == "auto" else impl
+
+
+def norse_loop(x: torch.Tensor, p: LIFBoxParameters, dt: float) -> torch.Tensor:
+    """The definition: Norse's step over T from v = v_leak; spikes ``[T, N, ...]``."""
+    state = LIFBoxFeedForwardState(v=torch.zeros_like(x[0]) + p.v_leak)
+    out = []
+    for xt in x.unbind(0):  # unbind, not x[t]: indexing makes each backward step allocate a full zero tensor
+        z, state = lif_box_feed_forward_step(xt, state, p, dt=dt)
+        out.append(z)
+    return torch.stack(out)
+
+
+def fused_constants(p: LIFBoxParameters, dt: float, dtype: torch.dtype) -> LIFConstants | None:
+    """The fused op's constants for ``p``, or None where only Norse's loop is exact (a parameter that requires
+    grad, a surrogate or reset the fused op does not know)."""
+    params = (p.tau_mem_inv, p.v_leak, p.v_th, p.v_reset, p.alpha)
+    if (p.method not in SURROGATES or getattr(p.reset_method, "__name__", "") != "reset_value"
+            or any(isinstance(t, torch.Tensor) and t.requires_grad for t in params)):
+        return None
+    return LIFConstants.of(p, dt, dtype)
+
+
+def lif_multistep(x: torch.Tensor, p: LIFBoxParameters, dt: float, impl: str = "auto",
+                  constants: LIFConstants | None = None) -> torch.Tensor:
+    """Spikes of the canonical LIF for input currents ``x [T, N, ...]``.
+
+    ``p`` as Norse's step takes it (on x's device and dtype for ``norse``); ``constants``: the fused op's, when
+    the caller has them cached (else computed from ``p``).
+    """
+    impl = resolve_impl(impl, x.device)
+    c = constants if constants is not None else (fused_constants(p, dt, x.dtype) if impl == "fused" else None)
+    if impl == "norse" or c is None:
+        return norse_loop(x, p, dt)
+    out: torch.Tensor = FusedLIF.apply(x, c)
+    return out
