@@ -40,15 +40,17 @@ def run(args: argparse.Namespace) -> int:
     from neuromoco.train.engine.loops import eval_loader, evaluate
     from neuromoco.train.engine.runtime import make_runtime
     from neuromoco.train.export.from_checkpoint import classifier_from_checkpoint, export_classifier
+    from neuromoco.train.models.neurons import set_lif_impl
 
     ckpt = load_checkpoint(args.checkpoint, kind="classifier")
     data = ckpt.get("data", {})
     name = args.dataset or data.get("dataset")
     if not name:
         raise UserError("the checkpoint names no dataset: pass --dataset")
-    rt = make_runtime(args.device, args.amp, progress=not args.no_progress)
+    rt = make_runtime(args.device, args.amp, progress=not args.no_progress, lif_impl=args.lif_impl)
     try:
         model = classifier_from_checkpoint(ckpt).to(rt.device)
+        set_lif_impl(model, rt.lif_impl)
         ds = _dataset(args, ckpt, name)
         res = evaluate(model, eval_loader(ds, args.batch_size, workers=resolve_workers(args.workers, rt.device.type),
                                           rt=rt), rt, f"eval {name}/{args.split}")

@@ -63,6 +63,7 @@ class RunOptions:
     workers: int | None  # None: by device
     progress: bool
     argv: dict[str, Any]  # the command line as given (config.json's "args", the pre-training checkpoint's "config")
+    lif_impl: str = "auto"  # --lif-impl: auto, norse, fused or triton
 
 
 @dataclass(frozen=True)
@@ -170,7 +171,8 @@ def _optim(args: argparse.Namespace) -> OptimOptions:
 def _run(args: argparse.Namespace) -> RunOptions:
     return RunOptions(command=args.command, out=Path(args.out), resume=args.resume, overwrite=args.overwrite,
                       log_every=args.log_every, device=args.device, amp=args.amp, seed=args.seed,
-                      workers=args.workers, progress=not args.no_progress, argv=plain_args(args))
+                      workers=args.workers, progress=not args.no_progress, argv=plain_args(args),
+                      lif_impl=args.lif_impl)
 
 
 def _qat(args: argparse.Namespace) -> QATConfig | None:

@@ -32,6 +32,7 @@ from neuromoco.train.engine.config import OptimOptions, RunOptions
 from neuromoco.train.engine.run_log import MetricsLogger
 from neuromoco.train.engine.runtime import Runtime, make_runtime
 from neuromoco.train.engine.seeding import epoch_seed, seed_everything
+from neuromoco.train.models.neurons import set_lif_impl
 
 
 @dataclass(frozen=True)
@@ -145,7 +146,7 @@ def fit(task: Task, opts: RunOptions, optim: OptimOptions) -> int:
     """Train ``task`` from its first (or resumed) epoch through ``optim.epochs``; 0 on success."""
     resume = resume_path(opts)
     resumed = load_checkpoint(resume, kind=task.kind) if resume is not None else None  # refused before set-up
-    rt = make_runtime(opts.device, opts.amp, progress=opts.progress)
+    rt = make_runtime(opts.device, opts.amp, progress=opts.progress, lif_impl=opts.lif_impl)
     try:
         local_batch = _local_batch(optim.batch_size, rt.dist.world_size, task.batch_groups)
         workers = resolve_workers(opts.workers, rt.device.type)
@@ -153,6 +154,7 @@ def fit(task: Task, opts: RunOptions, optim: OptimOptions) -> int:
         data = task.load_data(rt)
         seed_everything(opts.seed)  # model initialisation depends on the seed only
         model = task.build_model(rt, data)
+        set_lif_impl(model.module, rt.lif_impl)
         optimizer = _optimizer(model.lr_groups, optim)
         scheduler = loops.cosine_schedule(optimizer, model.steps_per_epoch * optim.epochs,
                                           round(optim.warmup_epochs * model.steps_per_epoch))
@@ -166,6 +168,7 @@ def fit(task: Task, opts: RunOptions, optim: OptimOptions) -> int:
         logger = MetricsLogger(opts.out, enabled=rt.is_main, resume_epoch=start_epoch - 1 if resumed else None,
                                resume_step=step if resumed else None)
         if rt.is_main:
+            print(f"runtime: {rt.device}, AMP {'on' if rt.amp else 'off'}, LIF {rt.lif_impl}", file=sys.stderr)
             write_config(opts, runtime=rt.describe(), input_shape=data.input_shape, data=data.record,
                          version=__version__, **model.config)
         run = Run(task.name, rt, opts, optim, data, model, optimizer, scheduler, logger, local_batch, workers,

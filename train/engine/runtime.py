@@ -1,5 +1,5 @@
-"""Where and how a command computes: device (CUDA when present, CPU otherwise), mixed precision, DDP rank;
-and whether it draws progress bars."""
+"""Where and how a command computes: device (CUDA when present, CPU otherwise), mixed precision, the LIF's
+implementation, DDP rank; and whether it draws progress bars."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ class Runtime:
     dist: DistInfo = field(default_factory=DistInfo)
     scaler: torch.amp.GradScaler | None = None
     progress: bool = True  # progress bars on stderr (--no-progress: none)
+    lif_impl: str = "fused"  # the LIF implementation the models compute with (--lif-impl resolved for the device)
 
     @property
     def shows_progress(self) -> bool:
@@ -37,12 +38,16 @@ class Runtime:
         return self.dist.is_main
 
     def describe(self) -> dict:
-        return {"device": str(self.device), "amp": self.amp, "world_size": self.dist.world_size,
-                "rank": self.dist.rank, "torch": torch.__version__, "threads": torch.get_num_threads()}
+        return {"device": str(self.device), "amp": self.amp, "lif_impl": self.lif_impl,
+                "world_size": self.dist.world_size, "rank": self.dist.rank, "torch": torch.__version__,
+                "threads": torch.get_num_threads()}
 
 
-def make_runtime(device: str = "auto", amp: str = "auto", progress: bool = True) -> Runtime:
-    """``device``: auto | cpu | cuda | cuda:N. ``amp``: auto (on with CUDA) | on | off. ``progress``: bars."""
+def make_runtime(device: str = "auto", amp: str = "auto", progress: bool = True, lif_impl: str = "auto") -> Runtime:
+    """``device``: auto | cpu | cuda | cuda:N. ``amp``: auto (on with CUDA) | on | off. ``progress``: bars.
+    ``lif_impl``: auto (the fastest exact LIF for the device) | norse | fused | triton."""
+    from neuromoco.train.models.lif_kernels import resolve_impl
+
     if device == "auto":
         dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     else:
@@ -60,7 +65,11 @@ def make_runtime(device: str = "auto", amp: str = "auto", progress: bool = True)
     use_amp = dev.type == "cuda" if amp == "auto" else amp == "on"
     if use_amp and dev.type != "cuda":
         raise UserError("--amp on needs CUDA (float16 autocast); on CPU train in float32")
+    try:
+        impl = resolve_impl(lif_impl, dev)
+    except ValueError as err:
+        raise UserError(str(err)) from None
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp) if dev.type == "cuda" else None
     if dev.type == "cpu" and "OMP_NUM_THREADS" not in os.environ and info.enabled:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // info.world_size))
-    return Runtime(dev, use_amp, info, scaler, progress)
+    return Runtime(dev, use_amp, info, scaler, progress, impl)
