@@ -1,4 +1,5 @@
-"""The fused multi-step LIF against its definition, Norse's step in a loop: identical spikes, equal gradients.
+"""The fused multi-step LIF and the Triton kernels (through Triton's interpreter) against their definition, Norse's
+step in a loop: identical spikes, equal gradients.
 
 Inputs sit on a dyadic grid so that, with dt/tau = 0.5, many membranes land exactly on the threshold (where the
 strict ``v > v_th`` must not spike); each case checks that some did.
@@ -54,7 +55,7 @@ def compare(x: torch.Tensor, p: LIFBoxParameters, impl: str = "fused") -> None:
 def at_threshold(x: torch.Tensor, p: LIFBoxParameters) -> int:
     c = fused_constants(p, DT, x.dtype)
     assert c is not None
-    return int((lif_forward(x.detach(), c)[1] == c.v_th).sum())
+    return int((torch.stack(lif_forward(x.detach(), c)[1]) == c.v_th).sum())
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -108,3 +109,60 @@ def test_module_impls_agree_and_set_lif_impl() -> None:
     with pytest.raises(ValueError, match="unknown LIF implementation"):
         set_lif_impl(net, "cuda-magic")
     assert resolve_impl("auto", "cpu") == "fused"
+
+
+def test_lif_impl_flag_reaches_the_model_the_log_and_config(tmp_path, capsys) -> None:
+    import json
+
+    from synthetic import synthetic_dataset
+
+    from neuromoco.train.cli import main
+
+    losses = {}
+    with synthetic_dataset("synth-lif", n_train=16, n_test=8, size=8, num_classes=2):
+        for impl in ("norse", "fused"):
+            out = tmp_path / impl
+            assert main(["supervised", "--dataset", "synth-lif", "-T", "3", "--epochs", "1", "--batch-size", "8",
+                         "--lif-impl", impl, "--out", str(out)]) == 0
+            assert f"runtime: cpu, AMP off, LIF {impl}" in capsys.readouterr().err
+            assert json.loads((out / "config.json").read_text())["runtime"]["lif_impl"] == impl
+            losses[impl] = json.loads((out / "accuracy.json").read_text())["last"]
+        assert main(["supervised", "--dataset", "synth-lif", "--lif-impl", "triton", "--out",
+                     str(tmp_path / "t")]) == 2
+        assert "triton runs on CUDA only" in capsys.readouterr().err
+    assert losses["norse"]["top1"] == losses["fused"]["top1"]
+
+
+@pytest.fixture
+def interpreted(monkeypatch):
+    """Triton's CPU interpreter for the Triton kernels (set before their module is first imported)."""
+    pytest.importorskip("triton")
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+
+
+@pytest.mark.parametrize("v_leak,v_reset", [(0.0, 0.0), (0.125, -0.25)])
+def test_triton_matches_norse(interpreted, v_leak: float, v_reset: float) -> None:
+    p = params(torch.float32, v_leak=v_leak, v_reset=v_reset)
+    x = grid_input((7, 3, 40), torch.float32, seed=5)
+    assert at_threshold(x, p) > 0
+    compare(x, p, impl="triton")
+    compare(x[:1], p, impl="triton")  # T = 1
+    compare(grid_input((5, 6, 9), torch.float32).transpose(-1, -2), p, impl="triton")  # non-contiguous
+
+
+def test_triton_leaves_other_dtypes_and_surrogates_to_fused(interpreted) -> None:
+    compare(grid_input((5, 2, 30), torch.float64), params(torch.float64), impl="triton")
+    compare(grid_input((5, 2, 30), torch.float32), params(torch.float32, method="tanh", alpha=2.0), impl="triton")
+
+
+def test_triton_op_compiles_without_graph_breaks(interpreted) -> None:
+    net = torch.nn.Sequential(torch.nn.Linear(8, 8), LIF(LIFConfig()), LIF(LIFConfig(v_threshold=0.5)))
+    set_lif_impl(net, "triton")
+    explained = torch._dynamo.explain(net)(torch.randn(4, 2, 8))
+    assert explained.graph_break_count == 0, explained.break_reasons
+
+
+def test_triton_needs_cuda_or_the_interpreter(monkeypatch) -> None:
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    with pytest.raises(ValueError, match="CUDA only"):
+        resolve_impl("triton", "cpu")

@@ -26,7 +26,9 @@ import torch
 from norse.torch.functional.lif_box import LIFBoxParameters
 from torch import nn
 
-from neuromoco.train.models.lif_kernels import LIFConstants, fused_constants, lif_multistep, resolve_impl
+from neuromoco.train.models.lif_kernels import IMPLS, fused_constants, lif_multistep, resolve_impl
+
+FLOAT_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,7 @@ class LIFConfig:
     v_leak: float = 0.0  # resting potential
     surrogate: str = "super"  # Norse surrogate gradient method
     alpha: float = 100.0  # surrogate sharpness
-    impl: str = "auto"  # how the sequence is computed: auto, norse, fused (lif_kernels.IMPLS)
+    impl: str = "auto"  # how the sequence is computed: auto, norse, fused, triton (lif_kernels.IMPLS)
 
 
 class LIF(nn.Module):
@@ -57,27 +59,20 @@ class LIF(nn.Module):
             method=config.surrogate,
             alpha=torch.as_tensor(config.alpha),
         )
-        self._cached_constants: tuple[LIFBoxParameters, torch.dtype, LIFConstants | None] | None = None
+        # the fused kernels' constants per input dtype, computed here so that torch.compile traces no .item()
+        self._constants = {dtype: fused_constants(self.p, config.dt, dtype) for dtype in FLOAT_DTYPES}
 
     def _params_on(self, ref: torch.Tensor) -> LIFBoxParameters:
         if self.p.tau_mem_inv.device != ref.device or self.p.tau_mem_inv.dtype != ref.dtype:
             self.p = LIFBoxParameters(*(t.to(ref) if isinstance(t, torch.Tensor) else t for t in self.p))
         return self.p
 
-    def _constants(self, dtype: torch.dtype) -> LIFConstants | None:
-        """The fused op's constants for ``dtype`` inputs, cached with the parameters they come from."""
-        cached = self._cached_constants
-        if cached is None or cached[0] is not self.p or cached[1] != dtype:
-            cached = (self.p, dtype, fused_constants(self.p, self.config.dt, dtype))
-            self._cached_constants = cached
-        return cached[2]
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x``: input current ``[T, N, ...]``; returns spikes of the same shape (0/1 floats)."""
         impl = resolve_impl(self.config.impl, x.device)
         if impl == "norse":
             return lif_multistep(x, self._params_on(x), self.config.dt, "norse")
-        constants = self._constants(x.dtype)
+        constants = self._constants.get(x.dtype)
         p = self._params_on(x) if constants is None else self.p
         return lif_multistep(x, p, self.config.dt, impl, constants)
 
@@ -87,8 +82,9 @@ class LIF(nn.Module):
 
 
 def set_lif_impl(model: nn.Module, impl: str) -> int:
-    """Compute every LIF of ``model`` with ``impl`` (auto, norse, fused); returns how many neurons it set."""
-    resolve_impl(impl, "cpu")  # refuse an unknown name before touching the model
+    """Compute every LIF of ``model`` with ``impl`` (auto, norse, fused, triton); returns how many it set."""
+    if impl not in IMPLS:
+        raise ValueError(f"unknown LIF implementation {impl!r}: choose one of {', '.join(IMPLS)}")
     count = 0
     for m in model.modules():
         if isinstance(m, LIF):

@@ -3,13 +3,20 @@
 * ``norse``: the definition, a loop over T of Norse's ``lif_box_feed_forward_step`` (one autograd graph per step).
 * ``fused``: one autograd op in vectorised PyTorch (:mod:`.fused`), the same float arithmetic forward, the
   reverse recurrence backward; the fastest exact implementation measured on CPU (benchmarks/lif_kernels.py).
-* ``triton``: reserved for a CUDA kernel; not built yet (refused by name).
+* ``triton``: two Triton kernels, one launch per direction with the loop over T inside (:mod:`.triton_op`),
+  registered as ``torch.library`` ops; CUDA only (on CPU under ``TRITON_INTERPRET=1``, for the tests); float32
+  and the SuperSpike surrogate, anything else goes to ``fused``.
 
-``auto`` picks ``fused`` on every device. :func:`lif_multistep` sends any call it cannot serve exactly (a neuron
-parameter that requires grad, a surrogate the fused op does not know) to Norse's loop.
+``auto`` picks ``fused`` on every device: the Triton kernels are tested here only through Triton's
+interpreter, and become CUDA's ``auto`` once a GPU run has confirmed their spikes and timed them.
+:func:`lif_multistep` sends any call it cannot serve exactly (a neuron parameter that requires grad, a surrogate
+the fused op does not know) to Norse's loop.
 """
 
 from __future__ import annotations
+
+import importlib.util
+import os
 
 import torch
 from norse.torch.functional.lif_box import LIFBoxFeedForwardState, LIFBoxParameters, lif_box_feed_forward_step
@@ -25,7 +32,11 @@ def resolve_impl(impl: str, device: torch.device | str) -> str:
     if impl not in IMPLS:
         raise ValueError(f"unknown LIF implementation {impl!r}: choose one of {', '.join(IMPLS)}")
     if impl == "triton":
-        raise ValueError("--lif-impl triton: the Triton kernel is not built yet; use auto, fused or norse")
+        if torch.device(device).type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
+            raise ValueError("--lif-impl triton runs on CUDA only (on CPU: TRITON_INTERPRET=1, for tests); "
+                             "use auto, fused or norse")
+        if importlib.util.find_spec("triton") is None:
+            raise ValueError("--lif-impl triton needs the triton package (installed with CUDA builds of torch)")
     return "fused" if impl == "auto" else impl
 
 
@@ -57,8 +68,12 @@ def lif_multistep(x: torch.Tensor, p: LIFBoxParameters, dt: float, impl: str = "
     the caller has them cached (else computed from ``p``).
     """
     impl = resolve_impl(impl, x.device)
-    c = constants if constants is not None else (fused_constants(p, dt, x.dtype) if impl == "fused" else None)
+    c = constants if constants is not None else (fused_constants(p, dt, x.dtype) if impl != "norse" else None)
     if impl == "norse" or c is None:
         return norse_loop(x, p, dt)
+    if impl == "triton" and x.dtype == torch.float32 and c.method == "super":
+        from neuromoco.train.models.lif_kernels.triton_op import lif_triton
+
+        return lif_triton(x, c.a, c.v_leak, c.v_th, c.v_reset)
     out: torch.Tensor = FusedLIF.apply(x, c)
     return out

@@ -4,22 +4,23 @@ Forward, per step t (Norse's ``lif_box_feed_forward_step`` in its own operation 
 bit-identical)::
 
     u[t] = v[t-1] + a * ((I[t] + v_leak) - v[t-1])      a = dt * tau_mem_inv (rounded in the input's dtype)
-    z[t] = u[t] - v_th > 0                              (== u[t] > v_th in IEEE arithmetic with subnormals)
-    v[t] = v_reset where z[t] else u[t]                 (Norse: (1 - z) * u + z * v_reset, the same values)
+    z[t] = u[t] > v_th                                  (Norse: u - v_th > 0, the same in IEEE arithmetic)
+    v[t] = (1 - z[t]) * u[t] + z[t] * v_reset           (Norse's reset_value)
 
-with v[-1] = v_leak. Only the pre-reset membrane ``u`` and the spikes are kept for the backward. The backward
-is the reverse recurrence of Norse's autograd graph, reset path included (d v[t] / d u[t] = (1 - z) +
-(v_reset - u) * s, s the surrogate at h = u - v_th), folded into one multiply-add per step::
+with v[-1] = v_leak. Only the pre-reset membrane ``u`` and the spikes are kept for the backward, which is the
+reverse recurrence of Norse's autograd graph, reset path included (d v[t] / d u[t] = (1 - z) + (v_reset - u) s,
+s the surrogate at h = u - v_th), one multiply-add per step::
 
-    gu[t] = g[t] * s[t] + (1 - a) * ((1 - z[t]) + (v_reset - u[t]) * s[t]) * gu[t+1]      dI[t] = a * gu[t]
+    gu[t] = g[t] s[t] + (1 - a) ((1 - z[t]) + (v_reset - u[t]) s[t]) gu[t+1]          dI[t] = a gu[t]
 
-Every other pass runs over the whole sequence at once. Parameters are constants here (the project's LIF has no
-trainable neuron parameters); :func:`~neuromoco.train.models.lif_kernels.lif_multistep` sends a call whose
-parameters require grad to Norse's loop.
+The neuron's parameters are constants here (the project's LIF trains none);
+:func:`~neuromoco.train.models.lif_kernels.lif_multistep` sends a call whose parameters require grad to Norse's
+loop.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,35 +52,60 @@ class LIFConstants:
                             method=p.method)
 
 
-def lif_forward(x: torch.Tensor, c: LIFConstants) -> tuple[torch.Tensor, torch.Tensor]:
-    """Spikes and pre-reset membranes ``u``, both ``[T, ...]`` contiguous, for input currents ``x [T, ...]``."""
+def lif_forward(x: torch.Tensor, c: LIFConstants) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Spikes ``[T, ...]`` (contiguous) and the pre-reset membranes ``u``, one tensor per step, for input currents
+    ``x [T, ...]``.
+
+    Only arithmetic kernels, no boolean masks: on CPU ``torch.where``/``masked_fill`` and bool<->float casts
+    cost 5-30x a vectorised ``sub`` (measured, 1M float32). The spikes come from ``torch.gt(..., out=float)``;
+    the reset is Norse's ``(1 - z) * u + z * v_reset`` (``z * v_reset`` is exact for z in {0, 1}). ``u`` is kept
+    as one-step tensors: the allocator reuses those, while a fresh sequence-sized buffer costs its first touch
+    (page faults, about ten vectorised passes' worth on CPU, measured).
+    """
     xl = x + c.v_leak if c.v_leak != 0.0 else x  # x + 0.0 == x (up to the sign of zero, which no result sees)
-    u = torch.empty(x.shape, dtype=x.dtype, device=x.device)
-    spikes = torch.empty(x.shape, dtype=torch.bool, device=x.device)
+    u: list[torch.Tensor] = []
+    spikes = torch.empty(x.shape, dtype=x.dtype, device=x.device)
     v = torch.full(x.shape[1:], c.v_leak, dtype=x.dtype, device=x.device)
     for t in range(x.shape[0]):
-        ut = u[t]
-        torch.sub(xl[t], v, out=ut)
+        zt = spikes[t]
+        ut = torch.sub(xl[t], v)
+        u.append(ut)
         ut.mul_(c.a)
         ut.add_(v)
-        torch.gt(ut, c.v_th, out=spikes[t])
+        torch.gt(ut, c.v_th, out=zt)  # u - v_th > 0 <=> u > v_th (IEEE subtraction with subnormals is exact at 0)
         if t + 1 < x.shape[0]:
-            v = torch.where(spikes[t], c.v_reset, ut)
-    return spikes.to(x.dtype), u
+            torch.sub(1.0, zt, out=v).mul_(ut)
+            if c.v_reset != 0.0:
+                v.add_(zt, alpha=c.v_reset)
+    return spikes, u
 
 
-def lif_backward(grad: torch.Tensor, u: torch.Tensor, spikes: torch.Tensor, c: LIFConstants) -> torch.Tensor:
-    """Gradient of the input currents from the spikes' gradient ``grad``, membranes ``u`` and ``spikes``."""
+def lif_backward(grad: torch.Tensor, u: Sequence[torch.Tensor], spikes: torch.Tensor,
+                 c: LIFConstants) -> torch.Tensor:
+    """Gradient of the input currents from the spikes' gradient ``grad``, membranes ``u`` (per step) and ``spikes``.
+
+    Step by step from the last, in two one-step buffers reused throughout: the only sequence-sized allocation is
+    the result.
+    """
     surrogate = SURROGATES[c.method]
+    gx = torch.zeros_like(spikes) if surrogate is None else torch.empty_like(spikes)
     if surrogate is None:  # heaviside: the spikes carry no gradient
-        return torch.zeros_like(u)
-    s = surrogate(u - c.v_th, c.alpha)
-    p = torch.sub(c.v_reset, u).mul_(s).add_(1.0).sub_(spikes).mul_(1.0 - c.a)  # (1-a) * dv[t]/du[t]
-    gu = torch.mul(grad, s)
-    del s
-    for t in range(u.shape[0] - 2, -1, -1):
-        gu[t].addcmul_(gu[t + 1], p[t])
-    return gu.mul_(c.a)
+        return gx
+    h, p = torch.empty_like(u[0]), torch.empty_like(u[0])
+    r = torch.empty_like(u[0]) if c.v_reset != 0.0 else None
+    steps = len(u)
+    for t in range(steps - 1, -1, -1):
+        torch.sub(u[t], c.v_th, out=h)
+        s = surrogate(h, c.alpha)
+        torch.mul(grad[t], s, out=gx[t])  # the spike's own gradient through the surrogate
+        if t + 1 < steps:  # plus the next step's, through v[t] = (1 - z) u + z v_reset: dv/du = 1 - z + (v_reset - u) s
+            torch.sub(1.0, spikes[t], out=p)
+            if r is None:
+                p.addcmul_(u[t], s, value=-1.0)
+            else:
+                p.addcmul_(torch.sub(c.v_reset, u[t], out=r), s)
+            gx[t].addcmul_(gx[t + 1], p, value=1.0 - c.a)
+    return gx.mul_(c.a)
 
 
 class FusedLIF(torch.autograd.Function):
@@ -88,7 +114,7 @@ class FusedLIF(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, c: LIFConstants) -> torch.Tensor:
         spikes, u = lif_forward(x, c)
-        ctx.save_for_backward(u, spikes)
+        ctx.save_for_backward(spikes, *u)
         ctx.constants = c
         return spikes
 
@@ -96,5 +122,5 @@ class FusedLIF(torch.autograd.Function):
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, None]:
         if not ctx.needs_input_grad[0]:
             return None, None
-        u, spikes = ctx.saved_tensors
+        spikes, *u = ctx.saved_tensors
         return lif_backward(grad, u, spikes, ctx.constants), None

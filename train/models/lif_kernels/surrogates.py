@@ -1,8 +1,9 @@
 """Surrogate derivatives d(spike)/dh of Norse's threshold methods (``norse.torch.functional.threshold``), h = v - v_th.
 
 Each entry is the factor Norse's autograd Function multiplies the incoming gradient by, written with the same
-operations, so the fused backward equals Norse's to rounding. ``heaviside`` has no gradient (Norse's heaviside
-is a comparison): ``None``. Note Norse's ``super`` ignores ``alpha``: 1 / (|h| + 1)^2.
+operations, so the fused backward equals Norse's to rounding; it may overwrite ``h`` (a temporary).
+``heaviside`` has no gradient (Norse's heaviside is a comparison): ``None``. Norse's ``super`` ignores ``alpha``:
+1 / (|h| + 1)^2.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ Surrogate = Callable[[torch.Tensor, float], torch.Tensor]
 
 
 def _super(h: torch.Tensor, alpha: float) -> torch.Tensor:
-    return (h.abs() + 1.0).pow(2).reciprocal()
+    return h.abs_().add_(1.0).square_().reciprocal_()
 
 
 def _triangle(h: torch.Tensor, alpha: float) -> torch.Tensor:

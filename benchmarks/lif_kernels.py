@@ -1,0 +1,105 @@
+"""The multi-step LIF's implementations against Norse's step loop: forward and forward + backward time.
+
+Shape [T, N, C, H, W] = [16, 32, 32, 32, 32] float32 by default (16.8 M neuron-steps), the issue's figure
+(issue 23: the fused op forward + backward >= 3x Norse's loop). Rounds are interleaved (norse, fused, norse,
+...) so that load from other work on the machine hits both alike; each figure is the median over rounds. Every
+round also checks that the fused spikes equal Norse's bit for bit; ``saved_for_backward_mb`` is what each
+implementation keeps for its backward (storages counted once), the memory a training step holds per LIF layer.
+One intra-op thread by default: on a machine whose cores are shared, OpenMP's barrier makes two threads slower
+than one (measured here: 8 ms against 0.35 ms for one 1M-element ``sub``). Writes
+``benchmarks/results/lif_kernels.json``; under a minute on 2 CPU cores.
+
+    python benchmarks/lif_kernels.py
+    python benchmarks/lif_kernels.py --shape 16,8,64,16,16 --rounds 5 --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_common import RESULTS, machine_info, now, write_json
+
+
+def saved_for_backward_mb(fn: Any, x: Any) -> float:
+    """MB of the distinct storages that ``fn(x)`` saves for its backward (input and output included)."""
+    import torch
+
+    storages: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn(x.clone().requires_grad_(True))
+    return round(sum(storages.values()) / 2**20, 1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--shape", default="16,32,32,32,32", help="T,N,... of the input current (default the issue's)")
+    ap.add_argument("--rounds", type=int, default=7, help="interleaved rounds per implementation (default 7)")
+    ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
+    ap.add_argument("--out", default=str(RESULTS / "lif_kernels.json"))
+    args = ap.parse_args(argv)
+
+    import torch
+
+    from neuromoco.train.models.lif_kernels import lif_multistep
+    from neuromoco.train.models.neurons import LIF, LIFConfig
+
+    torch.set_num_threads(args.threads)
+    shape = [int(v) for v in args.shape.split(",")]
+    p = LIF(LIFConfig()).p  # the project's default neuron: dt/tau = 0.5, threshold 1, reset 0, SuperSpike
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(0)) + 0.5
+    g = torch.randn(shape, generator=torch.Generator().manual_seed(1))
+    impls = ("norse", "fused")
+    times: dict[str, dict[str, list[float]]] = {i: {"forward": [], "forward_backward": []} for i in impls}
+    identical = True
+    for _ in range(args.rounds):
+        spikes = {}
+        for impl in impls:
+            xi = x.clone().requires_grad_(True)
+            t0 = time.perf_counter()
+            s = lif_multistep(xi, p, 1e-3, impl)
+            t1 = time.perf_counter()
+            s.backward(g)
+            t2 = time.perf_counter()
+            times[impl]["forward"].append(t1 - t0)
+            times[impl]["forward_backward"].append(t2 - t0)
+            spikes[impl] = s.detach()
+            del s, xi
+        identical &= torch.equal(spikes["norse"], spikes["fused"])
+    med = {i: {k: statistics.median(v) for k, v in d.items()} for i, d in times.items()}
+    result: dict[str, Any] = {
+        "what": "multi-step LIF over [T, N, ...]: Norse's step loop vs the fused op (train/models/lif_kernels)",
+        "command": " ".join(["python benchmarks/lif_kernels.py", *(argv if argv is not None else sys.argv[1:])]),
+        "date": now(), "machine": machine_info(threads=args.threads), "shape": shape, "dtype": "float32",
+        "rounds": args.rounds, "spikes_identical": identical,
+        "median_ms": {i: {k: round(v * 1e3, 2) for k, v in d.items()} for i, d in med.items()},
+        "min_ms": {i: {k: round(min(v) * 1e3, 2) for k, v in d.items()} for i, d in times.items()},
+        "saved_for_backward_mb": {i: saved_for_backward_mb(lambda xi, i=i: lif_multistep(xi, p, 1e-3, i), x)
+                                  for i in impls},
+        "speedup_fused_over_norse": {k: round(med["norse"][k] / med["fused"][k], 2)
+                                     for k in ("forward", "forward_backward")},
+    }
+    path = write_json(args.out, result)
+    for impl in impls:
+        print(f"{impl:6s} forward {result['median_ms'][impl]['forward']:8.1f} ms   forward+backward "
+              f"{result['median_ms'][impl]['forward_backward']:8.1f} ms")
+    print(f"saved for backward (MB): {result['saved_for_backward_mb']}")
+    print(f"fused / norse: x{result['speedup_fused_over_norse']['forward']} forward, "
+          f"x{result['speedup_fused_over_norse']['forward_backward']} forward+backward; spikes identical: "
+          f"{identical} -> {path}")
+    return 0 if identical else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
