@@ -45,7 +45,7 @@ def saved_for_backward_mb(fn: Any, x: Any) -> float:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shape", default="16,32,32,32,32", help="T,N,... of the input current (default the issue's)")
-    ap.add_argument("--rounds", type=int, default=7, help="interleaved rounds per implementation (default 7)")
+    ap.add_argument("--rounds", type=int, default=11, help="interleaved rounds per implementation (default 11)")
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     ap.add_argument("--out", default=str(RESULTS / "lif_kernels.json"))
     args = ap.parse_args(argv)

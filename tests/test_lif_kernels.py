@@ -32,8 +32,8 @@ def grid_input(shape: tuple[int, ...], dtype: torch.dtype, seed: int = 0) -> tor
     return (torch.randint(-8, 40, shape, generator=g) / 16.0).to(dtype)  # -0.5 .. 2.44 in steps of 1/16
 
 
-def compare(x: torch.Tensor, p: LIFBoxParameters, impl: str = "fused") -> None:
-    """Spikes bit-identical and input gradients equal to 1e-5 relative, for ``x`` as given (any strides)."""
+def compare(x: torch.Tensor, p: LIFBoxParameters, impl: str = "fused", rtol: float = 1e-5) -> None:
+    """Spikes bit-identical and input gradients equal to ``rtol``, for ``x`` as given (any strides)."""
     x_ref = x.detach().clone().requires_grad_(True)
     x_new = x.detach().clone().requires_grad_(True)
     if not x.is_contiguous():  # keep the new path's input non-contiguous
@@ -49,7 +49,7 @@ def compare(x: torch.Tensor, p: LIFBoxParameters, impl: str = "fused") -> None:
     (s_new * g).sum().backward()
     assert x_ref.grad is not None and x_new.grad is not None
     scale = x_ref.grad.abs().max().item()
-    torch.testing.assert_close(x_new.grad, x_ref.grad, rtol=1e-5, atol=1e-5 * scale)
+    torch.testing.assert_close(x_new.grad, x_ref.grad, rtol=rtol, atol=rtol * scale)
 
 
 def at_threshold(x: torch.Tensor, p: LIFBoxParameters) -> int:
@@ -65,6 +65,15 @@ def test_spikes_and_gradients_match_norse(dtype: torch.dtype, v_leak: float, v_r
     x = grid_input((12, 3, 5, 7), dtype)
     assert at_threshold(x, p) > 0
     compare(x, p)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_spikes_identical(dtype: torch.dtype) -> None:
+    """AMP's dtypes: the same spikes; gradients to the dtype's resolution (rounding order differs)."""
+    p = params(dtype, v_leak=0.125, v_reset=-0.25)
+    x = grid_input((8, 3, 40), dtype)
+    assert at_threshold(x, p) > 0
+    compare(x, p, rtol=2e-2)
 
 
 @pytest.mark.parametrize("method", ["super", "triangle", "tanh", "circ", "heavi_erfc", "heaviside"])

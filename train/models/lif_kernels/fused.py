@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from norse.torch.functional.lif_box import LIFBoxParameters
 
-from neuromoco.train.models.lif_kernels.surrogates import SURROGATES
+from neuromoco.train.models.lif_kernels.surrogates import SURROGATE_DENOMINATORS, SURROGATES
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,8 @@ def lif_forward(x: torch.Tensor, c: LIFConstants) -> tuple[torch.Tensor, list[to
 
     Only arithmetic kernels, no boolean masks: on CPU ``torch.where``/``masked_fill`` and bool<->float casts
     cost 5-30x a vectorised ``sub`` (measured, 1M float32). The spikes come from ``torch.gt(..., out=float)``;
-    the reset is Norse's ``(1 - z) * u + z * v_reset`` (``z * v_reset`` is exact for z in {0, 1}). ``u`` is kept
+    the reset gives the values of Norse's ``(1 - z) * u + z * v_reset`` (``u * z`` and ``z * v_reset`` are exact
+    for z in {0, 1}). ``u`` is kept
     as one-step tensors: the allocator reuses those, while a fresh sequence-sized buffer costs its first touch
     (page faults, about ten vectorised passes' worth on CPU, measured).
     """
@@ -73,8 +74,8 @@ def lif_forward(x: torch.Tensor, c: LIFConstants) -> tuple[torch.Tensor, list[to
         ut.mul_(c.a)
         ut.add_(v)
         torch.gt(ut, c.v_th, out=zt)  # u - v_th > 0 <=> u > v_th (IEEE subtraction with subnormals is exact at 0)
-        if t + 1 < x.shape[0]:
-            torch.sub(1.0, zt, out=v).mul_(ut)
+        if t + 1 < x.shape[0]:  # u - u z: the values of Norse's (1 - z) u, in one kernel (u z is exact)
+            torch.addcmul(ut, ut, zt, value=-1.0, out=v)
             if c.v_reset != 0.0:
                 v.add_(zt, alpha=c.v_reset)
     return spikes, u
@@ -91,19 +92,21 @@ def lif_backward(grad: torch.Tensor, u: Sequence[torch.Tensor], spikes: torch.Te
     gx = torch.zeros_like(spikes) if surrogate is None else torch.empty_like(spikes)
     if surrogate is None:  # heaviside: the spikes carry no gradient
         return gx
+    denominator = SURROGATE_DENOMINATORS.get(c.method)  # s = 1 / d: divide, as Norse does, one kernel less
     h, p = torch.empty_like(u[0]), torch.empty_like(u[0])
     r = torch.empty_like(u[0]) if c.v_reset != 0.0 else None
+    product, product_ = (torch.mul, p.addcmul_) if denominator is None else (torch.div, p.addcdiv_)
     steps = len(u)
     for t in range(steps - 1, -1, -1):
         torch.sub(u[t], c.v_th, out=h)
-        s = surrogate(h, c.alpha)
-        torch.mul(grad[t], s, out=gx[t])  # the spike's own gradient through the surrogate
+        s = surrogate(h, c.alpha) if denominator is None else denominator(h, c.alpha)
+        product(grad[t], s, out=gx[t])  # the spike's own gradient through the surrogate
         if t + 1 < steps:  # plus the next step's, through v[t] = (1 - z) u + z v_reset: dv/du = 1 - z + (v_reset - u) s
             torch.sub(1.0, spikes[t], out=p)
             if r is None:
-                p.addcmul_(u[t], s, value=-1.0)
+                product_(u[t], s, value=-1.0)
             else:
-                p.addcmul_(torch.sub(c.v_reset, u[t], out=r), s)
+                product_(torch.sub(c.v_reset, u[t], out=r), s)
             gx[t].addcmul_(gx[t + 1], p, value=1.0 - c.a)
     return gx.mul_(c.a)
 

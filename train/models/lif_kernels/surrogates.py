@@ -45,3 +45,8 @@ SURROGATES: dict[str, Surrogate | None] = {
     "heavi_erfc": _heavi_erfc,
     "heaviside": None,
 }
+
+# Surrogates written as 1 / d(h): the backward divides by d, as Norse's SuperSpike does (one kernel less).
+SURROGATE_DENOMINATORS: dict[str, Surrogate] = {
+    "super": lambda h, alpha: h.abs_().add_(1.0).square_(),
+}
