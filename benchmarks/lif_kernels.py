@@ -7,7 +7,8 @@ round also checks that the fused spikes equal Norse's bit for bit; ``saved_for_b
 implementation keeps for its backward (storages counted once), the memory a training step holds per LIF layer.
 One intra-op thread by default: on a machine whose cores are shared, OpenMP's barrier makes two threads slower
 than one (measured here: 8 ms against 0.35 ms for one 1M-element ``sub``). Writes
-``benchmarks/results/lif_kernels.json``; under a minute on 2 CPU cores.
+``benchmarks/results/lif_kernels.json``; under a minute on 2 CPU cores. Then the same for one cnn3-34 training
+step (T=8, batch 32, 2x34x34), where convolutions take their share.
 
     python benchmarks/lif_kernels.py
     python benchmarks/lif_kernels.py --shape 16,8,64,16,16 --rounds 5 --threads 2
@@ -42,11 +43,40 @@ def saved_for_backward_mb(fn: Any, x: Any) -> float:
     return round(sum(storages.values()) / 2**20, 1)
 
 
+def train_steps(rounds: int, time_steps: int = 8, batch: int = 32) -> dict[str, Any]:
+    """One cnn3-34 training step (forward, cross-entropy, backward, SGD) per implementation, interleaved."""
+    import torch
+
+    from neuromoco.train.models.neurons import set_lif_impl
+    from neuromoco.train.models.registry import build_classifier
+
+    torch.manual_seed(0)
+    model = build_classifier("cnn3-34", [2, 34, 34], 10)
+    x = (torch.rand(time_steps, batch, 2, 34, 34) < 0.2).float()
+    y = torch.randint(0, 10, (batch,))
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)  # lr 0: every round computes the same step
+    times: dict[str, list[float]] = {"norse": [], "fused": []}
+    for _ in range(rounds):
+        for impl in times:
+            set_lif_impl(model, impl)
+            t0 = time.perf_counter()
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            times[impl].append(time.perf_counter() - t0)
+    med = {i: statistics.median(v) for i, v in times.items()}
+    return {"model": "cnn3-34", "input": [time_steps, batch, 2, 34, 34],
+            "median_ms": {i: round(v * 1e3, 1) for i, v in med.items()},
+            "speedup_fused_over_norse": round(med["norse"] / med["fused"], 2)}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shape", default="16,32,32,32,32", help="T,N,... of the input current (default the issue's)")
     ap.add_argument("--rounds", type=int, default=11, help="interleaved rounds per implementation (default 11)")
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
+    ap.add_argument("--train-rounds", type=int, default=5, help="cnn3-34 training-step rounds (0: skip; default 5)")
     ap.add_argument("--out", default=str(RESULTS / "lif_kernels.json"))
     args = ap.parse_args(argv)
 
@@ -90,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         "speedup_fused_over_norse": {k: round(med["norse"][k] / med["fused"][k], 2)
                                      for k in ("forward", "forward_backward")},
     }
+    if args.train_rounds > 0:
+        result["cnn3_34_train_step"] = train_steps(args.train_rounds)
     path = write_json(args.out, result)
     for impl in impls:
         print(f"{impl:6s} forward {result['median_ms'][impl]['forward']:8.1f} ms   forward+backward "
@@ -98,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"fused / norse: x{result['speedup_fused_over_norse']['forward']} forward, "
           f"x{result['speedup_fused_over_norse']['forward_backward']} forward+backward; spikes identical: "
           f"{identical} -> {path}")
+    if "cnn3_34_train_step" in result:
+        step = result["cnn3_34_train_step"]
+        print(f"cnn3-34 training step {step['input']}: {step['median_ms']} ms, x{step['speedup_fused_over_norse']}")
     return 0 if identical else 1
 
 
