@@ -12,6 +12,7 @@ step (T=8, batch 32, 2x34x34), where convolutions take their share.
 
     python benchmarks/lif_kernels.py
     python benchmarks/lif_kernels.py --shape 16,8,64,16,16 --rounds 5 --threads 2
+    python benchmarks/lif_kernels.py --device cuda --shape 16,16,32,64,64 --out /tmp/lif_gpu.json  # + Triton
 """
 
 from __future__ import annotations
@@ -43,7 +44,15 @@ def saved_for_backward_mb(fn: Any, x: Any) -> float:
     return round(sum(storages.values()) / 2**20, 1)
 
 
-def train_steps(rounds: int, time_steps: int = 8, batch: int = 32) -> dict[str, Any]:
+def _sync(device: str) -> None:
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def train_steps(rounds: int, impls: tuple[str, ...], device: str, time_steps: int = 8,
+                batch: int = 32) -> dict[str, Any]:
     """One cnn3-34 training step (forward, cross-entropy, backward, SGD) per implementation, interleaved."""
     import torch
 
@@ -51,24 +60,26 @@ def train_steps(rounds: int, time_steps: int = 8, batch: int = 32) -> dict[str, 
     from neuromoco.train.models.registry import build_classifier
 
     torch.manual_seed(0)
-    model = build_classifier("cnn3-34", [2, 34, 34], 10)
-    x = (torch.rand(time_steps, batch, 2, 34, 34) < 0.2).float()
-    y = torch.randint(0, 10, (batch,))
+    model = build_classifier("cnn3-34", [2, 34, 34], 10).to(device)
+    x = (torch.rand(time_steps, batch, 2, 34, 34) < 0.2).float().to(device)
+    y = torch.randint(0, 10, (batch,)).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=0.0)  # lr 0: every round computes the same step
-    times: dict[str, list[float]] = {"norse": [], "fused": []}
+    times: dict[str, list[float]] = {i: [] for i in impls}
     for _ in range(rounds):
-        for impl in times:
+        for impl in impls:
             set_lif_impl(model, impl)
+            _sync(device)
             t0 = time.perf_counter()
             loss = torch.nn.functional.cross_entropy(model(x), y)
             opt.zero_grad()
             loss.backward()
             opt.step()
+            _sync(device)
             times[impl].append(time.perf_counter() - t0)
     med = {i: statistics.median(v) for i, v in times.items()}
     return {"model": "cnn3-34", "input": [time_steps, batch, 2, 34, 34],
             "median_ms": {i: round(v * 1e3, 1) for i, v in med.items()},
-            "speedup_fused_over_norse": round(med["norse"] / med["fused"], 2)}
+            "speedup_over_norse": {i: round(med["norse"] / v, 2) for i, v in med.items()}}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=11, help="interleaved rounds per implementation (default 11)")
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     ap.add_argument("--train-rounds", type=int, default=5, help="cnn3-34 training-step rounds (0: skip; default 5)")
+    ap.add_argument("--device", default="cpu", help="cpu (default) or cuda (adds the Triton kernels)")
     ap.add_argument("--out", default=str(RESULTS / "lif_kernels.json"))
     args = ap.parse_args(argv)
 
@@ -86,53 +98,56 @@ def main(argv: list[str] | None = None) -> int:
     from neuromoco.train.models.neurons import LIF, LIFConfig
 
     torch.set_num_threads(args.threads)
+    dev = args.device
     shape = [int(v) for v in args.shape.split(",")]
-    p = LIF(LIFConfig()).p  # the project's default neuron: dt/tau = 0.5, threshold 1, reset 0, SuperSpike
-    x = torch.randn(shape, generator=torch.Generator().manual_seed(0)) + 0.5
-    g = torch.randn(shape, generator=torch.Generator().manual_seed(1))
-    impls = ("norse", "fused")
+    lif = LIF(LIFConfig())  # the project's default neuron: dt/tau = 0.5, threshold 1, reset 0, SuperSpike
+    p = lif._params_on(torch.empty((), device=dev))
+    x = (torch.randn(shape, generator=torch.Generator().manual_seed(0)) + 0.5).to(dev)
+    g = torch.randn(shape, generator=torch.Generator().manual_seed(1)).to(dev)
+    impls = ("norse", "fused", "triton") if dev.startswith("cuda") else ("norse", "fused")
     times: dict[str, dict[str, list[float]]] = {i: {"forward": [], "forward_backward": []} for i in impls}
     identical = True
     for _ in range(args.rounds):
         spikes = {}
         for impl in impls:
             xi = x.clone().requires_grad_(True)
+            _sync(dev)
             t0 = time.perf_counter()
             s = lif_multistep(xi, p, 1e-3, impl)
+            _sync(dev)
             t1 = time.perf_counter()
             s.backward(g)
+            _sync(dev)
             t2 = time.perf_counter()
             times[impl]["forward"].append(t1 - t0)
             times[impl]["forward_backward"].append(t2 - t0)
             spikes[impl] = s.detach()
             del s, xi
-        identical &= torch.equal(spikes["norse"], spikes["fused"])
+        identical &= all(torch.equal(spikes["norse"], spikes[i]) for i in impls)
     med = {i: {k: statistics.median(v) for k, v in d.items()} for i, d in times.items()}
     result: dict[str, Any] = {
         "what": "multi-step LIF over [T, N, ...]: Norse's step loop vs the fused op (train/models/lif_kernels)",
         "command": " ".join(["python benchmarks/lif_kernels.py", *(argv if argv is not None else sys.argv[1:])]),
-        "date": now(), "machine": machine_info(threads=args.threads), "shape": shape, "dtype": "float32",
-        "rounds": args.rounds, "spikes_identical": identical,
+        "date": now(), "machine": machine_info(threads=args.threads, device=dev), "shape": shape,
+        "dtype": "float32", "rounds": args.rounds, "spikes_identical": identical,
         "median_ms": {i: {k: round(v * 1e3, 2) for k, v in d.items()} for i, d in med.items()},
         "min_ms": {i: {k: round(min(v) * 1e3, 2) for k, v in d.items()} for i, d in times.items()},
         "saved_for_backward_mb": {i: saved_for_backward_mb(lambda xi, i=i: lif_multistep(xi, p, 1e-3, i), x)
                                   for i in impls},
-        "speedup_fused_over_norse": {k: round(med["norse"][k] / med["fused"][k], 2)
-                                     for k in ("forward", "forward_backward")},
+        "speedup_over_norse": {i: {k: round(med["norse"][k] / v, 2) for k, v in d.items()} for i, d in med.items()},
     }
+    if dev.startswith("cuda"):
+        result["machine"]["gpu"] = torch.cuda.get_device_name()
     if args.train_rounds > 0:
-        result["cnn3_34_train_step"] = train_steps(args.train_rounds)
+        result["cnn3_34_train_step"] = train_steps(args.train_rounds, impls, dev)
     path = write_json(args.out, result)
     for impl in impls:
         print(f"{impl:6s} forward {result['median_ms'][impl]['forward']:8.1f} ms   forward+backward "
-              f"{result['median_ms'][impl]['forward_backward']:8.1f} ms")
-    print(f"saved for backward (MB): {result['saved_for_backward_mb']}")
-    print(f"fused / norse: x{result['speedup_fused_over_norse']['forward']} forward, "
-          f"x{result['speedup_fused_over_norse']['forward_backward']} forward+backward; spikes identical: "
-          f"{identical} -> {path}")
+              f"{result['median_ms'][impl]['forward_backward']:8.1f} ms   x{result['speedup_over_norse'][impl]}")
+    print(f"saved for backward (MB): {result['saved_for_backward_mb']}; spikes identical: {identical} -> {path}")
     if "cnn3_34_train_step" in result:
         step = result["cnn3_34_train_step"]
-        print(f"cnn3-34 training step {step['input']}: {step['median_ms']} ms, x{step['speedup_fused_over_norse']}")
+        print(f"cnn3-34 training step {step['input']}: {step['median_ms']} ms, x{step['speedup_over_norse']}")
     return 0 if identical else 1
 
 
