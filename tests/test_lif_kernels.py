@@ -175,3 +175,15 @@ def test_triton_needs_cuda_or_the_interpreter(monkeypatch) -> None:
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     with pytest.raises(ValueError, match="CUDA only"):
         resolve_impl("triton", "cpu")
+
+
+def test_the_flag_offers_exactly_the_implementations() -> None:
+    import argparse
+
+    from neuromoco.train.engine.cliargs import add_runtime_args
+    from neuromoco.train.models.lif_kernels import IMPLS
+
+    parser = argparse.ArgumentParser()
+    add_runtime_args(parser)
+    action = next(a for a in parser._actions if a.dest == "lif_impl")
+    assert tuple(action.choices or ()) == IMPLS and action.default == "auto"

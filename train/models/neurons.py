@@ -12,9 +12,9 @@ executor in ``deploy/`` evaluates the same expression in the same order, so spik
 
 The module takes a whole sequence ``[T, N, ...]`` (multi-step mode): the stateless layers around it run on all
 time steps at once, only the neuron's state is sequential. ``LIFConfig.impl`` picks how the sequence is computed
-(:mod:`neuromoco.train.models.lif_kernels`): Norse's step in a loop (the definition), or one fused op with its
-own backward that gives the same spikes bit for bit and the same gradients to rounding; ``auto`` is the
-fastest exact one for the device. :func:`set_lif_impl` sets it on a built model (the train commands'
+(:mod:`neuromoco.train.models.lif_kernels`): Norse's step in a loop (the definition), one fused op with its own
+backward, or Triton kernels on CUDA, which give the same spikes bit for bit and the same gradients to rounding;
+``auto`` is the fastest exact one for the device. :func:`set_lif_impl` sets it on a built model (the train commands'
 ``--lif-impl``); it changes no weight, no state dict and no export.
 """
 
