@@ -14,7 +14,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_cli("deploy", __doc__.splitlines()[0], COMMANDS, argv)
+    return run_cli("deploy", __doc__.splitlines()[0], COMMANDS, argv,
+                   interrupted="interrupted (reports and artefacts are each written whole, once their work is "
+                               "done: none is left half-written)")
 
 
 if __name__ == "__main__":

@@ -44,7 +44,9 @@ def build_parser(prog: str, description: str, commands: Mapping[str, tuple[str, 
 
 
 def run_cli(prog: str, description: str, commands: Mapping[str, tuple[str, str]],
-            argv: Sequence[str] | None = None) -> int:
+            argv: Sequence[str] | None = None, interrupted: str = "interrupted") -> int:
+    """Parse ``argv``, run the chosen command; a :class:`UserError` is one line (exit 2), Ctrl-C prints
+    ``interrupted`` (what the program keeps of the interrupted work; exit 130)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser, _ = build_parser(prog, description, commands, argv)
     args = parser.parse_args(argv)
@@ -58,7 +60,7 @@ def run_cli(prog: str, description: str, commands: Mapping[str, tuple[str, str]]
         print(f"{prog} {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"{prog} {args.command}: interrupted (checkpoints written so far are kept)", file=sys.stderr)
+        print(f"{prog} {args.command}: {interrupted}", file=sys.stderr)
         return 130
     except BrokenPipeError:  # output piped into `head` and the like, which stopped reading: not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush

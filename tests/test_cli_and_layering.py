@@ -117,3 +117,29 @@ def test_no_import_cycles():
         if mod not in state:
             visit(mod, [])
     assert cycles == [], "\n".join(" -> ".join(c) for c in cycles)
+
+
+@pytest.mark.parametrize("prog", ["train", "deploy"])
+def test_ctrl_c_says_what_each_program_keeps(prog, monkeypatch, capsys):
+    """Ctrl-C exits 130 with one line; only `train` speaks of checkpoints (deploy writes none)."""
+    import importlib
+
+    import neuromoco.cli
+
+    cli = importlib.import_module(f"neuromoco.{prog}.cli")
+    command = "models" if prog == "train" else "inspect"
+
+    class Interrupting:
+        @staticmethod
+        def add_arguments(p):
+            p.add_argument("rest", nargs="*")
+
+        @staticmethod
+        def run(args):
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(neuromoco.cli, "load_command", lambda module: Interrupting)
+    assert cli.main([command]) == 130
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"{prog} {command}: interrupted") and "\n" not in err
+    assert ("checkpoints" in err) == (prog == "train") and ("half-written" in err) == (prog == "deploy")

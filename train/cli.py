@@ -22,7 +22,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
 def main(argv: list[str] | None = None) -> int:
     # Norse 1.1 calls torch.jit.script at import; the deprecation notice is noise for our users
     warnings.filterwarnings("ignore", message=".*torch.jit.script.*is deprecated", category=FutureWarning)
-    return run_cli("train", __doc__.splitlines()[0], COMMANDS, argv)
+    return run_cli("train", __doc__.splitlines()[0], COMMANDS, argv,
+                   interrupted="interrupted (checkpoints written so far are kept: --resume continues from the last)")
 
 
 if __name__ == "__main__":
