@@ -165,3 +165,16 @@ def test_limit_below_one_is_refused_naming_the_flag(tmp_path, capsys, command, l
     assert exit_.value.code == 2
     assert f"--limit must be >= 1, got {limit}" in capsys.readouterr().err
     assert not Path(tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("command", ["run", "parity", "profile"])
+@pytest.mark.parametrize("split", ["tset", ",", "train,val"])
+def test_an_unknown_split_is_refused_naming_the_flag(tmp_path, capsys, command, split):
+    """A typo in --split is a usage error before any work (with an .npz dataset it was accepted and recorded)."""
+    model, frames = write_model(tmp_path)
+    target = ["--targets", "reference"] if command == "parity" else ["--target", "reference"]
+    with pytest.raises(SystemExit) as exit_:
+        main([command, str(model), *target, "--dataset", str(frames), "--split", split,
+              "--out", str(tmp_path / "o"), "--no-progress"])
+    assert exit_.value.code == 2
+    assert "argument --split" in capsys.readouterr().err and not Path(tmp_path / "o").exists()

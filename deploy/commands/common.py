@@ -53,10 +53,23 @@ class AtLeastOne(argparse.Action):
         setattr(namespace, self.dest, values)
 
 
+#: the splits every dataset has (``all``: the whole set, where a dataset's recipe is one set)
+SPLITS = ("train", "test", "all")
+
+
+def split_list(text: str) -> str:
+    """``--split``'s value checked: known split names joined with commas (an argparse ``type``)."""
+    names = [s.strip() for s in text.split(",") if s.strip()]
+    unknown = [s for s in names if s not in SPLITS]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(f"{text!r}: splits are {', '.join(SPLITS)} (several joined with commas)")
+    return ",".join(names)
+
+
 def add_sample_arguments(p: argparse.ArgumentParser, *, batch_size: int) -> None:
     """Which samples a command runs: split, limit, batch size."""
-    p.add_argument("--split", default="test", help="dataset split, or several joined with commas (default test; "
-                                                   "e.g. train,test)")
+    p.add_argument("--split", default="test", type=split_list,
+                   help="dataset split, or several joined with commas (default test; e.g. train,test)")
     p.add_argument("--limit", type=int, action=AtLeastOne, help="use only the first N samples")
     p.add_argument("--batch-size", type=int, default=batch_size,
                    help=f"samples per runner call (default {batch_size}; for Lava one batch is one Lava run)")
