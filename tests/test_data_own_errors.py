@@ -25,7 +25,18 @@ def _ev(t, x=None, y=None) -> np.ndarray:
 
 
 def _no_folder(root: Path) -> tuple[Path, str]:
-    return root / "nowhere", "does not exist"
+    return root / "nowhere", "dataset folder"
+
+
+def _missing_file(root: Path) -> tuple[Path, str]:
+    """A recording file given as --dataset is named a file, not a folder."""
+    return root / "rec01.npy", "dataset file"
+
+
+def _a_file(root: Path) -> tuple[Path, str]:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "rec02.npy").write_bytes(b"")
+    return root / "rec02.npy", "is a file, not a folder"
 
 
 def _no_class_folders(root: Path) -> tuple[Path, str]:
@@ -79,8 +90,8 @@ def _outside(root: Path) -> tuple[Path, str]:
     return folder / "digit0" / "wide.npy", "outside the 34x34 sensor"
 
 
-CASES = [_no_folder, _no_class_folders, _class_without_files, _unreadable, _not_structured, _mixed_sensors,
-         _unsorted, _negative, _outside]
+CASES = [_no_folder, _missing_file, _a_file, _no_class_folders, _class_without_files, _unreadable, _not_structured,
+         _mixed_sensors, _unsorted, _negative, _outside]
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.__name__.strip("_") for c in CASES])
@@ -88,7 +99,8 @@ def test_bad_folder_is_one_line_naming_the_file(case, tmp_path, monkeypatch, cap
     named, message = case(tmp_path)
     monkeypatch.setenv("NEUROMOCO_DATA", str(tmp_path / "data"))
     extra = ["--sensor-size", "34,34,2"] if case is _outside else []
-    rc = train_main(["supervised", "--dataset", str(tmp_path / "d" if case is not _no_folder else named),
+    given = named if case in (_no_folder, _missing_file, _a_file) else tmp_path / "d"  # the others build d/
+    rc = train_main(["supervised", "--dataset", str(given),
                      "--model", "cnn3-34", "--epochs", "1", "-T", "4", "--batch-size", "2", "--device", "cpu",
                      "--out", str(tmp_path / "run"), *extra])
     err = capsys.readouterr().err

@@ -110,8 +110,10 @@ def open_folder(name: str, sensor_size: tuple[int, int, int] | list[int] | None 
     if unit not in TIME_UNITS:
         raise UserError(f"--time-unit must be one of {', '.join(TIME_UNITS)}, got {unit!r}")
     if not root.is_dir():
-        raise UserError(f"dataset folder {root} does not exist (--dataset takes a dataset name, tonic:ClassName, "
-                        "or a folder with one sub-folder per class)")
+        what = (f"{root} is a file, not a folder" if root.is_file() else
+                f"dataset {'file' if root.suffix else 'folder'} {root} does not exist")
+        raise UserError(f"{what} (--dataset takes a dataset name, tonic:ClassName, or a folder with one sub-folder "
+                        "per class; deploy commands also take a frames .npz file)")
     subs = {d.name.lower(): d for d in _class_folders(root)}
     if all(s in subs for s in SPLIT_FOLDERS):
         classes, train = _listing(subs["train"], None)
