@@ -42,6 +42,7 @@ from neuromoco.deploy.graph import (
     pool_geometry,
     structure,
 )
+from neuromoco.deploy.graph.shapes import check_frames_shape
 from neuromoco.deploy.nodes import NEURON_TYPES, NODES, facts, handler
 from neuromoco.deploy.result import RunResult
 from neuromoco.deploy.semantics import DiscreteNeuron, discretize, euler_gain
@@ -340,9 +341,7 @@ class ReferenceExecutor:
             raise UserError(f"frames must be [T, B, ...], got shape {tuple(x.shape)}")
         want = self.input_shape
         if tuple(x.shape[2:]) != tuple(want):
-            if int(np.prod(x.shape[2:])) != int(np.prod(want)):
-                raise UserError(f"frames of shape {list(x.shape[2:])} per step do not fit the graph's input "
-                                f"{list(want)}")
+            check_frames_shape(tuple(x.shape[2:]), want)
             x = x.reshape(x.shape[0], x.shape[1], *want)
         return x.to(device=self.device, dtype=self.dtype)
 

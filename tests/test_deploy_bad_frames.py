@@ -67,3 +67,36 @@ def test_shape_mismatch_with_a_card_names_the_card(model, tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"the frames of {small} are [T, *input_shape] = [12, 2, 8, 8]" in err
     assert f"the model card {model.with_suffix('.card.json')} expects [12, 2, 16, 16]" in err
+
+
+def test_a_card_with_the_input_axes_swapped_is_refused(model, capsys):
+    """Same element count, other layout: the card's [16, 16, 2] for the graph's [2, 16, 16] is not read as it."""
+    import json
+
+    card_path = model.with_suffix(".card.json")
+    card = json.loads(card_path.read_text())
+    card["input_shape"] = [16, 16, 2]
+    card_path.write_text(json.dumps(card))
+    assert main(["inspect", str(model)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "[2, 16, 16]" in err and "[16, 16, 2]" in err and "another order" in err
+
+
+@pytest.mark.parametrize("target", ["reference", "reference-fixed", "onnx"])
+def test_transposed_frames_are_refused_and_flat_ones_accepted(model, target):
+    """Frames [T, B, 16, 16, 2] for an input [2, 16, 16] are refused naming both shapes (every executor); the
+    same frames flattened to [T, B, 512] run and equal the shaped ones."""
+    from neuromoco.deploy.card import ModelCard
+    from neuromoco.deploy.graph import load_graph
+    from neuromoco.deploy.targets import get_target
+    from neuromoco.errors import UserError
+
+    card = ModelCard.load(model.with_suffix(".card.json"))
+    graph = load_graph(model, input_shape=card.input_shape)
+    t, options = get_target(target)
+    runner = t.runner(graph, card, options)
+    frames = np.random.default_rng(1).poisson(0.3, (4, 3, 2, 16, 16)).astype("float32")
+    with pytest.raises(UserError, match=r"\[16, 16, 2\] per step do not fit .*\[2, 16, 16\].*another order"):
+        runner.run(np.ascontiguousarray(frames.transpose(0, 1, 3, 4, 2)))
+    shaped, flat = runner.run(frames), runner.run(frames.reshape(4, 3, -1))
+    assert np.array_equal(shaped.output, flat.output)

@@ -162,14 +162,39 @@ def node_io_shapes(graph: nir.NIRGraph, input_shape: list[int] | None = None,
     return {n: shapes[n] for n in graph.nodes}
 
 
+def _same_input(declared: Shape, given: Shape) -> bool:
+    """Whether two statements of the input shape agree: equal once leading size-1 (batch) dimensions are dropped,
+    or one of them the other flattened. Equal element counts alone are not enough: ``[20, 20, 2]`` read as
+    ``[2, 20, 20]`` would scramble every frame without a word."""
+    def core(s: Shape) -> Shape:
+        s = tuple(s)
+        while len(s) > 1 and s[0] == 1:
+            s = s[1:]
+        return s
+
+    a, b = core(declared), core(given)
+    return a == b or ((len(a) == 1 or len(b) == 1) and math.prod(a) == math.prod(b))
+
+
+def check_frames_shape(per_step: Shape, want: Shape, what: str = "the graph's input") -> None:
+    """Refuse, naming both shapes, frames whose per-step shape is not ``want`` (up to flattening or a leading
+    size-1 dimension, :func:`_same_input`): equal element counts in another layout are refused, not reshaped."""
+    got, want = tuple(int(v) for v in per_step), tuple(int(v) for v in want)
+    if got != want and not _same_input(want, got):
+        hint = " (the same sizes in another order: frames are [T, B, C, H, W], channels first)" \
+            if sorted(got) == sorted(want) else ""
+        raise UserError(f"frames of shape {list(got)} per step do not fit {what} {list(want)}{hint}")
+
+
 def _input_shape(inp: nir.Input, name: str, card_shape: list[int] | None, source: str) -> Shape:
     """The Input node's shape, or the model card's where the node declares none (they must agree)."""
     declared = _declared_input(inp)
     if card_shape is not None:
         card = tuple(int(v) for v in card_shape)
-        if declared is not None and declared != card and math.prod(declared) != math.prod(card):
-            raise UserError(f"the Input node {name!r} has shape {list(declared)}, {source} says "
-                            f"{list(card)}")
+        if declared is not None and not _same_input(declared, card):
+            raise UserError(f"the Input node {name!r} has shape {list(declared)}, {source} says {list(card)}"
+                            + (" (the same sizes in another order: channels first is NIR's layout, [C, H, W])"
+                               if sorted(declared) == sorted(card) else ""))
         declared = declared if declared is not None else card
     if declared is None:
         raise UserError(f"the Input node {name!r} has no shape; give the input shape in the model card")

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from neuromoco.deploy.graph.shapes import check_frames_shape
 from neuromoco.deploy.loihi.kernel import Kernel
 from neuromoco.errors import UserError
 
@@ -198,9 +199,7 @@ class LavaPlan:
         x = np.asarray(frames)
         if x.ndim < 2:
             raise UserError(f"frames must be [T, B, ...], got shape {list(x.shape)}")
-        if int(np.prod(x.shape[2:])) != self.input_size:
-            raise UserError(f"frames of shape {list(x.shape[2:])} per step do not fit the network's input "
-                            f"{list(self.input_shape)}")
+        check_frames_shape(tuple(x.shape[2:]), tuple(self.input_shape), "the network's input")
         return x.reshape(*x.shape[:2], self.input_size)
 
     def fixed_payload(self, x: np.ndarray) -> np.ndarray:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from neuromoco.deploy.graph.shapes import check_frames_shape
 from neuromoco.deploy.result import RunResult
 from neuromoco.deploy.targets.onnx.spec import StepSpec
 from neuromoco.errors import UserError
@@ -90,9 +91,7 @@ class OnnxRunner:
             raise UserError(f"frames must be [T, B, ...], got shape {list(frames.shape)}")
         want = list(self.spec.input_shape)
         if list(frames.shape[2:]) != want:
-            if int(np.prod(frames.shape[2:])) != int(np.prod(want)):
-                raise UserError(f"frames of shape [T, B, {', '.join(map(str, frames.shape[2:]))}] do not fit "
-                                f"the graph's input {want}")
+            check_frames_shape(tuple(frames.shape[2:]), tuple(want))
             frames = frames.reshape(*frames.shape[:2], *want)
         return np.ascontiguousarray(frames)
 
