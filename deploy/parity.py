@@ -112,6 +112,10 @@ class ParityAccumulator:
         self.sample_mismatch: list[np.ndarray] = []
         self.mismatch_basis = "spikes"
         self.raster = _Worst()
+        #: per side, the first sample's output and whether every sample so far gave exactly it (a constant or
+        #: silent output layer: its predictions say nothing, whatever the agreement)
+        self.first_output: dict[str, np.ndarray] = {}
+        self.constant_output: dict[str, bool] = {"reference": True, "target": True}
 
     # ------------------------------------------------------------------ accumulation
     def update(self, ref: RunResult, tgt: RunResult, labels: np.ndarray | None = None) -> None:
@@ -126,6 +130,8 @@ class ParityAccumulator:
         if missing:
             raise ValueError(f"target reports no spike counts for layer(s) {', '.join(missing)}")
         self.steps = T
+        for side, res in (("reference", ref), ("target", tgt)):
+            self._track_constant(side, np.asarray(res.output))
         self.ref_pred.append(ref.predictions)
         self.tgt_pred.append(tgt.predictions)
         if labels is not None:
@@ -146,6 +152,26 @@ class ParityAccumulator:
         if have_spikes:
             self._keep_worst(mism, ref, tgt)
         self.n += B
+
+    def _track_constant(self, side: str, output: np.ndarray) -> None:
+        """Whether ``side``'s outputs ``[T, B, ...]`` are still the same for every sample."""
+        if not output.size or not self.constant_output[side]:
+            return
+        first = self.first_output.setdefault(side, output[:, 0].copy())
+        self.constant_output[side] = bool(np.all(output == first[:, None]))
+
+    def degenerate(self) -> list[str]:
+        """One sentence per side whose output was the same for every sample (more than one compared)."""
+        if self.n < 2:
+            return []
+        out = []
+        for side in ("reference", "target"):
+            if self.constant_output[side] and side in self.first_output:
+                what = ("zero (a silent output layer)" if not np.any(self.first_output[side])
+                        else "the same")
+                out.append(f"the {side}'s output is {what} for every one of the {self.n} samples: it predicts one "
+                           "class whatever the input, so agreement says nothing about the deployment")
+        return out
 
     def _add_layer(self, k: str, ref: RunResult, tgt: RunResult, have_spikes: bool, T: int, B: int) -> np.ndarray:
         """Add layer ``k``'s totals; return its mismatches ``[T, B]`` (spikes if recorded, else |count diff|)."""
@@ -213,6 +239,7 @@ class ParityAccumulator:
         out["mismatched_spikes"] = int(mism.sum())
         out["diverging_samples"] = int((mism.sum(axis=(1, 2)) > 0).sum()) if mism.size else 0
         out["worst_samples"] = first_divergences(mism, layers, self.worst_k)
+        out["degenerate"] = self.degenerate()
         return out
 
     def rates(self) -> tuple[np.ndarray, np.ndarray] | None:

@@ -187,7 +187,10 @@ def _parity_summary(summary: dict[str, Any]) -> list[str]:
                      "samples with any spike mismatch"], rows)
     notes = [f"- {name}: {t['sample_size_note']}" for name, t in summary["targets"].items()
              if t.get("sample_size_note")]
-    return lines + [""] + (["**Sample size:**", "", *notes, ""] if notes else [])
+    degenerate = [f"- {name}: {d}" for name, t in summary["targets"].items()
+                  for d in (t.get("metrics") or {}).get("degenerate", [])]
+    return (lines + [""] + (["**Sample size:**", "", *notes, ""] if notes else [])
+            + (["**Degenerate:**", "", *degenerate, ""] if degenerate else []))
 
 
 def _target_section(out_dir: Path, name: str, t: dict[str, Any], extras: dict[str, Any]) -> list[str]:

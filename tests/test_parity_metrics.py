@@ -153,3 +153,18 @@ def test_too_few_samples_for_the_tolerance_is_said():
     many = {"samples": 400, "agreement": 1.0, "agreement_ci95": list(wilson_interval(400, 400))}
     assert sample_size_note(many, tol) is None
     assert sample_size_note(few, Tolerances(min_agreement=1.0)) is None  # exact targets: no estimate
+
+
+def test_a_silent_or_constant_output_is_flagged_degenerate():
+    """Agreement 1.0 between two outputs that never change says nothing: the result names the side."""
+    rng = np.random.default_rng(3)
+    live = make({"a": (rng.random((T, B, 5)) < 0.5).astype(np.uint8)}, rng.normal(size=(B, 4)))
+    silent = RunResult(np.zeros_like(live.output), live.spike_counts, live.spikes)
+    m = compare(silent, silent)
+    assert m["agreement"] == 1.0 and len(m["degenerate"]) == 2
+    assert "reference's output is zero (a silent output layer)" in m["degenerate"][0]
+    constant = RunResult(np.broadcast_to(live.output[:, :1], live.output.shape).copy(), live.spike_counts,
+                         live.spikes)
+    m = compare(live, constant)
+    assert len(m["degenerate"]) == 1 and m["degenerate"][0].startswith("the target's output is the same")
+    assert compare(live, live)["degenerate"] == []

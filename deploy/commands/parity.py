@@ -317,3 +317,5 @@ def _print_entries(entries: dict[str, dict[str, Any]]) -> None:
             print(f"  outside tolerance: {v}")
         if e.get("sample_size_note"):
             print(f"  note: {e['sample_size_note']}")
+        for d in m.get("degenerate", []):
+            print(f"  DEGENERATE: {d}")
