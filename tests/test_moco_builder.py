@@ -117,3 +117,22 @@ def test_projection_head_batchnorm_removes_the_common_direction_of_spike_feature
     assert mean_cosine_between_samples(Projector(512, 512, 128, batch_norm=False)) > 0.5
     assert abs(mean_cosine_between_samples(Projector(512, 512, 128))) < 0.1
     assert Projector(512, 64, 16)(spikes).shape == (4, 32, 16)
+
+
+@pytest.mark.parametrize("bn_splits", [1, 2])
+def test_zero_encoder_features_are_reported_and_warned(bn_splits):
+    """An encoder whose features are all zero (no spike reaches its output) ties every logit: the step reports
+    the fraction of such samples and the epoch line warns (issue 27)."""
+    from neuromoco.train.engine.pretraining import zero_features_warning
+
+    moco = tiny_moco(queue_size=8, bn_splits=bn_splits, shuffle_bn=False)
+    x = torch.randn(3, 4, 1, 2, 2)
+    _, mets = moco(x, x)
+    assert float(mets["zero_features"]) == 0.0
+    with torch.no_grad():
+        moco.encoder_q.backbone.fc.weight.zero_()
+        moco.encoder_q.backbone.fc.bias.zero_()
+    _, mets = moco(x, x)
+    assert float(mets["zero_features"]) == 1.0
+    assert "features were zero for every sample" in zero_features_warning({"zero_features": 1.0})
+    assert zero_features_warning({"zero_features": 0.5}) == ""

@@ -60,6 +60,16 @@ def scheduled_momentum(base: float, step: int, total_steps: int, schedule: str =
     return 1.0 - (1.0 - base) * (math.cos(math.pi * frac) + 1.0) / 2.0
 
 
+def zero_features_warning(summary: dict[str, Any]) -> str:
+    """A warning for the epoch line when the encoder's features were zero for every sample (tied zero logits make
+    the contrastive accuracy look perfect); empty otherwise."""
+    if summary.get("zero_features", 0.0) < 1.0:
+        return ""
+    return ("  warning: the encoder's features were zero for every sample (no spike reached its output), so the "
+            "contrastive accuracy and similarity mean nothing: check the frames (--time-steps, --downsample) "
+            "and the model")
+
+
 def falling_epochs(values: list[float | None]) -> int:
     """How many epochs in a row, up to the last, ``values`` fell (each strictly below the one before)."""
     n = 0
@@ -194,7 +204,7 @@ class PretrainTraining:
         if summary.get("collapse_warning") and fall is not None:
             line += (f"  warning: positive similarity has fallen {summary['pos_sim_falling_epochs']} epochs in a row "
                      f"({fall[0]:.3f} -> {fall[1]:.3f}), the collapse signal (docs/training.md)")
-        return line
+        return line + zero_features_warning(summary)
 
     def metrics(self) -> dict[str, Any]:
         return {"history": self.run.history}

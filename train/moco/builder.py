@@ -63,13 +63,20 @@ class ProjectedEncoder(nn.Module):
         self.backbone = backbone
         self.projector = projector
         self.splits = int(splits)
+        #: the last forward's fraction of samples whose backbone features were all zero (no spike reached the
+        #: encoder's output: the contrastive figures then say nothing)
+        self.zero_features = torch.zeros(())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [T,B,C,H,W] -> [T,B,out]
-        if self.splits <= 1:
-            return self.projector(self.backbone(x))
-        if x.shape[1] % self.splits:
+        if self.splits > 1 and x.shape[1] % self.splits:
             raise ValueError(f"batch of {x.shape[1]} does not split into {self.splits} BatchNorm groups")
-        return torch.cat([self.projector(self.backbone(c)) for c in x.chunk(self.splits, dim=1)], dim=1)
+        outs, zero = [], []
+        for chunk in (x.chunk(self.splits, dim=1) if self.splits > 1 else (x,)):
+            h = self.backbone(chunk)
+            zero.append(h.detach().flatten(2).abs().sum(dim=(0, 2)) == 0)
+            outs.append(self.projector(h))
+        self.zero_features = torch.cat(zero).float().mean()
+        return outs[0] if len(outs) == 1 else torch.cat(outs, dim=1)
 
 
 class MoCo(nn.Module):
@@ -159,4 +166,4 @@ class MoCo(nn.Module):
         with torch.no_grad():
             acc = (logits.argmax(-1) == 0).float().mean()
             pos = logits[:, 0].mean() * self.criterion.temperature
-        return loss, {"acc": acc, "pos_sim": pos}
+        return loss, {"acc": acc, "pos_sim": pos, "zero_features": self.encoder_q.zero_features}
