@@ -4,6 +4,7 @@ against an explicit enumeration of every synapse."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import nir
 import numpy as np
@@ -186,11 +187,30 @@ def test_energy_model_table_and_extension(tmp_path):
         select_models(table, ["nope"])
 
 
-def test_the_walk_is_computed_once_per_graph_and_input_shape():
-    """The energy profile and NeuroBench's counter share one walk of a graph (its fan-out computed once)."""
+def test_deploy_profile_walks_the_graph_once(tmp_path, monkeypatch):
+    """`deploy profile` makes one walk of the graph (its fan-out) and hands it to the energy profile and to
+    NeuroBench's counter, which would otherwise each make their own."""
+    import shutil
+
+    from neuromoco.deploy.cli import main
+    from neuromoco.deploy.metrics import neurobench, synops
+    from neuromoco.deploy.metrics import walk as walk_module
+
+    calls = []
+
+    def counted(graph, input_shape=None):
+        calls.append(1)
+        return walk(graph, input_shape)
+
+    for module in (walk_module, neurobench, synops):
+        monkeypatch.setattr(module, "walk", counted)
+    root = Path(__file__).resolve().parents[1] / "nir_models"
+    for suffix in (".nir", ".card.json"):
+        shutil.copy(root / f"neuromoco_tiny_cnn{suffix}", tmp_path / f"m{suffix}")
+    frames = np.random.default_rng(0).poisson(0.3, (4, 10, 2, 16, 16)).astype("float32")  # [N, T, C, H, W]
+    np.savez(tmp_path / "f.npz", frames=frames, labels=np.zeros(4, "int64"))
+    assert main(["profile", str(tmp_path / "m.nir"), "--dataset", str(tmp_path / "f.npz"), "--no-core-map",
+                 "--no-progress", "--out", str(tmp_path / "p")]) == 0
+    assert len(calls) == 1
     g = tiny_graph()
-    first = walk(g, [1, 4, 4])
-    assert walk(g, [1, 4, 4]) is first
-    assert [x.name for x in first.layers] == [x.name for x in synaptic_layers(g, [1, 4, 4])]
-    other = tiny_graph()
-    assert walk(other, [1, 4, 4]) is not first
+    assert [x.name for x in walk(g, [1, 4, 4]).layers] == [x.name for x in synaptic_layers(g, [1, 4, 4])]

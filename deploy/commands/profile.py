@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from neuromoco.deploy.metrics.activity import Activity
     from neuromoco.deploy.metrics.core_map import CoreMapping
     from neuromoco.deploy.metrics.neurobench import NeuroBenchCounter
+    from neuromoco.deploy.metrics.walk import Walk
     from neuromoco.deploy.targets.base import Runner
 
 from neuromoco.deploy.commands.common import (
@@ -74,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
     from neuromoco.deploy.metrics.energy_models import energy, load_energy_models, select_models
     from neuromoco.deploy.metrics.neurobench import neurobench_metrics
     from neuromoco.deploy.metrics.synops import profile
+    from neuromoco.deploy.metrics.walk import walk
     from neuromoco.deploy.parity import parse_names
     from neuromoco.deploy.report import write_energy_report
     from neuromoco.deploy.targets import REFERENCE, TARGETS
@@ -96,8 +98,9 @@ def run(args: argparse.Namespace) -> int:
     except Exception as err:  # noqa: BLE001 - any build failure becomes one clear line
         raise UserError(f"target {args.target} could not be built: {type(err).__name__}: {err}") from None
 
-    activity, counter, mapping, correct = _measure(args, graph, card, runner, frames, labels)
-    prof = profile(graph, activity, card.input_shape)
+    graph_walk = walk(graph, card.input_shape)  # one walk of the graph for the energy profile and NeuroBench
+    activity, counter, mapping, correct = _measure(args, graph, card, runner, frames, labels, graph_walk)
+    prof = profile(graph, activity, card.input_shape, graph_walk)
     data = {
         "model": str(args.model), "target": args.target, "options": options.as_dict(),
         "dataset": args.dataset or card.dataset.get("name", ""), "split": args.split,
@@ -115,14 +118,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _measure(args: argparse.Namespace, graph: nir.NIRGraph, card: ModelCard, runner: Runner, frames: np.ndarray,
-             labels: np.ndarray) -> tuple[Activity, NeuroBenchCounter, CoreMapping | None, int]:
+             labels: np.ndarray, graph_walk: Walk) -> tuple[Activity, NeuroBenchCounter, CoreMapping | None, int]:
     """Run every batch once, feeding the activity, NeuroBench and core-map counters; and count correct answers."""
     from neuromoco.deploy.metrics.activity import Activity
     from neuromoco.deploy.metrics.core_map import CoreMapping
     from neuromoco.deploy.metrics.neurobench import NeuroBenchCounter
 
     activity = Activity()
-    counter = NeuroBenchCounter(graph, card.input_shape)
+    counter = NeuroBenchCounter(graph, card.input_shape, graph_walk)
     mapping = None if args.no_core_map else CoreMapping.build(graph, card)
     correct = 0
     bar = progress_bar(len(frames), f"profile ({args.target})", not args.no_progress, [args.target])

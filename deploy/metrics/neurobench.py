@@ -32,7 +32,7 @@ import nir
 import numpy as np
 
 from neuromoco.deploy.metrics.footprint import connection_sparsity, footprint, precision_of
-from neuromoco.deploy.metrics.walk import walk
+from neuromoco.deploy.metrics.walk import Walk, walk
 from neuromoco.deploy.nodes import node_is
 from neuromoco.deploy.result import RunResult
 
@@ -59,11 +59,12 @@ class NeuroBenchCounter:
     AC / MAC decision per call matches NeuroBench's when both see the same batches.
     """
 
-    def __init__(self, graph: nir.NIRGraph, input_shape: list[int] | None = None) -> None:
+    def __init__(self, graph: nir.NIRGraph, input_shape: list[int] | None = None, graph_walk: Walk | None = None
+                 ) -> None:
         from neuromoco.deploy.reference_executor import stateless_kernel
 
         self.graph = graph
-        w = walk(graph, input_shape)
+        w = graph_walk if graph_walk is not None else walk(graph, input_shape)
         io = w.io_shapes
         self.shapes = w.shapes
         self.inputs: dict[str, list[tuple[str, tuple[str, ...]]]] = {}  # weighted node -> (source, path)

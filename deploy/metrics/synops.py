@@ -20,20 +20,22 @@ from typing import Any
 import nir
 
 from neuromoco.deploy.metrics.activity import Activity
-from neuromoco.deploy.metrics.walk import SynapticLayer, walk
+from neuromoco.deploy.metrics.walk import SynapticLayer, Walk, walk
 from neuromoco.deploy.nodes import node_is
 from neuromoco.errors import UserError
 
 
-def profile(graph: nir.NIRGraph, activity: Activity, input_shape: Sequence[int] | None = None) -> dict[str, Any]:
-    """Synaptic operations, neuron updates, spikes and ANN MACs per inference, per layer and in total."""
+def profile(graph: nir.NIRGraph, activity: Activity, input_shape: Sequence[int] | None = None,
+            graph_walk: Walk | None = None) -> dict[str, Any]:
+    """Synaptic operations, neuron updates, spikes and ANN MACs per inference, per layer and in total (over
+    ``graph_walk`` where the caller has made it already)."""
     if activity.samples == 0:
         raise ValueError("no samples profiled")
     n = activity.samples
     input_names = [k for k, v in graph.nodes.items() if node_is(v, role="input")]
     if input_shape is None and activity.input_positions is not None:
         input_shape = activity.input_positions.shape
-    w = walk(graph, input_shape)
+    w = graph_walk if graph_walk is not None else walk(graph, input_shape)
     sizes = w.neuron_sizes(graph)
     notes: list[str] = []
     rows = _layer_rows(w.layers, activity, sizes, input_names, notes)

@@ -10,8 +10,8 @@ padding (padded taps reach nothing), stride, dilation and groups; for a chain of
 paths. A node is *counted* (has synapses and dense MACs) when it is a connection that does more than reshape; its
 dense MACs are output elements x taps per output (padding taps included), as frameworks count them.
 
-The walk depends on the graph's structure and shapes only, so :func:`walk` computes it once per graph and input
-shape: ``deploy profile`` asks for it from the energy profile and from the NeuroBench counter.
+The walk depends on the graph's structure and shapes only: ``deploy profile`` computes it once and gives it to the
+energy profile and to the NeuroBench counter.
 """
 
 from __future__ import annotations
@@ -162,20 +162,10 @@ def neuron_sizes(graph: nir.NIRGraph, shapes: dict[str, Shape]) -> dict[str, int
     return {name: int(np.prod(shapes[name])) for name, node in graph.nodes.items() if node_is(node, role="neuron")}
 
 
-_last: tuple[nir.NIRGraph, tuple[Any, ...], Walk] | None = None  # the latest walk, and the graph it walked
-
-
 def walk(graph: nir.NIRGraph, input_shape: Sequence[int] | None = None) -> Walk:
-    """The walk of ``graph`` (see the module docstring); the same graph object, nodes, edges and input shape as the
-    previous call give the previous walk, so that the energy profile and NeuroBench's counter share one."""
-    global _last
-    key = (tuple(input_shape) if input_shape is not None else None,
-           tuple((k, id(v)) for k, v in graph.nodes.items()), tuple(map(tuple, graph.edges)))
-    if _last is not None and _last[0] is graph and _last[1] == key:
-        return _last[2]
+    """The walk of ``graph`` (see the module docstring). ``deploy profile`` makes it once and hands it to the
+    energy profile and to NeuroBench's counter."""
     from neuromoco.deploy.graph import node_io_shapes
 
     io = node_io_shapes(graph, list(input_shape) if input_shape is not None else None)
-    result = Walk(io, synaptic_layers(graph, input_shape, io))
-    _last = (graph, key, result)
-    return result
+    return Walk(io, synaptic_layers(graph, input_shape, io))
