@@ -459,5 +459,9 @@ def plot_core_load(path: Path, m: dict[str, Any]) -> str:
     axes[1].set_xlabel("mean synaptic ops per time step")
     axes[1].set_ylabel("cores")
     axes[1].set_title(f"Core-load histogram ({len(cores)} cores)")
+    from matplotlib.ticker import MaxNLocator
+
+    axes[0].xaxis.set_major_locator(MaxNLocator(integer=True))  # core numbers
+    axes[1].yaxis.set_major_locator(MaxNLocator(integer=True))  # core counts
     fig.subplots_adjust(wspace=0.3)
     return _save(fig, path)

@@ -374,3 +374,18 @@ def test_sew_resnet18_at_128_maps_fast_without_expansion():
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert peak < 48 * 2**20  # measured 27 MiB: per-neuron synapse counts, kernel masks, tile patterns
+
+
+def test_the_core_plot_counts_cores_in_whole_numbers(tmp_path, monkeypatch):
+    """cores.png: core numbers and core counts get integer ticks (it once labelled core 2.5)."""
+    from neuromoco.deploy import report
+
+    figs = []
+    monkeypatch.setattr(report, "_save", lambda fig, path: figs.append(fig) or str(path))
+    cores = [{"synops_per_step_mean": float(m), "synops_per_step_max": 2.0 * m, "layer": "lif1" if i < 9 else "ro"}
+             for i, m in enumerate([5, 9, 1, 7, 7, 3, 8, 2, 4, 6, 5, 1, 9, 3, 2, 8, 6])]
+    report.plot_core_load(tmp_path / "cores.png", {"cores": cores})
+    core_axis, histogram = figs[0].axes[:2]
+    figs[0].canvas.draw()
+    for ticks in (core_axis.get_xticks(), histogram.get_yticks()):
+        assert len(ticks) > 1 and all(float(t).is_integer() for t in ticks)
