@@ -27,6 +27,7 @@ from neuromoco.deploy.loihi.compile import compile_graph
 from neuromoco.deploy.parity import compare
 from neuromoco.deploy.targets import get_target
 from neuromoco.deploy.targets.reference import ReferenceOptions, ReferenceRunner
+from neuromoco.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = 256
@@ -130,6 +131,28 @@ def test_a_connection_keeps_exponent_0_where_its_weights_span_64_steps_there():
     assert e == -1 and q.toarray().tolist() == [[200, -6]]
     # 40.3 spans fewer than 64 steps at 0: it keeps its negative exponent (see the test above)
     assert fp.UNSHIFTED_MIN_LEVELS == 64
+
+
+def test_min_weight_exp_0_keeps_every_sum_exact():
+    """``min_weight_exp=0``: the mixed-sign 100.3 above takes exponent 0 (even mantissas 100, -4: no floored
+    shift), a 16-bit residual that would need exponent -1 is left out and says why, and a compiled plan has no
+    negative exponent anywhere; the option is checked."""
+    sigma = np.ones(1)
+    ((q, e),), _ = fp.quantize_conn(sp.csr_matrix(np.array([[100.3, -3.2]])), sigma, min_exp=0)
+    assert e == 0 and q.toarray().tolist() == [[100, -4]]
+    pieces, rep = fp.quantize_conn(sp.csr_matrix(np.array([[100.3, -3.2]])), sigma, parts=2, min_exp=0)
+    assert len(pieces) == 1 and "below min_weight_exp 0" in rep["residual_left_out"]
+    # exponents above 0 are untouched: 600 needs exponent 2 (mantissa 150) either way
+    ((q, e),), _ = fp.quantize_conn(sp.csr_matrix(np.array([[600.0, 8.0]])), sigma, min_exp=0)
+    assert e == 2 and q.toarray().tolist() == [[150, 2]]
+    card = ModelCard.load(ROOT / "nir_models" / "rnn_cubalif.card.json")
+    graph = load_graph(ROOT / "nir_models" / "rnn_cubalif.nir", input_shape=list(card.input_shape))
+    default, exact = (get_target("reference-fixed")[0].compile(graph, card, sign_split=False, min_weight_exp=e)
+                      for e in (-8, 0))
+    for plan, lowest in ((default, -1), (exact, 0)):  # -1: its recurrent connection
+        assert min(c.weight_exp for lay in plan.layers for c in [*lay.conns, *plan.readout.conns]) == lowest
+    with pytest.raises(UserError, match="min_weight_exp must be in -8..0"):
+        get_target("reference-fixed")[0].compile(graph, card, min_weight_exp=1)
 
 
 def test_a_sign_split_plan_marks_its_inhibitory_process_and_runs_the_same_synapses():

@@ -164,7 +164,7 @@ def test_train_export_of_a_qat_checkpoint_projects_onto_the_grid(runs, tmp_path)
         if hasattr(node, "weight"):
             np.testing.assert_array_equal(np.asarray(again.nodes[name].weight), np.asarray(node.weight), err_msg=name)
     assert json.loads((out / "model_card.json").read_text())["extra"]["qat"]["deploy_options"] == \
-        ["scale=neuron", "weight_bits=8", "sign_split=false"]
+        ["scale=neuron", "weight_bits=8", "sign_split=false", "min_weight_exp=0"]
 
 
 def test_a_qat_export_lifts_thresholds_off_the_grid_without_changing_the_plans_integers(runs, tmp_path):

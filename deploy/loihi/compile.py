@@ -24,6 +24,7 @@ import scipy.sparse as sp
 from neuromoco.deploy.card import ModelCard
 from neuromoco.deploy.graph import check_graph, node_io_shapes, normalize_graph, structure
 from neuromoco.deploy.loihi.compose import Biases, Maps, as_matrix, compose, identity_source
+from neuromoco.deploy.loihi.constants import WEIGHT_EXP_MIN
 from neuromoco.deploy.loihi.fixed_point import check_fixed_point, quantize_plan
 from neuromoco.deploy.loihi.kernel import Kernel
 from neuromoco.deploy.loihi.layout import Layout, check_mappable, layout
@@ -37,7 +38,7 @@ from neuromoco.errors import UserError
 def compile_graph(graph: nir.NIRGraph, dt: float | None, *, precision: str = "float",
                   input_shape: list[int] | None = None, input_scale: float = 1.0,
                   input_max: float = 15.0, per_neuron_scale: bool = True, weight_bits: int = 8,
-                  sign_split: bool = False) -> LavaPlan:
+                  sign_split: bool = False, min_weight_exp: int = WEIGHT_EXP_MIN) -> LavaPlan:
     """Check ``graph`` and turn it into a :class:`LavaPlan` (``precision`` ``"float"`` or ``"fixed"``).
 
     Raises :class:`UserError` naming the node for anything Lava cannot run.
@@ -60,7 +61,8 @@ def compile_graph(graph: nir.NIRGraph, dt: float | None, *, precision: str = "fl
                     input_scale=float(input_scale), input_max=float(input_max))
     if precision == "fixed":
         check_fixed_point(plan)
-        quantize_plan(plan, per_neuron=per_neuron_scale, weight_bits=int(weight_bits), sign_split=bool(sign_split))
+        quantize_plan(plan, per_neuron=per_neuron_scale, weight_bits=int(weight_bits), sign_split=bool(sign_split),
+                      min_weight_exp=int(min_weight_exp))
     set_delays(plan, lay)
     plan.report = report(plan)
     return plan
@@ -68,13 +70,13 @@ def compile_graph(graph: nir.NIRGraph, dt: float | None, *, precision: str = "fl
 
 def compile_card(graph: nir.NIRGraph, card: ModelCard, *, precision: str, scale: str = "neuron",
                  weight_bits: int = 8, sign_split: bool = False, input_scale: float = 1.0,
-                 input_max: float = 15.0) -> LavaPlan:
+                 input_max: float = 15.0, min_weight_exp: int = WEIGHT_EXP_MIN) -> LavaPlan:
     """:func:`compile_graph` with dt and the input shape from the model card, and the plan options by name
     (``scale``: ``"neuron"`` or ``"layer"``) as the Lava and ``reference-fixed`` targets declare them."""
     return compile_graph(graph, card.dt, precision=precision,
                          input_shape=list(card.input_shape) if card.input_shape else None,
                          input_scale=input_scale, input_max=input_max, per_neuron_scale=scale == "neuron",
-                         weight_bits=weight_bits, sign_split=sign_split)
+                         weight_bits=weight_bits, sign_split=sign_split, min_weight_exp=min_weight_exp)
 
 
 def set_delays(plan: LavaPlan, lay: Layout) -> None:

@@ -23,6 +23,10 @@ VTH_MAX = (1 << 17) - 1
 #: 8-bit weight mantissas: mixed-sign weights lose their lowest bit (even values in [-256, 254])
 MANT_MIXED = 254
 MANT_SINGLE = 255
+#: weight exponents a synapse process takes (4-bit signed); a negative one shifts the synapse's sum down
+#: (``>>``, flooring towards minus infinity)
+WEIGHT_EXP_MIN = -8
+WEIGHT_EXP_MAX = 7
 #: bias: 13-bit signed mantissa, 3-bit exponent
 BIAS_MANT_MAX = 4095
 BIAS_EXP_MAX = 7

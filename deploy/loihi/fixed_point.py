@@ -25,7 +25,7 @@ no scale can map exactly (a decay off the 12-bit grid, a residual synapse left o
 from __future__ import annotations
 
 import math
-from typing import Any, TypeAlias, cast
+from typing import Any, NamedTuple, TypeAlias, cast
 
 import numpy as np
 import scipy.sparse as sp
@@ -39,6 +39,7 @@ from neuromoco.deploy.loihi.constants import (
     MANT_SINGLE,
     STATE_MAX,
     VTH_MAX,
+    WEIGHT_EXP_MIN,
 )
 from neuromoco.deploy.loihi.kernel import Kernel
 from neuromoco.deploy.loihi.plan import Conn, LavaPlan, Layer
@@ -76,8 +77,17 @@ def check_fixed_point(plan: LavaPlan) -> None:
                             "Loihi's unsigned threshold")
 
 
+class WeightGrid(NamedTuple):
+    """How every connection's weights are cut into 8-bit pieces (the plan options ``weight_bits``,
+    ``sign_split`` and ``min_weight_exp``)."""
+
+    parts: int  # pieces per weight: 1 (8-bit) or 2 (16-bit)
+    sign_split: bool  # mixed-sign connections as an excitatory and an inhibitory process
+    min_exp: int  # the lowest weight exponent (0: no down-shifted, floored sums)
+
+
 def quantize_plan(plan: LavaPlan, per_neuron: bool = True, weight_bits: int = 8,
-                  sign_split: bool = False) -> None:
+                  sign_split: bool = False, min_weight_exp: int = WEIGHT_EXP_MIN) -> None:
     """Turn a float plan into Loihi 2 fixed point in place, recording the error of every quantity.
 
     ``per_neuron``: every neuron gets its own scale (its threshold mantissa absorbs it), so every row of
@@ -85,14 +95,18 @@ def quantize_plan(plan: LavaPlan, per_neuron: bool = True, weight_bits: int = 8,
     per layer, which keeps Lava's own ``LIFReset`` (one threshold per process) usable.
     ``weight_bits``: 8 (Loihi's synapse) or 16 (every weight split over two 8-bit synapses where the second
     one pays, see :data:`RESIDUAL_MIN_STEP`). ``sign_split``: mixed-sign connections as an excitatory and an
-    inhibitory process (see the module docstring).
+    inhibitory process (see the module docstring). ``min_weight_exp``: the lowest weight exponent a connection
+    may take; 0 keeps every synaptic sum exact (a negative exponent's sum is shifted down, flooring it), the
+    grid quantization-aware training records.
     """
     if weight_bits not in (8, 16):
         raise UserError(f"Lava fixed-point weight_bits must be 8 or 16, not {weight_bits!r}")
-    parts = (weight_bits // 8, bool(sign_split))
+    if not WEIGHT_EXP_MIN <= min_weight_exp <= 0:
+        raise UserError(f"Lava fixed-point min_weight_exp must be in {WEIGHT_EXP_MIN}..0, not {min_weight_exp!r}")
+    grid = WeightGrid(weight_bits // 8, bool(sign_split), int(min_weight_exp))
     for lay in plan.layers:
-        _quantize_layer(lay, plan, per_neuron, parts)
-    plan.report = {"readout": _quantize_readout(plan, per_neuron, parts)}
+        _quantize_layer(lay, plan, per_neuron, grid)
+    plan.report = {"readout": _quantize_readout(plan, per_neuron, grid)}
 
 
 def _graded_input_scaled(conns: list[Conn], plan: LavaPlan) -> None:
@@ -104,7 +118,7 @@ def _graded_input_scaled(conns: list[Conn], plan: LavaPlan) -> None:
             c.matrix = sp.csr_matrix(c.held_matrix() / plan.input_scale)
 
 
-def _quantize_layer(lay: Layer, plan: LavaPlan, per_neuron: bool, parts: tuple[int, bool]) -> None:
+def _quantize_layer(lay: Layer, plan: LavaPlan, per_neuron: bool, grid: WeightGrid) -> None:
     _graded_input_scaled(lay.conns, plan)
     vth = lay.vth if lay.spiking else None
     step_input = row_bound(lay.conns, plan, lay.size) + np.abs(lay.b0) + np.abs(lay.b1)
@@ -112,7 +126,7 @@ def _quantize_layer(lay: Layer, plan: LavaPlan, per_neuron: bool, parts: tuple[i
     sigma = channel_uniform(scales(row_max(lay.conns, lay.size), vth, bound, per_neuron), lay.conns)
     lay.scale = sigma
     rep: dict[str, Any] = {"scale_min": float(sigma.min()), "scale_max": float(sigma.max()), "connections": {}}
-    lay.conns = _quantized_conns(lay.conns, sigma, parts, rep)
+    lay.conns = _quantized_conns(lay.conns, sigma, grid, rep)
     unit = float(1 << ACT_SHIFT) * sigma  # integer v units per volt
     du_i = np.clip(np.round(lay.du * DECAY_UNITY) - 1, 0, DECAY_UNITY - 1)
     dv_i = np.clip(np.round(lay.dv * DECAY_UNITY), 0, DECAY_UNITY - 1)
@@ -166,7 +180,7 @@ def decay_note(what: str, real: np.ndarray, q: np.ndarray, tau: str) -> str | No
             f"12-bit decays cannot hold it")
 
 
-def _quantize_readout(plan: LavaPlan, per_neuron: bool, parts: tuple[int, bool]) -> dict[str, Any]:
+def _quantize_readout(plan: LavaPlan, per_neuron: bool, grid: WeightGrid) -> dict[str, Any]:
     ro = plan.readout
     if not ro.conns:
         return {"direct": ro.direct}
@@ -174,7 +188,7 @@ def _quantize_readout(plan: LavaPlan, per_neuron: bool, parts: tuple[int, bool])
     ro.scale = channel_uniform(scales(row_max(ro.conns, ro.size), None, np.zeros(ro.size), per_neuron), ro.conns)
     rep: dict[str, Any] = {"scale_min": float(ro.scale.min()), "scale_max": float(ro.scale.max()),
                            "connections": {}}
-    ro.conns = _quantized_conns(ro.conns, ro.scale, parts, rep)
+    ro.conns = _quantized_conns(ro.conns, ro.scale, grid, rep)
     return rep
 
 
@@ -196,8 +210,8 @@ def weight_exponent(max_abs: float, mixed: bool) -> int:
     return math.ceil(math.log2(max_abs / top) - 1e-9)  # a last-bit excess is not a new bit
 
 
-def split_weights(real: Any, parts: int = 1, fixed: list[tuple[int, bool]] | None = None
-                  ) -> tuple[Any, list[tuple[Any, int, bool]]]:
+def split_weights(real: Any, parts: int = 1, fixed: list[tuple[int, bool]] | None = None,
+                  min_exp: int = WEIGHT_EXP_MIN) -> tuple[Any, list[tuple[Any, int, bool]]]:
     """The Loihi weight grid: ``real`` (weights times their row's scale, numpy or torch) as the sum of at most
     ``parts`` pieces ``mant * 2**exp`` (8-bit mantissas, :func:`mantissa`); each piece rounds what the pieces
     before it left. Returns ``(total, [(mant, exp, mixed), ...])``.
@@ -207,6 +221,8 @@ def split_weights(real: Any, parts: int = 1, fixed: list[tuple[int, bool]] | Non
     first piece takes exponent 0 rather than a negative one where that leaves its largest weight
     :data:`UNSHIFTED_MIN_LEVELS` grid steps, and a residual piece with a negative exponent is left out unless
     the piece before it has a grid step of at least :data:`RESIDUAL_MIN_STEP` units (:func:`residual_pays`).
+    No chosen piece goes below ``min_exp`` (0: every sum exact, no down-shift; a residual that would need a
+    lower exponent is left out).
     """
     pieces: list[tuple[Any, int, bool]] = []
     total = None
@@ -217,8 +233,9 @@ def split_weights(real: Any, parts: int = 1, fixed: list[tuple[int, bool]] | Non
                 break
             mixed = bool(rest.min() < 0 < rest.max())
             exp = weight_exponent(float(abs(rest).max()), mixed)
-            if pieces and not residual_pays(pieces[-1][1], pieces[-1][2], exp):
+            if pieces and (exp < min_exp or not residual_pays(pieces[-1][1], pieces[-1][2], exp)):
                 break
+            exp = max(exp, min_exp)
             if not pieces and exp < 0 and float(abs(rest).max()) >= UNSHIFTED_MIN_LEVELS * (2 if mixed else 1):
                 exp = 0  # enough levels without the down-shift's bias (see UNSHIFTED_MIN_LEVELS)
         else:
@@ -269,8 +286,8 @@ class _Entries:
         return int(np.count_nonzero(self.values))
 
 
-def quantize_conn(m: Weights, sigma: np.ndarray, parts: int = 1, sign_split: bool = False
-                  ) -> tuple[list[tuple[Weights, int]], dict[str, Any]]:
+def quantize_conn(m: Weights, sigma: np.ndarray, parts: int = 1, sign_split: bool = False,
+                  min_exp: int = WEIGHT_EXP_MIN) -> tuple[list[tuple[Weights, int]], dict[str, Any]]:
     """Integer mantissas and exponents of ``diag(sigma) @ m`` (``m`` a matrix, or a kernel whose rows share
     their channel's scale): 8-bit, one exponent per connection.
 
@@ -279,7 +296,8 @@ def quantize_conn(m: Weights, sigma: np.ndarray, parts: int = 1, sign_split: boo
     weight precision at twice the synapses. ``sign_split``: a mixed-sign ``m`` becomes its positive and its
     negative weights, each quantized on its own (single-sign: all 8 bits, its own exponent). Returns
     ``[(mantissas, exponent), ...]`` (the positive part's pieces first) and the error report of their sum
-    (over the stored weights: a matrix's synapses, a kernel's taps).
+    (over the stored weights: a matrix's synapses, a kernel's taps). ``min_exp``: the lowest exponent a
+    piece may take (:func:`split_weights`).
     """
     m = m if isinstance(m, Kernel) else sp.csr_matrix(m)
     e = _Entries(m, sigma)
@@ -287,7 +305,7 @@ def quantize_conn(m: Weights, sigma: np.ndarray, parts: int = 1, sign_split: boo
         halves: list[list[tuple[Weights, int]]] = []
         reps: list[dict[str, Any]] = []
         for part in (np.maximum(e.values, 0), np.minimum(e.values, 0)):
-            half, r = quantize_conn(e.rebuild(part), sigma, parts)
+            half, r = quantize_conn(e.rebuild(part), sigma, parts, min_exp=min_exp)
             halves.append(half)
             reps.append(r)
         if isinstance(m, Kernel):  # the same taps in every piece
@@ -317,7 +335,7 @@ def quantize_conn(m: Weights, sigma: np.ndarray, parts: int = 1, sign_split: boo
     if not e.stored or not np.any(real):
         return [(e.rebuild(np.zeros_like(e.values)), 0)], {"sign_mode": "null"}
     out: list[tuple[Weights, int]] = []
-    total, pieces = split_weights(real, parts)
+    total, pieces = split_weights(real, parts, min_exp=min_exp)
     modes, exps, mants = [], [], []
     for mant, exp, mixed in pieces:
         out.append((e.rebuild(mant), exp))
@@ -337,21 +355,22 @@ def quantize_conn(m: Weights, sigma: np.ndarray, parts: int = 1, sign_split: boo
         rest = real - total
         rest_exp = weight_exponent(float(np.abs(rest).max()), bool(rest.min() < 0 < rest.max()))
         step = 2.0 ** exps[0] * (2 if modes[0] == "mixed" else 1)
-        rep["residual_left_out"] = (f"it would need exponent {rest_exp}, whose down-shift biases the current by up "
+        rep["residual_left_out"] = (f"it would need exponent {rest_exp}, below min_weight_exp {min_exp}"
+                                    if rest_exp < min_exp else
+                                    f"it would need exponent {rest_exp}, whose down-shift biases the current by up "
                                     f"to -1 unit per step, and the first synapse's step is only {step:g} units")
     return out, rep
 
 
-def _quantized_conns(conns: list[Conn], sigma: np.ndarray, parts: tuple[int, bool], rep: dict[str, Any]
+def _quantized_conns(conns: list[Conn], sigma: np.ndarray, grid: WeightGrid, rep: dict[str, Any]
                      ) -> list[Conn]:
     """Every connection as its 8-bit piece(s); their error reports go into ``rep["connections"]``.
 
     The pieces after the first are marked: ``residual_of`` (a 16-bit weight's second synapse) or
     ``sign_part_of`` (the inhibitory process of a sign-split connection; its own residual is ``residual_of``)."""
-    n_parts, sign_split = parts
     out = []
     for c in conns:
-        pieces, report = quantize_conn(c.weights, sigma, n_parts, sign_split)
+        pieces, report = quantize_conn(c.weights, sigma, grid.parts, grid.sign_split, grid.min_exp)
         key = c.source + (" (recurrent)" if c.recurrent else "")
         rep["connections"][key] = report
         if "residual_left_out" in report:

@@ -65,9 +65,7 @@ def _compile(model: SpikingClassifier, weighted: list[Weighted], config: QATConf
     for w, wf in zip(weighted_layers(probe, input_shape, dt), clipped, strict=True):
         unfold_weight(w.layer, w.bn, wf)
     graph = to_nir(probe.deploy_modules(), input_shape, dt)
-    plan = compile_graph(graph, dt, precision="fixed", input_shape=input_shape,
-                         input_scale=config.input_scale, input_max=config.input_max,
-                         per_neuron_scale=config.scale == "neuron", weight_bits=config.weight_bits)
+    plan = compile_graph(graph, dt, precision="fixed", input_shape=input_shape, **config.plan_options())
     return graph, plan
 
 

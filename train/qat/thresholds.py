@@ -33,10 +33,7 @@ def lift_thresholds(graph: nir.NIRGraph, config: QATConfig, input_shape: list[in
     from neuromoco.deploy.loihi.compile import compile_graph
 
     def plan_of(g: nir.NIRGraph) -> Any:
-        return compile_graph(g, dt, precision="fixed", input_shape=input_shape,
-                             input_scale=config.input_scale, input_max=config.input_max,
-                             per_neuron_scale=config.scale == "neuron", weight_bits=config.weight_bits,
-                             sign_split=False)
+        return compile_graph(g, dt, precision="fixed", input_shape=input_shape, **config.plan_options())
 
     before = plan_of(graph)
     thresholds: dict[str, np.ndarray] = {}

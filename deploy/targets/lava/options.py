@@ -21,6 +21,9 @@ class LavaOptions(TargetOptions):
     sign_split: bool = option(
         True, "fixed point: mixed-sign connections as an excitatory and an inhibitory process (8-bit magnitudes "
         "instead of 7, the same synapses); 0: one mixed-sign process, the grid quantization-aware training uses")
+    min_weight_exp: int = option(
+        -8, "fixed point: the lowest weight exponent (-8..0); a negative one buys weight bits but Lava floors its "
+        "shifted sum, 0 keeps every sum exact (what quantization-aware training records)")
     input_scale: float = option(1.0, "fixed point: graded input is sent as round(x * input_scale)")
     input_max: float = option(15.0, "fixed point: the largest input value the per-layer scales must not overflow on")
     tile: int | Literal["auto"] = option(

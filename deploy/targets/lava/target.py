@@ -41,7 +41,8 @@ class LavaTarget(Target):
         opts, _ = self.resolve(options, None, dict(values))
         return compile_card(graph, card, precision=opts.precision or "float", scale=opts.scale,
                             weight_bits=opts.weight_bits, sign_split=opts.sign_split,
-                            input_scale=opts.input_scale, input_max=opts.input_max)
+                            min_weight_exp=opts.min_weight_exp, input_scale=opts.input_scale,
+                            input_max=opts.input_max)
 
     def write(self, graph: nir.NIRGraph, card: ModelCard, out_dir: Path, options: LavaOptions,
               context: RunContext) -> Path:

@@ -1,9 +1,9 @@
 """Options of the ``reference-fixed`` target (declared once: ``-o KEY=VALUE`` is parsed against this class).
 
-The plan options (``scale``, ``weight_bits``, ``sign_split``, ``input_scale``, ``input_max``) are the Lava target's own
-fields, with the same defaults and meanings, so that ``reference-fixed`` and ``lava-fixed`` given the same
-``-o`` values compile the same plan. Precision is always fixed. Opening an exported plan uses the values
-the plan was written with (as ``lava-fixed`` does).
+The plan options (``scale``, ``weight_bits``, ``sign_split``, ``min_weight_exp``, ``input_scale``,
+``input_max``) are the Lava target's own fields, with the same defaults and meanings, so that
+``reference-fixed`` and ``lava-fixed`` given the same ``-o`` values compile the same plan. Precision is always
+fixed. Opening an exported plan uses the values the plan was written with (as ``lava-fixed`` does).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ class ReferenceFixedOptions(TargetOptions):
     scale: Literal["neuron", "layer"] = _same("scale")  # type: ignore[assignment]
     weight_bits: Literal[8, 16] = _same("weight_bits")  # type: ignore[assignment]
     sign_split: bool = _same("sign_split")  # type: ignore[assignment]
+    min_weight_exp: int = _same("min_weight_exp")  # type: ignore[assignment]
     input_scale: float = _same("input_scale")  # type: ignore[assignment]
     input_max: float = _same("input_max")  # type: ignore[assignment]
     batch_size: int = option(256, "samples per batch of integer arithmetic (memory: T * batch * neurons)")
@@ -38,4 +39,5 @@ class ReferenceFixedOptions(TargetOptions):
     def lava_options(self) -> LavaOptions:
         """The Lava target's options that compile the same plan (``lava-fixed`` with these values)."""
         return LavaOptions(precision="fixed", scale=self.scale, weight_bits=self.weight_bits,
-                           sign_split=self.sign_split, input_scale=self.input_scale, input_max=self.input_max)
+                           sign_split=self.sign_split, min_weight_exp=self.min_weight_exp,
+                           input_scale=self.input_scale, input_max=self.input_max)

@@ -58,7 +58,8 @@ class ReferenceFixedTarget(Target):
         """The fixed-point plan for ``graph`` (the one ``lava-fixed`` compiles with the same options)."""
         opts, _ = self.resolve(options, None, dict(values))
         return compile_card(graph, card, precision="fixed", scale=opts.scale, weight_bits=opts.weight_bits,
-                            sign_split=opts.sign_split, input_scale=opts.input_scale, input_max=opts.input_max)
+                            sign_split=opts.sign_split, min_weight_exp=opts.min_weight_exp,
+                            input_scale=opts.input_scale, input_max=opts.input_max)
 
     def write(self, graph: nir.NIRGraph, card: ModelCard, out_dir: Path, options: ReferenceFixedOptions,
               context: RunContext) -> Path:
