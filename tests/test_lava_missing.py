@@ -44,6 +44,7 @@ def _assert_install_hint(err: UserError, names: str) -> None:
     msg = str(err)
     assert "\n" not in msg, msg
     assert names in msg and "`make install`" in msg and PIP in msg, msg
+    assert msg.index(PIP) < msg.index("`make install`"), "the pip command comes first: a wheel user has no Makefile"
 
 
 def test_building_or_loading_without_lava_says_how_to_install(monkeypatch, tmp_path):

@@ -172,3 +172,19 @@ def test_keep_float_default_option_forms_and_errors(tmp_path):
         assert quantized == {"conv1", "conv2", "fc1", "fc2"} - set(kept)
     with pytest.raises(UserError, match="keep_float names no node of the graph: nope"):
         TARGET.export(g, card, tmp_path / "bad", quantize="int8", calibration=calib, keep_float="nope")
+
+
+def test_quantizing_prints_no_preprocessing_advice(tmp_path, capfd, caplog):
+    """onnxruntime logs "Please consider pre-processing before quantization" twice per model; it is dropped
+    (the step graph is not pre-processed on purpose) and other root warnings still pass afterwards."""
+    import logging
+
+    g, dt, frames = convnet(B=2, T=3)
+    card = ModelCard(input_shape=list(frames.shape[2:]), time_steps=3, dt=dt)
+    with caplog.at_level(logging.WARNING):
+        path = TARGET.export(g, card, tmp_path, quantize="int8", calibration=np.swapaxes(frames, 0, 1))
+        logging.getLogger().warning("a later warning")
+    assert path.exists()
+    out, err = capfd.readouterr()
+    assert "pre-processing" not in out + err + caplog.text, out + err + caplog.text
+    assert "a later warning" in caplog.text

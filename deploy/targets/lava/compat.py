@@ -32,8 +32,9 @@ from types import ModuleType
 
 from neuromoco.errors import UserError
 
-INSTALL = ("run `make install`, or `pip install --no-deps --ignore-requires-python lava-nc==0.10.0 lava-dl==0.6.0` "
-           "plus its runtime needs (asteval, networkx, numpy, scipy: this project's dependencies)")
+INSTALL = ("install it with `pip install --no-deps --ignore-requires-python lava-nc==0.10.0 lava-dl==0.6.0` "
+           "(its runtime needs, asteval, networkx, numpy and scipy, are this project's dependencies); "
+           "in a source checkout, `make install` does the same")
 
 _lock = threading.Lock()
 _applied = False

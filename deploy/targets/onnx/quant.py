@@ -9,6 +9,9 @@ only the current a neuron receives carries the int8 error. Calibration: :mod:`.c
 
 from __future__ import annotations
 
+import contextlib
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -149,11 +152,44 @@ def _quantize_static(fp32_path: str | Path, out: Path, reader: ReplayReader, syn
         def rewind(self) -> None:
             reader.rewind()
 
-    quantize_static(str(fp32_path), str(out), _Reader(), quant_format=QuantFormat.QDQ,
-                    op_types_to_quantize=QUANTIZED_OPS, nodes_to_quantize=synapses or None,
-                    nodes_to_exclude=exclude, per_channel=per_channel, activation_type=QuantType.QUInt8,
-                    weight_type=QuantType.QInt8, calibrate_method=methods[calibrate_method],
-                    extra_options=extra)
+    with _without_preprocessing_hint():
+        quantize_static(str(fp32_path), str(out), _Reader(), quant_format=QuantFormat.QDQ,
+                        op_types_to_quantize=QUANTIZED_OPS, nodes_to_quantize=synapses or None,
+                        nodes_to_exclude=exclude, per_channel=per_channel, activation_type=QuantType.QUInt8,
+                        weight_type=QuantType.QInt8, calibrate_method=methods[calibrate_method],
+                        extra_options=extra)
+
+
+class _PreprocessingHint(logging.Filter):
+    """Drops onnxruntime's "Please consider (to run) pre-processing before quantization" records."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        return not (msg.startswith("Please consider") and "pre-processing before quantization" in msg)
+
+
+@contextlib.contextmanager
+def _without_preprocessing_hint() -> Iterator[None]:
+    """Within the block, onnxruntime's advice to pre-process the model is not logged.
+
+    ``quantize_static`` logs it twice on the root logger for any model without onnxruntime's pre-processing
+    mark. That pre-processing (``quant_pre_process``: shape inference and graph optimisation) is not run: the
+    step graph is built here with every shape known, and optimisation can fuse and rename the nodes that
+    ``nodes_to_quantize`` and the step spec name. A NullHandler keeps ``logging.warning`` from configuring the
+    root logger (``basicConfig``) as a side effect while the filter is in place; both are removed afterwards.
+    """
+    root = logging.getLogger()
+    hint, null = _PreprocessingHint(), logging.NullHandler()
+    add_null = not root.handlers
+    root.addFilter(hint)
+    if add_null:
+        root.addHandler(null)
+    try:
+        yield
+    finally:
+        root.removeFilter(hint)
+        if add_null:
+            root.removeHandler(null)
 
 
 def _quantized_nodes(model: Any) -> list[str]:
