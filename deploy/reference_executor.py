@@ -42,7 +42,7 @@ from neuromoco.deploy.graph import (
     pool_geometry,
     structure,
 )
-from neuromoco.deploy.graph.shapes import check_frames_shape
+from neuromoco.deploy.graph.shapes import check_frames_shape, check_time_axis
 from neuromoco.deploy.nodes import NEURON_TYPES, NODES, facts, handler
 from neuromoco.deploy.result import RunResult
 from neuromoco.deploy.semantics import DiscreteNeuron, discretize, euler_gain
@@ -296,11 +296,13 @@ class ReferenceExecutor:
     neurons). ``record_spikes`` keeps the full 0/1 spike record of every spiking node in the result;
     ``record_states`` keeps every neuron's state per step in :attr:`states` after :meth:`run`
     (``{node: {"v": [T, B, *shape], "v_pre": voltage before reset, "i": current}}``, numpy).
+    ``time_steps`` (the model card's T, where known) refuses frames given as ``[N, T, ...]``
+    (:func:`~neuromoco.deploy.graph.shapes.check_time_axis`).
     """
 
     def __init__(self, graph: nir.NIRGraph, dt: float | None, device: str | torch.device = "cpu",
                  dtype: torch.dtype = torch.float32, record_spikes: bool = False, record_states: bool = False,
-                 input_shape: list[int] | None = None) -> None:
+                 input_shape: list[int] | None = None, time_steps: int | None = None) -> None:
         if dtype not in (torch.float32, torch.float64):
             raise UserError(f"the reference runs in float32 or float64, not {dtype}")
         self.graph = normalize_graph(graph)
@@ -310,6 +312,7 @@ class ReferenceExecutor:
         self.dtype = dtype
         self.record_spikes = record_spikes
         self.record_states = record_states
+        self.time_steps = time_steps
         self.structure = structure(self.graph)
         self.io_shapes = node_io_shapes(self.graph, input_shape)
         self.input_shape = self.io_shapes[self.structure.input][1]
@@ -339,6 +342,7 @@ class ReferenceExecutor:
         x = torch.as_tensor(frames) if not isinstance(frames, torch.Tensor) else frames
         if x.dim() < 2:
             raise UserError(f"frames must be [T, B, ...], got shape {tuple(x.shape)}")
+        check_time_axis(tuple(x.shape), self.time_steps)
         want = self.input_shape
         if tuple(x.shape[2:]) != tuple(want):
             check_frames_shape(tuple(x.shape[2:]), want)

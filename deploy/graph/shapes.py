@@ -186,6 +186,20 @@ def check_frames_shape(per_step: Shape, want: Shape, what: str = "the graph's in
         raise UserError(f"frames of shape {list(got)} per step do not fit {what} {list(want)}{hint}")
 
 
+def check_time_axis(shape: Shape, time_steps: int | None) -> None:
+    """Refuse frames whose first two axes look swapped: ``[N, T, ...]`` (the ``.npz`` layout) given where the
+    runners take ``[T, B, ...]``, seen as a first axis that is not the model card's ``time_steps`` while the
+    second is. Nothing is checked without ``time_steps``; a first axis of another T alone is allowed (a graph
+    may run for more or fewer steps than it was trained with)."""
+    if time_steps is None or len(shape) < 2:
+        return
+    got, t = [int(v) for v in shape], int(time_steps)
+    if got[0] != t and got[1] == t:
+        raise UserError(f"frames of shape {got} look like [N, T, ...] (samples first, as in a frames .npz), but "
+                        f"runners take [T, B, *input_shape] = {[t, got[0], *got[2:]]} for the model card's T = {t}: "
+                        "swap the first two axes (frames.swapaxes(0, 1))")
+
+
 def _input_shape(inp: nir.Input, name: str, card_shape: list[int] | None, source: str) -> Shape:
     """The Input node's shape, or the model card's where the node declares none (they must agree)."""
     declared = _declared_input(inp)

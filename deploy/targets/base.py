@@ -20,7 +20,7 @@ from typing import Any, ClassVar, Protocol
 import nir
 import numpy as np
 
-from neuromoco.deploy.card import ModelCard
+from neuromoco.deploy.card import CARD_NAME, ModelCard
 from neuromoco.deploy.result import RunResult
 from neuromoco.deploy.targets.options import RunContext, TargetOptions, split_values
 
@@ -81,6 +81,16 @@ class Target:
         raise NotImplementedError
 
     def build(self, graph: nir.NIRGraph, card: ModelCard, options: Any, context: RunContext) -> Runner:
-        """Default: export to a temporary folder and open it (the folder is gone once the runner is open)."""
+        """Default: export to a temporary folder with the card beside the artefact, as ``deploy export`` leaves it,
+        and open it (the folder is gone once the runner is open)."""
         with tempfile.TemporaryDirectory(prefix=f"neuromoco-{self.name}-") as tmp:
+            card.save(Path(tmp) / CARD_NAME)
             return self.open(self.write(graph, card, Path(tmp), options, context), options, context)
+
+
+def time_steps_beside(artefact: Path) -> int | None:
+    """T of the model card beside an artefact (``deploy export`` copies it there), None where there is none: what
+    a runner opened from a file checks its frames' time axis against (:func:`~neuromoco.deploy.graph.shapes.
+    check_time_axis`)."""
+    path = ModelCard.beside(artefact)
+    return ModelCard.load(path).time_steps if path.is_file() else None

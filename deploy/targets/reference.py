@@ -40,7 +40,8 @@ class ReferenceRunner:
         self.card = card
         dtype = torch.float64 if options.dtype == "float64" else torch.float32
         self.executor = ReferenceExecutor(graph, card.dt, device=options.device, dtype=dtype,
-                                          record_spikes=options.record_spikes, input_shape=card.input_shape)
+                                          record_spikes=options.record_spikes, input_shape=card.input_shape,
+                                          time_steps=card.time_steps)
 
     def run(self, frames: np.ndarray) -> RunResult:
         return self.executor.run(frames)

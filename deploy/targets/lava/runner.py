@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from neuromoco.deploy.graph.shapes import check_time_axis
 from neuromoco.deploy.loihi.plan import LavaPlan
 from neuromoco.deploy.result import RunResult
 from neuromoco.deploy.targets.lava.compat import import_lava
@@ -45,11 +46,12 @@ class LavaRunner:
     network's block-diagonal matrices cost more to build and ship to the Lava processes than they save,
     and a kernel's neurons still hold state per sample); ``samples_per_run``: at most this many samples per Lava run
     (default: all samples given to :meth:`run`); ``record_spikes``: keep the full 0/1 spike record of
-    every spiking layer (memory ``T * B * neurons`` bytes).
+    every spiking layer (memory ``T * B * neurons`` bytes); ``time_steps``: the model card's T, where known, to
+    refuse frames given as ``[N, T, ...]`` (:func:`~neuromoco.deploy.graph.shapes.check_time_axis`).
     """
 
     def __init__(self, plan: LavaPlan, tile: int | str = "auto", samples_per_run: int | None = None,
-                 record_spikes: bool = False) -> None:
+                 record_spikes: bool = False, time_steps: int | None = None) -> None:
         import_lava()  # without Lava: a one-line error saying how to install it, before any work
         self.plan = plan
         if tile in (None, "auto"):
@@ -63,12 +65,14 @@ class LavaRunner:
             raise UserError(f"Lava tile must be a number of samples or 'auto', not {tile!r}") from None
         self.samples_per_run = None if samples_per_run is None else max(1, int(samples_per_run))
         self.record_spikes = bool(record_spikes)
+        self.time_steps = time_steps
         self.select_tag = "floating_pt" if plan.precision == "float" else "fixed_pt"
         self.last_run: dict[str, Any] = {}
 
     # ------------------------------------------------------------------------------------------- API
 
     def run(self, frames: np.ndarray) -> RunResult:
+        check_time_axis(np.shape(frames), self.time_steps)
         x = self.plan.flat_frames(frames)
         B = x.shape[1]
         per = self.samples_per_run or B

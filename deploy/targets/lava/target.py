@@ -22,7 +22,7 @@ from neuromoco.deploy.loihi.plan_io import (
     plan_summary,
     write_plan_folder,
 )
-from neuromoco.deploy.targets.base import Target
+from neuromoco.deploy.targets.base import Target, time_steps_beside
 from neuromoco.deploy.targets.lava.options import LavaOptions
 from neuromoco.deploy.targets.lava.runner import LavaRunner
 from neuromoco.deploy.targets.options import RunContext
@@ -58,7 +58,7 @@ class LavaTarget(Target):
                             f"with --target lava-{plan.precision}, or export again with --precision "
                             f"{options.precision}")
         return LavaRunner(plan, tile=options.tile, samples_per_run=options.samples_per_run,
-                          record_spikes=options.record_spikes)
+                          record_spikes=options.record_spikes, time_steps=time_steps_beside(artefact))
 
     def summary(self, artefact: Path) -> list[str]:
         """The layers, delays, processes and (fixed point) weight errors of an exported network."""

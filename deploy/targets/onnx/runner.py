@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from neuromoco.deploy.graph.shapes import check_frames_shape
+from neuromoco.deploy.graph.shapes import check_frames_shape, check_time_axis
 from neuromoco.deploy.result import RunResult
 from neuromoco.deploy.targets.onnx.spec import StepSpec
 from neuromoco.errors import UserError
@@ -43,15 +43,18 @@ class OnnxRunner:
 
     ``workdir``: a temporary folder holding the model file (as :meth:`OnnxTarget.runner` exports it) that
     the runner owns: it lives as long as the runner and is removed with it (or by :meth:`close`).
+    ``time_steps``: the model card's T, where known, to refuse frames given as ``[N, T, ...]``
+    (:func:`~neuromoco.deploy.graph.shapes.check_time_axis`).
     """
 
     def __init__(self, path: str | Path, batch_size: int = 64, progress: bool | None = None,
                  record_spikes: bool = False, threads: int | None = None, optimization: str = "all",
-                 workdir: tempfile.TemporaryDirectory | None = None) -> None:
+                 workdir: tempfile.TemporaryDirectory | None = None, time_steps: int | None = None) -> None:
         import onnx
         import onnxruntime as ort
 
         self.workdir = workdir
+        self.time_steps = time_steps
         self.path = Path(path)
         if not self.path.exists():
             raise UserError(f"ONNX model not found: {self.path}")
@@ -89,6 +92,7 @@ class OnnxRunner:
         frames = np.asarray(frames, dtype=np.float32)
         if frames.ndim < 2:
             raise UserError(f"frames must be [T, B, ...], got shape {list(frames.shape)}")
+        check_time_axis(frames.shape, self.time_steps)
         want = list(self.spec.input_shape)
         if list(frames.shape[2:]) != want:
             check_frames_shape(tuple(frames.shape[2:]), tuple(want))

@@ -13,8 +13,8 @@ from typing import Any
 import nir
 import numpy as np
 
-from neuromoco.deploy.card import ModelCard
-from neuromoco.deploy.targets.base import Target
+from neuromoco.deploy.card import CARD_NAME, ModelCard
+from neuromoco.deploy.targets.base import Target, time_steps_beside
 from neuromoco.deploy.targets.onnx.options import OnnxOptions
 from neuromoco.deploy.targets.options import RunContext
 from neuromoco.errors import UserError
@@ -83,11 +83,14 @@ class OnnxTarget(Target):
                                 + (" -o sequence=true" if options.sequence else ""))
             artefact = artefact / name
         return OnnxRunner(artefact, batch_size=options.batch_size, progress=context.progress or None,
-                          record_spikes=options.record_spikes, threads=options.threads, workdir=workdir)
+                          record_spikes=options.record_spikes, threads=options.threads, workdir=workdir,
+                          time_steps=time_steps_beside(artefact))
 
     def build(self, graph: nir.NIRGraph, card: ModelCard, options: OnnxOptions, context: RunContext) -> Any:
-        """Export to a temporary folder and open it: the runner owns the folder."""
+        """Export to a temporary folder (the card beside, as ``deploy export`` leaves it) and open it: the runner
+        owns the folder."""
         tmp = tempfile.TemporaryDirectory(prefix="neuromoco-onnx-")
+        card.save(Path(tmp.name) / CARD_NAME)
         return self.open(self.write(graph, card, Path(tmp.name), options, context), options, context, workdir=tmp)
 
 

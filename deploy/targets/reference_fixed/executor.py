@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from neuromoco.deploy.graph.shapes import check_time_axis
 from neuromoco.deploy.loihi.plan import LavaPlan, check_delays
 from neuromoco.deploy.result import RunResult
 from neuromoco.deploy.targets.reference_fixed import activation, arith, definition, memory, neurons
@@ -38,11 +39,13 @@ class FixedPointExecutor:
     ``device``: a torch device (CPU or CUDA); ``record_spikes``: keep the full 0/1 record of every spiking
     layer; ``batch_size``: samples per batch (memory grows with ``T * batch_size * neurons``); ``threads``:
     torch's CPU threads during :meth:`run` (0: leave torch's setting; restored afterwards); ``strategy``: the
-    fast kernels allowed (the same integers whichever).
+    fast kernels allowed (the same integers whichever); ``time_steps``: the model card's T, where known, to refuse
+    frames given as ``[N, T, ...]`` (:func:`~neuromoco.deploy.graph.shapes.check_time_axis`).
     """
 
     def __init__(self, plan: LavaPlan, device: str = "cpu", record_spikes: bool = False,
-                 batch_size: int = 256, threads: int = 0, strategy: Strategy = DEFAULT) -> None:
+                 batch_size: int = 256, threads: int = 0, strategy: Strategy = DEFAULT,
+                 time_steps: int | None = None) -> None:
         if plan.precision != "fixed":
             raise UserError(f"reference-fixed runs fixed-point plans; this one is {plan.precision} point "
                             "(export it with --target lava-fixed or reference-fixed)")
@@ -58,6 +61,7 @@ class FixedPointExecutor:
         self.batch_size = max(1, int(batch_size))
         self.threads = max(0, int(threads))
         self.strategy = strategy
+        self.time_steps = time_steps
         shapes = {plan.input_name: tuple(plan.input_shape), **{lay.name: tuple(lay.shape) for lay in plan.layers}}
         self.layers = [FixedLayer.from_plan(lay, self.device, shapes, strategy) for lay in plan.layers]
         self.readout_conns = [FixedConn.from_plan(c, self.device, strategy) for c in plan.readout.conns]
@@ -67,6 +71,7 @@ class FixedPointExecutor:
     # ------------------------------------------------------------------------------------------- API
 
     def run(self, frames: np.ndarray) -> RunResult:
+        check_time_axis(np.shape(frames), self.time_steps)
         x = self.plan.flat_frames(frames)
         T, B = x.shape[:2]
         if not self.strategy.fast:  # the definition itself, every sample at once

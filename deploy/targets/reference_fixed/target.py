@@ -25,7 +25,7 @@ from neuromoco.deploy.loihi.plan_io import (
     write_plan_folder,
 )
 from neuromoco.deploy.result import RunResult
-from neuromoco.deploy.targets.base import Target
+from neuromoco.deploy.targets.base import Target, time_steps_beside
 from neuromoco.deploy.targets.options import RunContext
 from neuromoco.deploy.targets.reference_fixed.options import ReferenceFixedOptions
 from neuromoco.errors import UserError
@@ -34,12 +34,13 @@ from neuromoco.errors import UserError
 class ReferenceFixedRunner:
     """Runs frames ``[T, B, *input_shape]`` through a fixed-point plan in PyTorch (state reset per sample)."""
 
-    def __init__(self, plan: LavaPlan, options: ReferenceFixedOptions) -> None:
+    def __init__(self, plan: LavaPlan, options: ReferenceFixedOptions, time_steps: int | None = None) -> None:
         from neuromoco.deploy.targets.reference_fixed.executor import FixedPointExecutor
 
         self.plan = plan
         self.executor = FixedPointExecutor(plan, device=options.device, record_spikes=options.record_spikes,
-                                           batch_size=options.batch_size, threads=options.threads)
+                                           batch_size=options.batch_size, threads=options.threads,
+                                           time_steps=time_steps)
 
     @property
     def last_run(self) -> dict:
@@ -73,11 +74,11 @@ class ReferenceFixedTarget(Target):
         if plan.precision != "fixed":
             raise UserError(f"{artefact} holds a {plan.precision}-point Lava network; reference-fixed runs "
                             "fixed-point plans (export with --target reference-fixed or lava-fixed)")
-        return ReferenceFixedRunner(plan, options)
+        return ReferenceFixedRunner(plan, options, time_steps_beside(artefact))
 
     def build(self, graph: nir.NIRGraph, card: ModelCard, options: ReferenceFixedOptions,
               context: RunContext) -> ReferenceFixedRunner:
-        return ReferenceFixedRunner(self.compile(graph, card, options), options)
+        return ReferenceFixedRunner(self.compile(graph, card, options), options, card.time_steps)
 
     def summary(self, artefact: Path) -> list[str]:
         return plan_summary(Path(artefact).parent / REPORT_NAME)
