@@ -6,6 +6,10 @@ Runs a graph on a target over a dataset split in batches (a progress bar per bat
 (accuracy, samples, time, per-layer spike totals, the options used). ``MODEL`` may also be a folder
 written by ``deploy export`` (its artefact and model card are used as they are).
 
+``--trace nir|npz`` also records every spiking layer's spikes and writes the run as a trace (``trace.nir``: NIR
+graph data, read by ``nir.read_data``; or ``trace.npz``, see :mod:`neuromoco.deploy.traces`) that
+``deploy parity --targets trace:OUT/trace.nir`` compares like any target.
+
 Each batch is one call of the target's runner; for Lava one batch is one Lava run (samples side by side
 and one after another, state reset between samples), so a larger ``--batch-size`` starts fewer runs.
 """
@@ -15,6 +19,7 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -37,12 +42,15 @@ from neuromoco.errors import UserError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from neuromoco.deploy.targets import TARGETS
+    from neuromoco.deploy.targets import known_names
 
     p.add_argument("model", help="the .nir graph, or a folder written by `deploy export`")
-    p.add_argument("--target", required=True, help=", ".join(TARGETS))
+    p.add_argument("--target", required=True, help=", ".join(known_names()))
     add_sample_arguments(p, batch_size=64)
     p.add_argument("--out", required=True, help="folder for predictions.npz and summary.json")
+    p.add_argument("--trace", choices=["nir", "npz"],
+                   help="also record every spiking layer's spikes and write the run as OUT/trace.nir (NIR graph data) "
+                        "or OUT/trace.npz, for `deploy parity --targets trace:FILE`")
     add_target_flags(p)
     add_shared_arguments(p)
 
@@ -56,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"model not found: {model}")
     card = resolve_card(model, args.card, args.dt, args.dataset)
     values = {**flag_options(args), **parse_option_items(args.option, [args.target])[args.target]}
+    if args.trace:
+        values["record_spikes"] = "true"
     values = with_card_options(card, {args.target: values})[args.target]
     target, options = target_options(args.target, values)
     t_build = time.perf_counter()
@@ -88,6 +98,26 @@ def run(args: argparse.Namespace) -> int:
         "card_accuracy": card.accuracy or None,
     }
     atomic_write_json(out / "summary.json", summary)
+    written = [out / "predictions.npz", out / "summary.json"]
+    if args.trace:
+        written.append(_write_trace(out / f"trace.{args.trace}", result, frames, labels, options, card, args))
     print(f"{args.target}: {len(labels)} samples, accuracy {acc:.4f}, {summary['samples_per_s']:.1f} samples/s; "
-          f"wrote {out / 'predictions.npz'} and {out / 'summary.json'}")
+          f"wrote {', '.join(map(str, written))}")
     return 0
+
+
+def _write_trace(path: Path, result: Any, frames: np.ndarray, labels: np.ndarray, options: Any, card: Any,
+                 args: argparse.Namespace) -> Path:
+    """The run as a trace: its records, the target and options, and per sample its frames' key and label."""
+    from neuromoco.deploy.graph import structure
+    from neuromoco.deploy.traces import Trace, TraceInfo, sample_key, write
+
+    output_node = None
+    if Path(args.model).is_file():
+        from neuromoco.deploy.graph import load_graph
+
+        output_node = structure(load_graph(Path(args.model), input_shape=card.input_shape)).output
+    info = TraceInfo(target=args.target, options=options.as_dict(), model=str(args.model),
+                     dataset=args.dataset or card.dataset.get("name"), split=args.split, dt=card.dt,
+                     output_node=output_node)
+    return write(path, Trace(result, info, labels, [sample_key(f) for f in frames]))

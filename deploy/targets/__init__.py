@@ -5,14 +5,15 @@ Adding a target is one :class:`TargetSpec` entry in :data:`TARGETS`: the module 
 runtime), the option values the name fixes, and the facts the commands act on (its precision, whether parity
 holds it to equality, what it is judged against, the reference dtype, what to prepare before a progress bar).
 ``deploy run``, ``parity`` and ``profile`` and ``hardware_tests/`` read these facts from here and test no
-target by name.
+target by name. A name with an argument, ``PREFIX:ARG`` (:data:`PREFIXED`: ``trace:FILE``, a recorded run), is
+looked up like any other; its spec is made from the argument and never listed among the named targets.
 """
 
 from __future__ import annotations
 
 import importlib
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -69,11 +70,40 @@ class TargetSpec:
         return name, b
 
 
+#: target names with an argument, ``PREFIX:ARG``: what ARG is and the "module:function" that makes the spec from it
+#: (``trace:FILE``: a recorded run, whose facts come from the file)
+PREFIXED: dict[str, tuple[str, str]] = {"trace": ("FILE", "neuromoco.deploy.targets.trace.spec:trace_spec")}
+
+
+class TargetTable(dict[str, TargetSpec]):
+    """The named targets; a ``PREFIX:ARG`` name (:data:`PREFIXED`) is in it too, made on lookup and never listed."""
+
+    def __contains__(self, name: object) -> bool:
+        return super().__contains__(name) or _prefixed(name) is not None
+
+    def __missing__(self, name: str) -> TargetSpec:
+        make = _prefixed(name)
+        if make is None:
+            raise KeyError(name)
+        return make(name.partition(":")[2])
+
+
+def _prefixed(name: object) -> Callable[[str], TargetSpec] | None:
+    """The spec maker of a ``PREFIX:ARG`` name with a known prefix and a non-empty ARG, else None."""
+    if not isinstance(name, str):
+        return None
+    prefix, sep, arg = name.partition(":")
+    if not (sep and arg and prefix in PREFIXED):
+        return None
+    module, _, func = PREFIXED[prefix][1].partition(":")
+    return getattr(importlib.import_module(module), func)
+
+
 _LAVA, _LAVA_OPTS = "neuromoco.deploy.targets.lava", "neuromoco.deploy.targets.lava.options:LavaOptions"
 _LAVA_FACTS: dict[str, Any] = dict(reference_dtype="float64", emulator=REFERENCE,
                                    before_progress="neuromoco.deploy.targets.lava.compat:settle_start_method")
 _ONNX, _ONNX_OPTS = "neuromoco.deploy.targets.onnx", "neuromoco.deploy.targets.onnx.options:OnnxOptions"
-TARGETS: dict[str, TargetSpec] = {
+TARGETS: TargetTable = TargetTable({
     REFERENCE: TargetSpec("neuromoco.deploy.targets.reference",
                           "neuromoco.deploy.targets.reference:ReferenceOptions", {},
                           "the PyTorch reference executor (CPU or CUDA)", exact=True),
@@ -93,13 +123,18 @@ TARGETS: dict[str, TargetSpec] = {
                        precision_when=(("quantize", "int8", "int8"),), exact=True, parity_default=True),
     "onnx-int8": TargetSpec(_ONNX, _ONNX_OPTS, {"quantize": "int8"}, "ONNX step graph on onnxruntime, int8 QDQ",
                             precision="int8", parity_default=True),
-}
+})
 
 
 def spec(name: str) -> TargetSpec:
     if name not in TARGETS:
-        raise UserError(f"unknown target {name!r}; known: {', '.join(TARGETS)}")
+        raise UserError(f"unknown target {name!r}; known: {', '.join(known_names())}")
     return TARGETS[name]
+
+
+def known_names() -> list[str]:
+    """Every target name, with the prefixed forms as ``PREFIX:ARG`` (for messages and ``--help``)."""
+    return [*TARGETS, *(f"{p}:{arg}" for p, (arg, _) in PREFIXED.items())]
 
 
 def exact_targets() -> tuple[str, ...]:
