@@ -1,4 +1,4 @@
-"""`deploy` command line: inspect, export, run, parity, profile."""
+"""`deploy` command line: inspect, export, run, parity, profile, examples."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("neuromoco.deploy.commands.run", "run a NIR graph on a target over a dataset split"),
     "parity": ("neuromoco.deploy.commands.parity", "accuracy and spike parity of targets against the reference"),
     "profile": ("neuromoco.deploy.commands.profile", "synaptic operations, neuron updates and energy per inference"),
+    "examples": ("neuromoco.deploy.commands.examples", "list the example NIR graphs shipped with the package, or copy "
+                                                       "them to a folder"),
 }
 
 

@@ -4,8 +4,9 @@ The wheel is built from the working tree and installed with ``--no-deps`` into a
 dependencies come from the project's own ``.venv`` (torch, norse, and Lava installed the documented way,
 ``pip install --no-deps --ignore-requires-python lava-nc lava-dl``) through a folder of links that
 leaves out the project itself, so nothing of the repository is importable there: the wheel alone must
-carry every module, the package data, the console scripts and the dataset plugin. A second environment
-lacks Lava, as a user's might.
+carry every module, the package data (the example graphs of ``nir_models/`` among them: a pip user's first
+``deploy inspect`` runs on one), the console scripts and the dataset plugin. A second environment lacks Lava,
+as a user's might.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def _fresh_env(where: Path, wheel: Path, deps: Path) -> Path:
 def wheel(tmp_path_factory) -> Path:
     """A wheel built from a copy of the source folders (a stale build/ in the checkout cannot leak in)."""
     src = tmp_path_factory.mktemp("src")
-    for name in ("pyproject.toml", "README.md", "neuromoco", "train", "deploy"):
+    for name in ("pyproject.toml", "README.md", "neuromoco", "train", "deploy", "nir_models"):
         path = ROOT / name
         if path.is_dir():
             shutil.copytree(path, src / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
@@ -94,19 +95,31 @@ def test_wheel_has_one_top_level_name(wheel):
     assert roots == {"neuromoco"}
     assert top in (None, ["neuromoco"])
     assert "neuromoco/deploy/energy_models.json" in names
+    shipped = {p.name for p in (ROOT / "nir_models").glob("*.nir")} | {
+        p.name for p in (ROOT / "nir_models").glob("*.card.json")}
+    assert len(shipped) >= 20 and {f"neuromoco/examples/{n}" for n in shipped} <= set(names)
 
 
 def test_installed_wheel_runs_outside_the_repository(wheel, tmp_path):
     bin_dir = _fresh_env(tmp_path / "env", wheel, _link_dependencies(tmp_path / "deps", lava=True))
     work = tmp_path / "work"
     work.mkdir()
-    for suffix in (".nir", ".card.json"):
-        (work / f"model{suffix}").write_bytes((ROOT / "nir_models" / f"sinabs_cnn{suffix}").read_bytes())
     (work / "train.py").write_text("raise SystemExit('the user\\'s own train.py was imported')\n")
     frames = _frames(work / "frames.npz")
 
     r = _run(bin_dir, "deploy", "--help", cwd=work)
-    assert r.returncode == 0 and "parity" in r.stdout, r.stderr
+    assert r.returncode == 0 and "parity" in r.stdout and "examples" in r.stdout, r.stderr
+    # the quickstart of a pip user: list the shipped graphs, copy one out, inspect it
+    r = _run(bin_dir, "deploy", "examples", cwd=work)
+    assert r.returncode == 0 and "sinabs_cnn" in r.stdout and "neuromoco_embedded_cnn3" in r.stdout, r.stderr
+    assert "site-packages" in r.stdout and str(ROOT) not in r.stdout, r.stdout
+    r = _run(bin_dir, "deploy", "examples", "sinabs_cnn", "--copy", "ex", cwd=work)
+    assert r.returncode == 0, r.stderr
+    r = _run(bin_dir, "deploy", "inspect", "ex/sinabs_cnn.nir", cwd=work)
+    assert r.returncode == 0 and "1542 spiking neurons" in r.stdout and "model card (ex/sinabs_cnn.card.json)" in \
+        r.stdout, r.stdout + r.stderr
+    for suffix in (".nir", ".card.json"):
+        (work / f"model{suffix}").write_bytes((work / "ex" / f"sinabs_cnn{suffix}").read_bytes())
     r = _run(bin_dir, "train", "models", cwd=work)
     assert r.returncode == 0 and "deployable" in r.stdout.lower(), r.stderr
     for target in ("reference", "lava-float"):
