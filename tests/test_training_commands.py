@@ -165,17 +165,19 @@ def test_class_balanced_label_fraction_is_seeded():
 
 
 def test_no_progress_turns_every_bar_off(pretrained, tmp_path, monkeypatch, capsys):
-    """``--no-progress`` on each command that draws bars (train loops, features, test passes, eval), as deploy's."""
-    from neuromoco.train.engine import loops
+    """``--no-progress`` on each command that draws bars (train loops, features, test passes, eval), as deploy's;
+    stderr is made a terminal here, where the bars draw (elsewhere progress is lines: test_training_progress.py)."""
+    from neuromoco.train.engine import progress
 
     seen: list[object] = []
-    real = loops.tqdm
+    real = progress.tqdm
 
     def recording(*a, **kw):
         seen.append(kw.get("disable"))
         return real(*a, **kw)
 
-    monkeypatch.setattr(loops, "tqdm", recording)
+    monkeypatch.setattr(progress, "tqdm", recording)
+    monkeypatch.setattr(progress, "stderr_is_terminal", lambda: True)
     runs = {"pretrain": ["--dataset", "synth-cmd", "-T", "3", "--queue-size", "16"],
             "finetune": ["--pretrained", str(pretrained), "--head-warmup-epochs", "1", "--no-export"],
             "linear": ["--pretrained", str(pretrained), "--no-export"],
@@ -185,12 +187,12 @@ def test_no_progress_turns_every_bar_off(pretrained, tmp_path, monkeypatch, caps
             seen.clear()
             out = tmp_path / f"{command}{len(flag)}"
             assert main([command, *extra, "--epochs", "1", "--out", str(out), *COMMON, *flag]) == 0
-            assert seen and all(d is (True if flag else None) for d in seen), (command, flag, seen)
+            assert seen and all(d is bool(flag) for d in seen), (command, flag, seen)
     ckpt = str(tmp_path / "supervised0" / "last.pt")
     for flag in ([], ["--no-progress"]):
         seen.clear()
         assert main(["eval", "--checkpoint", ckpt, "--out", str(tmp_path / "ev"), *flag]) == 0
-        assert seen == [True if flag else None]
+        assert seen == [bool(flag)]
     capsys.readouterr()
     with pytest.raises(SystemExit):
         main(["pretrain", "--help"])

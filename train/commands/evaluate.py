@@ -47,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
     name = args.dataset or data.get("dataset")
     if not name:
         raise UserError("the checkpoint names no dataset: pass --dataset")
-    rt = make_runtime(args.device, args.amp, progress=not args.no_progress, lif_impl=args.lif_impl)
+    rt = make_runtime(args.device, args.amp, progress=not args.no_progress, lif_impl=args.lif_impl,
+                      log_every=args.log_every)
     try:
         model = classifier_from_checkpoint(ckpt).to(rt.device)
         set_lif_impl(model, rt.lif_impl)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+import time
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -35,6 +36,9 @@ if TYPE_CHECKING:
 #: classifier's encoder (fine-tuning a float-trained classifier, e.g. onto the Loihi grid with --qat loihi)
 ENCODER_PREFIX = {"pretrain": "encoder_q.backbone.", "classifier": "encoder."}
 NO_BEST = {"epoch": 0, "top1": -1.0}  # the best epoch before any was evaluated
+#: the readout warm start's budget: a linear readout converges in steps, not epochs, so a large training set takes
+#: fewer of --head-warmup-epochs (every figure in docs/training.md ran under it: 100 epochs of at most 141 steps)
+WARMUP_MAX_STEPS = 20_000
 
 
 class Classify:
@@ -167,14 +171,29 @@ class Classify:
         return ClassifyTraining(self, run, model, best, net=net, qat=qat, test_loader=test_loader)
 
     def _warm_start_head(self, run: Run, model: SpikingClassifier) -> None:
-        """LP-FT: the readout trained alone on the frozen encoder's cached features, before everything trains."""
-        cfg, r = self.cfg, self.cfg.recipe
-        feats = cached_features(model, {"train": run.data.train}, cfg.optim.batch_size, run.workers, run.rt)
-        probe = LinearProbe(model, feats["train"], feats["train"], cfg.optim.batch_size, cfg.run.seed)
-        summary = probe.warm_start(r.head_warmup_epochs, r.head_warmup_lr, cfg.optim.weight_decay)
-        if run.rt.is_main:
-            print(f"readout warm start: {r.head_warmup_epochs} epochs on the frozen encoder, train loss "
-                  f"{summary['loss']:.4f} acc {summary['acc']:.3f}", file=sys.stderr)
+        """LP-FT: the readout trained alone on the frozen encoder's cached features, before everything trains.
+
+        Announced before it starts: it costs one forward pass of the encoder over the training set (the
+        features, without gradients, shown like an epoch) and then ``--head-warmup-epochs`` epochs of the linear
+        readout alone on those features, at most :data:`WARMUP_MAX_STEPS` steps of it (docs/training.md,
+        "Fine-tuning recipe")."""
+        cfg, r, rt = self.cfg, self.cfg.recipe, run.rt
+        n, batch = D.length(run.data.train), cfg.optim.batch_size
+        per_epoch = -(-n // batch)  # the probe keeps the last, partial batch
+        epochs = min(r.head_warmup_epochs, max(1, WARMUP_MAX_STEPS // per_epoch))
+        if rt.is_main:
+            cut = f" (of {r.head_warmup_epochs}: at most {WARMUP_MAX_STEPS:,} steps)" if epochs < r.head_warmup_epochs \
+                else ""
+            print(f"readout warm start: {epochs} epochs{cut} of the readout alone on the frozen encoder's features of "
+                  f"the {n:,} training samples (one forward pass computes them, then {epochs * per_epoch:,} readout "
+                  "steps; --head-warmup-epochs 0: none)", file=sys.stderr)
+        t0 = time.perf_counter()
+        feats = cached_features(model, {"train": run.data.train}, batch, run.workers, rt)
+        probe = LinearProbe(model, feats["train"], feats["train"], batch, cfg.run.seed)
+        summary = probe.warm_start(epochs, r.head_warmup_lr, cfg.optim.weight_decay)
+        if rt.is_main:
+            print(f"readout warm start done in {time.perf_counter() - t0:.1f} s: train loss {summary['loss']:.4f} "
+                  f"acc {summary['acc']:.3f}", file=sys.stderr)
 
 
 class ClassifyTraining:

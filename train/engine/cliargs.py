@@ -1,4 +1,4 @@
-"""The training commands' shared flags (declared once each) and run-directory handling.
+"""The training commands' shared flags (declared once each), ``config.json``.
 
 What the flags hold reaches the engine as the typed values of :mod:`neuromoco.train.engine.config`.
 """
@@ -19,10 +19,13 @@ from neuromoco.io import atomic_write_json
 if TYPE_CHECKING:
     from neuromoco.train.engine.config import RunOptions
 
+#: default --log-every: a real epoch of a few dozen steps shows a line or more (a few hundred: one in ten steps)
+LOG_EVERY = 10
+
 
 def add_runtime_args(p: argparse.ArgumentParser, *, seed: bool = True) -> None:
     """Where and how a command computes: device, AMP, the LIF's implementation, (``seed``: --seed,) workers,
-    progress bars."""
+    progress (a bar on a terminal, else a line every --log-every steps)."""
     g = p.add_argument_group("runtime")
     g.add_argument("--device", default="auto", help="auto (CUDA when present, else CPU), cpu, cuda, cuda:N")
     g.add_argument("--amp", default="auto", choices=["auto", "on", "off"],
@@ -35,6 +38,20 @@ def add_runtime_args(p: argparse.ArgumentParser, *, seed: bool = True) -> None:
     g.add_argument("--workers", type=int, default=None,
                    help="DataLoader worker processes (default: 0 on CPU, 4 with CUDA)")
     add_no_progress(g)
+    g.add_argument("--log-every", type=positive_int, default=LOG_EVERY, metavar="N",
+                   help="steps between progress lines where stderr is not a terminal (there a bar shows) and "
+                        f"between metrics.jsonl step lines (default {LOG_EVERY})")
+
+
+def positive_int(text: str) -> int:
+    """argparse type of a count that must be at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
 
 
 def add_data_args(p: argparse.ArgumentParser, dataset_default: str | None = "embedded",
@@ -84,11 +101,13 @@ def add_optim_args(p: argparse.ArgumentParser, *, epochs: int, batch_size: int,
 
 def add_run_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("run directory")
-    g.add_argument("--out", required=True, help="run directory: checkpoints, metrics.jsonl, tb/, config.json")
+    g.add_argument("--out", required=True, help="run directory: checkpoints, metrics.jsonl, tb/, config.json (one that "
+                   "holds a run is refused without --resume or --overwrite)")
     g.add_argument("--resume", nargs="?", const="auto", default=None, metavar="CKPT",
-                   help="continue an interrupted run (from RUN_DIR/last.pt, or the checkpoint given)")
-    g.add_argument("--overwrite", action="store_true", help="start afresh in a run directory that holds a run")
-    g.add_argument("--log-every", type=int, default=10, help="steps between metrics.jsonl step lines")
+                   help="continue an interrupted run (from RUN_DIR/last.pt, or the checkpoint given; a run "
+                        "interrupted before its first checkpoint starts again from epoch 1, keeping its files)")
+    g.add_argument("--overwrite", action="store_true",
+                   help="start afresh in a run directory that holds a run, deleting that run's files")
 
 
 def resolve_workers(workers: int | None, device_type: str) -> int:
@@ -97,21 +116,6 @@ def resolve_workers(workers: int | None, device_type: str) -> int:
             raise UserError("--workers must be >= 0")
         return workers
     return 4 if device_type == "cuda" else 0
-
-
-def resume_path(run: RunOptions) -> Path | None:
-    """The checkpoint to resume from, or None for a fresh run (refusing to clobber an existing run)."""
-    last = run.out / "last.pt"
-    if run.resume is None:
-        if last.exists() and not run.overwrite:
-            raise UserError(f"{run.out} already holds a run (last.pt): pass --resume to continue it, or "
-                            "--overwrite to start over")
-        return None
-    if run.resume == "auto":
-        if not last.exists():
-            raise UserError(f"nothing to resume: {last} does not exist")
-        return last
-    return Path(run.resume)
 
 
 def check_positive(**values: float | None) -> None:

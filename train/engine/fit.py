@@ -4,7 +4,8 @@
 rank) and its clean-up; the seeds (data, then model initialisation, then every epoch from ``(seed, epoch,
 rank)``, so that a run resumed after epoch e-1 repeats epoch e bit for bit); optimiser and cosine schedule;
 ``--resume``; ``metrics.jsonl`` and TensorBoard; ``config.json``; the epoch loop; ``last.pt`` after every epoch
-(atomic, resumable) and ``best.pt`` when an epoch improved; the barrier that keeps ranks in step.
+(atomic, resumable) and ``best.pt`` when an epoch improved; the barrier that keeps ranks in step. What a run
+directory that already holds a run allows is :mod:`neuromoco.train.engine.run_dir`'s.
 
 A :class:`Task` brings what differs between the commands, as values: its data (:class:`TaskData`), its model
 (:class:`TaskModel`) and, once the run is set up (:class:`Run`), a :class:`Trainer` that trains and evaluates
@@ -27,8 +28,9 @@ from neuromoco.train import __version__
 from neuromoco.train.engine import distributed as du
 from neuromoco.train.engine import loops
 from neuromoco.train.engine.checkpoint import load_checkpoint, restore_training_state, save_checkpoint
-from neuromoco.train.engine.cliargs import resolve_workers, resume_path, write_config
+from neuromoco.train.engine.cliargs import resolve_workers, write_config
 from neuromoco.train.engine.config import OptimOptions, RunOptions
+from neuromoco.train.engine.run_dir import clear, plan_start
 from neuromoco.train.engine.run_log import MetricsLogger
 from neuromoco.train.engine.runtime import Runtime, make_runtime
 from neuromoco.train.engine.seeding import epoch_seed, seed_everything
@@ -144,9 +146,11 @@ class Run:
 
 def fit(task: Task, opts: RunOptions, optim: OptimOptions) -> int:
     """Train ``task`` from its first (or resumed) epoch through ``optim.epochs``; 0 on success."""
-    resume = resume_path(opts)
+    start = plan_start(opts)  # a run directory holding a run is refused here, before anything loads
+    resume = start.checkpoint
     resumed = load_checkpoint(resume, kind=task.kind) if resume is not None else None  # refused before set-up
-    rt = make_runtime(opts.device, opts.amp, progress=opts.progress, lif_impl=opts.lif_impl)
+    rt = make_runtime(opts.device, opts.amp, progress=opts.progress, lif_impl=opts.lif_impl,
+                      log_every=opts.log_every)
     try:
         local_batch = _local_batch(optim.batch_size, rt.dist.world_size, task.batch_groups)
         workers = resolve_workers(opts.workers, rt.device.type)
@@ -165,8 +169,12 @@ def fit(task: Task, opts: RunOptions, optim: OptimOptions) -> int:
             history = list(resumed.get("metrics", {}).get("history", []))
             if rt.is_main:
                 print(f"resuming {resume} after epoch {resumed['epoch']} (step {step})", file=sys.stderr)
-        logger = MetricsLogger(opts.out, enabled=rt.is_main, resume_epoch=start_epoch - 1 if resumed else None,
-                               resume_step=step if resumed else None)
+        if rt.is_main and start.note:
+            print(start.note, file=sys.stderr)
+        if rt.is_main and start.replaces:
+            clear(opts.out, start.replaces)  # --overwrite, once data and model have loaded
+        logger = MetricsLogger(opts.out, enabled=rt.is_main, resume_epoch=start_epoch - 1 if start.continues else None,
+                               resume_step=step if start.continues else None)
         if rt.is_main:
             print(f"runtime: {rt.device}, AMP {'on' if rt.amp else 'off'}, LIF {rt.lif_impl}", file=sys.stderr)
             write_config(opts, runtime=rt.describe(), input_shape=data.input_shape, data=data.record,

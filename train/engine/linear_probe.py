@@ -31,11 +31,14 @@ def cached_features(model: SpikingClassifier, datasets: dict[str, Dataset], batc
     for name, ds in datasets.items():
         feats, labels = [], []
         loader = DataLoader(ds, batch_size=max(batch_size, 64), shuffle=False, num_workers=workers)
-        for frames, y in progress(loader, f"features ({name})", rt):
+        bar = progress(loader, f"features ({name})", rt, unit="batch")
+        for frames, y in bar:
             with rt.autocast():
                 f = model.encoder(time_major(frames.to(rt.device)))
             feats.append(f.float().mean(0))
             labels.append(y.to(rt.device))
+            bar.done(len(y))
+        bar.close()
         out[name] = (torch.cat(feats), torch.cat(labels))
     return out
 

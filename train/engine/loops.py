@@ -3,22 +3,22 @@
 from __future__ import annotations
 
 import math
-import sys
 import time
 from collections.abc import Callable, Iterable, Sized
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, RandomSampler, Sampler, SequentialSampler, Subset
-from tqdm.auto import tqdm
 
 from neuromoco.errors import UserError
 from neuromoco.train.engine import distributed as du
+from neuromoco.train.engine.progress import Progress
 from neuromoco.train.engine.run_log import MetricsLogger
 from neuromoco.train.engine.runtime import Runtime
 from neuromoco.train.engine.seeding import epoch_seed, loader_generator, seed_worker
 
+T = TypeVar("T")
 StepFn = Callable[[Any], tuple[torch.Tensor, dict[str, torch.Tensor], int]]
 
 
@@ -94,10 +94,10 @@ def time_major(frames: torch.Tensor) -> torch.Tensor:
 
 
 # -- loops -----------------------------------------------------------------------------------------------
-def progress(loader: Iterable, desc: str, rt: Runtime) -> tqdm:
-    """``loader`` with a progress bar on stderr where ``rt`` shows them (main rank, no ``--no-progress``)."""
-    return tqdm(loader, desc=desc, leave=False, dynamic_ncols=True, disable=not rt.shows_progress or None,
-                mininterval=0.5, file=sys.stderr)
+def progress(loader: Iterable[T], desc: str, rt: Runtime, unit: str = "step") -> Progress[T]:
+    """``loader`` with its progress on stderr where ``rt`` shows it (main rank, no ``--no-progress``): a bar on
+    a terminal, else a line every ``--log-every`` steps (:mod:`neuromoco.train.engine.progress`)."""
+    return Progress(loader, desc, show=rt.shows_progress, every=rt.log_every, unit=unit)
 
 
 def optimise(loss: torch.Tensor, optimizer: torch.optim.Optimizer, rt: Runtime, params: list[nn.Parameter] | None,
@@ -144,9 +144,10 @@ def train_epoch(step_fn: StepFn, loader: DataLoader, optimizer: torch.optim.Opti
         for k, v in vals.items():
             sums[k] = sums.get(k, 0.0) + v * n
         rate = seen * rt.dist.world_size / max(1e-9, time.perf_counter() - t0)
-        bar.set_postfix(loss=f"{sums['loss'] / seen:.4f}", sps=f"{rate:.1f}", refresh=False)
+        bar.done(n * rt.dist.world_size, loss=sums["loss"] / seen)
         if logger is not None and (step % log_every == 0):
             logger.log("step", step, epoch, lr=optimizer.param_groups[0]["lr"], samples_per_s=rate, **vals)
+    bar.close()
     elapsed = time.perf_counter() - t0
     if seen == 0:
         raise UserError("an epoch saw no batch: the training set is smaller than --batch-size "
@@ -166,13 +167,16 @@ def evaluate(model: nn.Module, loader: DataLoader, rt: Runtime, desc: str = "eva
     model.eval()
     correct = total = 0
     loss_sum = 0.0
-    for frames, labels in progress(loader, desc, rt):
+    bar = progress(loader, desc, rt, unit="batch")
+    for frames, labels in bar:
         frames, labels = time_major(frames.to(rt.device)), labels.to(rt.device)
         with rt.autocast():
             logits = model(frames)
         loss_sum += float(nn.functional.cross_entropy(logits.float(), labels, reduction="sum"))
         correct += int((logits.argmax(-1) == labels).sum())
         total += labels.numel()
+        bar.done(labels.numel() * rt.dist.world_size, acc=correct / total)
+    bar.close()
     model.train(was_training)
     t = du.all_reduce_sum(torch.tensor([correct, total, loss_sum], dtype=torch.float64))
     n = max(1.0, float(t[1]))

@@ -1,7 +1,9 @@
 """Run logging: ``metrics.jsonl`` (one JSON object per line) and TensorBoard events, on the main rank only.
 
-On resume the log is cut back to the resumed epoch, so lines of an interrupted epoch (which is repeated)
-do not appear twice.
+A fresh run appends to what is there (nothing: :mod:`neuromoco.train.engine.run_dir` refuses a directory that
+holds a run unless ``--overwrite`` has cleared it), never deletes. On resume the log is cut back to the resumed
+epoch (0: a run interrupted before its first checkpoint) and TensorBoard purges the later steps, so lines of an
+interrupted epoch (which is repeated) do not appear twice.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from neuromoco.io import atomic_write_text
 
 
 class MetricsLogger:
+    """``metrics.jsonl`` and ``tb/`` of a run; ``resume_epoch`` / ``resume_step``: where a resumed run goes on."""
+
     def __init__(self, run_dir: str | Path, enabled: bool = True, resume_epoch: int | None = None,
                  resume_step: int | None = None, tensorboard: bool = True) -> None:
         self.run_dir = Path(run_dir)
@@ -26,10 +30,7 @@ class MetricsLogger:
         if not enabled:
             return
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        if resume_epoch is None:
-            if self.path.exists():
-                self.path.unlink()
-        elif self.path.exists():
+        if resume_epoch is not None and self.path.exists():
             self._truncate(resume_epoch)
         if tensorboard:
             try:

@@ -1,5 +1,5 @@
 """Where and how a command computes: device (CUDA when present, CPU otherwise), mixed precision, the LIF's
-implementation, DDP rank; and whether it draws progress bars."""
+implementation, DDP rank; and how it shows progress."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import torch
 
 from neuromoco.errors import UserError
+from neuromoco.train.engine.cliargs import LOG_EVERY
 from neuromoco.train.engine.distributed import DistInfo, init_distributed
 
 
@@ -19,12 +20,13 @@ class Runtime:
     amp: bool
     dist: DistInfo = field(default_factory=DistInfo)
     scaler: torch.amp.GradScaler | None = None
-    progress: bool = True  # progress bars on stderr (--no-progress: none)
+    progress: bool = True  # progress on stderr, a bar or lines (--no-progress: none)
     lif_impl: str = "fused"  # the LIF implementation the models compute with (--lif-impl resolved for the device)
+    log_every: int = LOG_EVERY  # steps between progress lines where stderr is not a terminal (--log-every)
 
     @property
     def shows_progress(self) -> bool:
-        """Whether this process draws progress bars: asked for, and the main rank."""
+        """Whether this process shows progress: asked for, and the main rank."""
         return self.progress and self.is_main
 
     def autocast(self) -> contextlib.AbstractContextManager:
@@ -43,9 +45,11 @@ class Runtime:
                 "threads": torch.get_num_threads()}
 
 
-def make_runtime(device: str = "auto", amp: str = "auto", progress: bool = True, lif_impl: str = "auto") -> Runtime:
-    """``device``: auto | cpu | cuda | cuda:N. ``amp``: auto (on with CUDA) | on | off. ``progress``: bars.
-    ``lif_impl``: auto (the fastest exact LIF for the device) | norse | fused | triton."""
+def make_runtime(device: str = "auto", amp: str = "auto", progress: bool = True, lif_impl: str = "auto",
+                 log_every: int = LOG_EVERY) -> Runtime:
+    """``device``: auto | cpu | cuda | cuda:N. ``amp``: auto (on with CUDA) | on | off. ``progress``: a bar on
+    a terminal, else a line every ``log_every`` steps. ``lif_impl``: auto (the fastest exact LIF for the
+    device) | norse | fused | triton."""
     from neuromoco.train.models.lif_kernels import resolve_impl
 
     if device == "auto":
@@ -72,4 +76,4 @@ def make_runtime(device: str = "auto", amp: str = "auto", progress: bool = True,
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp) if dev.type == "cuda" else None
     if dev.type == "cpu" and "OMP_NUM_THREADS" not in os.environ and info.enabled:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // info.world_size))
-    return Runtime(dev, use_amp, info, scaler, progress, impl)
+    return Runtime(dev, use_amp, info, scaler, progress, impl, log_every)
