@@ -38,15 +38,16 @@ COMPACT_EVENT_DTYPE = np.dtype([("x", "<u2"), ("y", "<u2"), ("t", "<i8"), ("p", 
 
 def get_event_dataset(name: str, split: str = "train", root: str | Path | None = None,
                       download: bool | None = None, seed: int = DEFAULT_SEED, sensor_size=None,
-                      time_unit: str | None = None) -> EventDataset:
+                      time_unit: str | None = None, sensor_inferred: bool = False) -> EventDataset:
     """``(events, label)`` samples of ``split`` ("train", "test", or "all"); ``seed`` is the embedded
     dataset's generation seed. ``name``: a registry name, ``tonic:ClassName``, or a folder of recordings
-    (``sensor_size`` and ``time_unit`` apply to folders only). Raises :class:`DatasetMissing` when a real
-    dataset's files are absent."""
+    (``sensor_size``, ``time_unit`` and ``sensor_inferred``, whether that size was inferred when recorded,
+    apply to folders only). Raises :class:`DatasetMissing` when a real dataset's files are absent."""
     if is_folder_name(name):
         from neuromoco.train.data.folder import FolderEvents
 
-        ds: EventDataset = FolderEvents(name, split, sensor_size=sensor_size, time_unit=time_unit)
+        ds: EventDataset = FolderEvents(name, split, sensor_size=sensor_size, time_unit=time_unit,
+                                        sensor_inferred=sensor_inferred)
     elif name.startswith("tonic:"):
         from neuromoco.train.data.tonic_any import TonicClassEvents
 
@@ -219,9 +220,10 @@ class TwoViews(_SourceView, Dataset):
 def get_dataset(name: str, split: str = "train", root: str | Path | None = None, time_steps: int = 16,
                 downsample: int = 1, event_transform: Callable | None = None, cache: bool = True,
                 download: bool | None = None, seed: int | None = None, sensor_size=None,
-                time_unit: str | None = None) -> FramedDataset:
+                time_unit: str | None = None, sensor_inferred: bool = False) -> FramedDataset:
     """Framed samples ``(frames [T, C, H, W] float32, label)`` of a dataset split (see module docstring)."""
-    events = get_event_dataset(name, split, root, download=download, sensor_size=sensor_size, time_unit=time_unit)
+    events = get_event_dataset(name, split, root, download=download, sensor_size=sensor_size, time_unit=time_unit,
+                               sensor_inferred=sensor_inferred)
     return FramedDataset(events, time_steps, downsample, event_transform, cache,
                          cache_root=resolve_root(root) / "cache", seed=seed)
 
@@ -229,10 +231,12 @@ def get_dataset(name: str, split: str = "train", root: str | Path | None = None,
 def make_contrastive_dataset(name: str, split: str = "train", root: str | Path | None = None,
                              time_steps: int = 16, downsample: int = 1, strength: str = "default",
                              seed: int | None = None, download: bool | None = None,
-                             cache_events: bool = True, sensor_size=None, time_unit: str | None = None) -> TwoViews:
+                             cache_events: bool = True, sensor_size=None, time_unit: str | None = None,
+                             sensor_inferred: bool = False) -> TwoViews:
     """Two-view samples for NeuroMoCo pre-training, with the augmentation policy ``strength``
     ("none", "weak", "default", "strong"); horizontal flips only where they keep the class."""
-    events = get_event_dataset(name, split, root, download=download, sensor_size=sensor_size, time_unit=time_unit)
+    events = get_event_dataset(name, split, root, download=download, sensor_size=sensor_size, time_unit=time_unit,
+                               sensor_inferred=sensor_inferred)
     if cache_events and not isinstance(events, EmbeddedDigits):  # the embedded events are in memory already
         events = CachedEvents(events, resolve_root(root) / "cache")
     spec = events.spec

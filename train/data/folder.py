@@ -4,8 +4,11 @@ Layout: ``PATH/<class>/<files>`` (classes: the sub-folder names, sorted; the see
 :mod:`neuromoco.train.data.splits`), or ``PATH/train/<class>/...`` and ``PATH/test/<class>/...`` (that split
 as given). Files of any format in :data:`~neuromoco.train.data.readers.READERS` may be mixed; other files
 are ignored. The sensor size is ``sensor_size`` when given, else what the files say (aedat4 stream info, an
-h5 attribute), else ``(max x + 1, max y + 1, 2)`` over all files (every file is read once to find it).
-Timestamps are in ``time_unit`` (default microseconds) where the format does not fix them.
+h5 attribute), else ``(max x + 1, max y + 1, 2)`` over all files (every file is read once to find it): an
+*inferred* size, said in one line on stderr and recorded as such (``sensor_size_inferred`` in the dataset recipe
+and so in the model card), since a later recording reaching further is refused with a message saying the size
+was inferred and that ``--sensor-size W,H,P`` sets it. Timestamps are in ``time_unit`` (default
+microseconds) where the format does not fix them.
 
 Every problem is one :class:`UserError` naming the folder or file: a missing folder, no event files, a class
 folder without files, a test class absent from train, mixed sensor sizes, and (on reading) the checks of
@@ -15,6 +18,7 @@ folder without files, a test class absent from train, mixed sensor sizes, and (o
 from __future__ import annotations
 
 import hashlib
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
@@ -28,6 +32,8 @@ from neuromoco.train.data.registry import DatasetSpec
 from neuromoco.train.data.splits import SPLIT_SEED, stratified_split
 
 SPLIT_FOLDERS = ("train", "test")
+#: the flag (and its syntax) that sets a recordings folder's sensor, as messages name it
+SENSOR_FLAG = "--sensor-size W,H,P"
 
 
 @dataclass(frozen=True)
@@ -38,6 +44,14 @@ class FolderRecipe:
     files: dict[str, tuple[tuple[Path, int], ...]]  # "train"/"test"/"all" -> (file, label)
     time_unit: str
     fingerprint: str
+    sensor_inferred: bool = False  # the sensor is (max x + 1, max y + 1, 2) of the events, not a known size
+
+    def outside_hint(self) -> str:
+        """What a message about events outside the sensor adds: where the size came from, how to set it."""
+        if self.sensor_inferred:
+            return (f"; that size was inferred from the recordings read first (max x/y + 1), not known: give the "
+                    f"sensor's real size with {SENSOR_FLAG}")
+        return f"; give the sensor's real size with {SENSOR_FLAG}"
 
 
 def _class_folders(folder: Path) -> list[Path]:
@@ -73,8 +87,9 @@ def _fingerprint(root: Path, files: list[tuple[Path, int]], extra: str) -> str:
     return h.hexdigest()[:16]
 
 
-def _scan_sensor(files: list[Path], time_unit: str) -> tuple[int, int, int]:
-    """The sensor the files say (all must agree) or (max x + 1, max y + 1, 2); every file is checked."""
+def _scan_sensor(files: list[Path], time_unit: str) -> tuple[tuple[int, int, int], tuple[int, int] | None]:
+    """The sensor the files say (all must agree) or (max x + 1, max y + 1, 2); every file is checked.
+    The second value: ``(max x, max y)`` when the sensor is inferred from them, else None."""
     declared: dict[tuple[int, int, int], Path] = {}
     max_x = max_y = -1
     for path in files:
@@ -93,18 +108,29 @@ def _scan_sensor(files: list[Path], time_unit: str) -> tuple[int, int, int]:
         if max_x >= sensor[0] or max_y >= sensor[1]:
             raise UserError(f"coordinates up to x={max_x}, y={max_y} lie outside the {sensor[0]}x{sensor[1]} "
                             f"sensor that {declared[sensor]} declares")
-        return sensor
+        return sensor, None
     if max_x < 0:
         raise UserError(f"no events in any of the {len(files)} files (first: {files[0]})")
-    return (max_x + 1, max_y + 1, 2)
+    return (max_x + 1, max_y + 1, 2), (max_x, max_y)
+
+
+def inferred_message(root: Path, sensor: tuple[int, int, int], max_xy: tuple[int, int]) -> str:
+    """The one line said when a folder's sensor size is inferred from its events."""
+    w, h, p = sensor
+    return (f"{root}: sensor size inferred as {w}x{h}x{p} from the events (max x {max_xy[0]} + 1, max y "
+            f"{max_xy[1]} + 1; no file states it) and recorded as inferred; if the sensor is larger, give its "
+            f"size with {SENSOR_FLAG}")
 
 
 _RECIPES: dict[tuple, FolderRecipe] = {}
 
 
 def open_folder(name: str, sensor_size: tuple[int, int, int] | list[int] | None = None,
-                time_unit: str | None = None) -> FolderRecipe:
-    """The recipe of the folder ``name`` (memoised per process on the folder's file list, sizes and times)."""
+                time_unit: str | None = None, sensor_inferred: bool = False) -> FolderRecipe:
+    """The recipe of the folder ``name`` (memoised per process on the folder's file list, sizes and times).
+
+    ``sensor_inferred``: the ``sensor_size`` given was itself inferred (a model recorded it so), which the
+    recipe keeps and an out-of-sensor message says."""
     root = Path(name).expanduser().resolve()
     unit = time_unit or "us"
     if unit not in TIME_UNITS:
@@ -127,32 +153,38 @@ def open_folder(name: str, sensor_size: tuple[int, int, int] | list[int] | None 
     if sensor is not None and (len(sensor) != 3 or min(sensor) < 1):
         raise UserError(f"--sensor-size must be three positive integers W,H,P, got {list(sensor)}")
     fp = _fingerprint(root, everything, f"{sensor}|{unit}")
-    key = (str(root), fp)
+    inferred = bool(sensor_inferred) and sensor is not None
+    key = (str(root), fp, inferred)
     if key in _RECIPES:
         return _RECIPES[key]
     if sensor is None:
-        sensor = _scan_sensor([p for p, _ in everything], unit)
+        sensor, max_xy = _scan_sensor([p for p, _ in everything], unit)
+        if max_xy is not None:
+            inferred = True
+            print(inferred_message(root, cast("tuple[int, int, int]", sensor), max_xy), file=sys.stderr)
     layout = "train/ and test/ sub-folders as given" if "train" in files else "a seeded 9:1 split per class"
     spec = DatasetSpec(  # sensor: three ints (checked above, or _scan_sensor's)
         name=str(root), title=f"own recordings in {root}", sensor_size=cast("tuple[int, int, int]", sensor),
         num_classes=len(classes), class_names=tuple(classes), official_split="train" in files,
         files=f"{root}/<class>/<event files> ({layout})", hflip_preserves_label=False)
-    recipe = FolderRecipe(spec, files, unit, fp)
+    recipe = FolderRecipe(spec, files, unit, fp, inferred)
     _RECIPES[key] = recipe
     return recipe
 
 
-def folder_spec(name: str, sensor_size=None, time_unit: str | None = None, **_: object) -> DatasetSpec:
-    return open_folder(name, sensor_size, time_unit).spec
+def folder_spec(name: str, sensor_size=None, time_unit: str | None = None, sensor_inferred: bool = False,
+                **_: object) -> DatasetSpec:
+    return open_folder(name, sensor_size, time_unit, sensor_inferred).spec
 
 
 class FolderEvents(EventDataset):
     """One split of a folder dataset: ``(events, label)``, events checked on every read."""
 
-    def __init__(self, name: str, split: str = "train", sensor_size=None, time_unit: str | None = None) -> None:
+    def __init__(self, name: str, split: str = "train", sensor_size=None, time_unit: str | None = None,
+                 sensor_inferred: bool = False) -> None:
         if split not in ("train", "test", "all"):
             raise ValueError(f"split must be 'train', 'test' or 'all', got {split!r}")
-        recipe = open_folder(name, sensor_size, time_unit)
+        recipe = open_folder(name, sensor_size, time_unit, sensor_inferred)
         self.recipe, self.spec, self.split = recipe, recipe.spec, split
         if "all" in recipe.files:
             files = list(recipe.files["all"])
@@ -169,4 +201,5 @@ class FolderEvents(EventDataset):
         self.version = f"folder{recipe.fingerprint}-{w}x{h}x{p}-{recipe.time_unit}-split{SPLIT_SEED}-n{len(files)}"
 
     def events(self, index: int) -> np.ndarray:
-        return read_events(self.paths[index], self.recipe.time_unit, self.spec.sensor_size)
+        return read_events(self.paths[index], self.recipe.time_unit, self.spec.sensor_size,
+                           self.recipe.outside_hint())

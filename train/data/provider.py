@@ -15,9 +15,10 @@ import numpy as np
 def load_frames(spec: dict[str, Any], split: str = "test", root: str | None = None,
                 limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``(frames [N, T, C, H, W] float32, labels [N] int64)`` for ``spec`` = the card's ``dataset`` recipe
-    (``{"name", "time_steps", "downsample"?, "kind"?, "sensor_size"?, "time_unit"?}``; T and downsampling also
-    read from ``spec["preprocessing"]``): a named dataset, ``tonic:ClassName``, or a recordings folder (the
-    name is its path; sensor and time unit as recorded; with a ``generated`` entry, a folder the project
+    (``{"name", "time_steps", "downsample"?, "kind"?, "sensor_size"?, "sensor_size_inferred"?, "time_unit"?}``;
+    T and downsampling also read from ``spec["preprocessing"]``): a named dataset, ``tonic:ClassName``, or a
+    recordings folder (the name is its path; sensor and time unit as recorded, an inferred sensor size said so
+    in the message of events outside it; with a ``generated`` entry, a folder the project
     generates: :func:`neuromoco.train.data.digits128.folder_for`). ``LookupError`` for a name not known here."""
     from neuromoco.train.data.datasets import get_dataset
     from neuromoco.train.data.registry import DATASETS, is_folder_name
@@ -30,7 +31,8 @@ def load_frames(spec: dict[str, Any], split: str = "test", root: str | None = No
     own: dict[str, Any] = {}
     if is_folder_name(name):  # a folder that is gone: the folder reader's one-line UserError
         sensor = spec.get("sensor_size") or None
-        own = {"sensor_size": [int(v) for v in sensor] if sensor else None, "time_unit": spec.get("time_unit")}
+        own = {"sensor_size": [int(v) for v in sensor] if sensor else None, "time_unit": spec.get("time_unit"),
+               "sensor_inferred": bool(sensor and spec.get("sensor_size_inferred"))}
     elif not name.startswith("tonic:"):
         name = name.lower()
         if name not in DATASETS:

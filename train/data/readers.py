@@ -173,8 +173,9 @@ def _microseconds(path: Path, t: np.ndarray, unit: str) -> np.ndarray:
 
 
 def to_events(raw: RawEvents, path: Path, time_unit: str = "us",
-              sensor: tuple[int, int, int] | None = None) -> np.ndarray:
-    """Checked events in :data:`EVENT_DTYPE` (t in us, p 0/1); ``sensor`` (W, H, P) bounds the coordinates."""
+              sensor: tuple[int, int, int] | None = None, outside_hint: str = "") -> np.ndarray:
+    """Checked events in :data:`EVENT_DTYPE` (t in us, p 0/1); ``sensor`` (W, H, P) bounds the coordinates
+    (``outside_hint`` ends the message of events outside it: where the size came from, how to set it)."""
     cols = raw.columns
     n = len(cols["t"])
     if any(len(cols[f]) != n for f in FIELDS):
@@ -202,11 +203,12 @@ def to_events(raw: RawEvents, path: Path, time_unit: str = "us",
             raise UserError(f"{path}: negative coordinates (x from {out['x'].min()}, y from {out['y'].min()})")
         if sensor is not None and (out["x"].max() >= sensor[0] or out["y"].max() >= sensor[1]):
             raise UserError(f"{path}: coordinates outside the {sensor[0]}x{sensor[1]} sensor: x up to "
-                            f"{out['x'].max()}, y up to {out['y'].max()}")
+                            f"{out['x'].max()}, y up to {out['y'].max()}{outside_hint}")
     out["p"] = p
     return out
 
 
-def read_events(path: Path, time_unit: str = "us", sensor: tuple[int, int, int] | None = None) -> np.ndarray:
+def read_events(path: Path, time_unit: str = "us", sensor: tuple[int, int, int] | None = None,
+                outside_hint: str = "") -> np.ndarray:
     """One file's checked events (see :func:`to_events`)."""
-    return to_events(read_raw(path), path, time_unit, sensor)
+    return to_events(read_raw(path), path, time_unit, sensor, outside_hint)
