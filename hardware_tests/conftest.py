@@ -1,12 +1,17 @@
-"""Shared test set-up: every test starts from the same seeds, on CPU."""
+"""Shared test set-up: every test starts from the same seeds, on CPU, with the checkout's ``data/`` as the data
+folder (not the per-user cache a plain run defaults to) unless ``NEUROMOCO_DATA`` names another."""
 
 from __future__ import annotations
 
+import os
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+
+os.environ.setdefault("NEUROMOCO_DATA", str(Path(__file__).resolve().parents[1] / "data"))
 
 
 @pytest.fixture(autouse=True)

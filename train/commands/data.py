@@ -6,7 +6,8 @@ import argparse
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data-root", help="data folder (default: $NEUROMOCO_DATA, else ./data)")
+    p.add_argument("--data-root", help="data folder (default: $NEUROMOCO_DATA, else the per-user cache "
+                   "$XDG_CACHE_HOME/neuromoco/data, ~/.cache/neuromoco/data without it)")
     p.add_argument("--build", nargs="?", const="embedded", default=None, metavar="NAME",
                    choices=["embedded", "embedded-mnist", "all"],
                    help="(re)generate a generated dataset: embedded (the default; scikit-learn's digits, about "
@@ -32,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
 
         for name in (SOURCES if args.build == "all" else [args.build]):
             path = build_embedded(root, force=True, name=name)
-            print(f"{name} dataset written to {path}")
+            print(f"{name} dataset written to {path.resolve()}")
     if args.render:
         from neuromoco.train.data.render import render_dataset
 

@@ -11,7 +11,8 @@ with a disk cache of framed samples; ``make_contrastive_dataset(name, split, str
 digits at 28x28: the stand-in for N-MNIST), "nmnist", "dvsgesture",
 "cifar10dvs", "ncaltech101", ``"tonic:ClassName"`` (any class of tonic.datasets, :mod:`.tonic_any`), or the
 path of a folder of one's own recordings (:mod:`.folder`, formats in :mod:`.readers`; ``sensor_size`` and
-``time_unit`` keywords). Files live under ``default_root()`` (``$NEUROMOCO_DATA`` or ``./data``); a real
+``time_unit`` keywords). Files live under ``default_root()`` (``$NEUROMOCO_DATA``, else the per-user cache
+``$XDG_CACHE_HOME/neuromoco/data``, ``~/.cache/neuromoco/data`` without it); a real
 dataset whose files are absent raises :class:`DatasetMissing` with one message saying where they go; one
 with fewer files than the full dataset is used with one warning per split (``registry.warn_if_partial``).
 """

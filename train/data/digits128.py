@@ -103,7 +103,7 @@ def write_recordings(out: str | Path, samples_per_class: int, seed: int = 0, dig
     out = Path(out)
     idx = first_per_class(samples_per_class)
     if verbose:
-        print(f"simulating {len(idx)} digits at {sensor}x{sensor} (digit {digit_size:g} px) into {out}",
+        print(f"simulating {len(idx)} digits at {sensor}x{sensor} (digit {digit_size:g} px) into {out.resolve()}",
               file=sys.stderr)
     t0 = time.perf_counter()
     events, labels, _ = simulate_digits(indices=idx, seed=seed, sensor=sensor, digit_size=digit_size)
@@ -146,7 +146,7 @@ def ensure_recordings(out: str | Path, samples_per_class: int, seed: int = 0, di
 def default_folder(root: str | Path | None, samples_per_class: int, seed: int = 0, digit_size: float = DIGIT_SIZE,
                    sensor: int = SENSOR) -> Path:
     """Where a card's generated folder is written: ``ROOT/embedded/digits128-v1-n<N>-seed<S>`` (the data
-    folder: ``root``, else ``$NEUROMOCO_DATA``, else ``./data``), with ``-d<size>``/``-s<sensor>`` when not
+    folder: ``root``, else ``$NEUROMOCO_DATA``, else the per-user cache), with ``-d<size>``/``-s<sensor>`` when not
     the defaults."""
     name = f"digits128-v{VERSION}-n{samples_per_class}-seed{seed}"
     name += f"-d{digit_size:g}" if digit_size != DIGIT_SIZE else ""

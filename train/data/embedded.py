@@ -120,7 +120,8 @@ def build_embedded(root: str | Path | None = None, seed: int = DEFAULT_SEED, for
     images = all_images[:limit] if limit else all_images
     labels = all_labels[:limit] if limit else all_labels
     if verbose:
-        print(f"building the {source.name} dataset: {len(images)} digits -> events, into {path}", file=sys.stderr)
+        print(f"building the {source.name} dataset: {len(images)} digits -> events, into {path.resolve()} (once per "
+              "data folder; --data-root or NEUROMOCO_DATA names another)", file=sys.stderr)
     start = time.perf_counter()
     streams = simulate(images / source.max_level, source.seeds(seed, len(images)), cfg,
                        flush_below=source.flush_below)

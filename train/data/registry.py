@@ -2,7 +2,9 @@
 
 Real datasets are read through tonic's classes, which expect their files under ``ROOT/<tonic folder>``
 (tonic's own layout, so a folder tonic downloaded into works as is). ``ROOT`` is ``--data-root`` (``deploy``:
-``--root``), else the environment variable ``NEUROMOCO_DATA``, else ``./data``. Nothing is downloaded unless asked
+``--root``), else the environment variable ``NEUROMOCO_DATA``, else the per-user cache
+``$XDG_CACHE_HOME/neuromoco/data`` (``~/.cache/neuromoco/data`` without it), so that the generated datasets are
+built once per machine, not once per working directory. Nothing is downloaded unless asked
 (``download=True`` or ``NEUROMOCO_DOWNLOAD=1``): downloads need network access.
 """
 
@@ -22,9 +24,18 @@ class DatasetMissing(UserError):
 
 
 def default_root() -> Path:
-    """The data folder: ``$NEUROMOCO_DATA`` when set, else ``./data``."""
+    """The data folder: ``$NEUROMOCO_DATA`` when set, else :func:`user_cache_root`."""
     env = os.environ.get("NEUROMOCO_DATA")
-    return Path(env) if env else Path("data")
+    return Path(env).expanduser() if env else user_cache_root()
+
+
+def user_cache_root() -> Path:
+    """``$XDG_CACHE_HOME/neuromoco/data``, or ``~/.cache/neuromoco/data`` where that is unset or not absolute
+    (the XDG base directory rule)."""
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".cache"
+    return base / "neuromoco" / "data"
+
 
 
 def resolve_root(root: str | os.PathLike | None) -> Path:
