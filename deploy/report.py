@@ -6,6 +6,7 @@ Plots use matplotlib's Agg backend (no display needed). Every file is written at
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -61,22 +62,49 @@ def _safe(name: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------- parity plots
-def plot_layer_counts(path: Path, target: str, layers: dict[str, dict[str, Any]]) -> str:
+#: above this ratio of the largest to the smallest non-zero count, counts are drawn on a symlog axis (0 stays 0)
+LOG_RATIO = 50
+
+
+def count_scale(values: np.ndarray) -> str:
+    """``"linear"``, or ``"symlog"`` when non-zero counts span more than :data:`LOG_RATIO`: both start at 0, so a
+    silent layer sits on the axis (a log axis has no 0 and drew it as no bar at all)."""
+    pos = values[values > 0]
+    return "symlog" if pos.size and pos.max() / pos.min() > LOG_RATIO else "linear"
+
+
+def _mark_zeros(ax: Any, x: np.ndarray, values: np.ndarray, color: str) -> None:
+    """A visible "0" on the axis where a bar has no height."""
+    for xi in x[values == 0]:
+        ax.plot([xi], [0], marker="_", ms=14, mew=2.5, color=color, clip_on=False, zorder=3)
+        ax.annotate("0", (xi, 0), xytext=(0, 4), textcoords="offset points", ha="center", va="bottom", fontsize=8,
+                    color=color)
+
+
+def counts_figure(target: str, layers: dict[str, dict[str, Any]]) -> Any:
+    """Total spikes per layer (graph order), reference and target side by side, on an axis that starts at 0."""
     plt = _plt()
     names = list(layers)
     ref = np.array([layers[k]["reference_spikes"] for k in names], dtype=float)
     tgt = np.array([layers[k]["target_spikes"] for k in names], dtype=float)
     x = np.arange(len(names))
     fig, ax = plt.subplots(figsize=(max(5, 1.1 * len(names) + 2), 3.6))
-    ax.bar(x - 0.2, ref, 0.4, label="reference")
-    ax.bar(x + 0.2, tgt, 0.4, label=target)
+    for dx, vals, label, color in ((-0.2, ref, "reference", "C0"), (0.2, tgt, target, "C1")):
+        ax.bar(x + dx, vals, 0.4, label=label, color=color)
+        _mark_zeros(ax, x + dx, vals, color)
     ax.set_xticks(x, names, rotation=30, ha="right")
-    if ref.max(initial=0) > 0 and (ref.max() / max(ref[ref > 0].min(initial=1), 1)) > 50:
-        ax.set_yscale("log")
-    ax.set_ylabel("total spikes")
+    scale = count_scale(np.concatenate([ref, tgt]))
+    if scale == "symlog":
+        ax.set_yscale("symlog", linthresh=1)
+    ax.set_ylim(0, max(float(np.concatenate([ref, tgt]).max(initial=0)), 1) * (3 if scale == "symlog" else 1.15))
+    ax.set_ylabel("total spikes" + (" (linear to 1, log above)" if scale == "symlog" else ""))
     ax.set_title(f"Spikes per layer: reference vs {target}")
     ax.legend()
-    return _save(fig, path)
+    return fig
+
+
+def plot_layer_counts(path: Path, target: str, layers: dict[str, dict[str, Any]]) -> str:
+    return _save(counts_figure(target, layers), path)
 
 
 def plot_rate_scatter(path: Path, target: str, ref_rates: np.ndarray, tgt_rates: np.ndarray, basis: str) -> str:
@@ -94,47 +122,114 @@ def plot_rate_scatter(path: Path, target: str, ref_rates: np.ndarray, tgt_rates:
     return _save(fig, path)
 
 
+#: the most neuron rows one layer's band of the raster shows
+RASTER_ROWS = 48
+
+
+@dataclass
+class RasterBand:
+    """The rows of one layer in the raster: which neurons (flat indices, ascending) and how they were chosen."""
+
+    name: str
+    neurons: int
+    rows: np.ndarray
+    differing: int  # neurons whose spikes differ between the sides
+    firing: int  # neurons that fire on either side
+
+    @property
+    def label(self) -> str:
+        head = f"{self.name}: {self.neurons:,} neuron{'s' if self.neurons != 1 else ''}"
+        if len(self.rows) == self.neurons:
+            return head + (", all shown" if self.firing else ", all shown, none fires")
+        if not self.firing:
+            return head + f", none fires ({len(self.rows)} shown)"
+        k = len(self.rows)
+        if not self.differing:
+            return head + f"; {k} of the {self.firing:,} that fire shown (none differs)"
+        if self.differing >= k:
+            return head + f"; {k} shown, all differing (of {self.differing:,} that differ)"
+        return head + f"; {k} shown: the {self.differing:,} that differ, then some of the {self.firing:,} that fire"
+
+
+def _spread(idx: np.ndarray, k: int) -> np.ndarray:
+    """``k`` of ``idx``, evenly spread over it (all of it when ``k`` covers it)."""
+    if k <= 0:
+        return idx[:0]
+    if len(idx) <= k:
+        return idx
+    return idx[np.unique(np.linspace(0, len(idx) - 1, k).round().astype(int))]
+
+
+def raster_bands(ref: dict[str, np.ndarray], tgt: dict[str, np.ndarray], max_rows: int = RASTER_ROWS
+                 ) -> list[RasterBand]:
+    """One band per layer (``[T, *shape]`` records, graph order). A layer of at most ``max_rows`` neurons shows
+    every one, however small; a larger one shows ``max_rows``: the neurons whose spikes differ first, then
+    neurons that fire, each spread evenly over the layer (a silent neuron adds nothing to a raster)."""
+    bands = []
+    for name, r in ref.items():
+        a, b = r.reshape(r.shape[0], -1) > 0, tgt[name].reshape(r.shape[0], -1) > 0
+        n = a.shape[1]
+        diff = np.flatnonzero((a != b).any(axis=0))
+        fire = np.flatnonzero((a | b).any(axis=0))
+        if n <= max_rows:
+            rows = np.arange(n)
+        elif fire.size == 0:
+            rows = _spread(np.arange(n), min(n, 8))
+        else:
+            chosen = _spread(diff, max_rows)
+            rest = np.setdiff1d(fire, chosen)
+            rows = np.union1d(chosen, _spread(rest, max_rows - len(chosen)))
+        bands.append(RasterBand(name, n, rows, int(diff.size), int(fire.size)))
+    return bands
+
+
+#: raster colours: no spike, spike on both sides, only in the target, only in the reference
+_RASTER_COLORS = ["white", "black", "tab:red", "tab:blue"]
+
+
 def plot_raster(path: Path, target: str, sample: int, ref: dict[str, np.ndarray], tgt: dict[str, np.ndarray]) -> str:
-    """Raster of one sample (``[T, *shape]`` 0/1 per layer) on both sides; target-only/reference-only marked."""
+    """Raster of one sample (``[T, *shape]`` 0/1 per layer): one labelled band per layer, reference left, target
+    right; a spike only the target fires is red, one only the reference fires blue (see :func:`raster_bands`)."""
     plt = _plt()
-    names = list(ref)
-    offsets, total = {}, 0
-    for k in names:
-        offsets[k] = total
-        total += int(np.prod(ref[k].shape[1:]))
+    from matplotlib.colors import ListedColormap
+    from matplotlib.patches import Patch
 
-    def points(rec: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-        ts, ns = [], []
-        for k in names:
-            flat = rec[k].reshape(rec[k].shape[0], -1)
-            t, n = np.nonzero(flat)
-            ts.append(t)
-            ns.append(n + offsets[k])
-        return np.concatenate(ts) if ts else np.zeros(0), np.concatenate(ns) if ns else np.zeros(0)
+    bands = raster_bands(ref, tgt)
+    heights = [max(len(b.rows), 10) for b in bands]  # a 4-neuron layer still gets a readable band
+    fig, axes = plt.subplots(len(bands), 2, sharex=True, squeeze=False,
+                             figsize=(10, 1.2 + sum(0.45 + 0.05 * h for h in heights)),
+                             gridspec_kw={"height_ratios": heights, "hspace": 0.45, "wspace": 0.05})
+    cmap = ListedColormap(_RASTER_COLORS)
+    for band, (left, right) in zip(bands, axes, strict=True):
+        T = ref[band.name].shape[0]
+        a = (ref[band.name].reshape(T, -1)[:, band.rows] > 0).T
+        b = (tgt[band.name].reshape(T, -1)[:, band.rows] > 0).T
+        code = np.where(a & b, 1, np.where(b, 2, np.where(a, 3, 0)))
+        for ax, img in ((left, a.astype(int)), (right, code)):
+            ax.imshow(img, aspect="auto", interpolation="nearest", cmap=cmap, vmin=0, vmax=3,
+                      extent=(-0.5, T - 0.5, len(band.rows) - 0.5, -0.5))
+            ticks = np.unique(np.linspace(0, len(band.rows) - 1, min(len(band.rows), 4)).round().astype(int))
+            ax.set_yticks(ticks, [str(band.rows[i]) for i in ticks] if ax is left else [])
+            ax.tick_params(axis="y", labelsize=7)
+        left.set_title(band.label, loc="left", fontsize=8)
+        if not band.firing:
+            for ax in (left, right):
+                ax.text(0.5, 0.5, "no spike in this sample", transform=ax.transAxes, ha="center", va="center",
+                        fontsize=8, color="0.4")
+        left.set_ylabel("neuron", fontsize=8)
+    for ax, title in zip(axes[0], ("reference", target), strict=True):
+        ax.annotate(title, (0.5, 1.0), xytext=(0, 16), xycoords="axes fraction", textcoords="offset points",
+                    ha="center", va="bottom", fontsize=10, fontweight="bold")
+    from matplotlib.ticker import MaxNLocator
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2), sharey=True)
-    rt, rn = points(ref)
-    tt, tn = points(tgt)
-    axes[0].scatter(rt, rn, s=14, marker="|", c="k", linewidths=0.8)
-    axes[0].set_title("reference")
-    axes[1].scatter(tt, tn, s=14, marker="|", c="k", linewidths=0.8)
-    diff = {k: (ref[k] != tgt[k]) & (tgt[k] > 0) for k in names}
-    miss = {k: (ref[k] != tgt[k]) & (ref[k] > 0) for k in names}
-    et, en = points(diff)
-    mt, mn = points(miss)
-    if et.size:
-        axes[1].scatter(et, en, s=30, marker="|", c="tab:red", label="only in target")
-    if mt.size:
-        axes[1].scatter(mt, mn, s=30, marker="|", c="tab:blue", label="only in reference")
-    if et.size or mt.size:
-        axes[1].legend(loc="upper right", fontsize=7)
-    axes[1].set_title(target)
-    for ax in axes:
+    for ax in axes[-1]:
         ax.set_xlabel("time step")
-        for k in names:
-            ax.axhline(offsets[k] - 0.5, color="0.8", lw=0.5)
-    axes[0].set_ylabel("neuron (layers stacked: " + ", ".join(names) + ")")
-    fig.suptitle(f"Sample {sample}")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    fig.legend(handles=[Patch(facecolor=c, edgecolor="0.5", label=lab) for c, lab in
+                        zip(_RASTER_COLORS[1:], ("spike on both sides", "only in target", "only in reference"),
+                            strict=True)],
+               loc="lower center", ncol=3, fontsize=8, frameon=False, bbox_to_anchor=(0.5, -0.01))
+    fig.suptitle(f"Sample {sample}: spikes per layer (rows: neurons, flat index)", y=1.0)
     return _save(fig, path)
 
 
@@ -238,9 +333,16 @@ def _target_plots(out_dir: Path, name: str, m: dict[str, Any], extras: dict[str,
 
 
 # ---------------------------------------------------------------------------------------- energy
+def energy_layer_labels(prof: dict[str, Any]) -> list[str]:
+    """The synaptic layers' names in the profile's order (graph order: by sink, then source); a name that several
+    layers share (a SEW block's conv fed by its shortcut too) says which source each one is."""
+    names = [r["layer"] for r in prof["layers"]]
+    return [f"{r['layer']} (from {r['source']})" if names.count(r["layer"]) > 1 else r["layer"] for r in prof["layers"]]
+
+
 def plot_energy(path: Path, prof: dict[str, Any], energies: dict[str, dict[str, Any]]) -> str:
     plt = _plt()
-    layers = [r["layer"] for r in prof["layers"]]
+    layers = energy_layer_labels(prof)
     series = []
     for name, e in energies.items():
         series.append((f"SNN, {name}", [x["snn_pj"] for x in e["layers"]]))
@@ -250,10 +352,15 @@ def plot_energy(path: Path, prof: dict[str, Any], energies: dict[str, dict[str, 
     w = 0.8 / max(len(series), 1)
     fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(layers) + 2), 4))
     for i, (label, vals) in enumerate(series):
-        ax.bar(x - 0.4 + w * (i + 0.5), np.asarray(vals, dtype=float) * 1e-6, w, label=label,
-               hatch="//" if label.startswith("ANN") else None)
+        v = np.asarray(vals, dtype=float) * 1e-6
+        xi = x - 0.4 + w * (i + 0.5)
+        bars = ax.bar(xi, v, w, label=label, hatch="//" if label.startswith("ANN") else None)
+        for xz in xi[v == 0]:  # a log axis has no 0: say it at the bottom instead of drawing nothing
+            ax.annotate("0", (xz, 0), xycoords=("data", "axes fraction"), xytext=(0, 3), textcoords="offset points",
+                        ha="center", va="bottom", fontsize=8, color=bars.patches[0].get_facecolor())
     ax.set_xticks(x, layers, rotation=30, ha="right")
-    ax.set_ylabel("energy per inference (µJ)")
+    ax.set_xlabel("synaptic layer, in graph order")
+    ax.set_ylabel("energy per inference (µJ, log scale)")
     ax.set_yscale("log")
     ax.set_title("Energy per layer: SNN vs the same network as an ANN")
     ax.legend(fontsize=8)
@@ -308,7 +415,31 @@ def _energy_totals(data: dict[str, Any]) -> list[str]:
         rows.append([name, e["snn_pj"] * 1e-6, e["snn_synops_pj"] * 1e-6, e["snn_neuron_updates_pj"] * 1e-6,
                      None if e["ann_pj"] is None else e["ann_pj"] * 1e-6, e["ann_over_snn"]])
     return lines + _table(["model", "SNN (µJ)", "of which synops (µJ)", "of which neuron updates (µJ)", "ANN (µJ)",
-                           "ANN / SNN"], rows) + [""]
+                           "ANN / SNN"], rows) + [""] + _two_loihi_figures(data)
+
+
+#: the energy model whose per-operation figures the Loihi 2 core map also uses (deploy/loihi2_cores.json)
+LOIHI_MODEL = "loihi"
+
+
+def _two_loihi_figures(data: dict[str, Any]) -> list[str]:
+    """One sentence on the two Loihi energies per inference (the ``loihi`` model's and the core map's), when
+    both are in the report: they count the same spikes two ways, so they differ, and the reader is told why."""
+    e, m = data["energy_pj"].get(LOIHI_MODEL), data.get("loihi2_map") or {}
+    load = m.get("load")
+    if e is None or not load:
+        return []
+    t, op = data["profile"]["per_inference"], data["energy_models"][LOIHI_MODEL]["energy_pj"]
+    c = load["energy_per_inference_pj"]
+    return [(f"Two Loihi energies per inference, from the same spikes at the same {op['synop']} pJ per synaptic "
+             f"operation and {op.get('neuron_update') or 0} pJ per neuron update: the `{LOIHI_MODEL}` model above "
+             f"gives {_fmt(e['snn_pj'] * 1e-6)} µJ ({_fmt(t['synops'])} synaptic operations: an input entry of n "
+             f"events counts n times, a zero weight counts as a synapse; {_fmt(t['neuron_updates'])} neuron "
+             f"updates), the Loihi 2 core map below {_fmt(c['total'] * 1e-6)} µJ "
+             f"({_fmt(load['synops_per_inference'])} synaptic operations: an input entry counts once, as one graded "
+             f"spike, and a zero weight is no synapse; {_fmt(load['neuron_updates_per_inference'])} neuron updates, "
+             f"the readout's included; plus {_fmt(c['barrier_sync'] * 1e-6)} µJ of barrier synchronisation, one per "
+             "core and step)."), ""]
 
 
 def _energy_per_layer(prof: dict[str, Any], energies: dict[str, dict[str, Any]]) -> list[str]:
@@ -395,7 +526,8 @@ def _loihi_section(m: dict[str, Any]) -> list[str]:
              f"{_fmt(t['mean'] * 1e6)} / {_fmt(t['max'] * 1e6)}"],
             ["time per step if the load were perfectly balanced (µs)", t["if_perfectly_balanced"] * 1e6],
             ["time per inference (µs)", load["time_per_inference_s"] * 1e6],
-            ["energy per inference (µJ): synops + neuron updates + barrier sync", e["total"] * 1e-6]]
+            ["energy per inference (µJ): synops + neuron updates + barrier sync (not the `loihi` model's figure: "
+             "see Energy per inference)", e["total"] * 1e-6]]
         ex_load = (ex or {}).get("load")
         if ex_load:
             rows += [["without weight sharing: time per step (µs), mean / max",

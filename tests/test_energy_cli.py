@@ -35,6 +35,14 @@ def test_profile_writes_energy_json_report_and_plot(tmp_path, capsys):
     report = (out / "energy.md").read_text()
     assert "Davies" in report and "Horowitz" in report and "pre-silicon" in report.lower()
     assert (out / "energy.png").stat().st_size > 1000
+    # two Loihi energies per inference (the loihi model's, the core map's): both named in one sentence, with why
+    from neuromoco.deploy.report import _fmt
+
+    core = data["loihi2_map"]["load"]["energy_per_inference_pj"]["total"]
+    (why,) = [ln for ln in report.splitlines() if ln.startswith("Two Loihi energies per inference")]
+    assert f"gives {_fmt(loihi['snn_pj'] * 1e-6)} µJ" in why and f"core map below {_fmt(core * 1e-6)} µJ" in why
+    assert "graded spike" in why and "barrier synchronisation" in why
+    assert "(not the `loihi` model's figure: see Energy per inference)" in report  # the core map's own row
 
 
 def test_profile_synops_match_dense_connectivity_of_a_real_run(tmp_path):

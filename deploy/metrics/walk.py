@@ -134,7 +134,8 @@ def _fanout(graph: nir.NIRGraph, chain: list[str], shape: Shape,
 
 def synaptic_layers(graph: nir.NIRGraph, input_shape: Sequence[int] | None = None,
                     io_shapes: dict[str, tuple[Shape, Shape]] | None = None) -> list[SynapticLayer]:
-    """Every source -> sink chain of ``graph`` with its exact per-position fan-out (see the module docstring).
+    """Every source -> sink chain of ``graph`` with its exact per-position fan-out (see the module docstring), in
+    graph order: by sink, then source, in the order the executor runs the nodes.
 
     ``input_shape``: the Input node's ``[C, H, W]`` (the model card's); ``io_shapes``: every node's input and output
     shape as :func:`neuromoco.deploy.graph.node_io_shapes` infers them (computed here when not given).
@@ -154,7 +155,11 @@ def synaptic_layers(graph: nir.NIRGraph, input_shape: Sequence[int] | None = Non
                 continue  # a spike read out as it is: no synapse
             fan, op_macs = _fanout(graph, chain, tuple(io_shapes[src][1]), io_shapes)
             layers.append(SynapticLayer(src, sink, chain, fan, op_macs))
-    return layers
+    from neuromoco.deploy.graph import structure
+
+    # graph order, not the node dict's: a read NIR file's nodes come sorted by name ("2_Linear" before "input")
+    rank = {n: i for i, n in enumerate(structure(graph).order)}
+    return sorted(layers, key=lambda lay: (rank[lay.sink], rank[lay.source]))
 
 
 def neuron_sizes(graph: nir.NIRGraph, shapes: dict[str, Shape]) -> dict[str, int]:
