@@ -14,7 +14,10 @@ the per-neuron spike records of a large run never have to be held in memory at o
 * **first divergence**: for the samples with the most mismatching spikes, the first time step at which any
   layer differs and the earliest layer (in graph order) that differs at that step.
 
-:class:`Tolerances` holds the limits; :func:`check` lists the ones a target breaks.
+:class:`Tolerances` holds the limits; :func:`check` lists the ones a target breaks and :func:`verdict` says what
+that means: ``ok``, ``fail``, or ``inconclusive`` when the one limit broken is the agreement tolerance, the samples
+are too few for that tolerance (:func:`samples_for_agreement`) and the agreement's 95 % interval still reaches it:
+such a run can show neither that the target meets the tolerance nor that it misses it.
 """
 
 from __future__ import annotations
@@ -322,24 +325,61 @@ def sample_size_note(metrics: dict[str, Any], tol: Tolerances) -> str | None:
             f"lower end at the tolerance (one flip is {1 / n:.2%} here)")
 
 
-def check(metrics: dict[str, Any], tol: Tolerances) -> list[str]:
-    """The tolerances ``metrics`` (from :func:`compare`) break, each as one readable line; empty if none."""
+def violations(metrics: dict[str, Any], tol: Tolerances) -> list[tuple[str, str]]:
+    """The tolerances ``metrics`` (from :func:`compare`) break as ``(gate, line)``: the gate is ``agreement``,
+    ``spike_count``, ``rate_cosine`` or ``accuracy``, the line one readable sentence."""
     bad = []
     if metrics["agreement"] < tol.min_agreement:
-        bad.append(f"prediction agreement {metrics['agreement']:.4f} < {tol.min_agreement:g}")
+        bad.append(("agreement", f"prediction agreement {metrics['agreement']:.4f} < {tol.min_agreement:g}"))
     for name, layer in metrics["layers"].items():
         if layer["rel_diff"] > tol.max_count_rel_diff:
-            bad.append(f"layer {name}: spike count {layer['target_spikes']} vs reference "
-                       f"{layer['reference_spikes']} (rel. diff {layer['rel_diff']:.4f} > {tol.max_count_rel_diff:g})")
+            bad.append(("spike_count", f"layer {name}: spike count {layer['target_spikes']} vs reference "
+                        f"{layer['reference_spikes']} (rel. diff {layer['rel_diff']:.4f} > "
+                        f"{tol.max_count_rel_diff:g})"))
     if metrics["rate_cosine"] < tol.min_rate_cosine:
-        bad.append(f"firing-rate cosine ({metrics['rate_basis']}) {metrics['rate_cosine']:.6f} < "
-                   f"{tol.min_rate_cosine:g}")
+        bad.append(("rate_cosine", f"firing-rate cosine ({metrics['rate_basis']}) {metrics['rate_cosine']:.6f} < "
+                    f"{tol.min_rate_cosine:g}"))
     if tol.max_accuracy_drop is not None and "accuracy_target" in metrics:
         drop = metrics["accuracy_reference"] - metrics["accuracy_target"]
         if drop > tol.max_accuracy_drop + 1e-12:
-            bad.append(f"accuracy {metrics['accuracy_target']:.4f} is {drop:.4f} below the reference's "
-                       f"{metrics['accuracy_reference']:.4f} (allowed {tol.max_accuracy_drop:g})")
+            bad.append(("accuracy", f"accuracy {metrics['accuracy_target']:.4f} is {drop:.4f} below the reference's "
+                        f"{metrics['accuracy_reference']:.4f} (allowed {tol.max_accuracy_drop:g})"))
     return bad
+
+
+def check(metrics: dict[str, Any], tol: Tolerances) -> list[str]:
+    """The tolerances ``metrics`` (from :func:`compare`) break, each as one readable line; empty if none."""
+    return [line for _, line in violations(metrics, tol)]
+
+
+def agreement_undecided(metrics: dict[str, Any], tol: Tolerances) -> bool:
+    """Whether the samples are too few to decide the agreement tolerance either way.
+
+    True when they are fewer than :func:`samples_for_agreement` asks (the :func:`sample_size_note` case) and the
+    agreement's 95 % interval still reaches the tolerance; an agreement whose whole interval lies below it is a
+    clear miss however few the samples. Never for an exact comparison (equality needs no sample count).
+    """
+    need = samples_for_agreement(tol.min_agreement)
+    n = metrics["samples"]
+    if not need or n >= need:
+        return False
+    hi = (metrics.get("agreement_ci95") or wilson_interval(round(metrics["agreement"] * n), n))[1]
+    return hi >= tol.min_agreement
+
+
+#: the verdicts of one comparison, as ``parity.json``'s ``status`` spells them (``verdict``: upper case)
+VERDICTS = ("ok", "inconclusive", "fail", "error")
+
+
+def verdict(metrics: dict[str, Any], tol: Tolerances) -> str:
+    """``ok`` within every tolerance; ``inconclusive`` when the agreement tolerance is the only one broken and the
+    samples are too few to decide it (:func:`agreement_undecided`); ``fail`` otherwise."""
+    gates = {gate for gate, _ in violations(metrics, tol)}
+    if not gates:
+        return "ok"
+    if gates == {"agreement"} and agreement_undecided(metrics, tol):
+        return "inconclusive"
+    return "fail"
 
 
 def parse_names(text: str | Iterable[str]) -> list[str]:

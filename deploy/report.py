@@ -247,54 +247,83 @@ def write_parity_report(out_dir: Path, summary: dict[str, Any], extras: dict[str
     return path
 
 
+def _verdict(t: dict[str, Any]) -> str:
+    """A comparison's verdict word (OK, FAIL, INCONCLUSIVE, ERROR); older parity.json files have only ``status``."""
+    return t.get("verdict") or t["status"].upper()
+
+
+def _held_to_equality(name: str, t: dict[str, Any], exact: Sequence[str]) -> bool:
+    """Whether the comparison was held to equality (an exact target, or a target against its emulator)."""
+    if "held_to_equality" in t:
+        return bool(t["held_to_equality"])
+    return name in exact or t.get("role") == "deployment exactness"
+
+
 def _parity_header(summary: dict[str, Any]) -> list[str]:
-    """Title, dataset, how the reference runs and the tolerances."""
+    """Title, dataset and samples, how the reference runs, the tolerances and what is held to equality."""
     lines = [f"# Parity report: `{summary['model']}`", ""]
     lines += [(f"Dataset: {summary['dataset']} ({summary['split']}), {summary['samples']} samples, "
-              f"{summary['time_steps']} time steps each."), ""]
+              f"{summary['time_steps']} time steps each."
+               + ("" if summary.get("limit") is None else
+                  f" `--limit {summary['limit']}`: the slow targets (those judged against a bit-exact emulator) ran "
+                  f"on at most the first {summary['limit']} samples; the reference, the emulators and the other "
+                  "targets on every sample.")), ""]
     lines += [("The reference executor runs the same samples; it runs in float64 for Lava targets (Lava's "
               "floating-point simulation computes in float64) and in float32 for the others (ONNX computes "
               "in float32). Exact targets are held to equality; the others to the tolerances below."), ""]
     tol = summary["tolerances"]
+    equal = [f"{name} (against {t.get('compared_with') or 'reference'})" for name, t in summary["targets"].items()
+             if t["status"] != "error" and _held_to_equality(name, t, tol["exact"])]
     lines += ["Tolerances: prediction agreement >= {}, per-layer spike-count relative difference <= {}, "
-              "firing-rate cosine >= {}{}. Exact targets: {}.".format(
+              "firing-rate cosine >= {}{}. Held to equality (exact targets, and targets against their bit-exact "
+              "emulator): {}.".format(
                   tol["min_agreement"], tol["max_count_rel_diff"], tol["min_rate_cosine"],
                   "" if tol.get("max_accuracy_drop") is None else f", accuracy drop <= {tol['max_accuracy_drop']}",
-                  ", ".join(tol["exact"]) or "none"), ""]
+                  ", ".join(equal) or "none"), ""]
+    lines += ["Verdicts: OK within every limit; FAIL outside one; INCONCLUSIVE when the agreement tolerance is the "
+              "only limit missed and the samples are too few to decide it (see *Sample size*; `deploy parity` exits "
+              "0 for it unless `--strict`); ERROR could not build or run."
+              + (f" Overall: **{summary['verdict']}**." if summary.get("verdict") else ""), ""]
     return lines
 
 
 def _parity_summary(summary: dict[str, Any]) -> list[str]:
-    """The one-row-per-target summary table."""
+    """The one-row-per-target summary table; targets the user did not name are marked (added)."""
     rows = []
     for name, t in summary["targets"].items():
         m = t.get("metrics") or {}
         ci = m.get("agreement_ci95")
-        rows.append([name, t["status"].upper(), t.get("compared_with") or f"reference, {t.get('reference_dtype')}",
+        rows.append([name + (" (added)" if t.get("added") else ""), _verdict(t),
+                     t.get("compared_with") or f"reference, {t.get('reference_dtype')}",
                      t.get("role", "parity"), m.get("samples"), m.get("accuracy_reference"),
                      m.get("accuracy_target"), m.get("agreement"),
                      None if ci is None else f"{ci[0]:.4f}-{ci[1]:.4f}", m.get("max_count_rel_diff"),
                      _cos(m.get("rate_cosine")), m.get("diverging_samples")])
     lines = ["## Summary", ""]
-    lines += _table(["target", "status", "compared with", "question", "samples", "baseline acc.", "target acc.",
+    lines += _table(["target", "verdict", "compared with", "question", "samples", "baseline acc.", "target acc.",
                      "agreement",
                      "agreement 95% (Wilson)", "max layer count rel. diff", "rate cosine",
                      "samples with any spike mismatch"], rows)
+    added = [f"- {name}: {t['added']}" for name, t in summary["targets"].items() if t.get("added")]
     notes = [f"- {name}: {t['sample_size_note']}" for name, t in summary["targets"].items()
              if t.get("sample_size_note")]
     degenerate = [f"- {name}: {d}" for name, t in summary["targets"].items()
                   for d in (t.get("metrics") or {}).get("degenerate", [])]
-    return (lines + [""] + (["**Sample size:**", "", *notes, ""] if notes else [])
+    return (lines + [""] + (["**Added** (not named in `--targets`):", "", *added, ""] if added else [])
+            + (["**Sample size:**", "", *notes, ""] if notes else [])
             + (["**Degenerate:**", "", *degenerate, ""] if degenerate else []))
 
 
 def _target_section(out_dir: Path, name: str, t: dict[str, Any], extras: dict[str, Any]) -> list[str]:
-    """One target's section: tolerance verdict, per-layer table, worst samples and plots."""
-    lines = [f"## {name}", ""]
+    """One target's section: verdict, per-layer table, worst samples and plots."""
+    lines = [f"## {name}", ""] + ([f"Added: {t['added']}.", ""] if t.get("added") else [])
     if t["status"] == "error":
         return lines + [f"**Error**: {t['error']}", ""]
     m = t["metrics"]
-    if t["violations"]:
+    if t["status"] == "inconclusive":
+        why = [*t["violations"], *([t["sample_size_note"]] if t.get("sample_size_note") else [])]
+        lines += ["**Inconclusive** (too few samples to decide):", ""] + [f"- {v}" for v in why] + [""]
+    elif t["violations"]:
         lines += ["**Outside tolerance:**", ""] + [f"- {v}" for v in t["violations"]] + [""]
     else:
         lines += ["Within tolerance.", ""]

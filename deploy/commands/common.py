@@ -66,11 +66,12 @@ def split_list(text: str) -> str:
     return ",".join(names)
 
 
-def add_sample_arguments(p: argparse.ArgumentParser, *, batch_size: int) -> None:
-    """Which samples a command runs: split, limit, batch size."""
+def add_sample_arguments(p: argparse.ArgumentParser, *, batch_size: int,
+                         limit_help: str = "use only the first N samples") -> None:
+    """Which samples a command runs: split, limit (``limit_help``: what it bounds in this command), batch size."""
     p.add_argument("--split", default="test", type=split_list,
                    help="dataset split, or several joined with commas (default test; e.g. train,test)")
-    p.add_argument("--limit", type=int, action=AtLeastOne, help="use only the first N samples")
+    p.add_argument("--limit", type=int, action=AtLeastOne, help=limit_help)
     p.add_argument("--batch-size", type=int, default=batch_size,
                    help=f"samples per runner call (default {batch_size}; for Lava one batch is one Lava run)")
 

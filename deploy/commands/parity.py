@@ -2,8 +2,10 @@
 
 Runs the same samples through the reference executor and every named target, compares them (accuracy,
 prediction agreement, per-layer spike counts, per-neuron firing-rate cosine, first divergence) and writes
-``parity.json`` and ``report.md`` with plots to ``--out``. Exit status: 0 when every target is within its
-tolerances, 1 when one is not or fails to build or run (each printed), 2 for a usage error.
+``parity.json`` and ``report.md`` with plots to ``--out``. Each comparison gets a verdict (:func:`~neuromoco.deploy.
+parity.verdict`): OK, FAIL, or INCONCLUSIVE when its only broken limit is the agreement tolerance and its samples
+are too few to decide it. Exit status: 0 when no target fails (INCONCLUSIVE too, unless ``--strict``), 1 when one
+is outside its tolerances or fails to build or run (each printed), 2 for a usage error.
 
 The reference runs in float64 for the Lava targets (Lava's floating-point simulation computes in
 float64) and in float32 for the others (ONNX and the training code compute in float32), unless
@@ -15,7 +17,9 @@ any difference is a deployment bug), and, for a quantized one, *quantization los
 the float reference on every sample (``--split train,test`` for both splits), at PyTorch speed:
 ``lava-fixed`` against ``reference-fixed`` (and ``reference-fixed`` against the reference), ``lava-float``
 against the float64 reference. ``--exactness-samples 0`` compares such a target with the float reference
-on every sample instead.
+instead. ``--limit N`` bounds only those slow targets' subset: the reference, the emulators and every target
+without an emulator (ONNX) run the whole split. A comparison the user did not ask for by name (an emulator's
+quantization loss, the default ``--targets``) is labelled ``added`` with the reason.
 """
 
 from __future__ import annotations
@@ -45,17 +49,26 @@ from neuromoco.deploy.parity import (
     check,
     parse_names,
     sample_size_note,
+    verdict,
 )
-from neuromoco.deploy.targets import REFERENCE, exact_targets, parity_defaults, spec
+from neuromoco.deploy.targets import REFERENCE, TARGETS, exact_targets, parity_defaults, spec
 from neuromoco.errors import UserError
+
+
+def emulated_targets() -> list[str]:
+    """The named targets judged on a subset against a bit-exact emulator (the slow ones: simulators)."""
+    return [n for n, s in TARGETS.items() if s.emulator]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     defaults, exact = ",".join(parity_defaults()), ",".join(exact_targets())
     p.add_argument("model", help="the .nir graph (its model card is model_card.json beside it, or --card)")
-    p.add_argument("--targets", default=defaults,
+    p.add_argument("--targets", default=None,
                    help=f"comma-separated targets to compare with the reference (default {defaults})")
-    add_sample_arguments(p, batch_size=32)
+    add_sample_arguments(p, batch_size=32, limit_help=(
+        "run the slow targets (those with a bit-exact emulator: " + ", ".join(emulated_targets()) + ") on at "
+        "most the first N samples; the reference, the emulators (their quantization check) and every other "
+        "target always run the whole split"))
     p.add_argument("--device", default="cpu", help="device of the reference executor (default cpu)")
     p.add_argument("--out", required=True, help="folder for parity.json, report.md and the plots")
     p.add_argument("--reference-dtype", choices=["auto", "float32", "float64"], default="auto",
@@ -76,8 +89,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "such target)")
     p.add_argument("--worst", type=int, default=5, help="how many most-diverging samples to locate (default 5)")
     p.add_argument("--exactness-samples", type=int, default=64,
-                   help="samples on which a fixed-point target must equal its bit-exact emulator (default 64; "
-                        "0: compare it with the float reference on every sample instead)")
+                   help="samples on which a slow target must equal its bit-exact emulator (default 64, at most "
+                        "--limit; 0: compare it with the float reference instead, on --limit samples or all)")
+    p.add_argument("--strict", action="store_true",
+                   help="exit 1 for an INCONCLUSIVE target too (too few samples to decide its agreement tolerance)")
     add_shared_arguments(p)
 
 
@@ -91,6 +106,7 @@ class Comparison:
     baseline: str  # "reference:<dtype>" or another target's name
     role: str  # "parity", "deployment exactness" or "quantization loss"
     limit: int | None = None  # None: every sample
+    added: str | None = None  # why it is compared when the user did not name it; None when named
 
     @property
     def exact(self) -> bool:
@@ -117,18 +133,26 @@ def emulator_of(target: str) -> str | None:
     return s.emulator
 
 
-def plan_comparisons(names: list[str], args: argparse.Namespace) -> dict[str, Comparison]:
-    """The report's entries for the named targets, split in two for fixed-point targets with an emulator."""
+def plan_comparisons(names: list[str], args: argparse.Namespace, added: str | None = None) -> dict[str, Comparison]:
+    """The report's entries for the named targets, split in two for fixed-point targets with an emulator.
+
+    A target with an emulator (a slow one) runs on at most ``--limit`` samples (and ``--exactness-samples`` when
+    judged against the emulator); everything else runs the whole split. ``added``: why ``names`` are compared
+    when the user did not name them (the default ``--targets``); an emulator brought in by its target says so.
+    """
     out: dict[str, Comparison] = {}
     for name in names:
         emulator = emulator_of(name)
         if emulator and args.exactness_samples > 0:
-            out[name] = Comparison(name, emulator, "deployment exactness", args.exactness_samples)
+            subset = min(args.exactness_samples, args.limit or args.exactness_samples)
+            out[name] = Comparison(name, emulator, "deployment exactness", subset, added)
             if not emulator.startswith("reference:"):
+                why = added if emulator in names else f"the bit-exact emulator of {name}, its quantization check"
                 out[emulator] = Comparison(emulator, f"reference:{reference_dtype(emulator, args.reference_dtype)}",
-                                           "quantization loss")
+                                           "quantization loss", None, out[emulator].added if emulator in out else why)
         elif name not in out:
-            out[name] = Comparison(name, f"reference:{reference_dtype(name, args.reference_dtype)}", "parity")
+            out[name] = Comparison(name, f"reference:{reference_dtype(name, args.reference_dtype)}", "parity",
+                                   args.limit if emulator else None, added)
     return out
 
 
@@ -138,36 +162,44 @@ def run(args: argparse.Namespace) -> int:
     from neuromoco.io import atomic_write_json
 
     names, values, tol = _selection(args)
-    comparisons = plan_comparisons(names, args)
-    graph, card, frames, labels = load_model(args)
+    comparisons = plan_comparisons(names, args, None if args.targets is not None else "the default --targets")
+    # the whole split: --limit bounds only the slow targets' subset (Comparison.limit)
+    graph, card, frames, labels = load_model(argparse.Namespace(**{**vars(args), "limit": None}))
     values = with_card_options(card, values)
     layers = spiking_nodes(graph)
     out = Path(args.out)
     entries, runners = _build(comparisons, values, graph, card, args)
     accs, seconds = _compare(comparisons, runners, entries, frames, labels, layers, args)
     extras = _judge(comparisons, accs, seconds, entries, tol)
+    by_status = {s: [n for n, e in entries.items() if e["status"] == s] for s in ("fail", "error", "inconclusive")}
+    overall = ("FAIL" if by_status["fail"] or by_status["error"]
+               else "INCONCLUSIVE" if by_status["inconclusive"] else "OK")
     summary = {
         "model": str(args.model), "dataset": args.dataset or card.dataset.get("name", ""), "split": args.split,
-        "samples": len(frames), "time_steps": int(card.time_steps), "layers": layers,
-        "tolerances": tol.as_dict(), "targets": entries,
-        "passed": all(e["status"] == "ok" for e in entries.values()),
+        "samples": len(frames), "limit": args.limit, "time_steps": int(card.time_steps), "layers": layers,
+        "tolerances": tol.as_dict(), "targets": entries, "verdict": overall, "strict": bool(args.strict),
+        "passed": overall == "OK" or (overall == "INCONCLUSIVE" and not args.strict),
     }
     atomic_write_json(out / "parity.json", summary)
     report = write_parity_report(out, summary, extras)
     _print_entries(entries)
     print(f"wrote {out / 'parity.json'} and {report}")
-    if not summary["passed"]:
-        bad = [n for n, e in entries.items() if e["status"] != "ok"]
+    bad = by_status["fail"] + by_status["error"]
+    if bad:
         print(f"deploy parity: {len(bad)} target(s) outside tolerance or failed: {', '.join(bad)}", file=sys.stderr)
-        return 1
-    return 0
+    if by_status["inconclusive"]:
+        print(f"deploy parity: {len(by_status['inconclusive'])} target(s) INCONCLUSIVE (too few samples to decide the "
+              f"agreement tolerance): {', '.join(by_status['inconclusive'])}"
+              + ("; --strict counts them as failures" if args.strict else "; run more samples to decide "
+                 "(--strict: exit 1 for them)"), file=sys.stderr)
+    return 0 if summary["passed"] else 1
 
 
 def _selection(args: argparse.Namespace) -> tuple[list[str], dict[str, dict[str, str]], Tolerances]:
     """The target names, their ``-o`` values (spike records on) and the tolerances; typos fail before any work."""
     from neuromoco.deploy.targets import TARGETS, options_class, with_options
 
-    names = parse_names(args.targets)
+    names = parse_names(args.targets if args.targets is not None else ",".join(parity_defaults()))
     if not names:
         raise UserError("--targets names no target")
     unknown = [n for n in names if n not in TARGETS]
@@ -217,12 +249,13 @@ def _build(comparisons: dict[str, Comparison], values: dict[str, dict[str, str]]
             except Exception as err:  # noqa: BLE001 - a target that cannot build is reported, not a traceback
                 failures[who] = f"could not build: {describe_error(err)}"
         entry: dict[str, Any] = {
-            "status": "ok", "role": c.role, "compared_with": c.baseline.replace("reference:", "reference, "),
+            "status": "ok", "verdict": "OK", "role": c.role, "added": c.added,
+            "compared_with": c.baseline.replace("reference:", "reference, "),
             "reference_dtype": c.baseline.split(":", 1)[1] if c.baseline.startswith("reference:") else None,
-            "options": options_of.get(c.target), "violations": []}
+            "sample_limit": c.limit, "options": options_of.get(c.target), "violations": []}
         broken = [failures[w] for w in (c.target, c.baseline) if w in failures]
         if broken:
-            entry.update(status="error", error=broken[0] if c.target in failures else
+            entry.update(status="error", verdict="ERROR", error=broken[0] if c.target in failures else
                          f"its baseline {c.baseline} {failures[c.baseline]}")
         entries[name] = entry
     return entries, runners
@@ -255,7 +288,8 @@ def _compare(comparisons: dict[str, Comparison], runners: dict[str, Any], entrie
                 del runners[who]
                 for n, c in list(live.items()):
                     if who in (c.target, c.baseline):
-                        entries[n].update(status="error", error=f"{who} failed while running: {describe_error(err)}")
+                        entries[n].update(status="error", verdict="ERROR",
+                                          error=f"{who} failed while running: {describe_error(err)}")
                         del live[n]
         for n, c in wanted.items():
             if n not in live or c.target not in results or c.baseline not in results:
@@ -291,10 +325,10 @@ def _judge(comparisons: dict[str, Comparison], accs: dict[str, Any], seconds: di
         metrics = acc.result()
         metrics["target_seconds"] = seconds[name]
         limits = tol.equality() if comparisons[name].exact else tol.for_target(name)
+        status = verdict(metrics, limits)
         entries[name].update(metrics=metrics, tolerances=limits.as_dict(), violations=check(metrics, limits),
-                             sample_size_note=sample_size_note(metrics, limits))
-        if entries[name]["violations"]:
-            entries[name]["status"] = "fail"
+                             sample_size_note=sample_size_note(metrics, limits), status=status,
+                             verdict=status.upper(), held_to_equality=limits.min_agreement >= 1.0)
         extras[name] = {"rates": acc.rates(),
                         "raster": None if acc.raster.index < 0 else (acc.raster.index, acc.raster.reference,
                                                                       acc.raster.target)}
@@ -303,18 +337,22 @@ def _judge(comparisons: dict[str, Comparison], accs: dict[str, Any], seconds: di
 
 def _print_entries(entries: dict[str, dict[str, Any]]) -> None:
     for name, e in entries.items():
+        added = f"(added: {e['added']}) " if e.get("added") else ""
         if e["status"] == "error":
-            print(f"{name}: ERROR {e['error']}")
+            print(f"{name}: ERROR {added}{e['error']}")
             continue
         m = e["metrics"]
-        role = "" if e["role"] == "parity" else f"[{e['role']} vs {e['compared_with']}, {m['samples']} samples] "
+        role = (f"[{m['samples']} samples] " if e["role"] == "parity"
+                else f"[{e['role']} vs {e['compared_with']}, {m['samples']} samples] ")
         acc_text = (f"accuracy {m['accuracy_target']:.4f} (reference {m['accuracy_reference']:.4f}), "
                     if "accuracy_target" in m else "")
         lo, hi = m["agreement_ci95"]
-        print(f"{name}: {e['status'].upper()} {role}{acc_text}agreement {m['agreement']:.4f} (95% {lo:.4f}-{hi:.4f}), "
-              f"max layer count diff {m['max_count_rel_diff']:.4f}, rate cosine {m['rate_cosine']:.6f}")
+        print(f"{name}: {e['verdict']} {added}{role}{acc_text}agreement {m['agreement']:.4f} "
+              f"(95% {lo:.4f}-{hi:.4f}), max layer count diff {m['max_count_rel_diff']:.4f}, "
+              f"rate cosine {m['rate_cosine']:.6f}")
+        what = "too few samples to decide" if e["status"] == "inconclusive" else "outside tolerance"
         for v in e["violations"]:
-            print(f"  outside tolerance: {v}")
+            print(f"  {what}: {v}")
         if e.get("sample_size_note"):
             print(f"  note: {e['sample_size_note']}")
         for d in m.get("degenerate", []):
