@@ -1,4 +1,6 @@
-"""`deploy inspect MODEL.nir`: load and check a NIR graph, print its nodes, shapes, edges and neurons."""
+"""`deploy inspect MODEL.nir [--draw graph.svg|png]`: load and check a NIR graph, print its nodes, shapes, edges and
+neurons; ``--draw`` also draws it (:mod:`neuromoco.deploy.graph.draw`: kinds, shapes, key parameters, shortcut and
+recurrent edges)."""
 
 from __future__ import annotations
 
@@ -18,6 +20,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--card", type=Path, default=None,
                    help="model card JSON (default: X.card.json or model_card.json beside the graph)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    p.add_argument("--draw", type=Path, default=None, metavar="FILE.svg|png",
+                   help="also draw the graph to this file (.svg, .png or .pdf)")
 
 
 def _summary(values: Any) -> dict[str, Any]:
@@ -31,8 +35,9 @@ def _summary(values: Any) -> dict[str, Any]:
     return {"min": float(a.min()), "max": float(a.max()), "mean": float(a.mean()), "shape": list(a.shape)}
 
 
-def describe(path: Path, card_path: Path | None = None) -> dict[str, Any]:
-    """Everything `inspect` shows, as a JSON-ready dict (raises UserError on a bad graph or card)."""
+def describe(path: Path, card_path: Path | None = None, draw: Path | None = None) -> dict[str, Any]:
+    """Everything `inspect` shows, as a JSON-ready dict (raises UserError on a bad graph or card); ``draw``: also
+    draw the graph to that file."""
     from neuromoco.deploy.card import ModelCard
     from neuromoco.deploy.graph import load_graph, node_io_shapes, structure
 
@@ -42,6 +47,10 @@ def describe(path: Path, card_path: Path | None = None) -> dict[str, Any]:
         card = ModelCard.load(card_file)
     graph = load_graph(path, input_shape=card.input_shape if card else None)
     io = node_io_shapes(graph, card.input_shape if card else None)
+    if draw is not None:
+        from neuromoco.deploy.graph.draw import draw_graph
+
+        draw_graph(graph, draw, card.input_shape if card else None, title=path.name)
     st = structure(graph)
     nodes = [_node_entry(graph.nodes[name], name, io[name]) for name in st.order]
     return {
@@ -126,10 +135,16 @@ def _fmt(v: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    info = describe(args.model, args.card)
+    if args.draw is not None:
+        from neuromoco.deploy.graph.draw import check_format
+
+        check_format(args.draw)  # before any work
+    info = describe(args.model, args.card, args.draw)
     if args.json:
         print(json.dumps(info, indent=2, default=str))
         return 0
+    if args.draw is not None:
+        print(f"drew {args.draw}")
     print(f"{info['file']}: {len(info['nodes'])} nodes, {len(info['edges'])} edges, "
           f"{info['parameters']} weights, {info['spiking_neurons']} spiking neurons"
           + (", recurrent" if info["recurrent"] else ""))
