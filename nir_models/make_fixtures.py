@@ -37,12 +37,15 @@ HERE = Path(__file__).resolve().parent
 SEED = 1234
 
 
-def _card(input_shape: list[int], time_steps: int, dt: float, writer: str, rate: float, note: str) -> dict:
+def _card(model: str, input_shape: list[int], time_steps: int, dt: float, writer: str, rate: float,
+          note: str) -> dict:
+    """A fixture's model card: ``model`` is the fixture's own name (its architecture), ``writer`` the tool whose
+    NIR export it imitates (``extra.written_like``)."""
     return {
         "input_shape": input_shape, "time_steps": time_steps, "dt": dt,
         "dataset": {"name": "synthetic", "split": "test",
                     "preprocessing": {"kind": "poisson event counts", "rate": rate, "seed": 0}},
-        "class_names": [], "accuracy": {}, "model": writer, "version": "fixture",
+        "class_names": [], "accuracy": {}, "model": model, "version": "fixture",
         "extra": {"written_like": writer, "note": note},
     }
 
@@ -70,7 +73,8 @@ def snntorch_mlp() -> tuple[nir.NIRGraph, dict]:
     }
     edges = [("input", "fc1"), ("fc1", "lif1"), ("lif1", "fc2"), ("fc2", "lif2"), ("lif2", "output")]
     return nir.NIRGraph(nodes=nodes, edges=edges, type_check=False), _card(
-        [n_in], 20, dt, "snntorch", 0.5, "Leaky(beta) as LIF(tau=dt/(1-beta), r=tau/dt): v = beta v + I")
+        "snntorch_mlp", [n_in], 20, dt, "snntorch", 0.5,
+        "Leaky(beta) as LIF(tau=dt/(1-beta), r=tau/dt): v = beta v + I")
 
 
 def _cuba_snntorch(n: int, alpha: float, beta: float, thr: float, dt: float) -> nir.CubaLIF:
@@ -99,7 +103,8 @@ def snntorch_rsynaptic() -> tuple[nir.NIRGraph, dict]:
     }
     edges = [("input", "fc1"), ("fc1", "rsyn"), ("rsyn", "fc2"), ("fc2", "lif2"), ("lif2", "output")]
     return nir.NIRGraph(nodes=nodes, edges=edges, type_check=False), _card(
-        [n_in], 25, dt, "snntorch", 0.4, "RSynaptic as a nested NIRGraph; its recurrence takes s[t-1]")
+        "snntorch_rsynaptic", [n_in], 25, dt, "snntorch", 0.4,
+        "RSynaptic as a nested NIRGraph; its recurrence takes s[t-1]")
 
 
 def rnn_cubalif() -> tuple[nir.NIRGraph, dict]:
@@ -118,7 +123,8 @@ def rnn_cubalif() -> tuple[nir.NIRGraph, dict]:
     edges = [("input", "w_in"), ("w_in", "rlif"), ("rlif", "w_rec"), ("w_rec", "rlif"), ("rlif", "w_out"),
              ("w_out", "li"), ("li", "output")]
     return nir.NIRGraph(nodes=nodes, edges=edges, type_check=False), _card(
-        [n_in], 30, dt, "nir", 0.5, "flat recurrent CubaLIF (recurrent Affine), leaky-integrator readout")
+        "rnn_cubalif", [n_in], 30, dt, "nir", 0.5,
+        "flat recurrent CubaLIF (recurrent Affine), leaky-integrator readout")
 
 
 def sinabs_cnn() -> tuple[nir.NIRGraph, dict]:
@@ -147,7 +153,8 @@ def sinabs_cnn() -> tuple[nir.NIRGraph, dict]:
     names = list(nodes)
     edges = list(itertools.pairwise(names))
     return nir.NIRGraph(nodes=nodes, edges=edges, type_check=False), _card(
-        [2, 16, 16], 12, 1e-3, "sinabs", 0.3, "IAF as IF with v_reset arrays; Flatten dims counted with the batch")
+        "sinabs_cnn", [2, 16, 16], 12, 1e-3, "sinabs", 0.3,
+        "IAF as IF with v_reset arrays; Flatten dims counted with the batch")
 
 
 def rockpool_mlp() -> tuple[nir.NIRGraph, dict]:
@@ -169,7 +176,8 @@ def rockpool_mlp() -> tuple[nir.NIRGraph, dict]:
     }
     names = list(nodes)
     return nir.NIRGraph(nodes=nodes, edges=list(itertools.pairwise(names)), type_check=False), _card(
-        [n_in], 40, dt, "rockpool", 0.5, "LinearTorch / LIFTorch (CubaLIF, r = tau_mem exp(-dt/tau_mem)/dt)")
+        "rockpool_mlp", [n_in], 40, dt, "rockpool", 0.5,
+        "LinearTorch / LIFTorch (CubaLIF, r = tau_mem exp(-dt/tau_mem)/dt)")
 
 
 def neuromoco_tiny_cnn() -> tuple[nir.NIRGraph, dict]:
@@ -198,7 +206,7 @@ def neuromoco_tiny_cnn() -> tuple[nir.NIRGraph, dict]:
     for m in modules:
         m.eval()
     graph = to_nir(modules, [2, 16, 16], cfg.dt)
-    card = _card([2, 16, 16], 10, cfg.dt, "neuromoco", 0.4,
+    card = _card("neuromoco_tiny_cnn", [2, 16, 16], 10, cfg.dt, "neuromoco", 0.4,
                  "neuromoco.train.export on conv-BN-LIF with avg/sum pooling")
     card["class_names"] = [str(i) for i in range(10)]
     return graph, card
@@ -237,7 +245,7 @@ def sew_skip_cnn() -> tuple[nir.NIRGraph, dict]:
     chain = list(nodes)
     edges = list(itertools.pairwise(chain)) + [("lif1", "conv3"), ("lif1", "conv4")]
     return nir.NIRGraph(nodes=nodes, edges=edges, type_check=False), _card(
-        [2, hw, hw], 12, 1e-3, "nir", 0.3,
+        "sew_skip_cnn", [2, hw, hw], 12, 1e-3, "nir", 0.3,
         "SEW residual ADDs written as two edges into one conv: skips around one and two neuron layers")
 
 
@@ -270,7 +278,7 @@ def braille_cubalif() -> tuple[nir.NIRGraph, dict]:
     }
     edges = [("input", "fc1"), ("fc1", "lif1"), ("lif1", "lif1_rec"), ("lif1_rec", "lif1"), ("lif1", "fc2"),
              ("fc2", "lif2"), ("lif2", "output")]
-    card = _card([n_in], 100, dt, "snntorch", 0.3,
+    card = _card("braille_cubalif", [n_in], 100, dt, "snntorch", 0.3,
                  "NIR paper Braille graph: CubaLIF(38) with recurrent Affine, w_in = tau_syn/dt = 2.2, dt 1e-4")
     card["class_names"] = ["space", "A", "E", "I", "O", "U", "Y"]
     return nir.NIRGraph(nodes=nodes, edges=edges, type_check=False), card

@@ -49,3 +49,30 @@ def test_help():
     with pytest.raises(SystemExit) as done:
         main(["examples", "--help"])
     assert done.value.code == 0
+
+
+def _fixtures_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_fixtures", ROOT / "nir_models" / "make_fixtures.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_every_shipped_card_names_its_true_model():
+    """A fixture's card is its builder's (model: the fixture's name, not the tool it imitates); a trained graph's
+    card names a registered architecture, not an old alias such as vgg34."""
+    import json
+
+    from neuromoco.train.models.registry import ALIASES, MODELS
+
+    mf = _fixtures_module()
+    for e in examples():
+        on_disk = json.loads(e.card.read_text())
+        if e.name in mf.FIXTURES:
+            _graph, built = mf.FIXTURES[e.name]()
+            assert on_disk == json.loads(json.dumps(built)), e.name
+            assert on_disk["model"] == e.name
+        else:
+            assert on_disk["model"] in MODELS and on_disk["model"] not in ALIASES, (e.name, on_disk["model"])
