@@ -106,6 +106,7 @@ def test_parity_reports_a_spike_flipped_in_a_trace(tmp_path, capsys, fmt):
     path = _record(tmp_path, "reference", fmt, frames)
     assert "reference" in capsys.readouterr().out
     assert spec(f"trace:{path}").emulator == "reference" and f"trace:{path}" not in list(TARGETS)
+    assert f"trace:{path}" in TARGETS and "trace:" not in TARGETS and "tarce:x" not in TARGETS
     rc, entry = _parity(tmp_path, f"trace:{path}", frames)
     assert rc == 0 and entry["status"] == "ok" and entry["role"] == "deployment exactness", entry
     assert entry["metrics"]["mismatched_spikes"] == 0 and entry["metrics"]["samples"] == 6

@@ -97,8 +97,9 @@ def draw_graph(graph: nir.NIRGraph, path: str | Path, input_shape: list[int] | N
     _legend(ax, lay, title or f"{len(lay.depth)} nodes, {len(lay.edges)} edges",
             {"reshape" if r in ("input", "output", "scale", "threshold") else r for r in roles})
     fmt = Path(path).suffix.lower()[1:]
+    dpi = min(110.0, 30000.0 / max(fig.get_size_inches()))  # a graph of hundreds of rows stays a loadable PNG
     try:
-        return atomic_write(path, lambda tmp: fig.savefig(tmp, format=fmt, dpi=110))
+        return atomic_write(path, lambda tmp: fig.savefig(tmp, format=fmt, dpi=dpi))
     finally:
         plt.close(fig)
 
