@@ -23,7 +23,8 @@ def main(argv: list[str] | None = None) -> int:
     # Norse 1.1 calls torch.jit.script at import; the deprecation notice is noise for our users
     warnings.filterwarnings("ignore", message=".*torch.jit.script.*is deprecated", category=FutureWarning)
     return run_cli("train", __doc__.splitlines()[0], COMMANDS, argv,
-                   interrupted="interrupted (checkpoints written so far are kept: --resume continues from the last)")
+                   interrupted="interrupted (nothing written so far is deleted: --resume continues the run from its "
+                               "last checkpoint, or from epoch 1 before the first)")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 Writes to the run directory: ``config.json``, ``metrics.jsonl`` (step and epoch lines), TensorBoard events in
 ``tb/``, ``last.pt`` after every epoch (atomically; an interrupted run loses at most the epoch it was in and
-continues with ``--resume``) and ``pretrain.json`` (the summary) at the end.
+continues with ``--resume``) and ``pretrain.json`` (the summary) at the end. A run directory that holds a run is
+refused without ``--resume`` or ``--overwrite`` (``neuromoco.train.engine.run_dir``).
 """
 
 from __future__ import annotations
