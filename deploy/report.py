@@ -362,16 +362,9 @@ def _target_plots(out_dir: Path, name: str, m: dict[str, Any], extras: dict[str,
 
 
 # ---------------------------------------------------------------------------------------- energy
-def energy_layer_labels(prof: dict[str, Any]) -> list[str]:
-    """The synaptic layers' names in the profile's order (graph order: by sink, then source); a name that several
-    layers share (a SEW block's conv fed by its shortcut too) says which source each one is."""
-    names = [r["layer"] for r in prof["layers"]]
-    return [f"{r['layer']} (from {r['source']})" if names.count(r["layer"]) > 1 else r["layer"] for r in prof["layers"]]
-
-
 def plot_energy(path: Path, prof: dict[str, Any], energies: dict[str, dict[str, Any]]) -> str:
     plt = _plt()
-    layers = energy_layer_labels(prof)
+    layers = [r["layer"] for r in prof["layers"]]  # graph order; layers into one node are named conv<-source
     series = []
     for name, e in energies.items():
         series.append((f"SNN, {name}", [x["snn_pj"] for x in e["layers"]]))

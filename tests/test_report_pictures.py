@@ -100,9 +100,3 @@ def _walk(name: str):
 ])
 def test_energy_layers_in_graph_order(name, layers):
     assert [(lay.name, lay.source) for lay in _walk(name).layers] == layers
-
-
-def test_energy_labels_name_the_source_of_a_shared_name():
-    prof = {"layers": [{"layer": lay.name, "source": lay.source} for lay in _walk("sew_skip_cnn").layers]}
-    assert report.energy_layer_labels(prof) == ["conv1", "conv2", "conv3 (from lif1)", "conv3 (from lif2)",
-                                                "conv4 (from lif1)", "conv4 (from lif3)", "pool+fc"]
