@@ -609,7 +609,7 @@ def plot_core_load(path: Path, m: dict[str, Any]) -> str:
     axes[0].set_ylabel("synaptic ops per time step")
     axes[0].set_title("Load per core (mean; dots: max)")
     axes[0].legend(handles=[*handles, *axes[0].get_legend_handles_labels()[0]], fontsize=7)
-    axes[1].hist(mean, bins=min(30, max(5, len(cores))), color="0.4")
+    axes[1].hist(mean, bins=min(30, max(5, len(cores))), color="0.4", edgecolor="white")  # bins told apart
     axes[1].set_xlabel("mean synaptic ops per time step")
     axes[1].set_ylabel("cores")
     axes[1].set_title(f"Core-load histogram ({len(cores)} cores)")
