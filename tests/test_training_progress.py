@@ -69,6 +69,17 @@ def test_warm_start_is_announced_before_it_runs(pre, tmp_path, capsys):
     assert -1 not in order and order == sorted(order), order
 
 
+def test_linear_probe_announces_and_shows_its_feature_passes(pre, tmp_path, capsys):
+    capsys.readouterr()
+    assert main(["linear", "--pretrained", str(pre), "--epochs", "1", "--log-every", "1",
+                 "--out", str(tmp_path / "lin"), *COMMON]) == 0
+    err = capsys.readouterr().err
+    order = [err.find(s) for s in (
+        "features of the frozen encoder, computed once: one forward pass over the 48 training and 8 test samples",
+        "features (train): batch 1/1", "features (test): batch 1/1", "epoch 1/1: loss")]
+    assert -1 not in order and order == sorted(order), order
+
+
 def test_warm_start_keeps_to_its_step_budget(pre, tmp_path, capsys, monkeypatch):
     from neuromoco.train.engine import classify
     from neuromoco.train.engine.linear_probe import LinearProbe

@@ -148,6 +148,10 @@ class Classify:
         batch, test = cfg.optim.batch_size, run.data.test
         assert test is not None
         if self.mode.frozen:
+            if rt.is_main:
+                print(f"features of the frozen encoder, computed once: one forward pass over the "
+                      f"{D.length(run.data.train):,} training and {D.length(test):,} test samples, then every epoch "
+                      "trains the readout on them", file=sys.stderr)
             feats = cached_features(model, {"train": run.data.train, "test": test}, batch, run.workers, rt)
             probe = LinearProbe(model, feats["train"], feats["test"], batch, cfg.run.seed)
             return ClassifyTraining(self, run, model, best, probe=probe)
