@@ -1,4 +1,4 @@
-"""The training commands' shared flags (declared once each), ``config.json``.
+"""The training commands' shared flags (declared once each) and their record, ``config.json``.
 
 What the flags hold reaches the engine as the typed values of :mod:`neuromoco.train.engine.config`.
 """
