@@ -49,9 +49,9 @@ class FolderRecipe:
     def outside_hint(self) -> str:
         """What a message about events outside the sensor adds: where the size came from, how to set it."""
         if self.sensor_inferred:
-            return (f"; that size was inferred from the recordings read first (max x/y + 1), not known: give the "
-                    f"sensor's real size with {SENSOR_FLAG}")
-        return f"; give the sensor's real size with {SENSOR_FLAG}"
+            return (f"; that size was inferred from the recordings first read (max x/y + 1), not known: give the "
+                    f"sensor's real size with {SENSOR_FLAG} (for a trained model: train again with it)")
+        return f"; if the sensor is larger, give its size with {SENSOR_FLAG} (for a trained model: train again with it)"
 
 
 def _class_folders(folder: Path) -> list[Path]:
