@@ -11,6 +11,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+from camera_files import CAMERA_WRITERS
 
 
 @lru_cache(maxsize=4)
@@ -73,7 +74,8 @@ def write_csv(path: Path, ev: np.ndarray) -> None:
     np.savetxt(path, rows, fmt="%d", delimiter=",", header="x,y,t,p", comments="")
 
 
-WRITERS = {".npy": write_npy, ".bin": write_bin, ".aedat4": write_aedat4, ".h5": write_h5, ".csv": write_csv}
+WRITERS = {".npy": write_npy, ".bin": write_bin, ".aedat4": write_aedat4, ".h5": write_h5, ".csv": write_csv,
+           **CAMERA_WRITERS}
 
 
 def write_folder(root: Path, samples, suffixes: str | list[str] = ".npy", names: list[str] | None = None) -> Path:

@@ -11,6 +11,8 @@ about the sensor (``sensor``) and the time unit (``time_unit``; None: the user's
 ``.h5`` / ``.hdf5``       datasets x, y, t, p at the top level or in a group ``events``; optional attributes
                           ``sensor_size`` (W, H[, P]) and ``time_unit``
 ``.csv``                  a header naming x, y, t, p (any order), or four columns x, y, t, p without header
+``.raw`` ``.dat`` ``.es``  cameras' own formats (Prophesee EVT 2.0 / 2.1 / 3.0 and DAT, Event Stream, jAER AEDAT
+``.aedat`` ``.npz``       2.0 / 3.1, numpy archives): :mod:`neuromoco.train.data.camera_readers`
 ========================  ====================================================================================
 
 :func:`to_events` turns them into the pipeline's events (:data:`EVENT_DTYPE`, microseconds, p 0/1) and
@@ -21,24 +23,17 @@ or coordinates outside the sensor.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from neuromoco.errors import UserError
 from neuromoco.train.data.base import EVENT_DTYPE
+from neuromoco.train.data.camera_readers import CAMERA_READERS, read_prophesee_h5
+from neuromoco.train.data.raw_events import FIELDS, TIME_UNITS, RawEvents
 
-FIELDS = ("x", "y", "t", "p")
-#: microseconds per unit
-TIME_UNITS: dict[str, float] = {"us": 1, "ms": 1_000, "s": 1_000_000, "ns": 1e-3}
+__all__ = ["FIELDS", "READERS", "TIME_UNITS", "RawEvents", "read_events", "read_raw", "to_events"]
 
-
-@dataclass
-class RawEvents:
-    columns: dict[str, np.ndarray]  # x, y, t, p as stored
-    sensor: tuple[int, int, int] | None = None  # (W, H, P) when the file says
-    time_unit: str | None = None  # when the format fixes it
 
 
 def _structured(path: Path, arr: np.ndarray, what: str) -> RawEvents:
@@ -95,6 +90,9 @@ def read_h5(path: Path) -> RawEvents:
     import h5py
 
     with h5py.File(path, "r") as f:
+        prophesee = read_prophesee_h5(f, path)
+        if prophesee is not None:
+            return prophesee
         group = f["events"] if "events" in f and isinstance(f["events"], h5py.Group) else f
         missing = [k for k in FIELDS if k not in group]
         if missing:
@@ -136,6 +134,7 @@ def read_csv(path: Path) -> RawEvents:
 
 READERS: dict[str, Callable[[Path], RawEvents]] = {
     ".npy": read_npy, ".bin": read_bin, ".aedat4": read_aedat4, ".h5": read_h5, ".hdf5": read_h5, ".csv": read_csv,
+    **CAMERA_READERS,
 }
 
 
