@@ -142,4 +142,4 @@ def test_ctrl_c_says_what_each_program_keeps(prog, monkeypatch, capsys):
     assert cli.main([command]) == 130
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"{prog} {command}: interrupted") and "\n" not in err
-    assert ("checkpoints" in err) == (prog == "train") and ("half-written" in err) == (prog == "deploy")
+    assert ("--resume" in err) == (prog == "train") and ("half-written" in err) == (prog == "deploy")

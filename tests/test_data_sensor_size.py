@@ -91,3 +91,20 @@ def test_trained_card_records_inferred_size_and_deploy_refuses_a_wider_recording
     err = capsys.readouterr().err
     assert rc == 2 and err.count("\n") == 1 and "Traceback" not in err, err
     assert "new.npy" in err and "outside the 22x24 sensor" in err and "inferred" in err and "--sensor-size" in err
+
+
+def test_finetuning_from_a_pretrained_run_keeps_the_size_marked_inferred(tmp_path, monkeypatch, capsys):
+    """``finetune --pretrained`` takes the recordings folder's sensor size from the pre-trained run's recipe, and
+    with it the mark that the size was inferred (the card and a later out-of-sensor message say so)."""
+    from neuromoco.train.cli import main as train_main
+
+    folder = _folder(tmp_path / "rec", split=True)
+    monkeypatch.setenv("NEUROMOCO_DATA", str(tmp_path / "data"))
+    common = ["--epochs", "1", "-T", "2", "--batch-size", "4", "--device", "cpu", "--no-progress"]
+    assert train_main(["pretrain", "--dataset", str(folder), "--model", "cnn3-34", "--queue-size", "8", *common,
+                       "--out", str(tmp_path / "pre")]) == 0
+    assert train_main(["finetune", "--pretrained", str(tmp_path / "pre" / "last.pt"), *common,
+                       "--out", str(tmp_path / "ft")]) == 0
+    card = json.loads((tmp_path / "ft" / "model_card.json").read_text())
+    assert card["dataset"]["sensor_size"] == [22, 24, 2] and card["dataset"]["sensor_size_inferred"] is True
+    capsys.readouterr()

@@ -81,7 +81,8 @@ def _dataset(args: argparse.Namespace, ckpt: dict[str, Any], name: str) -> Datas
     from neuromoco.train.engine import loaders as D
 
     data, model = ckpt.get("data", {}), ckpt["model"]
-    own = D.own_options(data.get("sensor_size"), data.get("time_unit")) \
+    own = D.own_options(data.get("sensor_size"), data.get("time_unit"),
+                        bool((data.get("recipe") or {}).get("sensor_size_inferred"))) \
         if is_folder_name(name) and not args.dataset else {}
     ds = D.first_n(D.labelled(name, args.split, root=args.data_root, time_steps=int(data.get("time_steps", 16)),
                               downsample=int(data.get("downsample", 1)), **own), args.max_samples)

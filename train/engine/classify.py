@@ -70,11 +70,13 @@ class Classify:
             sensor_size=d.sensor_size or (precipe.get("sensor_size") if not d.dataset else None),
             time_unit=d.time_unit or (precipe.get("time_unit") if not d.dataset else None))
         check_positive(time_steps=self.data_options.time_steps, downsample=self.data_options.downsample)
+        #: the sensor size came from the pre-trained run, which had inferred it from the recordings
+        self.sensor_inferred = bool(not d.sensor_size and not d.dataset and precipe.get("sensor_size_inferred"))
 
     def load_data(self, rt: Runtime) -> TaskData:
         d, cfg = self.data_options, self.cfg
         assert d.dataset is not None and d.time_steps is not None and d.downsample is not None  # set in __init__
-        own = D.own_options(d.sensor_size, d.time_unit)
+        own = D.own_options(d.sensor_size, d.time_unit, self.sensor_inferred)
         frames = {"root": d.root, "time_steps": d.time_steps, "downsample": d.downsample, **own}
         full_train = D.labelled(d.dataset, "train", **frames, augment=None if self.mode.frozen else cfg.augment)
         meta = D.metadata(d.dataset, **own)

@@ -27,11 +27,12 @@ def _call(fn: Callable[..., Dataset], name: str, split: str, root: str | None, t
 
 def labelled(name: str, split: str, *, root: str | None = None, time_steps: int = 16, downsample: int = 1,
              augment: str | None = None, sensor_size: list[int] | None = None,
-             time_unit: str | None = None) -> Dataset:
+             time_unit: str | None = None, sensor_inferred: bool = False) -> Dataset:
     """Dataset of ``(frames [T,C,H,W] float32, label)``; ``augment`` ("weak", "default", "strong") draws one
     random event augmentation per sample and read (the contrastive views' policy), uncached. ``sensor_size``
-    and ``time_unit``: for a folder of one's own recordings (``name`` a path)."""
-    kw: dict[str, Any] = own_options(sensor_size, time_unit)
+    and ``time_unit``: for a folder of one's own recordings (``name`` a path; ``sensor_inferred``: that size was
+    inferred from the recordings when a run recorded it)."""
+    kw: dict[str, Any] = own_options(sensor_size, time_unit, sensor_inferred)
     if augment not in (None, "none"):
         spec = data.get_spec(name, sensor_size=sensor_size, time_unit=time_unit)
         kw.update(event_transform=data.contrastive_augmentation(spec.sensor_size, augment,
@@ -50,7 +51,8 @@ def contrastive(name: str, split: str = "train", *, root: str | None = None, tim
                  sensor_size=sensor_size, time_unit=time_unit)
 
 
-def metadata(name: str, sensor_size: list[int] | None = None, time_unit: str | None = None) -> dict[str, Any]:
+def metadata(name: str, sensor_size: list[int] | None = None, time_unit: str | None = None,
+             sensor_inferred: bool = False) -> dict[str, Any]:
     """``{"num_classes", "class_names", "sensor_size", "recipe"}`` of a dataset (``recipe``: what the model
     card records so that deploy frames the same data, :mod:`neuromoco.train.data.recipe`)."""
     from neuromoco.train.data.recipe import dataset_recipe
@@ -58,13 +60,19 @@ def metadata(name: str, sensor_size: list[int] | None = None, time_unit: str | N
     spec = data.get_spec(name, sensor_size=sensor_size, time_unit=time_unit)
     return {"num_classes": int(spec.num_classes), "class_names": [str(c) for c in spec.class_names],
             "sensor_size": [int(v) for v in spec.sensor_size],
-            "recipe": dataset_recipe(name, sensor_size=sensor_size, time_unit=time_unit)}
+            "recipe": dataset_recipe(name, sensor_size=sensor_size, time_unit=time_unit,
+                                     sensor_inferred=sensor_inferred)}
 
 
-def own_options(sensor_size: list[int] | None, time_unit: str | None) -> dict[str, Any]:
+def own_options(sensor_size: list[int] | None, time_unit: str | None, sensor_inferred: bool = False
+                ) -> dict[str, Any]:
     """The recordings-folder options that are set, as keyword arguments of :func:`labelled`, :func:`contrastive`
-    and :func:`metadata` (none at all for the named datasets' usual runs)."""
-    return {k: v for k, v in (("sensor_size", sensor_size), ("time_unit", time_unit)) if v}
+    and :func:`metadata` (none at all for the named datasets' usual runs); ``sensor_inferred`` only with a size
+    (a size a run recorded as inferred from its recordings keeps saying so)."""
+    own: dict[str, Any] = {k: v for k, v in (("sensor_size", sensor_size), ("time_unit", time_unit)) if v}
+    if sensor_inferred and sensor_size:
+        own["sensor_inferred"] = True
+    return own
 
 
 def length(ds: Dataset) -> int:
