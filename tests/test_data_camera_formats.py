@@ -141,3 +141,43 @@ def test_prophesee_hdf5_layout(tmp_path):
         f.create_group("CD").create_dataset("events", data=table)
     assert read_raw(tmp_path / "rec.hdf5").sensor == (40, 30, 2)
     _same(read_events(tmp_path / "rec.hdf5"), ev)
+
+
+@pytest.mark.parametrize("variant", ["evt2", "evt2.1", "aedat2", "prophesee-h5"])
+def test_format_variants_give_the_npy_frames_from_an_own_folder(tmp_path, variant):
+    """The variants the own-folder tests' one writer per suffix does not cover, framed from a folder: the same
+    frames as the same events saved as ``.npy`` (with the sensor the variant's header states)."""
+    import h5py
+    from own_recordings import write_npy
+
+    from neuromoco.train.data import get_dataset
+
+    size = (128, 128) if variant == "aedat2" else (34, 34)
+
+    def write(path: Path, ev: np.ndarray) -> None:
+        if variant == "evt2":
+            write_evt2(path.with_suffix(".raw"), ev, size)
+        elif variant == "evt2.1":
+            write_evt21(path.with_suffix(".raw"), ev, size)
+        elif variant == "aedat2":
+            write_aedat2_dvs128(path.with_suffix(".aedat"), ev)
+        else:
+            table = np.zeros(len(ev), dtype=[("x", "<u2"), ("y", "<u2"), ("p", "<i2"), ("t", "<i8")])
+            for f in ("x", "y", "p", "t"):
+                table[f] = ev[f]
+            with h5py.File(path.with_suffix(".hdf5"), "w") as f:
+                f.attrs["geometry"] = f"{size[0]}x{size[1]}"
+                f.create_group("CD").create_dataset("events", data=table)
+
+    frames = {}
+    for kind, writer in (("npy", lambda p, e: write_npy(p.with_suffix(".npy"), e)), (variant, write)):
+        root = tmp_path / kind
+        for label in range(2):
+            (root / f"c{label}").mkdir(parents=True)
+            for i in range(2):
+                writer(root / f"c{label}" / f"{i}", _events(n=300, size=size, seed=10 * label + i))
+        ds = get_dataset(str(root), "all", tmp_path / "data", time_steps=3, cache=False,
+                         sensor_size=[*size, 2] if kind == "npy" else None)
+        frames[kind] = np.stack([ds.frames(i) for i in range(len(ds))])
+    assert frames["npy"].shape[-2:] == size[::-1]
+    assert np.array_equal(frames[variant], frames["npy"])
