@@ -5,7 +5,11 @@
   unknown command, an unknown or abbreviated option, or a missing required argument fails, naming file and line.
 * Blocks fenced as ``sh test`` are run with bash (``set -euo pipefail``) in a temporary folder holding a copy of
   ``nir_models/``, with the project's console scripts on ``PATH`` and the data folder shared with the other
-  tests (``<pytest basetemp>/neuromoco-data``), and must exit 0.
+  tests (``<pytest basetemp>/neuromoco-data``): every command must exit 0, and the failure names the command and
+  its exit status. A fence may add arguments for the test run, visibly: ``sh test train+="--epochs 1"`` appends
+  ``--epochs 1`` to every ``train`` command of the block whose subcommand takes all those options (``train
+  pretrain``, ``train finetune`` ..., not ``train data``), so a training block runs as written, only shorter;
+  the document says so beside the block.
 * Every relative link in those files points to an existing file.
 """
 
@@ -53,6 +57,16 @@ class Block:
     @property
     def runs(self) -> bool:
         return self.info.split()[:2] == ["sh", "test"]
+
+    @property
+    def appended(self) -> dict[str, list[str]]:
+        """``PROG+="ARGS"`` words of a runnable block's fence: ARGS appended to the PROG commands that take them."""
+        out: dict[str, list[str]] = {}
+        for word in shlex.split(self.info)[2:] if self.runs else []:
+            prog, sep, args = word.partition("+=")
+            assert sep and prog in PROGS, f"{self.where}: fence word {word!r} is not PROG+=\"ARGS\" ({PROGS})"
+            out[prog] = shlex.split(args)
+        return out
 
 
 def fenced_blocks(path: Path) -> list[Block]:
@@ -200,6 +214,36 @@ COMMANDS = collect_commands()
 RUN_BLOCKS = [b for path in DOC_FILES for b in fenced_blocks(path) if b.runs]
 
 
+def subcommands_taking(prog: str, args: list[str]) -> list[str]:
+    """The subcommands of ``prog`` whose parser knows every option in ``args``."""
+    from neuromoco.cli import build_parser
+    from neuromoco.deploy.cli import COMMANDS as DEPLOY_COMMANDS
+    from neuromoco.train.cli import COMMANDS as TRAIN_COMMANDS
+
+    commands = TRAIN_COMMANDS if prog == "train" else DEPLOY_COMMANDS
+    wanted = {a.split("=", 1)[0] for a in args if a.startswith("-")}
+    out = []
+    for name in commands:
+        parser, _ = build_parser(prog, prog, commands, [name])
+        sub = next(a for a in parser._subparsers._group_actions).choices[name]
+        if wanted <= {s for a in sub._actions for s in a.option_strings}:
+            out.append(name)
+    return out
+
+
+def wrap_programs(block: Block, real_bin: Path, wrap_bin: Path) -> None:
+    """Scripts in ``wrap_bin`` that run ``real_bin``'s programs with the block's appended arguments."""
+    wrap_bin.mkdir()
+    for prog, args in block.appended.items():
+        subs = subcommands_taking(prog, args)
+        assert subs, f"{block.where}: no {prog} subcommand takes {shlex.join(args)}"
+        real = shlex.quote(str(real_bin / prog))
+        script = wrap_bin / prog
+        script.write_text(f'#!/usr/bin/env bash\ncase "${{1:-}}" in\n  {"|".join(subs)}) exec {real} "$@" '
+                          f'{shlex.join(args)} ;;\nesac\nexec {real} "$@"\n')
+        script.chmod(0o755)
+
+
 def test_examples_are_found():
     """The collector sees the documented commands (a broken collector must not pass vacuously)."""
     progs = {prog for _, prog, _ in COMMANDS}
@@ -212,6 +256,19 @@ def test_examples_are_found():
         assert ("train", sub) in subcommands, f"no documented example of train {sub}"
     for sub in ("inspect", "export", "run", "parity", "profile"):
         assert ("deploy", sub) in subcommands, f"no documented example of deploy {sub}"
+
+
+def test_the_quickstart_pipeline_runs():
+    """The quickstart's training run, parity and profile are a runnable block, shortened only by its fence."""
+    quick = [b for b in RUN_BLOCKS if b.path.name == "quickstart.md"]
+    text = [" ".join(line.split()) for b in quick for _, line in logical_lines(b)]
+    for command in ("train pretrain", "train finetune", "deploy parity runs/ft/model.nir", "deploy profile"):
+        assert any(line.startswith(command) for line in text), f"quickstart.md runs no `{command}`"
+    training = next(b for b in quick if any(" ".join(line.split()).startswith("train pretrain")
+                                            for _, line in logical_lines(b)))
+    assert "--epochs" in training.appended.get("train", []), "the training block is not shortened by its fence"
+    assert set(subcommands_taking("train", ["--epochs"])) >= {"pretrain", "finetune"}
+    assert "data" not in subcommands_taking("train", ["--epochs"])
 
 
 def test_checker_rejects_bad_commands():
@@ -255,21 +312,47 @@ def shared_data_root(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.mark.timeout(300)
-@pytest.mark.parametrize("block", RUN_BLOCKS, ids=[b.where for b in RUN_BLOCKS])
-def test_runnable_example(block, tmp_path, shared_data_root):
+def run_block(block: Block, folder: Path, data_root: Path) -> tuple[subprocess.CompletedProcess, float]:
+    """Run a ``sh test`` block with bash in ``folder`` (with a copy of ``nir_models/``); its result and seconds."""
     bin_dir = Path(sys.executable).parent
     assert (bin_dir / "train").exists() and (bin_dir / "deploy").exists(), \
         f"the train/deploy console scripts are not installed beside {sys.executable} (pip install -e .)"
-    shutil.copytree(ROOT / "nir_models", tmp_path / "nir_models")
+    shutil.copytree(ROOT / "nir_models", folder / "nir_models")
+    path = [str(bin_dir)]
+    if block.appended:
+        wrap_programs(block, bin_dir, folder / ".wrapped-bin")
+        path.insert(0, str(folder / ".wrapped-bin"))
     env = {k: v for k, v in os.environ.items() if k not in ("NEUROMOCO_DOWNLOAD", "PYTHONPATH")}
-    env.update(PATH=f"{bin_dir}{os.pathsep}{env.get('PATH', '')}", NEUROMOCO_DATA=str(shared_data_root),
+    env.update(PATH=os.pathsep.join([*path, env.get("PATH", "")]), NEUROMOCO_DATA=str(data_root),
                MPLBACKEND="Agg", PYTHONWARNINGS="ignore")
-    script = "\n".join(text for _, text in block.lines)
+    # the command that stops the block, with its exit status and the document's line
+    where = f"{block.path.relative_to(ROOT)}:$((LINENO + {block.lines[0][0] - 2 if block.lines else 0}))"
+    trap = f"""trap 'echo "docs test: exit $? from {where}: $BASH_COMMAND" >&2' ERR"""
+    script = "\n".join([trap, *(text for _, text in block.lines)])
     t0 = time.perf_counter()
-    proc = subprocess.run(["bash", "-euo", "pipefail", "-c", script], check=False, cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=280)
-    seconds = time.perf_counter() - t0
+    proc = subprocess.run(["bash", "-euo", "pipefail", "-c", script], check=False, cwd=folder, env=env,
+                          capture_output=True, text=True, timeout=580)
+    return proc, time.perf_counter() - t0
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("block", RUN_BLOCKS, ids=[b.where for b in RUN_BLOCKS])
+def test_runnable_example(block, tmp_path, shared_data_root):
+    proc, seconds = run_block(block, tmp_path, shared_data_root)
+    script = "\n".join(text for _, text in block.lines)
     assert proc.returncode == 0, (
         f"{block.where}: the example exited {proc.returncode} after {seconds:.1f} s\n--- script\n{script}\n"
         f"--- stdout (tail)\n{proc.stdout[-3000:]}\n--- stderr (tail)\n{proc.stderr[-3000:]}")
+
+
+def test_a_block_runs_shortened_and_names_its_failing_command(tmp_path, shared_data_root):
+    """The fence's arguments reach the subcommands that take them only; a failing line is named with its status."""
+    lines = ((11, 'grep -q -- "--limit 3" "$(command -v deploy)"'), (12, "deploy parity --help > /dev/null"),
+             (13, "bash -c 'exit 3'"), (14, "echo not reached"))
+    block = Block(ROOT / "docs" / "quickstart.md", 10, 'sh test deploy+="--limit 3"', lines)
+    assert block.appended == {"deploy": ["--limit", "3"]}
+    assert {"parity", "profile", "run"} <= set(subcommands_taking("deploy", ["--limit"]))
+    assert "inspect" not in subcommands_taking("deploy", ["--limit"])
+    proc, _ = run_block(block, tmp_path, shared_data_root)
+    assert proc.returncode == 3 and "not reached" not in proc.stdout
+    assert "docs test: exit 3 from docs/quickstart.md:13: bash -c 'exit 3'" in proc.stderr, proc.stderr
