@@ -207,6 +207,10 @@ def test_lava_fixed_is_exact_against_reference_fixed(tmp_path, capsys):
     assert data["lava-fixed"]["metrics"]["mismatched_spikes"] == 0
     assert data["reference-fixed"]["compared_with"] == "reference, float32"
     assert data["reference-fixed"]["metrics"]["samples"] == 24
+    # reference-fixed was not named: it is labelled as added; lava-fixed counts as held to equality (issue 27)
+    assert "reference-fixed: OK (added: the bit-exact emulator of lava-fixed" in capsys.readouterr().out
+    assert data["lava-fixed"]["held_to_equality"] and not data["reference-fixed"]["held_to_equality"]
+    assert "lava-fixed (against reference-fixed)" in (out / "report.md").read_text()
 
 
 def test_several_splits_are_joined_but_not_for_a_frames_file(tmp_path, capsys):
