@@ -184,6 +184,33 @@ def test_a_qat_export_lifts_thresholds_off_the_grid_without_changing_the_plans_i
         assert np.all(np.abs(margin - THRESHOLD_MARGIN) < 0.1), (lay.name, margin.min(), margin.max())
 
 
+def test_thresholds_are_lifted_layer_by_layer(runs, monkeypatch):
+    """A layer whose plan integers a third would change takes the smaller margin, and one that no margin leaves
+    unchanged keeps its threshold, while the others are lifted all the same (measured on the trained
+    sew-resnet18-128: an all-or-nothing lift left every layer at the grid, and float ties with the threshold
+    flipped spikes: reference-fixed agreement 0.990)."""
+    from neuromoco.train.qat import QATConfig, lift_thresholds, thresholds
+
+    root, _ = runs
+    graph = _unlifted(nir.read(root / "qat" / "model.nir"))
+    calls: dict[str, int] = {}
+    real = thresholds.same_layer_integers
+
+    def picky(x, y):  # lif2 refuses its first margin, lif3 every margin
+        calls[x.name] = calls.get(x.name, 0) + 1
+        if x.name == "lif3" or (x.name == "lif2" and calls[x.name] == 1):
+            return False
+        return real(x, y)
+
+    monkeypatch.setattr(thresholds, "same_layer_integers", picky)
+    graph, lifted = lift_thresholds(graph, QATConfig(), list(SHAPE), 1e-3)
+    assert lifted == {"lif1": thresholds.THRESHOLD_MARGIN, "lif2": thresholds.MARGINS[1]}
+    assert np.all(np.asarray(graph.nodes["lif3"].v_threshold) == 1.0)
+    assert np.all(np.asarray(graph.nodes["lif1"].v_threshold) > 1.0)
+    entry = QATConfig().card_entry(lifted)["threshold_margin"]
+    assert "lif1 by 0.3333; lif2 by 0.04167" in entry
+
+
 def test_deploy_takes_the_cards_qat_options_and_o_overrides_them(capsys):
     """A QAT card's ``deploy_options`` reach every target that declares the key, below ``-o``."""
     from neuromoco.deploy.card import ModelCard

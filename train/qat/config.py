@@ -64,14 +64,17 @@ class QATConfig:
         return [f"scale={self.scale}", f"weight_bits={self.weight_bits}", "sign_split=false",
                 f"min_weight_exp={self.min_weight_exp}"]
 
-    def card_entry(self, lifted: list[str]) -> dict[str, Any]:
+    def card_entry(self, lifted: dict[str, float]) -> dict[str, Any]:
         """The model card's ``extra.qat``: the options, the matching deploy options (read back by
-        ``ModelCard.qat_deploy_options``) and, where the export lifted thresholds, a note saying so."""
-        from neuromoco.train.qat.thresholds import THRESHOLD_MARGIN
-
+        ``ModelCard.qat_deploy_options``) and, where the export lifted thresholds (``{node: fraction}``), a note
+        saying by how much."""
         entry: dict[str, Any] = {**self.record(), "deploy_options": self.deploy_options()}
         if lifted:
-            entry["threshold_margin"] = (f"v_threshold of {', '.join(lifted)} lifted by {THRESHOLD_MARGIN:.4g} of "
-                                         "the plan's voltage unit 1/(64 sigma): exact ties on the grid do not spike "
-                                         "on Loihi (v > vth), and no float executor sees a tie")
+            by: dict[float, list[str]] = {}
+            for name, margin in lifted.items():
+                by.setdefault(margin, []).append(name)
+            parts = [f"{', '.join(names)} by {margin:.4g}" for margin, names in sorted(by.items(), reverse=True)]
+            entry["threshold_margin"] = (f"v_threshold of {'; '.join(parts)} of the plan's voltage unit 1/(64 sigma) "
+                                         "lifted: exact ties on the grid do not spike on Loihi (v > vth), and no "
+                                         "float executor sees a tie")
         return entry
