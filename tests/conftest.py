@@ -19,3 +19,21 @@ def _seed_everything() -> None:
     random.seed(0)
     np.random.seed(0)
     torch.manual_seed(0)
+
+
+@pytest.fixture
+def terminal_bars(monkeypatch) -> list[object]:
+    """Training's stderr made a terminal (where progress is drawn as bars), and the ``disable`` flag of every bar
+    drawn from then on recorded in the returned list."""
+    from neuromoco.train.engine import progress
+
+    seen: list[object] = []
+    real = progress.tqdm
+
+    def recording(*a, **kw):
+        seen.append(kw.get("disable"))
+        return real(*a, **kw)
+
+    monkeypatch.setattr(progress, "tqdm", recording)
+    monkeypatch.setattr(progress, "stderr_is_terminal", lambda: True)
+    return seen

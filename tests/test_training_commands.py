@@ -164,20 +164,10 @@ def test_class_balanced_label_fraction_is_seeded():
     assert len(D.class_balanced_subset(ds, 0.01, seed=0)) == 4  # at least one per class
 
 
-def test_no_progress_turns_every_bar_off(pretrained, tmp_path, monkeypatch, capsys):
+def test_no_progress_turns_every_bar_off(pretrained, tmp_path, terminal_bars, capsys):
     """``--no-progress`` on each command that draws bars (train loops, features, test passes, eval), as deploy's;
     stderr is made a terminal here, where the bars draw (elsewhere progress is lines: test_training_progress.py)."""
-    from neuromoco.train.engine import progress
-
-    seen: list[object] = []
-    real = progress.tqdm
-
-    def recording(*a, **kw):
-        seen.append(kw.get("disable"))
-        return real(*a, **kw)
-
-    monkeypatch.setattr(progress, "tqdm", recording)
-    monkeypatch.setattr(progress, "stderr_is_terminal", lambda: True)
+    seen = terminal_bars
     runs = {"pretrain": ["--dataset", "synth-cmd", "-T", "3", "--queue-size", "16"],
             "finetune": ["--pretrained", str(pretrained), "--head-warmup-epochs", "1", "--no-export"],
             "linear": ["--pretrained", str(pretrained), "--no-export"],

@@ -112,16 +112,8 @@ def test_progress_lines_count_steps_and_samples(capsys, monkeypatch):
     assert len(_lines(100, 4, capsys)) == 4
 
 
-def test_a_terminal_gets_a_bar_and_no_lines(tmp_path, capsys, monkeypatch):
-    seen: list[object] = []
-    real = P.tqdm
-
-    def recording(*a, **kw):
-        seen.append(kw.get("disable"))
-        return real(*a, **kw)
-
-    monkeypatch.setattr(P, "tqdm", recording)
-    monkeypatch.setattr(P, "stderr_is_terminal", lambda: True)
+def test_a_terminal_gets_a_bar_and_no_lines(tmp_path, capsys, terminal_bars):
+    seen = terminal_bars
     assert main(["supervised", "--dataset", "synth-progress", "--epochs", "1", "--log-every", "1",
                  "--out", str(tmp_path / "sup"), *COMMON]) == 0
     assert seen and not any(seen)  # every bar drawn (train steps, test batches)
