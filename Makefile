@@ -42,9 +42,14 @@ typecheck: install
 	ln -s "$(CURDIR)/train" .typecheck/neuromoco/train && ln -s "$(CURDIR)/deploy" .typecheck/neuromoco/deploy
 	cd .typecheck && MYPYPATH=. ../$(BIN)/mypy --config-file ../pyproject.toml -p neuromoco
 
-# the bench extra (SpikingJelly, for benchmarks/spikingjelly_compare.py) is installed here only, not by `install`
+# SpikingJelly 2.0.0 for benchmarks/spikingjelly_compare.py, here only, not by `install`: it declares torchaudio
+# (built for another torch), SciencePlots, tensorboard...; the activation_based modules need only loguru beside
+# the venv's packages. Both wheels go --no-deps into benchmarks/.deps (git-ignored), which the script puts on
+# sys.path: the venv and its torch are untouched.
+SJ_DEPS := benchmarks/.deps
 bench: install
-	$(PIP) install -q --disable-pip-version-check -c constraints.txt -e '.[bench]'
+	$(PIP) download -q --disable-pip-version-check --no-deps -d $(SJ_DEPS)/wheels spikingjelly==2.0.0 'loguru>=0.7,<1'
+	$(PIP) install -q --disable-pip-version-check --no-deps --upgrade --target $(SJ_DEPS) $(SJ_DEPS)/wheels/*.whl
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash benchmarks/run_all.sh
 
 # our NeuroBench metrics against the neurobench package's own, written to benchmarks/results/neurobench_check.json

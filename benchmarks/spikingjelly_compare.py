@@ -1,36 +1,39 @@
-"""Training throughput of the project's cnn3-34 (Norse) against the same network built in SpikingJelly.
+"""Training and forward throughput of the project's models against the same networks built in SpikingJelly.
 
-Both models are ``cnn3-34`` with its classifier readout: three stages of conv3x3 (no bias) - BatchNorm - LIF -
-2x2 sum pooling (16-32-32 channels, 34 -> 17 -> 8 -> 4), flatten to 512, ``Linear(512, 10)`` per time step,
-logits = mean over T. The project's is ``neuromoco.train.models.registry.build_classifier("cnn3-34")`` (Norse box LIF,
-multi-step over T); the SpikingJelly one is built from ``spikingjelly.activation_based.layer`` modules and
-``neuron.LIFNode(tau=2.0, decay_input=True, v_threshold=1.0, v_reset=0.0, detach_reset=False,
-step_mode='m', backend='torch')``, which is the same neuron: ``v += (x - v) / 2``, spike when ``v`` crosses
-1, hard reset to 0 (docs/semantics.md; the project's dt/tau = 0.5). Sum pooling is SpikingJelly's
-``layer.AvgPool2d(2, divisor_override=1)``. The parameter counts are asserted equal.
+Models (registry names; ``--models``): ``cnn3-34``, ``sew-resnet8-34`` and ``spikformer-2-256``, each with its
+classifier readout (``Linear`` per step, logits = mean over T), all at a CPU-sized input ``[T, B, 2, 34, 34]``
+(Spikformer's patch splitting takes 34x34 down to 3x3 tokens). The SpikingJelly networks (``sj_models.py``)
+mirror the project's layer for layer with ``spikingjelly.activation_based`` multi-step layers and
+``neuron.LIFNode`` (tau 2, hard reset to 0: the project's LIF); parameter counts are asserted equal.
 
-Surrogate gradients: the project uses Norse's SuperSpike, ``d/dx = 1 / (1 + |x|)^2`` (Norse 1.1 ignores its
-``alpha``). SpikingJelly's closest built-in is ``surrogate.SoftSign(alpha=1)``, ``1 / (2 (1 + |x|)^2)``: the same
-shape at half the height (``--surrogate softsign``, default). ``--surrogate superspike`` uses a SpikingJelly
-``SurrogateFunctionBase`` subclass defined here with exactly Norse's gradient. The two cost the same.
+Rows per model: the project with ``--lif-impl fused`` (the CPU default) and ``norse`` (Norse's step in a
+Python loop, the definition; eager only, as a reference), and SpikingJelly; ``--modes eager,compile`` times
+each also under ``torch.compile`` (inductor; compile time reported, not timed). Measured in one process,
+interleaved: after warm-up each round times ``--steps`` training steps (forward, cross-entropy on the mean
+readout, backward, AdamW as ``train finetune`` builds it) and ``--steps`` forward passes (eval mode, no
+autograd) of every row, the order reversed every other round; medians over rounds of wall-clock samples/s,
+and of CPU-time samples/s (``time.process_time``: with one thread, less sensitive to other jobs on the machine).
+Peak memory: the process's VmHWM reset before each row's training block; the JSON gives the peak and its rise
+over the RSS before the block, per sample.
 
-Measured in one process, interleaved: after warm-up, each round times ``--steps`` training steps
-(forward, cross-entropy on the mean readout, backward, AdamW step as ``train finetune`` builds it: lr 1e-3,
-weight decay 1e-4 on weights only) and ``--steps`` forward passes (eval mode, no autograd) of each framework,
-the order alternating between rounds; the figures are medians over rounds. Input: seeded Poisson event counts
-``[T, B, 2, 34, 34]`` (rate 0.1 per pixel and step, about the embedded dataset's density), random labels.
+Surrogate gradients: the project uses Norse's SuperSpike, ``1 / (1 + |x|)^2``. SpikingJelly's closest built-in
+is ``surrogate.SoftSign(alpha=1)``, half that height at the same cost (``--surrogate softsign``, default);
+``--surrogate superspike`` times a subclass with exactly Norse's gradient. Sanity check before timing, per
+model: SpikingJelly gets the project's weights, both run the same batch in training mode (exact surrogate), and
+the spikes of every LIF layer, the logits and the gradients are compared, then eval mode; under ``compile`` the
+compiled project model's spikes are compared with its eager ones.
 
-Sanity check before timing: the SpikingJelly model gets the project model's weights; both run the same batch
-in training mode and the spikes of every LIF layer and the logits are compared; the gradients are compared
-too, against an exact-surrogate copy. Writes ``benchmarks/results/spikingjelly_compare.json``.
+SpikingJelly 2.0.0 is not a dependency: ``make bench`` downloads its wheel and loguru's (``pip download
+--no-deps``) and installs both with ``--no-deps --target benchmarks/.deps`` (git-ignored), which this script
+puts on ``sys.path``; torch is never touched. Other imports it needs (numpy, tqdm, h5py) are in the venv.
 
-    python benchmarks/spikingjelly_compare.py [--rounds 11] [--steps 5] [--batch 32] [-T 8] [--threads N]
+    python benchmarks/spikingjelly_compare.py [--models cnn3-34,...] [--modes eager,compile] [--rounds 5]
+        [--steps 3] [--batch 32] [-T 8] [--threads 1] [--readme]
 """
 
 from __future__ import annotations
 
 import argparse
-import inspect
 import resource
 import statistics
 import sys
@@ -38,42 +41,27 @@ import time
 import warnings
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+DEPS = HERE / ".deps"  # SpikingJelly 2.0.0 + loguru, installed there with --no-deps by `make bench`
+if DEPS.is_dir():
+    sys.path.insert(0, str(DEPS))
 
-from bench_common import RESULTS, machine_info, now, write_json
+import sj_models  # noqa: E402
+from bench_common import RESULTS, machine_info, now, write_json  # noqa: E402
 
 OUT = RESULTS / "spikingjelly_compare.json"
-INSTALL_HINT = "spikingjelly is not installed: run pip install -e '.[bench]' (or make bench)"
+INSTALL_HINT = ("spikingjelly is not importable: `make bench` installs SpikingJelly 2.0.0 into benchmarks/.deps "
+                "(pip download spikingjelly==2.0.0 'loguru>=0.7,<1' --no-deps, then pip install --no-deps "
+                "--target benchmarks/.deps)")
+MODELS = ("cnn3-34", "sew-resnet8-34", "spikformer-2-256")
+README = HERE / "README.md"
+TABLE_BEGIN, TABLE_END = "<!-- spikingjelly_compare:begin -->", "<!-- spikingjelly_compare:end -->"
 
 
 def sj_cnn3_34(surrogate_fn, num_classes: int = 10, channels=(16, 32, 32), input_shape=(2, 34, 34)):
-    """cnn3-34 + readout in SpikingJelly's multi-step layers; ``forward(x [T,B,C,H,W]) -> logits [B, classes]``."""
-    import torch
-    from spikingjelly.activation_based import layer, neuron
-    from torch import nn
-
-    # SpikingJelly 2.0 dropped LIFNode's ``backend`` argument (its dispatch picks the kernel); 0.0.0.0.14 has it
-    backend = {"backend": "torch"} if "backend" in inspect.signature(neuron.LIFNode.__init__).parameters else {}
-    c, h, w = input_shape
-    mods: list[nn.Module] = []
-    for out in channels:
-        mods += [layer.Conv2d(c, out, 3, padding=1, bias=False, step_mode="m"),
-                 layer.BatchNorm2d(out, step_mode="m"),
-                 neuron.LIFNode(tau=2.0, decay_input=True, v_threshold=1.0, v_reset=0.0,
-                                surrogate_function=surrogate_fn, detach_reset=False, step_mode="m", **backend),
-                 layer.AvgPool2d(2, divisor_override=1, step_mode="m")]
-        c, h, w = out, h // 2, w // 2
-    mods += [layer.Flatten(step_mode="m"), layer.Linear(c * h * w, num_classes, step_mode="m")]
-
-    class SJClassifier(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.net = nn.Sequential(*mods)
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.net(x).mean(0)
-
-    return SJClassifier()
+    """cnn3-34 + readout in SpikingJelly's multi-step layers (kept here for callers; see sj_models)."""
+    return sj_models.sj_cnn3_34(surrogate_fn, num_classes, channels, input_shape)
 
 
 def exact_superspike():
@@ -104,12 +92,7 @@ def exact_superspike():
     return SuperSpike()
 
 
-def copy_weights(src, dst) -> None:
-    """Copy parameters and BatchNorm buffers in module order (the two state dicts have the same layout)."""
-    a, b = src.state_dict(), dst.state_dict()
-    if [v.shape for v in a.values()] != [v.shape for v in b.values()]:
-        raise AssertionError(f"state dicts differ: {list(a)} vs {list(b)}")
-    dst.load_state_dict(dict(zip(b, (v.clone() for v in a.values()), strict=True)))
+copy_weights = sj_models.copy_weights
 
 
 def spikes_of(model, kind, x):
@@ -126,7 +109,7 @@ def spikes_of(model, kind, x):
 
 
 def sanity_check(project, sj_factory, x, y) -> dict:
-    """Same weights, same batch, training mode: spike agreement per LIF layer, logits, gradients."""
+    """Same weights, same batch, training mode: spike agreement per LIF layer, logits, gradients; eval mode."""
     import copy
 
     import torch
@@ -148,10 +131,11 @@ def sanity_check(project, sj_factory, x, y) -> dict:
     torch.nn.functional.cross_entropy(ls, y).backward()
     functional.reset_net(sj)
     lp, ls = lp.detach(), ls.detach()
-    grads = []
-    for (name, p), q in zip(proj.named_parameters(), sj.parameters(), strict=True):
-        scale = float(p.grad.abs().max()) or 1.0
-        grads.append((name, float((p.grad - q.grad).abs().max()) / scale))
+    # relative to the model's largest gradient: a conv bias before BatchNorm has an exactly-zero gradient in
+    # theory, so its own scale is rounding noise (Spikformer's Conv1d biases)
+    pairs = list(zip(proj.named_parameters(), sj.parameters(), strict=True))
+    scale = max(float(p.grad.abs().max()) for (_, p), _ in pairs) or 1.0
+    grads = [(name, float((p.grad - q.grad).abs().max()) / scale) for (name, p), q in pairs]
     worst = max(grads, key=lambda g: g[1])
     # eval mode (BatchNorm on running statistics; SpikingJelly then takes its JIT multi-step path), as timed
     proj.eval()
@@ -167,7 +151,7 @@ def sanity_check(project, sj_factory, x, y) -> dict:
         "spike_agreement_per_layer": layers,
         "logits_max_abs_diff": float((lp - ls).abs().max()),
         "logits_max_abs": float(lp.abs().max()),
-        "grad_max_abs_diff_relative_to_max_grad": worst[1],
+        "grad_max_abs_diff_relative_to_max_grad": worst[1],  # the largest over all parameters
         "grad_worst_parameter": worst[0],
         "loss_project": float(torch.nn.functional.cross_entropy(lp, y)),
         "loss_spikingjelly": float(torch.nn.functional.cross_entropy(ls, y)),
@@ -192,85 +176,102 @@ def _reset_hwm() -> bool:
 
 
 def _hwm_mib() -> float | None:
+    return _status_mib("VmHWM:")
+
+
+def _rss_mib() -> float | None:
+    return _status_mib("VmRSS:")
+
+
+def _status_mib(key: str) -> float | None:
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(key):
                 return int(line.split()[1]) / 1024
     except OSError:
         pass
     return None
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                 epilog="Needs SpikingJelly: pip install -e '.[bench]' (make bench does it).")
-    ap.add_argument("--rounds", type=int, default=11, help="interleaved timing rounds, median reported (default 11)")
-    ap.add_argument("--steps", type=int, default=5, help="training steps and forward passes per framework "
-                                                         "per round (default 5)")
-    ap.add_argument("--warmup", type=int, default=2, help="untimed training steps per framework first (default 2)")
-    ap.add_argument("--batch", type=int, default=32, help="batch size (default 32, as train finetune)")
-    ap.add_argument("-T", "--time-steps", type=int, default=8, help="time steps (default 8, as the benchmarks)")
-    ap.add_argument("--surrogate", choices=["softsign", "superspike"], default="softsign",
-                    help="SpikingJelly surrogate for the timed runs: built-in SoftSign(alpha=1) (default) or "
-                         "a subclass with exactly Norse's SuperSpike gradient")
-    ap.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: torch's default)")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default=str(OUT), help=f"JSON output (default {OUT})")
-    args = ap.parse_args(argv)
-    if min(args.rounds, args.steps, args.batch, args.time_steps) < 1:
-        ap.error("--rounds, --steps, --batch and -T must be positive")
+def _row(model, opt, reset, label: str) -> dict:
+    return {"model": model, "opt": opt, "reset": reset, "label": label, "train": [], "forward": [],
+            "train_cpu": [], "forward_cpu": [], "peak_rss_mib": [], "rss_rise_mib": []}
 
-    try:
-        with warnings.catch_warnings():  # SpikingJelly 0.0.0.0.14 decorates with torch.jit.script (deprecated)
-            warnings.simplefilter("ignore", FutureWarning)
-            import spikingjelly
-            from spikingjelly.activation_based import functional, surrogate
-    except ImportError:
-        raise SystemExit(INSTALL_HINT) from None
-    from importlib.metadata import version
 
-    import torch
+def bench_model(name: str, args, torch, functional, surrogate) -> dict:
+    """Sanity check, then interleaved timing of every row of one model; the model's JSON entry."""
+    import copy
 
     from neuromoco.train.engine.loops import build_optimizer
     from neuromoco.train.models.base import count_parameters
+    from neuromoco.train.models.neurons import set_lif_impl
     from neuromoco.train.models.registry import build_classifier
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    T = args.time_steps
+    B = args.batch or (16 if name.startswith("spikformer") else 32)
     torch.manual_seed(args.seed)
-    T, B = args.time_steps, args.batch
     gen = torch.Generator().manual_seed(args.seed)
     x = torch.poisson(torch.full((T, B, 2, 34, 34), 0.1), generator=gen)
     y = torch.randint(0, 10, (B,), generator=gen)
-
-    project = build_classifier("cnn3-34", (2, 34, 34), 10)
+    project = build_classifier(name, (2, 34, 34), 10)
+    set_lif_impl(project, "fused")
 
     def sj_factory(fn):
-        return sj_cnn3_34(fn)
+        return sj_models.BUILDERS[name](fn, 10, input_shape=(2, 34, 34))
 
     timed_surrogate = surrogate.SoftSign(alpha=1.0) if args.surrogate == "softsign" else exact_superspike()
     sj = sj_factory(timed_surrogate)
     n_project, n_sj = count_parameters(project), count_parameters(sj)
-    assert n_project == n_sj, f"parameter counts differ: project {n_project}, SpikingJelly {n_sj}"
+    assert n_project == n_sj, f"{name}: parameter counts differ: project {n_project}, SpikingJelly {n_sj}"
     copy_weights(project, sj)
-
-    print(f"cnn3-34: {n_project} parameters each; T={T}, batch {B}, {torch.get_num_threads()} torch threads",
-          flush=True)
+    print(f"{name}: {n_project} parameters each; T={T}, batch {B}", flush=True)
     sanity = sanity_check(project, sj_factory, x, y)
-    print(f"sanity: spikes identical {sanity['spikes_identical']} (eval mode {sanity['eval_mode_spikes_identical']}), "
-          f"logits max |diff| {sanity['logits_max_abs_diff']:.3g}, grads max rel diff "
+    print(f"  sanity: spikes identical {sanity['spikes_identical']} (eval mode {sanity['eval_mode_spikes_identical']})"
+          f", logits max |diff| {sanity['logits_max_abs_diff']:.3g}, grads max rel diff "
           f"{sanity['grad_max_abs_diff_relative_to_max_grad']:.3g}", flush=True)
 
-    frameworks = {
-        "project_norse": {"model": project, "reset": lambda: None},
-        "spikingjelly": {"model": sj, "reset": lambda: functional.reset_net(sj)},
-    }
-    for fw in frameworks.values():
-        fw["opt"] = build_optimizer(fw["model"].parameters(), "adamw", 1e-3, 1e-4)
-        fw["train"], fw["forward"], fw["peak_rss_mib"] = [], [], []
+    def opt_of(m):
+        return build_optimizer(m.parameters(), "adamw", 1e-3, 1e-4)
 
-    def train_steps(fw, n):
-        model, opt, reset = fw["model"], fw["opt"], fw["reset"]
+    rows: dict[str, dict] = {}
+    compile_info: dict[str, dict] = {}
+    if "eager" in args.modes:
+        rows["project_fused"] = _row(project, opt_of(project), lambda: None, "project, --lif-impl fused, eager")
+        norse = copy.deepcopy(project)
+        set_lif_impl(norse, "norse")
+        rows["project_norse"] = _row(norse, opt_of(norse), lambda: None, "project, --lif-impl norse, eager")
+        rows["spikingjelly"] = _row(sj, opt_of(sj), lambda: functional.reset_net(sj), "SpikingJelly, eager")
+    if "compile" in args.modes:
+        pc_eager = copy.deepcopy(project)
+        sc_eager = sj_factory(timed_surrogate)
+        copy_weights(project, sc_eager)
+        for key, eager, reset_of, label in (
+                ("project_fused_compile", pc_eager, lambda m: (lambda: None), "project, fused, torch.compile"),
+                ("spikingjelly_compile", sc_eager, lambda m: (lambda: functional.reset_net(m)),
+                 "SpikingJelly, torch.compile")):
+            ref = copy.deepcopy(eager).train()
+            compiled = torch.compile(eager)
+            t0 = time.perf_counter()
+            out = compiled(x)
+            torch.nn.functional.cross_entropy(out, y).backward()
+            reset_of(eager)()
+            with torch.no_grad():
+                eager.eval()
+                compiled(x)
+                reset_of(eager)()
+                eager.train()
+            first_s = time.perf_counter() - t0
+            ref_out = ref(x)
+            reset_of(ref)()
+            eager.zero_grad(set_to_none=True)
+            compile_info[key] = {"first_train_and_eval_call_s_incl_compile": round(first_s, 1),
+                                 "logits_max_abs_diff_vs_eager": float((out.detach() - ref_out.detach()).abs().max())}
+            print(f"  {key}: compiled in {first_s:.0f} s, logits vs eager max |diff| "
+                  f"{compile_info[key]['logits_max_abs_diff_vs_eager']:.3g}", flush=True)
+            rows[key] = _row(compiled, opt_of(eager), reset_of(eager), label)
+
+    def train_steps(row, n):
+        model, opt, reset = row["model"], row["opt"], row["reset"]
         model.train()
         for _ in range(n):
             opt.zero_grad(set_to_none=True)
@@ -279,8 +280,8 @@ def main(argv: list[str] | None = None) -> int:
             opt.step()
             reset()
 
-    def forward_passes(fw, n):
-        model, reset = fw["model"], fw["reset"]
+    def forward_passes(row, n):
+        model, reset = row["model"], row["reset"]
         model.eval()
         with torch.no_grad():
             for _ in range(n):
@@ -288,87 +289,205 @@ def main(argv: list[str] | None = None) -> int:
                 reset()
         model.train()
 
-    for fw in frameworks.values():  # warm-up: allocator, JIT-scripted SpikingJelly kernels, AdamW state
-        train_steps(fw, args.warmup)
-        forward_passes(fw, 1)
+    for row in rows.values():  # warm-up: allocator, JIT-scripted SpikingJelly kernels, AdamW state
+        train_steps(row, args.warmup)
+        forward_passes(row, 1)
     hwm_ok = _reset_hwm()
-    names = list(frameworks)
+    names = list(rows)
     t_start = time.perf_counter()
     for r in range(args.rounds):
-        for name in (names if r % 2 == 0 else names[::-1]):
-            fw = frameworks[name]
+        for key in (names if r % 2 == 0 else names[::-1]):
+            row = rows[key]
+            before = _rss_mib()
             if hwm_ok:
                 _reset_hwm()
-            t0 = time.perf_counter()
-            train_steps(fw, args.steps)
-            fw["train"].append(args.steps * B / (time.perf_counter() - t0))
-            if hwm_ok:
-                fw["peak_rss_mib"].append(_hwm_mib())
-            t0 = time.perf_counter()
-            forward_passes(fw, args.steps)
-            fw["forward"].append(args.steps * B / (time.perf_counter() - t0))
-        print(f"round {r + 1}/{args.rounds}: " + ", ".join(
-            f"{n} train {frameworks[n]['train'][-1]:.1f}/s fwd {frameworks[n]['forward'][-1]:.1f}/s" for n in names),
-            flush=True)
-    timing_s = time.perf_counter() - t_start
+            t0, c0 = time.perf_counter(), time.process_time()
+            train_steps(row, args.steps)
+            row["train"].append(args.steps * B / (time.perf_counter() - t0))
+            row["train_cpu"].append(args.steps * B / (time.process_time() - c0))
+            peak = _hwm_mib() if hwm_ok else None
+            if peak is not None and before is not None:
+                row["peak_rss_mib"].append(peak)
+                row["rss_rise_mib"].append(peak - before)
+            t0, c0 = time.perf_counter(), time.process_time()
+            forward_passes(row, args.steps)
+            row["forward"].append(args.steps * B / (time.perf_counter() - t0))
+            row["forward_cpu"].append(args.steps * B / (time.process_time() - c0))
+        print(f"  round {r + 1}/{args.rounds}: " + ", ".join(
+            f"{k} train {rows[k]['train'][-1]:.1f}/s fwd {rows[k]['forward'][-1]:.1f}/s" for k in names), flush=True)
 
     results = {}
-    for name, fw in frameworks.items():
-        results[name] = {
-            "train_samples_per_s": statistics.median(fw["train"]),
-            "forward_samples_per_s": statistics.median(fw["forward"]),
-            "train_samples_per_s_rounds": [round(v, 2) for v in fw["train"]],
-            "forward_samples_per_s_rounds": [round(v, 2) for v in fw["forward"]],
-            "peak_rss_mib_during_training": max(fw["peak_rss_mib"]) if fw["peak_rss_mib"] else None,
+    for key, row in rows.items():
+        results[key] = {
+            "what": row["label"],
+            "train_samples_per_s": statistics.median(row["train"]),
+            "forward_samples_per_s": statistics.median(row["forward"]),
+            "train_samples_per_cpu_s": statistics.median(row["train_cpu"]),
+            "forward_samples_per_cpu_s": statistics.median(row["forward_cpu"]),
+            "train_samples_per_s_rounds": [round(v, 2) for v in row["train"]],
+            "forward_samples_per_s_rounds": [round(v, 2) for v in row["forward"]],
+            "peak_rss_mib_during_training": max(row["peak_rss_mib"]) if row["peak_rss_mib"] else None,
+            "peak_rss_rise_mib_per_sample": (round(statistics.median(row["rss_rise_mib"]) / B, 3)
+                                             if row["rss_rise_mib"] else None),
         }
-    p, s = results["project_norse"], results["spikingjelly"]
-    ratio_rounds = [a / b for a, b in zip(frameworks["project_norse"]["train"], frameworks["spikingjelly"]["train"],
-                                          strict=True)]
-    doc = {
+    ratios = {}
+    for proj_key, sj_key in (("project_fused", "spikingjelly"), ("project_norse", "spikingjelly"),
+                             ("project_fused_compile", "spikingjelly_compile"),
+                             ("project_fused_compile", "spikingjelly")):
+        if proj_key in rows and sj_key in rows:
+            per_round = [a / b for a, b in zip(rows[proj_key]["train"], rows[sj_key]["train"], strict=True)]
+            ratios[f"{proj_key}/{sj_key}"] = {
+                "train": results[proj_key]["train_samples_per_s"] / results[sj_key]["train_samples_per_s"],
+                "train_median_of_per_round_ratios": statistics.median(per_round),
+                "train_cpu_time": results[proj_key]["train_samples_per_cpu_s"]
+                / results[sj_key]["train_samples_per_cpu_s"],
+                "forward": results[proj_key]["forward_samples_per_s"] / results[sj_key]["forward_samples_per_s"],
+            }
+    return {"parameters": n_project, "time_steps": T, "batch": B,
+            "input": f"seeded Poisson event counts [T={T}, B={B}, 2, 34, 34], rate 0.1 per pixel and step",
+            "results": results, "ratios": ratios, "compile": compile_info, "sanity_check": sanity,
+            "timing_seconds": round(time.perf_counter() - t_start, 1)}
+
+
+def _f(v: float | None, nd: int = 0) -> str:
+    return "-" if v is None else f"{v:,.{nd}f}"
+
+
+def markdown_table(doc: dict) -> str:
+    """The results as a markdown table (one line per model and row)."""
+    lines = ["| model | row | train samples/s | x SJ | forward samples/s | x SJ | train samples/CPU-s | "
+             "peak RSS MiB (rise per sample) | spikes identical to SJ |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for name, m in doc["models"].items():
+        res, s = m["results"], m["sanity_check"]
+        same = s["spikes_identical"] and s["eval_mode_spikes_identical"]
+        for key, r in res.items():
+            sj = res.get("spikingjelly_compile" if key.endswith("_compile") else "spikingjelly")
+            tr = "" if sj is None or key.startswith("spikingjelly") else \
+                f"{r['train_samples_per_s'] / sj['train_samples_per_s']:.2f}"
+            fw = "" if sj is None or key.startswith("spikingjelly") else \
+                f"{r['forward_samples_per_s'] / sj['forward_samples_per_s']:.2f}"
+            lines.append(f"| {name} (T={m['time_steps']}, B={m['batch']}) | {r['what']} | "
+                         f"{_f(r['train_samples_per_s'])} | {tr} | {_f(r['forward_samples_per_s'])} | {fw} | "
+                         f"{_f(r['train_samples_per_cpu_s'])} | {_f(r['peak_rss_mib_during_training'])} "
+                         f"({_f(r['peak_rss_rise_mib_per_sample'], 2)}) | "
+                         f"{same if key == 'project_fused' else ''} |")
+    return "\n".join(lines)
+
+
+def write_readme_table(doc: dict, path: Path = README) -> bool:
+    """Replace the table between the markers in benchmarks/README.md; False when the markers are missing."""
+    text = path.read_text()
+    if TABLE_BEGIN not in text or TABLE_END not in text:
+        return False
+    m = doc["machine"]
+    body = (f"{TABLE_BEGIN}\n`{doc['command']}`, {doc['date']}, SpikingJelly {m.get('spikingjelly')}, torch "
+            f"{m.get('torch')}, {m.get('torch_threads')} thread(s), {m.get('cpu')} ({m.get('cores')} cores), load "
+            f"average {m.get('load_average_1_5_15min')} at the end:\n\n{markdown_table(doc)}\n{TABLE_END}")
+    head, rest = text.split(TABLE_BEGIN, 1)
+    path.write_text(head + body + rest.split(TABLE_END, 1)[1])
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                 epilog="Needs SpikingJelly in benchmarks/.deps (make bench puts 2.0.0 there).")
+    ap.add_argument("--models", default=",".join(MODELS), help=f"comma-separated (default {','.join(MODELS)})")
+    ap.add_argument("--modes", default="eager,compile", help="eager, compile or both (default eager,compile)")
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds, median reported (default 5)")
+    ap.add_argument("--steps", type=int, default=3, help="training steps and forward passes per row per round "
+                                                         "(default 3)")
+    ap.add_argument("--warmup", type=int, default=2, help="untimed training steps per row first (default 2)")
+    ap.add_argument("--batch", type=int, default=0, help="batch size (default 0: 32, Spikformer 16)")
+    ap.add_argument("-T", "--time-steps", type=int, default=8, help="time steps (default 8, as the benchmarks)")
+    ap.add_argument("--surrogate", choices=["softsign", "superspike"], default="softsign",
+                    help="SpikingJelly surrogate for the timed runs: built-in SoftSign(alpha=1) (default) or "
+                         "a subclass with exactly Norse's SuperSpike gradient")
+    ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1: the machine is "
+                                                           "shared; 0: torch's default)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default=str(OUT), help=f"JSON output (default {OUT})")
+    ap.add_argument("--readme", action="store_true", help="write the table into benchmarks/README.md too")
+    args = ap.parse_args(argv)
+    args.models = [m.strip() for m in args.models.split(",") if m.strip()]
+    args.modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    if unknown := [m for m in args.models if m not in MODELS]:
+        ap.error(f"unknown model(s) {unknown}: choose from {', '.join(MODELS)}")
+    if not args.modes or any(m not in ("eager", "compile") for m in args.modes):
+        ap.error("--modes takes eager, compile or eager,compile")
+    if min(args.rounds, args.steps, args.time_steps) < 1 or args.batch < 0:
+        ap.error("--rounds, --steps and -T must be positive")
+
+    try:
+        with warnings.catch_warnings():  # SpikingJelly decorates with torch.jit.script (deprecated)
+            warnings.simplefilter("ignore", FutureWarning)
+            import spikingjelly
+            from spikingjelly.activation_based import functional, surrogate
+    except ImportError:
+        raise SystemExit(INSTALL_HINT) from None
+    from importlib.metadata import PackageNotFoundError, version
+
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"SpikingJelly from {Path(spikingjelly.__file__).parent}; {torch.get_num_threads()} torch thread(s)",
+          flush=True)
+    t_start = time.perf_counter()
+    models = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        for name in args.models:
+            models[name] = bench_model(name, args, torch, functional, surrogate)
+    try:
+        sj_version = version("spikingjelly")
+    except PackageNotFoundError:
+        sj_version = "?"
+    doc: dict = {
         "benchmark": "spikingjelly_compare",
-        "what": "cnn3-34 classifier training throughput (forward + cross-entropy on the mean readout + backward + "
-                "AdamW step) and forward-only throughput (eval mode, no autograd), project (Norse) vs SpikingJelly, "
-                "interleaved rounds in one process, medians",
+        "what": "training throughput (forward + cross-entropy on the mean readout + backward + AdamW step) and "
+                "forward-only throughput (eval mode, no autograd), project vs SpikingJelly, interleaved rounds in "
+                "one process, medians; eager and torch.compile",
         "command": "python benchmarks/spikingjelly_compare.py " + " ".join(sys.argv[1:] if argv is None else argv),
-        "model": "cnn3-34 + Linear(512, 10) readout, logits = mean over T",
-        "parameters": {"project_norse": n_project, "spikingjelly": n_sj},
-        "input": f"seeded Poisson event counts [T={T}, B={B}, 2, 34, 34], rate 0.1 per pixel and step",
-        "time_steps": T, "batch": B, "rounds": args.rounds, "steps_per_round": args.steps, "warmup_steps": args.warmup,
+        "rounds": args.rounds, "steps_per_round": args.steps, "warmup_steps": args.warmup,
         "optimizer": "AdamW lr 1e-3, weight decay 1e-4 on weights of rank >= 2 "
                      "(neuromoco.train.engine.loops.build_optimizer)",
         "neurons": {
-            "project_norse": "neuromoco.train.models.neurons.LIF: Norse lif_box_feed_forward_step, "
-                             "dt/tau_mem = 0.5, v_th 1, reset to 0, SuperSpike surrogate (1/(1+|x|)^2), "
-                             "Python loop over T",
-            "spikingjelly": "neuron.LIFNode(tau=2.0, decay_input=True, v_threshold=1.0, v_reset=0.0, "
-                            "detach_reset=False, step_mode='m', backend='torch'); training: Python loop over T "
-                            "with JIT-scripted charge/reset, eval: one JIT-scripted multi-step function",
+            "project_fused": "neuromoco.train.models.neurons.LIF with --lif-impl fused: one autograd op over "
+                             "[T, N, ...] (lif_kernels/fused.py), exact to Norse's lif_box_feed_forward_step; under "
+                             "torch.compile the same code as torch.library custom ops (lif_kernels/fused_op.py)",
+            "project_norse": "the same LIF with --lif-impl norse: Norse's step in a Python loop over T",
+            "spikingjelly": "neuron.LIFNode(tau=2.0, decay_input=True, v_threshold=next float32 above the project's, "
+                            "v_reset=0.0, detach_reset=False, step_mode='m') (sj_models.py)",
         },
         "spikingjelly_surrogate": ("surrogate.SoftSign(alpha=1.0): 1/(2(1+|x|)^2), Norse's SuperSpike shape at half "
                                    "the height" if args.surrogate == "softsign" else
                                    "SurrogateFunctionBase subclass with Norse's SuperSpike gradient 1/(1+|x|)^2"),
-        "results": results,
-        "ratio_project_over_spikingjelly": {
-            "train": p["train_samples_per_s"] / s["train_samples_per_s"],
-            "train_median_of_per_round_ratios": statistics.median(ratio_rounds),
-            "forward": p["forward_samples_per_s"] / s["forward_samples_per_s"],
-        },
-        "sanity_check": sanity,
-        "timing_seconds": round(timing_s, 1),
+        "spikingjelly_install": "wheel from PyPI with --no-deps (plus loguru) into benchmarks/.deps, put on sys.path "
+                                "by this script (make bench); torch untouched",
+        "models": models,
+        "timing_seconds": round(time.perf_counter() - t_start, 1),
         "peak_rss_mib_process": round(_peak_rss_mib(), 1),
-        "peak_rss_note": "both models live in one process: the per-framework figure is the process peak (VmHWM, "
-                         "reset before each timed block) during that framework's training steps, baseline included",
+        "peak_rss_note": "all rows live in one process: peak_rss_mib_during_training is the process peak (VmHWM, "
+                         "reset before each row's timed training block), baseline included; "
+                         "peak_rss_rise_mib_per_sample is that peak minus the RSS just before the block, per sample",
         "machine": machine_info(torch_threads=torch.get_num_threads(),
                                 torch_interop_threads=torch.get_num_interop_threads(),
-                                spikingjelly=version("spikingjelly"), norse=version("norse"),
+                                spikingjelly=sj_version, norse=version("norse"),
                                 spikingjelly_from=str(Path(spikingjelly.__file__).parent)),
         "date": now(),
     }
+    if "cnn3-34" in models and "project_fused" in models["cnn3-34"]["results"]:
+        # the keys benchmarks/summarize.py reads (cnn3-34, eager): "project_norse" there is the project's default row
+        c = models["cnn3-34"]
+        doc.update({"time_steps": c["time_steps"], "batch": c["batch"], "sanity_check": c["sanity_check"],
+                    "results": {"project_norse": c["results"]["project_fused"],
+                                "spikingjelly": c["results"]["spikingjelly"]},
+                    "ratio_project_over_spikingjelly": c["ratios"]["project_fused/spikingjelly"]})
     write_json(args.out, doc)
-    rp = doc["ratio_project_over_spikingjelly"]
-    print(f"train samples/s: project {p['train_samples_per_s']:.1f}, SpikingJelly {s['train_samples_per_s']:.1f}, "
-          f"ratio {rp['train']:.3f}; forward: {p['forward_samples_per_s']:.1f} vs {s['forward_samples_per_s']:.1f}, "
-          f"ratio {rp['forward']:.3f}")
+    print(markdown_table(doc))
+    if args.readme:
+        print("README table " + ("updated" if write_readme_table(doc) else "not written: markers missing"))
     print(f"wrote {args.out}")
     return 0
 

@@ -187,3 +187,56 @@ def test_the_flag_offers_exactly_the_implementations() -> None:
     add_runtime_args(parser)
     action = next(a for a in parser._actions if a.dest == "lif_impl")
     assert tuple(action.choices or ()) == IMPLS and action.default == "auto"
+
+
+@pytest.mark.parametrize("v_reset", [0.0, -0.25])
+def test_compilable_custom_op_matches_the_fused_op(v_reset: float) -> None:
+    """The torch.library form that torch.compile traces gives the fused op's spikes and gradients."""
+    from neuromoco.train.models.lif_kernels.fused_op import lif_fused_compilable
+
+    p = params(torch.float32, v_reset=v_reset)
+    c = fused_constants(p, DT, torch.float32)
+    assert c is not None
+    x = grid_input((6, 3, 10), torch.float32)
+    xa, xb = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    sa, sb = lif_multistep(xa, p, DT, "fused"), lif_fused_compilable(xb, c)
+    assert torch.equal(sa, sb)
+    g = torch.randn(sa.shape, generator=torch.Generator().manual_seed(2))
+    (sa * g).sum().backward()
+    (sb * g).sum().backward()
+    assert xa.grad is not None and xb.grad is not None and torch.equal(xa.grad, xb.grad)
+    torch.library.opcheck(torch.ops.neuromoco.lif_fused_fwd.default, (x, c.a, c.v_leak, c.v_th, c.v_reset, c.alpha,
+                                                                       c.method), test_utils=("test_schema",
+                                                                                              "test_faketensor"))
+
+
+def test_cnn3_34_with_the_fused_op_traces_without_graph_breaks() -> None:
+    """torch.compile sees cnn3-34 (fused LIF, fast sum pooling) as one graph, LIF as custom ops."""
+    from neuromoco.train.models.registry import build_classifier
+
+    torch.manual_seed(0)
+    model = build_classifier("cnn3-34", (2, 34, 34), 10)
+    set_lif_impl(model, "fused")
+    explained = torch._dynamo.explain(model)(torch.rand(2, 2, 2, 34, 34))
+    assert explained.graph_break_count == 0, explained.break_reasons
+    assert explained.graph_count == 1
+    code = "\n".join(g.code for g in explained.graphs)
+    assert code.count("neuromoco.lif_fused_fwd") == 3  # one opaque op per LIF layer, not an unrolled loop
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("shape", [(3, 4, 34, 34), (2, 3, 17, 17), (2, 3, 8, 9), (5, 7, 7)])
+def test_fast_sum_pooling_is_avg_pool2d_bit_for_bit(dtype: torch.dtype, shape: tuple[int, ...]) -> None:
+    """SumPool2d's 2x2 fast path equals avg_pool2d(divisor_override=1) on random floats, forward and backward."""
+    from neuromoco.train.models.layers import SumPool2d
+
+    g = torch.Generator().manual_seed(3)
+    x = (torch.randn(shape, generator=g, dtype=dtype) * 100).requires_grad_(True)
+    x_ref = x.detach().clone().requires_grad_(True)
+    out = SumPool2d(2)(x)
+    ref = torch.nn.functional.avg_pool2d(x_ref, 2, 2, 0, count_include_pad=True, divisor_override=1)
+    assert torch.equal(out, ref)
+    grad = torch.randn(ref.shape, generator=g, dtype=dtype)
+    out.backward(grad)
+    ref.backward(grad)
+    assert x.grad is not None and x_ref.grad is not None and torch.equal(x.grad, x_ref.grad)

