@@ -7,12 +7,14 @@ to ``best.pt``; ``accuracy.json`` and, for deployable models, ``model.nir`` + ``
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import sys
 import time
 from typing import TYPE_CHECKING, Any
 
 import torch
+from torch import nn
 from torch.utils.data import DataLoader
 
 from neuromoco.errors import UserError
@@ -24,8 +26,10 @@ from neuromoco.train.engine.cliargs import check_positive
 from neuromoco.train.engine.config import ClassifyConfig
 from neuromoco.train.engine.fit import Epoch, Run, TaskData, TaskModel
 from neuromoco.train.engine.linear_probe import LinearProbe, cached_features
+from neuromoco.train.engine.own_encoder import is_own, own_name, own_record, require_registry_model
 from neuromoco.train.engine.runtime import Runtime
-from neuromoco.train.export.from_checkpoint import export_classifier
+from neuromoco.train.export.from_checkpoint import export_classifier, export_trained
+from neuromoco.train.moco.builder import infer_feature_dim
 from neuromoco.train.models.base import SpikingClassifier
 from neuromoco.train.models.registry import build_classifier, canonical_name, get_spec
 
@@ -46,20 +50,33 @@ class Classify:
     :class:`ClassifyTraining` its trainer.
 
     Made from the command's config: reads the pre-trained checkpoint (if the mode starts from one) and takes
-    from it the data options the command line left out, so that a bad checkpoint fails before anything runs."""
+    from it the data options the command line left out, so that a bad checkpoint fails before anything runs.
+    ``encoder``: an encoder of one's own (``neuromoco.train.api``) instead of a registry model, trained in place
+    (the pre-trained checkpoint's encoder weights are loaded into it); ``model``: the classifier once built."""
 
     kind = "classifier"
     batch_groups = 1
 
-    def __init__(self, cfg: ClassifyConfig) -> None:
+    def __init__(self, cfg: ClassifyConfig, encoder: nn.Module | None = None) -> None:
         self.cfg, self.mode, self.name = cfg, cfg.mode, cfg.mode.name
+        self.encoder = encoder
+        self.model: SpikingClassifier | None = None
         self.pre = (load_checkpoint(cfg.pretrained, kind=("pretrain", "classifier"))
                     if cfg.pretrained is not None else None)
         self.pretrained = str(self.pre["_path"]) if self.pre else ""
-        model = self.pre["model"]["name"] if self.pre else cfg.model
-        assert model is not None  # a mode without a pre-trained checkpoint takes --model
-        self.model_name = get_spec(model).name
+        if encoder is not None:
+            self.model_name = own_name(encoder)
+        else:
+            if self.pre is not None:
+                require_registry_model(self.pre, "pass the encoder (of the same class) to finetune(encoder, ...) "
+                                                 "or linear_probe(encoder, ...) of neuromoco.train.api")
+            model = self.pre["model"]["name"] if self.pre else cfg.model
+            assert model is not None  # a mode without a pre-trained checkpoint takes --model
+            self.model_name = get_spec(model).name
         d, pdata = cfg.data, self.pre.get("data", {}) if self.pre else {}
+        if d.dataset is None and pdata.get("object"):
+            raise UserError(f"{self.pretrained} was pre-trained on a {pdata['object']} object, not a named dataset: "
+                            "give the labelled data")
         precipe = pdata.get("recipe") or {}  # a recordings folder's recipe holds its sensor and time unit
         #: the data options, with the pre-trained run's where not given (a recordings folder's sensor and time
         #: unit only while the dataset is not given either)
@@ -93,7 +110,14 @@ class Classify:
 
     def build_model(self, rt: Runtime, data: TaskData) -> TaskModel:
         batch = self.cfg.optim.batch_size
-        model = build_classifier(self.model_name, data.input_shape, data.num_classes)
+        if self.encoder is None:
+            model = build_classifier(self.model_name, data.input_shape, data.num_classes)
+        else:
+            try:
+                dim = getattr(self.encoder, "feature_dim", None) or infer_feature_dim(self.encoder, data.input_shape)
+            except ValueError as err:  # an own encoder whose output is no [T, B, D]
+                raise UserError(str(err)) from None
+            model = SpikingClassifier(self.encoder, data.num_classes, feature_dim=int(dim))  # type: ignore[arg-type]
         if self.pre is not None:
             prefix = ENCODER_PREFIX[self.pre["kind"]]
             enc = {k[len(prefix):]: v for k, v in self.pre["state_dict"].items() if k.startswith(prefix)}
@@ -114,9 +138,11 @@ class Classify:
                                 "lower it")
         params = [p for p in model.parameters() if p.requires_grad]
         qat = self.cfg.qat.record() if self.cfg.qat else None
+        self.model = model
+        record = ({"name": self.model_name, "input_shape": list(data.input_shape), "kwargs": {}}
+                  if self.encoder is None else own_record(self.encoder, data.input_shape, model.head.in_features))
         return TaskModel(module=model, params=params, lr_groups=self._lr_groups(model, params), steps_per_epoch=steps,
-                         record={"name": self.model_name, "input_shape": list(data.input_shape), "kwargs": {},
-                                 "num_classes": data.num_classes},
+                         record={**record, "num_classes": data.num_classes},
                          fields={"mode": self.name, "pretrained": self.pretrained, "qat": qat},
                          config={"mode": self.name, "model": self.model_name, "pretrained": self.pretrained or None,
                                  "qat": qat})
@@ -283,11 +309,29 @@ class ClassifyTraining:
               f"{best['top1']:.4f} (epoch {best['epoch']})  -> {run.run_dir / 'accuracy.json'}", file=sys.stderr)
         if not self.cfg.export:
             return
+        src = run.run_dir / ("best.pt" if self.cfg.export_weights == "best" else "last.pt")
+        if is_own(run.model.record):
+            self._export_own(load_checkpoint(src, kind="classifier"))
+            return
         if not self.model.deployable:
             print(f"{task.model_name} is not deployable: no model.nir written", file=sys.stderr)
             return
-        src = run.run_dir / ("best.pt" if self.cfg.export_weights == "best" else "last.pt")
         path = export_classifier(load_checkpoint(src, kind="classifier"), run.run_dir)  # QAT: weights on the grid
+        print(f"NIR graph: {path}", file=sys.stderr)
+
+    def _export_own(self, ckpt: dict[str, Any]) -> None:
+        """An own encoder's classifier to NIR when its layers are the project's deployable ones (a copy, with the
+        checkpoint's weights); else say why not: the run itself succeeded."""
+        from neuromoco.train.export import ExportError
+
+        model = copy.deepcopy(self.model).cpu()
+        model.load_state_dict(ckpt["state_dict"])
+        try:
+            path = export_trained(model.eval(), ckpt, self.run.run_dir)
+        except (ExportError, UserError) as err:
+            print(f"{self.task.model_name} is not deployable ({str(err).splitlines()[0]}): no model.nir written",
+                  file=sys.stderr)
+            return
         print(f"NIR graph: {path}", file=sys.stderr)
 
 

@@ -2,7 +2,8 @@
 
 ``train pretrain`` calls :func:`pretrain_config`, ``train finetune`` / ``linear`` / ``supervised`` call
 :func:`classify_config`; the engine (:func:`~neuromoco.train.engine.fit.fit` and its tasks) reads only these
-dataclasses, never the argparse ``Namespace``. Defaults live in the flags (``train/engine/cliargs.py``,
+dataclasses, never the argparse ``Namespace``; ``neuromoco.train.api`` builds the same dataclasses from its
+keyword arguments. Defaults live in the flags (``train/engine/cliargs.py``,
 ``train/commands/``), not here; what a value must satisfy on its own is checked here, before anything loads.
 """
 
@@ -68,21 +69,22 @@ class RunOptions:
 
 @dataclass(frozen=True)
 class MoCoOptions:
-    """NeuroMoCo's own options (``train pretrain``'s "NeuroMoCo" group)."""
+    """NeuroMoCo's own options (``train pretrain``'s "NeuroMoCo" group). The defaults are the flags' (a test
+    pins them), so that ``neuromoco.train.api.pretrain`` runs what ``train pretrain`` runs."""
 
-    queue_size: int | None  # None: automatic, from the training set
-    momentum: float
-    momentum_schedule: str  # constant | cosine
-    temperature: float
-    mix_lambda: float
-    mix_mode: str  # loss | logits
-    augment_strength: str
-    proj_dim: int
-    proj_hidden: int
-    proj_bn: bool
-    shuffle_bn: bool
-    collapse_epochs: int  # 0: no collapse warning
-    bn_splits: int
+    queue_size: int | None = None  # K negative keys; None: automatic, from the training set
+    momentum: float = 0.999  # key encoder EMA momentum m (0.99 suits short runs)
+    momentum_schedule: str = "constant"  # constant | cosine (m rises from momentum to 1 over the run)
+    temperature: float = 0.2  # tau of the contrastive softmax
+    mix_lambda: float = 0.5  # MixInfoNCE: 1 = InfoNCE on time-averaged features, 0 = per time step
+    mix_mode: str = "loss"  # loss | logits: mix the two losses or their logits
+    augment_strength: str = "default"  # none | weak | default | strong: the two views' event augmentations
+    proj_dim: int = 128  # projection output size
+    proj_hidden: int = 512  # projection hidden size
+    proj_bn: bool = True  # BatchNorm in the projection head (MoCo v3); False: MoCo v2's head
+    shuffle_bn: bool = True  # shuffle the key batch for BatchNorm
+    collapse_epochs: int = 3  # warn when the positive similarity fell this many epochs in a row; 0: off
+    bn_splits: int = 1  # BatchNorm groups per process (SplitBatchNorm; emulates that many GPUs)
 
 
 @dataclass(frozen=True)
@@ -129,13 +131,20 @@ def pretrain_config(args: argparse.Namespace) -> PretrainConfig:
                        augment_strength=args.augment_strength, proj_dim=args.proj_dim, proj_hidden=args.proj_hidden,
                        proj_bn=args.proj_bn, shuffle_bn=args.shuffle_bn, collapse_epochs=args.collapse_epochs,
                        bn_splits=args.bn_splits)
+    return checked_pretrain(PretrainConfig(model=args.model, data=data, optim=optim, run=_run(args), moco=moco))
+
+
+def checked_pretrain(cfg: PretrainConfig) -> PretrainConfig:
+    """``cfg`` when its values are in range (the command line's and the Python API's, one check); else a
+    :class:`UserError` naming the flag."""
+    data, optim, moco = cfg.data, cfg.optim, cfg.moco
     check_positive(epochs=optim.epochs, batch_size=optim.batch_size, lr=optim.lr, time_steps=data.time_steps,
                    temperature=moco.temperature, downsample=data.downsample, bn_splits=moco.bn_splits)
     if moco.queue_size is not None:
         check_positive(queue_size=moco.queue_size)
     if moco.collapse_epochs < 0:
         raise UserError(f"--collapse-epochs must be 0 (off) or more, got {moco.collapse_epochs}")
-    return PretrainConfig(model=args.model, data=data, optim=optim, run=_run(args), moco=moco)
+    return cfg
 
 
 def classify_config(args: argparse.Namespace, mode: Mode) -> ClassifyConfig:
@@ -147,14 +156,23 @@ def classify_config(args: argparse.Namespace, mode: Mode) -> ClassifyConfig:
     if mode.tunes_backbone:
         recipe = Recipe(backbone_lr_scale=args.backbone_lr_scale, head_warmup_epochs=args.head_warmup_epochs,
                         head_warmup_lr=args.head_warmup_lr, freeze_bn=args.freeze_bn)
+    return checked_classify(ClassifyConfig(
+        mode=mode, model=args.model if mode.takes_model else None,
+        pretrained=args.pretrained if mode.pretrained else None, data=_data(args), optim=optim, run=_run(args),
+        label_fraction=args.label_fraction, augment=args.augment, eval_every=args.eval_every, recipe=recipe,
+        qat=None if mode.frozen else _qat(args), export=args.export, export_weights=args.export_weights))
+
+
+def checked_classify(cfg: ClassifyConfig) -> ClassifyConfig:
+    """``cfg`` when its values are in range (the command line's and the Python API's, one check); else a
+    :class:`UserError` naming the flag."""
+    optim, recipe = cfg.optim, cfg.recipe
+    check_positive(epochs=optim.epochs, batch_size=optim.batch_size, lr=optim.lr, eval_every=cfg.eval_every)
+    if cfg.mode.tunes_backbone:
         if recipe.backbone_lr_scale < 0 or recipe.head_warmup_epochs < 0:
             raise UserError("--backbone-lr-scale and --head-warmup-epochs must be >= 0")
         check_positive(head_warmup_lr=recipe.head_warmup_lr)
-    return ClassifyConfig(mode=mode, model=args.model if mode.takes_model else None,
-                          pretrained=args.pretrained if mode.pretrained else None, data=_data(args), optim=optim,
-                          run=_run(args), label_fraction=args.label_fraction, augment=args.augment,
-                          eval_every=args.eval_every, recipe=recipe, qat=None if mode.frozen else _qat(args),
-                          export=args.export, export_weights=args.export_weights)
+    return cfg
 
 
 def _data(args: argparse.Namespace) -> DataOptions:

@@ -27,13 +27,17 @@ def _call(fn: Callable[..., Dataset], name: str, split: str, root: str | None, t
 
 def labelled(name: str, split: str, *, root: str | None = None, time_steps: int = 16, downsample: int = 1,
              augment: str | None = None, sensor_size: list[int] | None = None,
-             time_unit: str | None = None, sensor_inferred: bool = False) -> Dataset:
+             time_unit: str | None = None, sensor_inferred: bool = False,
+             event_transform: Callable | None = None) -> Dataset:
     """Dataset of ``(frames [T,C,H,W] float32, label)``; ``augment`` ("weak", "default", "strong") draws one
-    random event augmentation per sample and read (the contrastive views' policy), uncached. ``sensor_size``
+    random event augmentation per sample and read (the contrastive views' policy), uncached; ``event_transform``
+    another one (an ``EventTransform`` or a tonic transform, instead of ``augment``). ``sensor_size``
     and ``time_unit``: for a folder of one's own recordings (``name`` a path; ``sensor_inferred``: that size was
     inferred from the recordings when a run recorded it)."""
     kw: dict[str, Any] = own_options(sensor_size, time_unit, sensor_inferred)
-    if augment not in (None, "none"):
+    if event_transform is not None:
+        kw.update(event_transform=event_transform, cache=False)
+    elif augment not in (None, "none"):
         spec = data.get_spec(name, sensor_size=sensor_size, time_unit=time_unit)
         kw.update(event_transform=data.contrastive_augmentation(spec.sensor_size, augment,
                                                                 hflip=spec.hflip_preserves_label), cache=False)

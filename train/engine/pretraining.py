@@ -21,6 +21,8 @@ import time
 from typing import Any
 
 import torch
+from torch import nn
+from torch.utils.data import Dataset
 
 from neuromoco.errors import UserError
 from neuromoco.io import atomic_write_json
@@ -28,6 +30,7 @@ from neuromoco.train.engine import loaders as D
 from neuromoco.train.engine.config import PretrainConfig
 from neuromoco.train.engine.fit import Epoch, Run, TaskData, TaskModel
 from neuromoco.train.engine.loops import time_major
+from neuromoco.train.engine.own_encoder import OWN_PREFIX, own_name, own_record
 from neuromoco.train.engine.runtime import Runtime
 from neuromoco.train.moco import MoCo
 from neuromoco.train.models.registry import build_encoder, canonical_name, get_spec
@@ -82,17 +85,25 @@ def falling_epochs(values: list[float | None]) -> int:
 
 
 class Pretrain:
-    """``train pretrain``: the :class:`~neuromoco.train.engine.fit.Task`; :class:`PretrainTraining` its trainer."""
+    """``train pretrain``: the :class:`~neuromoco.train.engine.fit.Task`; :class:`PretrainTraining` its trainer.
+
+    ``encoder``: an encoder of one's own (``neuromoco.train.api.pretrain``) instead of the registry's
+    ``cfg.model``, trained in place; ``dataset``: a two-view ``Dataset`` object (``((view_q, view_k), label)``)
+    instead of ``cfg.data``'s source; ``moco``: the model once built (the API's result)."""
 
     kind = "pretrain"
     name = "pretrain"
 
-    def __init__(self, cfg: PretrainConfig) -> None:
+    def __init__(self, cfg: PretrainConfig, encoder: nn.Module | None = None, dataset: Dataset | None = None) -> None:
         self.cfg = cfg
-        self.model_name = get_spec(cfg.model).name
+        self.encoder, self.dataset = encoder, dataset
+        self.model_name = get_spec(cfg.model).name if encoder is None else own_name(encoder)
         self.batch_groups = cfg.moco.bn_splits
+        self.moco: MoCo | None = None
 
     def load_data(self, rt: Runtime) -> TaskData:
+        if self.dataset is not None:
+            return self._given_data()
         d = self.cfg.data
         assert d.dataset is not None and d.time_steps is not None and d.downsample is not None  # pretrain's defaults
         own = D.own_options(d.sensor_size, d.time_unit)
@@ -108,6 +119,18 @@ class Pretrain:
                   "sensor_size": recipe.get("sensor_size"), "time_unit": recipe.get("time_unit"), "recipe": recipe,
                   "train_samples": n}
         return TaskData(train=train, test=None, input_shape=input_shape, record=record)
+
+    def _given_data(self) -> TaskData:
+        """A two-view dataset object: no source to record (a downstream run names its labelled data)."""
+        assert self.dataset is not None
+        train = D.first_n(self.dataset, self.cfg.data.max_samples)
+        shape = D.frame_shape(train)
+        n, batch = D.length(train), self.cfg.optim.batch_size
+        if n < batch:
+            raise UserError(f"the training set has {n} samples, fewer than --batch-size {batch}")
+        record = {"dataset": None, "object": type(self.dataset).__name__, "time_steps": shape[0], "downsample": 1,
+                  "sensor_size": None, "time_unit": None, "recipe": None, "train_samples": n}
+        return TaskData(train=train, test=None, input_shape=shape[1:], record=record)
 
     def _queue_size(self, rt: Runtime, n: int) -> int:
         """K: ``--queue-size``, else :func:`auto_queue_size` of the ``n`` training samples (said on stderr)."""
@@ -129,10 +152,15 @@ class Pretrain:
     def build_model(self, rt: Runtime, data: TaskData) -> TaskModel:
         m, n = self.cfg.moco, D.length(data.train)
         k = self._queue_size(rt, n)
-        moco = MoCo(build_encoder(self.model_name, data.input_shape), dim=m.proj_dim, hidden=m.proj_hidden,
-                    queue_size=k, momentum=m.momentum, temperature=m.temperature, mix_lambda=m.mix_lambda,
-                    mix_mode=m.mix_mode, shuffle_bn=m.shuffle_bn, bn_splits=m.bn_splits,
-                    proj_bn=m.proj_bn).to(rt.device)
+        backbone = build_encoder(self.model_name, data.input_shape) if self.encoder is None else self.encoder
+        try:
+            moco = MoCo(backbone, dim=m.proj_dim, hidden=m.proj_hidden, queue_size=k, momentum=m.momentum,
+                        temperature=m.temperature, mix_lambda=m.mix_lambda, mix_mode=m.mix_mode,
+                        shuffle_bn=m.shuffle_bn, bn_splits=m.bn_splits, proj_bn=m.proj_bn,
+                        input_shape=data.input_shape).to(rt.device)
+        except ValueError as err:  # an own encoder whose output is no [T, B, D]
+            raise UserError(str(err)) from None
+        self.moco = moco
         params = list(moco.encoder_q.parameters())
         moco_record = {"queue_size": k, "momentum": m.momentum, "momentum_schedule": m.momentum_schedule,
                        "temperature": m.temperature, "mix_lambda": m.mix_lambda, "mix_mode": m.mix_mode,
@@ -141,15 +169,23 @@ class Pretrain:
         auto = m.queue_size is None
         return TaskModel(module=moco, params=params, lr_groups=[(params, 1.0)],
                          steps_per_epoch=n // self.cfg.optim.batch_size,
-                         record={"name": self.model_name, "input_shape": list(data.input_shape), "kwargs": {}},
+                         record=self._record(data.input_shape, moco.feature_dim),
                          fields={"moco": moco_record, "config": {**argv, "queue_size": k}},
                          config={"queue_size": k, "queue_size_auto": auto})
+
+    def _record(self, input_shape: list[int], feature_dim: int) -> dict[str, Any]:
+        """The checkpoint's ``model``: the registry name, or what identifies an own encoder."""
+        if self.encoder is not None:
+            return own_record(self.encoder, input_shape, feature_dim)
+        return {"name": self.model_name, "input_shape": list(input_shape), "kwargs": {}}
 
     def check_resume(self, ckpt: dict[str, Any], model: TaskModel) -> None:
         m, mine = ckpt["model"], model.record
         if canonical_name(m["name"]) != mine["name"] or list(m["input_shape"]) != mine["input_shape"]:
+            hint = (": an encoder of one's own resumes with the same encoder class, pretrain(encoder, ..., "
+                    "resume=True)" if str(m["name"]).startswith(OWN_PREFIX) else "")
             raise UserError(f"{ckpt['_path']} holds a {m['name']} for input {m['input_shape']}, not a "
-                            f"{mine['name']} for {mine['input_shape']}")
+                            f"{mine['name']} for {mine['input_shape']}{hint}")
 
     def start(self, run: Run, resumed: dict[str, Any] | None) -> PretrainTraining:
         return PretrainTraining(self.cfg, run)

@@ -5,14 +5,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from torch import nn
+
 from neuromoco.errors import UserError
-from neuromoco.train.export import export_model, to_nir
+from neuromoco.train.engine.own_encoder import require_registry_model
+from neuromoco.train.export import deploy_modules_of, export_model, to_nir
 from neuromoco.train.models.base import SpikingClassifier
 from neuromoco.train.models.neurons import LIF
 from neuromoco.train.models.registry import build_classifier
 
 
 def classifier_from_checkpoint(ckpt: dict[str, Any]) -> SpikingClassifier:
+    """The registry classifier of ``ckpt`` with its weights, in evaluation mode (an own encoder's is refused:
+    its code is not in the checkpoint)."""
+    require_registry_model(ckpt, "export the model object instead: export_nir(model, ...) of neuromoco.train.api")
     m = ckpt["model"]
     model = build_classifier(m["name"], m["input_shape"], int(m["num_classes"]), **m.get("kwargs", {}))
     try:
@@ -23,7 +29,7 @@ def classifier_from_checkpoint(ckpt: dict[str, Any]) -> SpikingClassifier:
     return model.eval()
 
 
-def model_dt(model: SpikingClassifier) -> float:
+def model_dt(model: nn.Module) -> float:
     for mod in model.modules():
         if isinstance(mod, LIF):
             return float(mod.config.dt)
@@ -41,6 +47,13 @@ def export_classifier(ckpt: dict[str, Any], out_dir: str | Path,
     model = classifier_from_checkpoint(ckpt)
     if not model.deployable:
         raise UserError(f"{ckpt['model']['name']} is not deployable (see `train models`); nothing to export")
+    return export_trained(model, ckpt, out_dir, accuracy)
+
+
+def export_trained(model: SpikingClassifier, ckpt: dict[str, Any], out_dir: str | Path,
+                   accuracy: dict[str, float] | None = None) -> Path:
+    """Write the NIR graph and card of ``model`` (a classifier holding ``ckpt``'s weights, registry or own
+    encoder), its card from ``ckpt``'s data record, QAT grid and test accuracy; return the graph's path."""
     input_shape = list(ckpt["model"]["input_shape"])
     dt = model_dt(model)
     config = None
@@ -57,7 +70,7 @@ def export_classifier(ckpt: dict[str, Any], out_dir: str | Path,
     dataset = {**data.get("recipe", {}), "name": data.get("dataset"), "time_steps": int(data.get("time_steps", 16)),
                "downsample": int(data.get("downsample", 1)), "sensor_size": list(data.get("sensor_size", [])),
                "split": "test"}
-    modules = model.deploy_modules()
+    modules = deploy_modules_of(model)
     try:
         graph = to_nir(modules, input_shape, dt)
     except ValueError as err:  # neuromoco.train.export.ExportError names the module with no exact NIR form

@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from typing import cast
 
 import torch
@@ -79,13 +80,37 @@ class ProjectedEncoder(nn.Module):
         return outs[0] if len(outs) == 1 else torch.cat(outs, dim=1)
 
 
+def infer_feature_dim(backbone: nn.Module, input_shape: Sequence[int], time_steps: int = 2) -> int:
+    """The feature size ``D`` of ``backbone`` (``[T, B, *input_shape] -> [T, B, D]``), found by a dry run on
+    zeros: a backbone of one's own need not declare it. Run in evaluation mode without gradients, so that no
+    BatchNorm statistic or neuron state moves; a wrong output shape is one clear ``ValueError``."""
+    p = next(backbone.parameters(), None)
+    x = torch.zeros(int(time_steps), 2, *(int(v) for v in input_shape),
+                    device=p.device if p is not None else "cpu")
+    modes = {m: m.training for m in backbone.modules()}
+    backbone.eval()
+    try:
+        with torch.no_grad():
+            y = backbone(x)
+    finally:
+        for m, training in modes.items():
+            m.train(training)
+    if not isinstance(y, torch.Tensor) or y.dim() != 3 or tuple(y.shape[:2]) != tuple(x.shape[:2]):
+        got = list(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
+        raise ValueError(f"the encoder must map [T, B, {', '.join(map(str, input_shape))}] to [T, B, D] features; "
+                         f"for input {list(x.shape)} it gave {got} (an encoder stepping one time step at a time "
+                         "goes through neuromoco.train.api.StepwiseEncoder)")
+    return int(y.shape[-1])
+
+
 class MoCo(nn.Module):
     """NeuroMoCo around a spiking ``backbone`` (``[T,B,C,H,W] -> [T,B,feature_dim]``).
 
-    dim: projection size (128); hidden: projection hidden size (512); queue_size: negatives K (4096);
-    momentum: key encoder EMA m (0.999); temperature: τ (0.2); mix_lambda, mix_mode: MixInfoNCE's λ and mode;
-    shuffle_bn: shuffle the key batch for BatchNorm; bn_splits: BatchNorm groups in one process; proj_bn:
-    BatchNorm in the projection head (True; see :class:`Projector`).
+    feature_dim: the backbone's ``D`` (default: its ``feature_dim`` attribute, else a dry run on frames of
+    ``input_shape`` ``[C, H, W]``, :func:`infer_feature_dim`); dim: projection size (128); hidden: projection
+    hidden size (512); queue_size: negatives K (4096); momentum: key encoder EMA m (0.999); temperature: τ (0.2);
+    mix_lambda, mix_mode: MixInfoNCE's λ and mode; shuffle_bn: shuffle the key batch for BatchNorm; bn_splits:
+    BatchNorm groups in one process; proj_bn: BatchNorm in the projection head (True; see :class:`Projector`).
     """
 
     queue: torch.Tensor  # buffers (register_buffer in __init__)
@@ -94,13 +119,19 @@ class MoCo(nn.Module):
     def __init__(self, backbone: nn.Module, feature_dim: int | None = None, dim: int = 128, hidden: int = 512,
                  queue_size: int = 4096, momentum: float = 0.999, temperature: float = 0.2,
                  mix_lambda: float = 0.5, mix_mode: str = "loss", shuffle_bn: bool = True,
-                 bn_splits: int = 1, proj_bn: bool = True) -> None:
+                 bn_splits: int = 1, proj_bn: bool = True, input_shape: Sequence[int] | None = None) -> None:
         super().__init__()
-        # the backbones of train/models carry their feature size as an int attribute
-        feature_dim = int(feature_dim or cast(int, backbone.feature_dim))
+        # the backbones of train/models carry their feature size as an int attribute; others are measured
+        feature_dim = feature_dim or getattr(backbone, "feature_dim", None)
+        if not feature_dim:
+            if input_shape is None:
+                raise ValueError("the encoder has no feature_dim attribute: give feature_dim=D, or input_shape="
+                                 "[C, H, W] to find it by a dry run")
+            feature_dim = infer_feature_dim(backbone, input_shape)
+        self.feature_dim = int(cast(int, feature_dim))  # the backbone's D
         self.momentum = unit_interval("--momentum", momentum)
         self.shuffle_bn = bool(shuffle_bn)
-        self.encoder_q = ProjectedEncoder(backbone, Projector(feature_dim, hidden, dim, proj_bn), bn_splits)
+        self.encoder_q = ProjectedEncoder(backbone, Projector(self.feature_dim, hidden, dim, proj_bn), bn_splits)
         self.encoder_k = copy.deepcopy(self.encoder_q)
         for p in self.encoder_k.parameters():
             p.requires_grad_(False)

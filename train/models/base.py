@@ -29,10 +29,11 @@ class SpikingEncoder(nn.Module):
 class SpikingClassifier(nn.Module):
     """Encoder + linear readout per time step; logits = mean over T of the readout."""
 
-    def __init__(self, encoder: SpikingEncoder, num_classes: int) -> None:
+    def __init__(self, encoder: SpikingEncoder, num_classes: int, feature_dim: int | None = None) -> None:
         super().__init__()
         self.encoder = encoder
-        self.head = nn.Linear(encoder.feature_dim, num_classes)
+        # feature_dim: an encoder of one's own (any module, neuromoco.train.api) need not carry the attribute
+        self.head = nn.Linear(feature_dim or encoder.feature_dim, num_classes)
 
     @property
     def deployable(self) -> bool:
