@@ -96,8 +96,6 @@ def _classify(mode: Mode, encoder: nn.Module | None, pretrained: PathLike | Pret
               warmup_epochs: float = 0.0, grad_clip: float = 0.0, export: bool = True, export_weights: str = "last",
               resume: bool | PathLike = False, overwrite: bool = False, **runtime: Any) -> ClassifyResult:
     """One labelled run of ``mode``: the configs the command line would build, the task, the fit loop."""
-    from neuromoco.train.engine.classify import Classify
-    from neuromoco.train.engine.fit import fit
     from neuromoco.train.engine.own_encoder import own_name
 
     ckpt = pretrained.last_checkpoint if isinstance(pretrained, PretrainResult) else pretrained
@@ -114,15 +112,22 @@ def _classify(mode: Mode, encoder: nn.Module | None, pretrained: PathLike | Pret
         run=run_options(mode.name, out, resume=resume, overwrite=overwrite, argv=argv, **runtime),
         label_fraction=label_fraction, augment=augment, eval_every=eval_every, recipe=recipe, qat=None,
         export=export, export_weights=export_weights))
-    task = Classify(cfg, encoder=encoder)
-    fit(task, cfg.run, cfg.optim)
-    assert task.model is not None  # built by fit
-    run_dir = cfg.run.out
-    from neuromoco.train.engine.checkpoint import load_checkpoint
+    return run_classify(cfg, encoder=encoder)
 
-    history = list(load_checkpoint(run_dir / "last.pt").get("metrics", {}).get("history", []))
-    nir = run_dir / "model.nir"
-    return ClassifyResult(run_dir=run_dir, last_checkpoint=run_dir / "last.pt", best_checkpoint=run_dir / "best.pt",
-                          history=history, model=task.model,
-                          accuracy=json.loads((run_dir / "accuracy.json").read_text()),
-                          nir=nir if export and nir.is_file() else None)
+
+def run_classify(cfg: ClassifyConfig, encoder: nn.Module | None = None) -> ClassifyResult:
+    """The one implementation of a labelled run, from its typed config: :func:`finetune`, :func:`linear_probe`,
+    :func:`supervised` and ``train finetune`` / ``linear`` / ``supervised`` all end here. ``encoder``: an own
+    encoder instead of the registry's model."""
+    from neuromoco.train.engine.classify import Classify
+    from neuromoco.train.engine.fit import fit
+
+    run = fit(Classify(cfg, encoder=encoder), cfg.run, cfg.optim)
+    model = run.model.module
+    assert isinstance(model, SpikingClassifier)
+    out = cfg.run.out
+    accuracy, nir = out / "accuracy.json", out / "model.nir"  # written by the main rank
+    return ClassifyResult(run_dir=out, last_checkpoint=out / "last.pt", best_checkpoint=out / "best.pt",
+                          history=list(run.history), model=model,
+                          accuracy=json.loads(accuracy.read_text()) if accuracy.is_file() else {},
+                          nir=nir if cfg.export and nir.is_file() else None)

@@ -101,9 +101,7 @@ def pretrain(encoder: nn.Module | str, data: PathLike | Dataset = "embedded", *,
     Returns:
         :class:`PretrainResult`. Raises :class:`~neuromoco.errors.UserError` with one line on a bad argument.
     """
-    from neuromoco.train.engine.fit import fit
     from neuromoco.train.engine.own_encoder import own_name
-    from neuromoco.train.engine.pretraining import Pretrain
 
     own = None if isinstance(encoder, str) else encoder
     given = data if isinstance(data, Dataset) else None
@@ -121,16 +119,19 @@ def pretrain(encoder: nn.Module | str, data: PathLike | Dataset = "embedded", *,
                             weight_decay=weight_decay, warmup_epochs=warmup_epochs, grad_clip=grad_clip),
         run=run_options("pretrain", out, resume=resume, overwrite=overwrite, argv=argv, **runtime),
         moco=moco))
-    task = Pretrain(cfg, encoder=own, dataset=given)
-    fit(task, cfg.run, cfg.optim)
-    assert task.moco is not None  # built by fit
-    return PretrainResult(run_dir=cfg.run.out, last_checkpoint=cfg.run.out / "last.pt",
-                          history=_history(cfg.run.out / "last.pt"), encoder=task.moco.encoder_q.backbone,
-                          model=task.moco)
+    return run_pretrain(cfg, encoder=own, dataset=given)
 
 
-def _history(checkpoint: Path) -> list[dict[str, Any]]:
-    """Every epoch's summary in ``checkpoint`` (resumed epochs included)."""
-    from neuromoco.train.engine.checkpoint import load_checkpoint
+def run_pretrain(cfg: PretrainConfig, encoder: nn.Module | None = None,
+                 dataset: Dataset | None = None) -> PretrainResult:
+    """The one implementation of a pre-training run, from its typed config: :func:`pretrain` and
+    ``train pretrain`` both end here. ``encoder`` / ``dataset``: an own encoder and a two-view dataset object
+    instead of ``cfg.model`` and ``cfg.data``'s source."""
+    from neuromoco.train.engine.fit import fit
+    from neuromoco.train.engine.pretraining import Pretrain
 
-    return list(load_checkpoint(checkpoint).get("metrics", {}).get("history", []))
+    run = fit(Pretrain(cfg, encoder=encoder, dataset=dataset), cfg.run, cfg.optim)
+    moco = run.model.module
+    assert isinstance(moco, MoCo)
+    return PretrainResult(run_dir=cfg.run.out, last_checkpoint=cfg.run.out / "last.pt", history=list(run.history),
+                          encoder=moco.encoder_q.backbone, model=moco)

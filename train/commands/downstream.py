@@ -73,12 +73,11 @@ def add_arguments(p: argparse.ArgumentParser, mode: Mode) -> None:
 
 
 def run(args: argparse.Namespace, mode: Mode) -> int:
-    from neuromoco.train.engine.classify import Classify
+    from neuromoco.train.api.classify import run_classify
     from neuromoco.train.engine.config import classify_config
-    from neuromoco.train.engine.fit import fit
 
-    cfg = classify_config(args, mode)
-    return fit(Classify(cfg), cfg.run, cfg.optim)
+    run_classify(classify_config(args, mode))  # the Python API's run: one implementation
+    return 0
 
 
 @dataclass(frozen=True)

@@ -48,9 +48,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from neuromoco.train.api.pretrain import run_pretrain
     from neuromoco.train.engine.config import pretrain_config
-    from neuromoco.train.engine.fit import fit
-    from neuromoco.train.engine.pretraining import Pretrain
 
-    cfg = pretrain_config(args)
-    return fit(Pretrain(cfg), cfg.run, cfg.optim)
+    run_pretrain(pretrain_config(args))  # the Python API's run: one implementation
+    return 0

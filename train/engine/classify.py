@@ -52,7 +52,7 @@ class Classify:
     Made from the command's config: reads the pre-trained checkpoint (if the mode starts from one) and takes
     from it the data options the command line left out, so that a bad checkpoint fails before anything runs.
     ``encoder``: an encoder of one's own (``neuromoco.train.api``) instead of a registry model, trained in place
-    (the pre-trained checkpoint's encoder weights are loaded into it); ``model``: the classifier once built."""
+    (the pre-trained checkpoint's encoder weights are loaded into it)."""
 
     kind = "classifier"
     batch_groups = 1
@@ -60,7 +60,6 @@ class Classify:
     def __init__(self, cfg: ClassifyConfig, encoder: nn.Module | None = None) -> None:
         self.cfg, self.mode, self.name = cfg, cfg.mode, cfg.mode.name
         self.encoder = encoder
-        self.model: SpikingClassifier | None = None
         self.pre = (load_checkpoint(cfg.pretrained, kind=("pretrain", "classifier"))
                     if cfg.pretrained is not None else None)
         self.pretrained = str(self.pre["_path"]) if self.pre else ""
@@ -138,7 +137,6 @@ class Classify:
                                 "lower it")
         params = [p for p in model.parameters() if p.requires_grad]
         qat = self.cfg.qat.record() if self.cfg.qat else None
-        self.model = model
         record = ({"name": self.model_name, "input_shape": list(data.input_shape), "kwargs": {}}
                   if self.encoder is None else own_record(self.encoder, data.input_shape, model.head.in_features))
         return TaskModel(module=model, params=params, lr_groups=self._lr_groups(model, params), steps_per_epoch=steps,

@@ -144,8 +144,9 @@ class Run:
         return summary
 
 
-def fit(task: Task, opts: RunOptions, optim: OptimOptions) -> int:
-    """Train ``task`` from its first (or resumed) epoch through ``optim.epochs``; 0 on success."""
+def fit(task: Task, opts: RunOptions, optim: OptimOptions) -> Run:
+    """Train ``task`` from its first (or resumed) epoch through ``optim.epochs``; the finished run (its model
+    and every epoch's summary: what ``neuromoco.train.api``'s results hold)."""
     start = plan_start(opts)  # a run directory holding a run is refused here, before anything loads
     resume = start.checkpoint
     resumed = load_checkpoint(resume, kind=task.kind) if resume is not None else None  # refused before set-up
@@ -197,7 +198,7 @@ def fit(task: Task, opts: RunOptions, optim: OptimOptions) -> int:
         logger.close()
         trainer.finish()
         du.barrier()  # no rank tears the process group down while rank 0 still writes its reports
-        return 0
+        return run
     finally:
         du.cleanup()
 

@@ -89,7 +89,7 @@ class Pretrain:
 
     ``encoder``: an encoder of one's own (``neuromoco.train.api.pretrain``) instead of the registry's
     ``cfg.model``, trained in place; ``dataset``: a two-view ``Dataset`` object (``((view_q, view_k), label)``)
-    instead of ``cfg.data``'s source; ``moco``: the model once built (the API's result)."""
+    instead of ``cfg.data``'s source."""
 
     kind = "pretrain"
     name = "pretrain"
@@ -99,7 +99,6 @@ class Pretrain:
         self.encoder, self.dataset = encoder, dataset
         self.model_name = get_spec(cfg.model).name if encoder is None else own_name(encoder)
         self.batch_groups = cfg.moco.bn_splits
-        self.moco: MoCo | None = None
 
     def load_data(self, rt: Runtime) -> TaskData:
         if self.dataset is not None:
@@ -160,7 +159,6 @@ class Pretrain:
                         input_shape=data.input_shape).to(rt.device)
         except ValueError as err:  # an own encoder whose output is no [T, B, D]
             raise UserError(str(err)) from None
-        self.moco = moco
         params = list(moco.encoder_q.parameters())
         moco_record = {"queue_size": k, "momentum": m.momentum, "momentum_schedule": m.momentum_schedule,
                        "temperature": m.temperature, "mix_lambda": m.mix_lambda, "mix_mode": m.mix_mode,
