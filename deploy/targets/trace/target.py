@@ -78,10 +78,12 @@ class TraceRunner:
             idx = [self.keys.get(sample_key(frames[:, b]), -1) for b in range(B)]
             if -1 in idx:
                 raise UserError(f"trace {self.file} holds no run of sample {idx.index(-1)} of this batch (its frames "
-                                "match none recorded): record the same dataset, split and samples")
+                                f"match none of the {self.samples} recorded): compare on the samples it holds (the "
+                                "same dataset and split, or their frames as --dataset FILE.npz)")
             return np.asarray(idx)
         if self.cursor + B > self.samples:
-            raise UserError(f"trace {self.file} holds {self.samples} samples; more are asked for")
+            raise UserError(f"trace {self.file} holds {self.samples} samples; more are asked for (compare on the "
+                            "samples it holds: their frames as --dataset FILE.npz)")
         self.cursor += B
         return np.arange(self.cursor - B, self.cursor)
 
