@@ -18,8 +18,6 @@ from neuromoco.deploy.commands.common import (
     parse_option_items,
     resolve_card,
     run_context,
-    target_options,
-    with_card_options,
 )
 from neuromoco.errors import UserError
 
@@ -35,20 +33,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from neuromoco.deploy.card import CARD_NAME
-    from neuromoco.deploy.graph import load_graph
+    """``deploy export``: :func:`neuromoco.deploy.api.artefact.export_artefact` with the flags; prints the result."""
+    from neuromoco.deploy.api.artefact import export_artefact
+    from neuromoco.deploy.api.model import Model
 
-    model = Path(args.model)
-    if not model.exists():
-        raise UserError(f"NIR file not found: {model}")
-    card = resolve_card(model, args.card, args.dt, args.dataset)
-    graph = load_graph(model, input_shape=card.input_shape, shape_source=card.source)
+    path = Path(args.model)
+    if not path.exists():
+        raise UserError(f"NIR file not found: {path}")
+    model = Model.load(path, resolve_card(path, args.card, args.dt, args.dataset))
     values = {**flag_options(args), **parse_option_items(args.option, [args.target])[args.target]}
-    values = with_card_options(card, {args.target: values})[args.target]
-    target, options = target_options(args.target, values)
-    out = Path(args.out)
-    artefact = target.export(graph, card, out, options, run_context(args, progress=not args.no_progress))
-    card.save(out / CARD_NAME)
+    artefact, target = export_artefact(model, args.target, args.out, values,
+                                       run_context(args, progress=not args.no_progress), echo=print)
     print(f"{args.target}: wrote {artefact}")
     for line in target.summary(artefact):
         print(f"  {line}")

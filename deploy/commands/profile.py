@@ -15,29 +15,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    import nir
-    import numpy as np
-
-    from neuromoco.deploy.card import ModelCard
-    from neuromoco.deploy.metrics.activity import Activity
-    from neuromoco.deploy.metrics.core_map import CoreMapping
-    from neuromoco.deploy.metrics.neurobench import NeuroBenchCounter
-    from neuromoco.deploy.metrics.walk import Walk
-    from neuromoco.deploy.targets.base import Runner
 
 from neuromoco.deploy.commands.common import (
     add_sample_arguments,
     add_shared_arguments,
-    batches,
     load_model,
     parse_option_items,
-    progress_bar,
     run_context,
-    target_options,
-    with_card_options,
 )
 from neuromoco.deploy.metrics.energy_models import DEFAULT_MODELS
 from neuromoco.errors import UserError
@@ -72,97 +56,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from neuromoco.deploy.metrics.energy_models import energy, load_energy_models, select_models
-    from neuromoco.deploy.metrics.neurobench import neurobench_metrics
-    from neuromoco.deploy.metrics.synops import profile
-    from neuromoco.deploy.metrics.walk import walk
-    from neuromoco.deploy.parity import parse_names
-    from neuromoco.deploy.report import write_energy_report
+    """``deploy profile``: :func:`neuromoco.deploy.api.profiling.measure_energy` with the flags; writes
+    energy.json, energy.md and the plots, prints the summary."""
+    from neuromoco.deploy.api.profiling import energy_model_table, measure_energy
     from neuromoco.deploy.targets import REFERENCE, TARGETS
-    from neuromoco.io import atomic_write_json
 
     if args.target not in TARGETS:
         raise UserError(f"unknown target {args.target!r}; known: {', '.join(TARGETS)}")
-    table = load_energy_models(args.energy_models)
-    names = list(table) if args.energy_model.strip() == "all" else parse_names(args.energy_model)
-    models = select_models(table, names)
+    models = energy_model_table(args.energy_model, args.energy_models)
     values = {**parse_option_items(args.option, [args.target])[args.target], "record_spikes": "true"}
     if args.target == REFERENCE:
         values["device"] = args.device
-    graph, card, frames, labels = load_model(args)
-    target, options = target_options(args.target, with_card_options(card, {args.target: values})[args.target])
-    try:
-        runner = target.runner(graph, card, options, run_context(args))
-    except UserError:
-        raise
-    except Exception as err:  # noqa: BLE001 - any build failure becomes one clear line
-        raise UserError(f"target {args.target} could not be built: {type(err).__name__}: {err}") from None
-
-    graph_walk = walk(graph, card.input_shape)  # one walk of the graph for the energy profile and NeuroBench
-    activity, counter, mapping, correct = _measure(args, graph, card, runner, frames, labels, graph_walk)
-    prof = profile(graph, activity, card.input_shape, graph_walk)
-    data = {
-        "model": str(args.model), "target": args.target, "options": options.as_dict(),
-        "dataset": args.dataset or card.dataset.get("name", ""), "split": args.split,
-        "accuracy": correct / len(frames), "profile": prof, "energy_pj": energy(prof, models),
-        "energy_models": models,
-        "neurobench": neurobench_metrics(graph, counter, args.target, options.as_dict()),
-        "loihi2_map": None if mapping is None else mapping.result(),
-    }
+    model, frames, labels = load_model(args)
+    report = measure_energy(model, args.target, values, frames, labels, models, run_context(args),
+                            core_map=not args.no_core_map, batch_size=args.batch_size,
+                            progress=not args.no_progress, echo=print)
+    report.data.update(model=str(args.model), dataset=args.dataset or model.card.dataset.get("name", ""),
+                       split=args.split)
     out = Path(args.out)
-    atomic_write_json(out / "energy.json", data)
-    report = write_energy_report(out, data)
-    _print_summary(args.target, data)
-    print(f"wrote {out / 'energy.json'} and {report}")
+    written = report.write(out)
+    print(report.table())
+    print(f"wrote {out / 'energy.json'} and {written}")
     return 0
-
-
-def _measure(args: argparse.Namespace, graph: nir.NIRGraph, card: ModelCard, runner: Runner, frames: np.ndarray,
-             labels: np.ndarray, graph_walk: Walk) -> tuple[Activity, NeuroBenchCounter, CoreMapping | None, int]:
-    """Run every batch once, feeding the activity, NeuroBench and core-map counters; and count correct answers."""
-    from neuromoco.deploy.metrics.activity import Activity
-    from neuromoco.deploy.metrics.core_map import CoreMapping
-    from neuromoco.deploy.metrics.neurobench import NeuroBenchCounter
-
-    activity = Activity()
-    counter = NeuroBenchCounter(graph, card.input_shape, graph_walk)
-    mapping = None if args.no_core_map else CoreMapping.build(graph, card)
-    correct = 0
-    bar = progress_bar(len(frames), f"profile ({args.target})", not args.no_progress, [args.target])
-    for fr, lab in batches(frames, labels, args.batch_size):
-        result = runner.run(fr)
-        activity.update(result, fr)
-        counter.update(result, fr)
-        if mapping is not None:
-            mapping.update(result, fr)
-        correct += int((result.predictions == lab).sum())
-        if bar is not None:
-            bar.update(len(lab))
-    if bar is not None:
-        bar.close()
-    return activity, counter, mapping, correct
-
-
-def _print_summary(target: str, data: dict[str, Any]) -> None:
-    """The per-inference figures, energies, NeuroBench metrics and core-map verdict, one line each."""
-    t = data["profile"]["per_inference"]
-    print(f"{target}: per inference {t['synops']:.4g} synaptic ops, {t['neuron_updates']:.4g} neuron updates, "
-          f"{t['spikes']:.4g} spikes ({t['input_events']:.4g} input events); accuracy {data['accuracy']:.4f}")
-    for name, e in data["energy_pj"].items():
-        ann = "" if e["ann_pj"] is None else f", ANN {e['ann_pj'] * 1e-6:.4g} uJ (ANN/SNN {e['ann_over_snn']:.3g})"
-        print(f"  {name}: SNN {e['snn_pj'] * 1e-6:.4g} uJ per inference{ann}")
-    nb = data["neurobench"]
-    so = nb["synaptic_operations"]
-    print(f"  NeuroBench: footprint {nb['footprint']} B, connection sparsity {nb['connection_sparsity']:.4f}, "
-          f"activation sparsity {nb['activation_sparsity']:.4f}, synaptic operations Dense {so['Dense']:.4g} / "
-          f"Effective_MACs {so['Effective_MACs']:.4g} / Effective_ACs {so['Effective_ACs']:.4g}, "
-          f"membrane updates {nb['membrane_updates']:.4g}")
-    m = data["loihi2_map"]
-    if m is not None and m.get("available", True):
-        fit = "fits on one chip" if m["fits"] else "does NOT fit on one chip: " + "; ".join(m["problems"])
-        step = m.get("load", {}).get("time_per_step_s", {}).get("mean")
-        print(f"  Loihi 2 estimate (a model): {m['cores_needed']} cores "
-              f"({m['expanded']['cores_needed']} without weight sharing), {fit}"
-              + ("" if step is None else f"; {step * 1e6:.4g} us per step (most loaded core)"))
-    elif m is not None:
-        print(f"  Loihi 2 estimate unavailable: {m['reason']}")

@@ -17,7 +17,6 @@ and one after another, state reset between samples), so a larger ``--batch-size`
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 from typing import Any
 
@@ -27,16 +26,11 @@ from neuromoco.deploy.commands.common import (
     add_sample_arguments,
     add_shared_arguments,
     add_target_flags,
-    batches,
-    build_runner,
     flag_options,
     load_samples,
     parse_option_items,
-    progress_bar,
     resolve_card,
     run_context,
-    target_options,
-    with_card_options,
 )
 from neuromoco.errors import UserError
 
@@ -56,35 +50,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from neuromoco.deploy.result import RunResult
+    """``deploy run``: :func:`neuromoco.deploy.api.execution.execute` with the flags, then its files."""
+    from neuromoco.deploy.api.execution import execute
+    from neuromoco.deploy.api.model import Model
     from neuromoco.io import atomic_write_json
 
-    model = Path(args.model)
-    if not model.exists():
-        raise UserError(f"model not found: {model}")
-    card = resolve_card(model, args.card, args.dt, args.dataset)
+    path = Path(args.model)
+    if not path.exists():
+        raise UserError(f"model not found: {path}")
+    card = resolve_card(path, args.card, args.dt, args.dataset)
     values = {**flag_options(args), **parse_option_items(args.option, [args.target])[args.target]}
     if args.trace:
         values["record_spikes"] = "true"
-    values = with_card_options(card, {args.target: values})[args.target]
-    target, options = target_options(args.target, values)
-    t_build = time.perf_counter()
-    runner = build_runner(target, options, run_context(args), model, card)
-    t_build = time.perf_counter() - t_build
-    frames, labels = load_samples(card, args)
-    parts: list[RunResult] = []
-    t0 = time.perf_counter()
-    bar = progress_bar(len(frames), args.target, not args.no_progress, [args.target])
-    for batch, _ in batches(frames, labels, args.batch_size):
-        parts.append(runner.run(batch))
-        if bar is not None:
-            bar.update(batch.shape[1])
-            done = sum(p.output.shape[1] for p in parts)
-            bar.set_postfix(acc=f"{np.mean(np.concatenate([p.predictions for p in parts]) == labels[:done]):.3f}")
-    if bar is not None:
-        bar.close()
-    seconds = time.perf_counter() - t0
-    result = RunResult.concatenate(parts)
+    model = Model.load(path, card)
+    execution, frames, labels = execute(model, args.target, values, run_context(args), lambda: load_samples(card, args),
+                                        batch_size=args.batch_size, progress=not args.no_progress, echo=print)
+    result, options, seconds = execution.result, execution.options, execution.run_seconds
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     result.save(str(out / "predictions.npz"), labels=labels)
@@ -92,31 +73,28 @@ def run(args: argparse.Namespace) -> int:
     summary = {
         "model": str(args.model), "target": args.target, "options": options.as_dict(),
         "dataset": args.dataset or card.dataset.get("name"), "split": args.split, "samples": len(labels),
-        "time_steps": int(frames.shape[1]), "accuracy": acc, "build_seconds": t_build, "run_seconds": seconds,
-        "samples_per_s": len(labels) / seconds if seconds > 0 else None,
+        "time_steps": int(frames.shape[1]), "accuracy": acc, "build_seconds": execution.build_seconds,
+        "run_seconds": seconds, "samples_per_s": len(labels) / seconds if seconds > 0 else None,
         "spikes_per_sample": {k: float(v.sum() / len(labels)) for k, v in result.spike_counts.items()},
         "card_accuracy": card.accuracy or None,
     }
     atomic_write_json(out / "summary.json", summary)
     written = [out / "predictions.npz", out / "summary.json"]
     if args.trace:
-        written.append(_write_trace(out / f"trace.{args.trace}", result, frames, labels, options, card, args))
+        written.append(_write_trace(out / f"trace.{args.trace}", result, frames, labels, options, model, args))
     print(f"{args.target}: {len(labels)} samples, accuracy {acc:.4f}, {summary['samples_per_s']:.1f} samples/s; "
           f"wrote {', '.join(map(str, written))}")
     return 0
 
 
-def _write_trace(path: Path, result: Any, frames: np.ndarray, labels: np.ndarray, options: Any, card: Any,
+def _write_trace(path: Path, result: Any, frames: np.ndarray, labels: np.ndarray, options: Any, model: Any,
                  args: argparse.Namespace) -> Path:
     """The run as a trace: its records, the target and options, and per sample its frames' key and label."""
     from neuromoco.deploy.graph import structure
     from neuromoco.deploy.traces import Trace, TraceInfo, sample_key, write
 
-    output_node = None
-    if Path(args.model).is_file():
-        from neuromoco.deploy.graph import load_graph
-
-        output_node = structure(load_graph(Path(args.model), input_shape=card.input_shape)).output
+    card = model.card
+    output_node = None if model.graph is None else structure(model.graph).output
     info = TraceInfo(target=args.target, options=options.as_dict(), model=str(args.model),
                      dataset=args.dataset or card.dataset.get("name"), split=args.split, dt=card.dt,
                      output_node=output_node)

@@ -1,0 +1,415 @@
+"""Compare targets with the reference on the same samples: the job behind ``deploy parity`` and :func:`parity`.
+
+Every named target runs the same samples as the reference executor; each comparison gets metrics (accuracy,
+prediction agreement, per-layer spike counts, firing-rate cosine, first divergence) and a verdict: OK, FAIL, or
+INCONCLUSIVE when its only broken limit is the agreement tolerance and its samples are too few to decide it. A slow
+target with a bit-exact emulator is judged against the emulator on a subset (deployment exactness) and, for a
+quantized one, the emulator against the float reference on every sample (quantization loss).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from neuromoco.deploy.api.model import Model
+from neuromoco.deploy.parity import ParityAccumulator, Tolerances, check, parse_names, sample_size_note, verdict
+from neuromoco.deploy.targets import REFERENCE, TARGETS, parity_defaults, spec
+from neuromoco.errors import UserError
+
+
+@dataclass(frozen=True)
+class ParitySettings:
+    """How a parity job samples and runs (the ``deploy parity`` flags of the same names)."""
+
+    limit: int | None = None  # slow targets (with a bit-exact emulator) run at most this many samples
+    exactness_samples: int = 64  # samples on which a slow target must equal its emulator (0: vs the reference)
+    reference_dtype: str = "auto"  # auto: float64 against Lava, float32 otherwise
+    device: str = "cpu"  # device of the reference executor
+    worst: int = 5  # most-diverging samples to locate
+    batch_size: int = 32  # samples per runner call
+    strict: bool = False  # INCONCLUSIVE counts as failing
+    progress: bool = False  # a progress bar on stderr
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One entry of the report: ``target``'s results against ``baseline``'s on the first ``limit`` samples."""
+
+    target: str
+    baseline: str  # "reference:<dtype>" or another target's name
+    role: str  # "parity", "deployment exactness" or "quantization loss"
+    limit: int | None = None  # None: every sample
+    added: str | None = None  # why it is compared when the user did not name it; None when named
+
+    @property
+    def exact(self) -> bool:
+        return self.role == "deployment exactness"
+
+
+def emulated_targets() -> list[str]:
+    """The named targets judged on a subset against a bit-exact emulator (the slow ones: simulators)."""
+    return [n for n, s in TARGETS.items() if s.emulator]
+
+
+def reference_dtype(target: str, choice: str) -> str:
+    """The reference's dtype for a target: its spec's (float64 against Lava, whose float simulation is float64)."""
+    if choice != "auto":
+        return choice
+    return spec(target).reference_dtype
+
+
+def emulator_of(target: str) -> str | None:
+    """The baseline a slow target with a bit-exact emulator is judged against (``reference:<dtype>`` or a name)."""
+    s = spec(target)
+    if s.emulator == REFERENCE:
+        return f"{REFERENCE}:{s.reference_dtype}"
+    return s.emulator
+
+
+def plan_comparisons(names: list[str], settings: ParitySettings, added: str | None = None) -> dict[str, Comparison]:
+    """The report's entries for the named targets, split in two for fixed-point targets with an emulator.
+
+    A target with an emulator (a slow one) runs on at most ``limit`` samples (and ``exactness_samples`` when
+    judged against the emulator); everything else runs the whole split. ``added``: why ``names`` are compared
+    when the user did not name them (the default targets); an emulator brought in by its target says so.
+    """
+    out: dict[str, Comparison] = {}
+    for name in names:
+        emulator = emulator_of(name)
+        if emulator and settings.exactness_samples > 0:
+            subset = min(settings.exactness_samples, settings.limit or settings.exactness_samples)
+            out[name] = Comparison(name, emulator, "deployment exactness", subset, added)
+            if not emulator.startswith("reference:"):
+                why = added if emulator in names else f"the bit-exact emulator of {name}, its quantization check"
+                dtype = reference_dtype(emulator, settings.reference_dtype)
+                out[emulator] = Comparison(emulator, f"reference:{dtype}", "quantization loss", None,
+                                           out[emulator].added if emulator in out else why)
+        elif name not in out:
+            out[name] = Comparison(name, f"reference:{reference_dtype(name, settings.reference_dtype)}", "parity",
+                                   settings.limit if emulator else None, added)
+    return out
+
+
+@dataclass
+class Selection:
+    """What a parity job compares, checked before any work: targets, their option values, the tolerances."""
+
+    names: list[str]
+    values: dict[str, dict[str, Any]]
+    tolerances: Tolerances
+    added: str | None = None
+
+    @staticmethod
+    def involved(names: Sequence[str]) -> list[str]:
+        """``names`` checked (known, at least one), then the emulators they bring in: every target that runs."""
+        if not names:
+            raise UserError("--targets names no target")
+        unknown = [n for n in names if n not in TARGETS]
+        if unknown:
+            raise UserError(f"unknown target(s) {', '.join(unknown)}; known: {', '.join(TARGETS)}")
+        emulators = [emulator_of(n) for n in names]
+        return list(dict.fromkeys([*names, *(e for e in emulators if e and not e.startswith("reference:"))]))
+
+    @classmethod
+    def make(cls, names: Sequence[str], values: Mapping[str, Mapping[str, Any]], tolerances: Tolerances,
+             exactness_samples: int = 64, added: str | None = None) -> Selection:
+        """Check the names and every target's options (emulators brought in included; spike records on)."""
+        from neuromoco.deploy.targets import options_class, with_options
+
+        names = list(names)
+        every = cls.involved(names)
+        if exactness_samples < 0:
+            raise UserError("--exactness-samples must be >= 0")
+        full = {n: {**values.get(n, {}), "record_spikes": "true"} for n in every}
+        for n in every:
+            try:
+                opts_cls = options_class(n)
+            except ImportError:  # a target that cannot even be imported is reported when it is built
+                continue
+            with_options(n, opts_cls.parse(TARGETS[n].preset, target=n), full[n])
+        return cls(names, full, tolerances, added)
+
+    def run(self, model: Model, frames: Any, labels: Any, settings: ParitySettings, context: Any,
+            echo: Callable[[str], None] | None = None) -> ParityReport:
+        """Build every runner, run the samples through them, judge each comparison."""
+        from neuromoco.deploy.api.options import with_card_options
+        from neuromoco.deploy.graph import spiking_nodes
+
+        graph = model.require_graph("parity")
+        comparisons = plan_comparisons(self.names, settings, self.added)
+        values = with_card_options(model.card, self.values, echo)
+        layers = spiking_nodes(graph)
+        entries, runners = _build(comparisons, values, model, context, settings.device)
+        accs, seconds = _compare(comparisons, runners, entries, frames, labels, layers, settings)
+        extras = _judge(comparisons, accs, seconds, entries, self.tolerances)
+        statuses = [e["status"] for e in entries.values()]
+        overall = ("FAIL" if "fail" in statuses or "error" in statuses
+                   else "INCONCLUSIVE" if "inconclusive" in statuses else "OK")
+        data = {
+            "model": str(model.path), "dataset": "", "split": "", "samples": len(frames), "limit": settings.limit,
+            "time_steps": int(model.card.time_steps), "layers": layers, "tolerances": self.tolerances.as_dict(),
+            "targets": entries, "verdict": overall, "strict": bool(settings.strict),
+            "passed": overall == "OK" or (overall == "INCONCLUSIVE" and not settings.strict),
+        }
+        return ParityReport(data, extras)
+
+
+@dataclass
+class ParityReport:
+    """The outcome of a parity job: ``data`` is the content of ``parity.json``; ``extras`` the per-target plot
+    data (firing rates, a raster) that ``report.md``'s pictures need."""
+
+    data: dict[str, Any]
+    extras: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
+
+    @property
+    def passed(self) -> bool:
+        """Whether no target failed (an INCONCLUSIVE one passes unless the job was strict)."""
+        return bool(self.data["passed"])
+
+    @property
+    def verdict(self) -> str:
+        """The overall verdict: OK, INCONCLUSIVE or FAIL."""
+        return str(self.data["verdict"])
+
+    @property
+    def verdicts(self) -> dict[str, str]:
+        """Each comparison's verdict by target: OK, FAIL, INCONCLUSIVE or ERROR."""
+        return {name: e["verdict"] for name, e in self.data["targets"].items()}
+
+    def by_status(self, status: str) -> list[str]:
+        """The targets whose entry has ``status`` (``ok``, ``fail``, ``inconclusive``, ``error``)."""
+        return [n for n, e in self.data["targets"].items() if e["status"] == status]
+
+    def table(self) -> str:
+        """One line per comparison (and its violations, notes), the text ``deploy parity`` prints."""
+        return "\n".join(_entry_lines(self.data["targets"]))
+
+    def to_json(self) -> str:
+        """The ``parity.json`` text."""
+        from neuromoco.io import _json_default
+
+        return json.dumps(self.data, indent=2, sort_keys=False, default=_json_default) + "\n"
+
+    def write(self, out_dir: str | Path) -> Path:
+        """Write ``parity.json``, ``report.md`` and its pictures to ``out_dir``; returns ``report.md``'s path."""
+        from neuromoco.deploy.report import write_parity_report
+        from neuromoco.io import atomic_write_json
+
+        out = Path(out_dir)
+        atomic_write_json(out / "parity.json", self.data)
+        return write_parity_report(out, self.data, self.extras)
+
+    def plot(self, target: str | None = None) -> Any:
+        """A matplotlib figure of spikes per layer, reference against ``target`` (default: the first judged)."""
+        from neuromoco.deploy.report import counts_figure
+
+        judged = {n: e for n, e in self.data["targets"].items() if "metrics" in e}
+        if not judged:
+            raise UserError("no target was judged (every one failed to build or run): nothing to plot")
+        name = target or next(iter(judged))
+        if name not in judged:
+            raise UserError(f"no judged comparison for {name!r}; judged: {', '.join(judged)}")
+        return counts_figure(name, judged[name]["metrics"]["layers"])
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{n}={v}" for n, v in self.verdicts.items())
+        return f"ParityReport({self.verdict}, {self.data['samples']} samples: {shown})"
+
+
+def parity(model: Model, frames: Any = None, targets: Sequence[str] | str | None = None, *, labels: Any = None,
+           options: Mapping[str, Any] | None = None, split: str = "test", root: str | None = None,
+           limit: int | None = None, exactness_samples: int = 64, reference_dtype: str = "auto",
+           device: str = "cpu", worst: int = 5, batch_size: int = 32, strict: bool = False,
+           calibration: Any = None, progress: bool = False, exact_targets: Sequence[str] | None = None,
+           **tolerances: Any) -> ParityReport:
+    """Compare ``targets`` with the reference executor on ``frames`` and judge each against tolerances.
+
+    ``targets``: names (a list or comma-separated; default the registry's parity defaults, labelled ``added``).
+    ``frames``: an array ``[N, T, *input_shape]``, a frames ``.npz`` or a dataset name (default: the card's);
+    the reference, the emulators and the targets without one run every sample, a slow target at most ``limit``
+    (and ``exactness_samples`` against its bit-exact emulator). ``options``: per target, its typed options or a
+    dict (``{"onnx": {"quantize": "int8"}}``). ``tolerances``: ``min_agreement``, ``max_count_rel_diff``,
+    ``min_rate_cosine``, ``max_accuracy_drop`` (unknown names are an error); ``exact_targets`` are held to
+    equality. Same job as ``deploy parity``; ``report.write(dir)`` writes its files.
+    """
+    from neuromoco.deploy.api.context import run_context
+    from neuromoco.deploy.api.options import option_values
+    from neuromoco.deploy.api.samples import resolve_samples
+
+    added = None if targets is not None else "the default targets"
+    names = parse_names(targets if targets is not None else ",".join(parity_defaults()))
+    known = {f for f in Tolerances.__dataclass_fields__ if f != "exact"}
+    unknown = sorted(set(tolerances) - known)
+    if unknown:
+        raise UserError(f"unknown tolerance(s) {', '.join(unknown)}; valid: {', '.join(sorted(known))}")
+    tol = Tolerances(**tolerances) if exact_targets is None else Tolerances(**tolerances, exact=tuple(exact_targets))
+    given = dict(options or {})
+    stray = [n for n in given if n not in Selection.involved(names)]
+    if stray:
+        raise UserError(f"options for {', '.join(stray)}, which this parity job does not run ({', '.join(names)})")
+    values = {n: option_values(n, v) for n, v in given.items()}
+    selection = Selection.make(names, values, tol, exactness_samples, added)
+    settings = ParitySettings(limit, exactness_samples, reference_dtype, device, worst, batch_size, strict, progress)
+    data, labs = resolve_samples(model.card, frames, labels, split=split, root=root)
+    report = selection.run(model, data, labs, settings, run_context(frames, root, calibration, progress))
+    report.data.update(dataset=str(frames) if isinstance(frames, str) else model.card.dataset.get("name", "")
+                       if frames is None else "array", split=split)
+    return report
+
+
+# ------------------------------------------------------------------------------------------ the steps
+
+def _build(comparisons: dict[str, Comparison], values: dict[str, dict[str, Any]], model: Model, context: Any,
+           device: str) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
+    """One entry per comparison and one runner per target or reference dtype they need.
+
+    A target that cannot build makes an ``error`` entry of every comparison that needs it.
+    """
+    from neuromoco.deploy.api.execution import build_runner
+    from neuromoco.deploy.api.options import target_options
+
+    entries: dict[str, dict[str, Any]] = {}
+    runners: dict[str, Any] = {}
+    options_of: dict[str, dict[str, Any]] = {}
+    failures: dict[str, str] = {}
+    for name, c in comparisons.items():
+        for who in (c.target, c.baseline):
+            if who in runners or who in failures:
+                continue
+            try:
+                if who.startswith("reference:"):
+                    ref, opts = target_options(REFERENCE, {"dtype": who.split(":", 1)[1], "device": device,
+                                                           "record_spikes": "true"})
+                    runners[who] = build_runner(ref, opts, context, model)
+                else:
+                    target, options = target_options(who, values.get(who, {"record_spikes": "true"}))
+                    runners[who] = build_runner(target, options, context, model)
+                    options_of[who] = options.as_dict()
+            except Exception as err:  # noqa: BLE001 - a target that cannot build is reported, not a traceback
+                failures[who] = f"could not build: {describe_error(err)}"
+        entry: dict[str, Any] = {
+            "status": "ok", "verdict": "OK", "role": c.role, "added": c.added,
+            "compared_with": c.baseline.replace("reference:", "reference, "),
+            "reference_dtype": c.baseline.split(":", 1)[1] if c.baseline.startswith("reference:") else None,
+            "sample_limit": c.limit, "options": options_of.get(c.target), "violations": []}
+        broken = [failures[w] for w in (c.target, c.baseline) if w in failures]
+        if broken:
+            entry.update(status="error", verdict="ERROR", error=broken[0] if c.target in failures else
+                         f"its baseline {c.baseline} {failures[c.baseline]}")
+        entries[name] = entry
+    return entries, runners
+
+
+def describe_error(err: BaseException) -> str:
+    """An exception as one line: its type and the first line of its message."""
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def _compare(comparisons: dict[str, Comparison], runners: dict[str, Any], entries: dict[str, dict[str, Any]],
+             frames: Any, labels: Any, layers: list[str],
+             settings: ParitySettings) -> tuple[dict[str, Any], dict[str, float]]:
+    """Every batch through the runners its comparisons still need, accumulated; a failing runner is dropped."""
+    from neuromoco.deploy.api.samples import batches, progress_bar
+
+    live = {n: c for n, c in comparisons.items() if entries[n]["status"] == "ok"}
+    accs = {n: ParityAccumulator(layers, settings.worst) for n in live}
+    seconds = {n: 0.0 for n in live}
+    seen = 0
+    bar = progress_bar(len(frames), "parity", settings.progress,
+                       [w for c in comparisons.values() for w in (c.target, c.baseline)])
+    for fr, lab in batches(frames, labels, settings.batch_size):
+        size = fr.shape[1]
+        wanted = {n: c for n, c in live.items() if c.limit is None or seen < c.limit}
+        keep = {n: (c.limit - seen if c.limit is not None else size) for n, c in wanted.items()}
+        results: dict[str, Any] = {}
+        times: dict[str, float] = {}
+        for who in dict.fromkeys([w for c in wanted.values() for w in (c.baseline, c.target)]):
+            if who not in runners:
+                continue
+            n_take = max(keep[n] for n, c in wanted.items() if who in (c.baseline, c.target))
+            try:
+                t0 = time.perf_counter()
+                results[who] = runners[who].run(fr[:, :n_take] if n_take < fr.shape[1] else fr)
+                times[who] = time.perf_counter() - t0
+            except Exception as err:  # noqa: BLE001 - a failing target is reported, not a traceback
+                del runners[who]
+                for n, c in list(live.items()):
+                    if who in (c.target, c.baseline):
+                        entries[n].update(status="error", verdict="ERROR",
+                                          error=f"{who} failed while running: {describe_error(err)}")
+                        del live[n]
+        for n, c in wanted.items():
+            if n not in live or c.target not in results or c.baseline not in results:
+                continue
+            k = min(keep[n], size)
+            accs[n].update(_head(results[c.baseline], k), _head(results[c.target], k),
+                           None if lab is None else lab[:k])
+            seconds[n] += times.get(c.target, 0.0)
+        seen += size
+        if bar is not None:
+            bar.update(size)
+    if bar is not None:
+        bar.close()
+    return accs, seconds
+
+
+def _head(result: Any, k: int) -> Any:
+    """The first ``k`` samples of a run result (a runner may have run more for another comparison)."""
+    if result.output.shape[1] == k:
+        return result
+    from neuromoco.deploy.result import RunResult
+
+    return RunResult(output=result.output[:, :k], spike_counts={n: v[:, :k] for n, v in result.spike_counts.items()},
+                     spikes={n: v[:, :k] for n, v in result.spikes.items()})
+
+
+def _judge(comparisons: dict[str, Comparison], accs: dict[str, Any], seconds: dict[str, float],
+           entries: dict[str, dict[str, Any]], tol: Tolerances) -> dict[str, dict[str, Any]]:
+    """Metrics and tolerance verdicts into each entry; the per-target plot data for the report."""
+    extras: dict[str, dict[str, Any]] = {}
+    for name, acc in accs.items():
+        if entries[name]["status"] == "error" or acc.n == 0:
+            continue
+        metrics = acc.result()
+        metrics["target_seconds"] = seconds[name]
+        limits = tol.equality() if comparisons[name].exact else tol.for_target(name)
+        status = verdict(metrics, limits)
+        entries[name].update(metrics=metrics, tolerances=limits.as_dict(), violations=check(metrics, limits),
+                             sample_size_note=sample_size_note(metrics, limits), status=status,
+                             verdict=status.upper(), held_to_equality=limits.min_agreement >= 1.0)
+        extras[name] = {"rates": acc.rates(),
+                        "raster": None if acc.raster.index < 0 else (acc.raster.index, acc.raster.reference,
+                                                                      acc.raster.target)}
+    return extras
+
+
+def _entry_lines(entries: dict[str, dict[str, Any]]) -> list[str]:
+    """The printed summary of each entry: verdict, samples, accuracy, agreement, counts, cosine; violations."""
+    out: list[str] = []
+    for name, e in entries.items():
+        added = f"(added: {e['added']}) " if e.get("added") else ""
+        if e["status"] == "error":
+            out.append(f"{name}: ERROR {added}{e['error']}")
+            continue
+        m = e["metrics"]
+        role = (f"[{m['samples']} samples] " if e["role"] == "parity"
+                else f"[{e['role']} vs {e['compared_with']}, {m['samples']} samples] ")
+        acc_text = (f"accuracy {m['accuracy_target']:.4f} (reference {m['accuracy_reference']:.4f}), "
+                    if "accuracy_target" in m else "")
+        lo, hi = m["agreement_ci95"]
+        out.append(f"{name}: {e['verdict']} {added}{role}{acc_text}agreement {m['agreement']:.4f} "
+                   f"(95% {lo:.4f}-{hi:.4f}), max layer count diff {m['max_count_rel_diff']:.4f}, "
+                   f"rate cosine {m['rate_cosine']:.6f}")
+        what = "too few samples to decide" if e["status"] == "inconclusive" else "outside tolerance"
+        out += [f"  {what}: {v}" for v in e["violations"]]
+        if e.get("sample_size_note"):
+            out.append(f"  note: {e['sample_size_note']}")
+        out += [f"  DEGENERATE: {d}" for d in m.get("degenerate", [])]
+    return out
