@@ -66,12 +66,12 @@ def resolve_samples(card: ModelCard, frames: Any = None, labels: Any = None, *, 
     shape, t, want = list(frames.shape), int(card.time_steps), list(card.input_shape)
     if frames.ndim < 3:
         raise UserError(f"frames of shape {shape} are not [N, T, *input_shape] = [N, {t}, {', '.join(map(str, want))}]")
-    if shape[0] == t and shape[1] != t:
-        raise UserError(f"frames of shape {shape} look like [T, N, ...] (time first); the API takes [N, T, "
-                        f"*input_shape] (samples first, as in a frames .npz): pass frames.swapaxes(0, 1)")
     if frames.ndim == len(want) + 1 and list(frames.shape[1:]) == want:
         raise UserError(f"frames of shape {shape} look like one sample [T, *input_shape]; the API takes "
                         "[N, T, *input_shape]: pass frames[None]")
+    if shape[0] == t and shape[1] != t:
+        raise UserError(f"frames of shape {shape} look like [T, N, ...] (time first); the API takes [N, T, "
+                        f"*input_shape] (samples first, as in a frames .npz): pass frames.swapaxes(0, 1)")
     check_frames_shape(frames.shape[2:], want, f"the input shape of {card.source}")
     out = np.asarray(frames, dtype=np.float32)[:limit]
     check_finite_frames(out, "frames")
