@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from synthetic import synthetic_dataset
+from synthetic import SyntheticFrames, synthetic_dataset
 from torch import nn
 from torch.utils.data import Dataset
 
@@ -147,6 +147,16 @@ def test_resume_takes_the_encoder_again_and_a_registry_rebuild_is_refused(synth,
     from neuromoco.train.cli import main
 
     assert main(["finetune", "--pretrained", str(tmp_path / "pre"), "--out", str(tmp_path / "cli")]) == 2
+
+
+def test_labelled_dataset_objects(tmp_path, capsys):
+    train, test = SyntheticFrames(32, T, SIZE, 5, seed=1), SyntheticFrames(10, T, SIZE, 5, seed=2)
+    res = api.supervised(PlainEncoder(), (train, test), out=tmp_path / "sup", epochs=1, **FAST)
+    assert res.model.head.out_features == 5 and res.accuracy["test_samples"] == 10 and res.accuracy["dataset"] is None
+    err = capsys.readouterr().err
+    assert res.nir is None and "not deployable (NIR export failed: no NIR mapping for PlainEncoder" in err
+    ck = torch.load(res.last_checkpoint, weights_only=True)
+    assert ck["data"]["class_names"] == ["0", "1", "2", "3", "4"] and ck["data"]["time_steps"] == T
 
 
 def test_registry_model_by_name_and_linear_probe(synth, tmp_path):

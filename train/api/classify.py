@@ -10,12 +10,17 @@ from pathlib import Path
 from typing import Any
 
 from torch import nn
+from torch.utils.data import Dataset
 
 from neuromoco.train.api.pretrain import PretrainResult
 from neuromoco.train.api.runs import PathLike, data_options, optim_options, run_options
 from neuromoco.train.engine.config import ClassifyConfig, Recipe, checked_classify
 from neuromoco.train.engine.modes import MODES, Mode
 from neuromoco.train.models.base import SpikingClassifier
+
+#: labelled data: a source the commands read (a name, ``tonic:Class``, a recordings folder), or dataset objects
+#: ``(train, test)`` of ``(frames [T, C, H, W] float32, label)`` (classes 0 .. the largest label)
+Data = PathLike | tuple[Dataset, Dataset]
 
 
 @dataclass(frozen=True)
@@ -33,7 +38,7 @@ class ClassifyResult:
     nir: Path | None  # run_dir/model.nir, or None (export off, or the model has layers with no NIR form)
 
 
-def finetune(encoder: nn.Module | None, pretrained: PathLike | PretrainResult, data: PathLike | None = None, *,
+def finetune(encoder: nn.Module | None, pretrained: PathLike | PretrainResult, data: Data | None = None, *,
              out: PathLike, epochs: int = MODES["finetune"].epochs, lr: float = MODES["finetune"].lr,
              recipe: Recipe | None = None, **options: Any) -> ClassifyResult:
     """Fine-tune a pre-trained encoder with a new linear readout, all trained; ``train finetune``'s run.
@@ -46,7 +51,9 @@ def finetune(encoder: nn.Module | None, pretrained: PathLike | PretrainResult, d
             loaded into it and it trains in place), or None for the registry model the checkpoint names.
         pretrained: a :func:`~neuromoco.train.api.pretrain` result, or its checkpoint (or run directory); a
             trained classifier's checkpoint works too.
-        data: the labelled dataset (default: the pre-training's, framed as it was).
+        data: the labelled data (default: the pre-training's, framed as it was): a dataset name, ``"tonic:Class"``
+            or a recordings folder, or ``Dataset`` objects ``(train, test)`` of ``(frames [T, C, H, W], label)``
+            (the framing options and ``augment`` then do not apply).
         out, epochs, lr: the run directory, epochs, peak learning rate.
         recipe: the fine-tuning recipe (:class:`~neuromoco.train.engine.config.Recipe`; default the command's).
         options: what every labelled run takes (:func:`supervised` lists them).
@@ -58,7 +65,7 @@ def finetune(encoder: nn.Module | None, pretrained: PathLike | PretrainResult, d
     return _classify(mode, encoder, pretrained, data, out=out, epochs=epochs, lr=lr, recipe=recipe, **options)
 
 
-def linear_probe(encoder: nn.Module | None, pretrained: PathLike | PretrainResult, data: PathLike | None = None,
+def linear_probe(encoder: nn.Module | None, pretrained: PathLike | PretrainResult, data: Data | None = None,
                  *, out: PathLike, epochs: int = MODES["linear"].epochs, lr: float = MODES["linear"].lr,
                  **options: Any) -> ClassifyResult:
     """A linear readout on the frozen pre-trained encoder (features computed once; exact, the readout is
@@ -67,7 +74,7 @@ def linear_probe(encoder: nn.Module | None, pretrained: PathLike | PretrainResul
                      **options)
 
 
-def supervised(encoder: nn.Module | str, data: PathLike = "embedded", *, out: PathLike,
+def supervised(encoder: nn.Module | str, data: Data = "embedded", *, out: PathLike,
                epochs: int = MODES["supervised"].epochs, lr: float = MODES["supervised"].lr,
                **options: Any) -> ClassifyResult:
     """The same classifier from random initialisation (the baseline); ``train supervised``'s run.
@@ -88,7 +95,7 @@ def supervised(encoder: nn.Module | str, data: PathLike = "embedded", *, out: Pa
 
 
 def _classify(mode: Mode, encoder: nn.Module | None, pretrained: PathLike | PretrainResult | None,
-              data: PathLike | None, *, out: PathLike, epochs: int, lr: float, recipe: Recipe,
+              data: Data | None, *, out: PathLike, epochs: int, lr: float, recipe: Recipe,
               model: str | None = None, batch_size: int = 32, label_fraction: float = 1.0, augment: str = "none",
               eval_every: int = 1, time_steps: int | None = None, downsample: int | None = None,
               max_samples: int | None = None, root: PathLike | None = None, sensor_size: list[int] | None = None,
@@ -99,30 +106,35 @@ def _classify(mode: Mode, encoder: nn.Module | None, pretrained: PathLike | Pret
     from neuromoco.train.engine.own_encoder import own_name
 
     ckpt = pretrained.last_checkpoint if isinstance(pretrained, PretrainResult) else pretrained
-    argv = {"model": own_name(encoder) if encoder is not None else model, "pretrained": ckpt, "dataset": data,
+    given = data if isinstance(data, tuple) else None
+    source = None if isinstance(data, tuple) else data
+    argv = {"model": own_name(encoder) if encoder is not None else model, "pretrained": ckpt,
+            "dataset": source if given is None else "Dataset objects (train, test)",
             "epochs": epochs, "batch_size": batch_size, "lr": lr, "label_fraction": label_fraction,
             "augment": augment, "time_steps": time_steps, "downsample": downsample, "max_samples": max_samples}
     cfg = checked_classify(ClassifyConfig(
         mode=mode, model=model if mode.takes_model and encoder is None else None,
         pretrained=None if ckpt is None else str(ckpt),
-        data=data_options(data, root=root, time_steps=time_steps, downsample=downsample, max_samples=max_samples,
+        data=data_options(source, root=root, time_steps=time_steps, downsample=downsample, max_samples=max_samples,
                           sensor_size=sensor_size, time_unit=time_unit),
         optim=optim_options(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
                             weight_decay=weight_decay, warmup_epochs=warmup_epochs, grad_clip=grad_clip),
         run=run_options(mode.name, out, resume=resume, overwrite=overwrite, argv=argv, **runtime),
         label_fraction=label_fraction, augment=augment, eval_every=eval_every, recipe=recipe, qat=None,
         export=export, export_weights=export_weights))
-    return run_classify(cfg, encoder=encoder)
+    return run_classify(cfg, encoder=encoder, datasets=given)
 
 
-def run_classify(cfg: ClassifyConfig, encoder: nn.Module | None = None) -> ClassifyResult:
+def run_classify(cfg: ClassifyConfig, encoder: nn.Module | None = None,
+                 datasets: tuple[Dataset, Dataset] | None = None) -> ClassifyResult:
     """The one implementation of a labelled run, from its typed config: :func:`finetune`, :func:`linear_probe`,
     :func:`supervised` and ``train finetune`` / ``linear`` / ``supervised`` all end here. ``encoder``: an own
-    encoder instead of the registry's model."""
+    encoder instead of the registry's model; ``datasets``: labelled ``(train, test)`` dataset objects instead of
+    ``cfg.data``'s source."""
     from neuromoco.train.engine.classify import Classify
     from neuromoco.train.engine.fit import fit
 
-    run = fit(Classify(cfg, encoder=encoder), cfg.run, cfg.optim)
+    run = fit(Classify(cfg, encoder=encoder, datasets=datasets), cfg.run, cfg.optim)
     model = run.model.module
     assert isinstance(model, SpikingClassifier)
     out = cfg.run.out

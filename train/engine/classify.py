@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from neuromoco.errors import UserError
 from neuromoco.io import atomic_write_json
@@ -52,14 +52,16 @@ class Classify:
     Made from the command's config: reads the pre-trained checkpoint (if the mode starts from one) and takes
     from it the data options the command line left out, so that a bad checkpoint fails before anything runs.
     ``encoder``: an encoder of one's own (``neuromoco.train.api``) instead of a registry model, trained in place
-    (the pre-trained checkpoint's encoder weights are loaded into it)."""
+    (the pre-trained checkpoint's encoder weights are loaded into it); ``datasets``: labelled ``Dataset``
+    objects ``(train, test)`` of ``(frames [T, C, H, W], label)`` instead of ``cfg.data``'s source."""
 
     kind = "classifier"
     batch_groups = 1
 
-    def __init__(self, cfg: ClassifyConfig, encoder: nn.Module | None = None) -> None:
+    def __init__(self, cfg: ClassifyConfig, encoder: nn.Module | None = None,
+                 datasets: tuple[Dataset, Dataset] | None = None) -> None:
         self.cfg, self.mode, self.name = cfg, cfg.mode, cfg.mode.name
-        self.encoder = encoder
+        self.encoder, self.datasets = encoder, datasets
         self.pre = (load_checkpoint(cfg.pretrained, kind=("pretrain", "classifier"))
                     if cfg.pretrained is not None else None)
         self.pretrained = str(self.pre["_path"]) if self.pre else ""
@@ -73,7 +75,7 @@ class Classify:
             assert model is not None  # a mode without a pre-trained checkpoint takes --model
             self.model_name = get_spec(model).name
         d, pdata = cfg.data, self.pre.get("data", {}) if self.pre else {}
-        if d.dataset is None and pdata.get("object"):
+        if d.dataset is None and pdata.get("object") and datasets is None:
             raise UserError(f"{self.pretrained} was pre-trained on a {pdata['object']} object, not a named dataset: "
                             "give the labelled data")
         precipe = pdata.get("recipe") or {}  # a recordings folder's recipe holds its sensor and time unit
@@ -90,6 +92,8 @@ class Classify:
         self.sensor_inferred = bool(not d.sensor_size and not d.dataset and precipe.get("sensor_size_inferred"))
 
     def load_data(self, rt: Runtime) -> TaskData:
+        if self.datasets is not None:
+            return self._given_data()
         d, cfg = self.data_options, self.cfg
         assert d.dataset is not None and d.time_steps is not None and d.downsample is not None  # set in __init__
         own = D.own_options(d.sensor_size, d.time_unit, self.sensor_inferred)
@@ -106,6 +110,22 @@ class Classify:
                   "train_samples": D.length(train), "test_samples": D.length(test)}
         return TaskData(train=train, test=test, input_shape=input_shape, record=record,
                         num_classes=meta["num_classes"])
+
+    def _given_data(self) -> TaskData:
+        """Labelled dataset objects: the classes are 0 .. the largest label; no source to record (``train eval``
+        of such a run names its data)."""
+        assert self.datasets is not None
+        cfg, n = self.cfg, self.cfg.data.max_samples
+        full_train, test = self.datasets
+        train = D.class_balanced_subset(D.first_n(full_train, n), cfg.label_fraction, cfg.run.seed)
+        test = D.first_n(test, n)
+        shape = D.frame_shape(test)
+        classes = int(max(D.labels_of(full_train).max(initial=0), D.labels_of(test).max(initial=0))) + 1
+        record = {"dataset": None, "object": type(full_train).__name__, "time_steps": shape[0], "downsample": 1,
+                  "sensor_size": None, "time_unit": None, "recipe": None,
+                  "class_names": [str(c) for c in range(classes)], "label_fraction": cfg.label_fraction,
+                  "train_samples": D.length(train), "test_samples": D.length(test)}
+        return TaskData(train=train, test=test, input_shape=shape[1:], record=record, num_classes=classes)
 
     def build_model(self, rt: Runtime, data: TaskData) -> TaskModel:
         batch = self.cfg.optim.batch_size
@@ -296,7 +316,8 @@ class ClassifyTraining:
         last = _last_tested(history)
         assert run.data.test is not None
         assert last is not None  # the last epoch is always tested
-        accuracy = {"mode": task.name, "model": task.model_name, "dataset": task.data_options.dataset,
+        dataset = task.data_options.dataset if task.datasets is None else None  # None: dataset objects (the API's)
+        accuracy = {"mode": task.name, "model": task.model_name, "dataset": dataset,
                     "label_fraction": self.cfg.label_fraction, "train_samples": D.length(run.data.train),
                     "test_samples": D.length(run.data.test), "best": {"epoch": best["epoch"], "top1": best["top1"]},
                     "last": {"epoch": last["epoch"], "top1": last["test_top1"]},

@@ -67,9 +67,10 @@ def export_trained(model: SpikingClassifier, ckpt: dict[str, Any], out_dir: str 
         top1 = ckpt.get("metrics", {}).get("test_top1")
         accuracy = {"test": float(top1)} if top1 is not None else {}
     # the recipe (name, kind, sensor, time unit, framing) lets deploy frame the same data from the card alone
-    dataset = {**data.get("recipe", {}), "name": data.get("dataset"), "time_steps": int(data.get("time_steps", 16)),
+    time_steps = int(data.get("time_steps", 16))
+    dataset = {**data.get("recipe", {}), "name": data.get("dataset"), "time_steps": time_steps,
                "downsample": int(data.get("downsample", 1)), "sensor_size": list(data.get("sensor_size", [])),
-               "split": "test"}
+               "split": "test"} if data.get("dataset") else {}  # none: trained on dataset objects (the API's)
     modules = deploy_modules_of(model)
     try:
         graph = to_nir(modules, input_shape, dt)
@@ -81,6 +82,6 @@ def export_trained(model: SpikingClassifier, ckpt: dict[str, Any], out_dir: str 
 
         graph, lifted = lift_thresholds(graph, config, input_shape, dt)
         extra["qat"] = config.card_entry(lifted)
-    return export_model(modules, Path(out_dir), input_shape=input_shape, time_steps=dataset["time_steps"], dt=dt,
+    return export_model(modules, Path(out_dir), input_shape=input_shape, time_steps=time_steps, dt=dt,
                         dataset=dataset, class_names=list(data.get("class_names", [])), accuracy=accuracy,
                         model_name=ckpt["model"]["name"], graph=graph, extra=extra)
