@@ -10,6 +10,9 @@
   ``--epochs 1`` to every ``train`` command of the block whose subcommand takes all those options (``train
   pretrain``, ``train finetune`` ..., not ``train data``), so a training block runs as written, only shorter;
   the document says so beside the block.
+* Blocks fenced as ``python test`` are a walk-through: those of one document run in order, in one namespace, with
+  the venv's Python in an empty temporary folder outside the repository (the same data folder as above); a failing
+  block's traceback names the document and its line.
 * Every relative link in those files points to an existing file.
 """
 
@@ -57,6 +60,10 @@ class Block:
     @property
     def runs(self) -> bool:
         return self.info.split()[:2] == ["sh", "test"]
+
+    @property
+    def runs_python(self) -> bool:
+        return self.info.split()[:2] == ["python", "test"]
 
     @property
     def appended(self) -> dict[str, list[str]]:
@@ -212,6 +219,7 @@ def parse_error(prog: str, argv: list[str]) -> str | None:
 
 COMMANDS = collect_commands()
 RUN_BLOCKS = [b for path in DOC_FILES for b in fenced_blocks(path) if b.runs]
+PYTHON_DOCS = {path: blocks for path in DOC_FILES if (blocks := [b for b in fenced_blocks(path) if b.runs_python])}
 
 
 def subcommands_taking(prog: str, args: list[str]) -> list[str]:
@@ -356,3 +364,54 @@ def test_a_block_runs_shortened_and_names_its_failing_command(tmp_path, shared_d
     proc, _ = run_block(block, tmp_path, shared_data_root)
     assert proc.returncode == 3 and "not reached" not in proc.stdout
     assert "docs test: exit 3 from docs/quickstart.md:13: bash -c 'exit 3'" in proc.stderr, proc.stderr
+
+
+# the walk-through's runner: each block compiled at its own lines of the document, so a traceback points there
+PYTHON_DRIVER = """
+import json, sys
+doc, blocks = sys.argv[1], json.loads(open(sys.argv[2]).read())
+namespace = {"__name__": "__main__"}
+for first, text in blocks:
+    print(f"--- {doc}:{first}", flush=True)
+    exec(compile("\\n" * (first - 1) + text, doc, "exec"), namespace)
+"""
+
+
+def run_python_walkthrough(blocks: list[Block], folder: Path, data_root: Path) -> tuple[subprocess.CompletedProcess,
+                                                                                       float]:
+    """Run ``python test`` blocks in order in one namespace, in the empty ``folder``; the result and seconds."""
+    import json
+
+    driver = folder.parent / f"{folder.name}-driver"
+    driver.mkdir()
+    (driver / "run.py").write_text(PYTHON_DRIVER)
+    (driver / "blocks.json").write_text(json.dumps([(b.lines[0][0], "\n".join(t for _, t in b.lines))
+                                                    for b in blocks if b.lines]))
+    env = {k: v for k, v in os.environ.items() if k not in ("NEUROMOCO_DOWNLOAD", "PYTHONPATH")}
+    env.update(NEUROMOCO_DATA=str(data_root), MPLBACKEND="Agg", PYTHONWARNINGS="ignore")
+    where = str(blocks[0].path.relative_to(ROOT))
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, str(driver / "run.py"), where, str(driver / "blocks.json")], check=False,
+                          cwd=folder, env=env, capture_output=True, text=True, timeout=580)
+    return proc, time.perf_counter() - t0
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("path", list(PYTHON_DOCS), ids=[str(p.relative_to(ROOT)) for p in PYTHON_DOCS])
+def test_python_walkthrough(path, tmp_path, shared_data_root):
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    assert not folder.resolve().is_relative_to(ROOT)
+    proc, seconds = run_python_walkthrough(PYTHON_DOCS[path], folder, shared_data_root)
+    assert proc.returncode == 0, (
+        f"{path.relative_to(ROOT)}: the walk-through failed after {seconds:.1f} s\n--- stdout (tail)\n"
+        f"{proc.stdout[-3000:]}\n--- stderr (tail)\n{proc.stderr[-3000:]}")
+
+
+def test_a_python_walkthrough_shares_one_namespace_and_names_the_failing_line(tmp_path, shared_data_root):
+    blocks = [Block(ROOT / "docs" / "api.md", 4, "python test", ((5, "x = 41"),)),
+              Block(ROOT / "docs" / "api.md", 8, "python test", ((9, "x += 1"), (10, "assert x == 41, x")))]
+    (tmp_path / "empty").mkdir()
+    proc, _ = run_python_walkthrough(blocks, tmp_path / "empty", shared_data_root)
+    assert proc.returncode == 1 and 'File "docs/api.md", line 10' in proc.stderr and "AssertionError: 42" in \
+        proc.stderr, proc.stderr

@@ -14,7 +14,9 @@ import neuromoco
 
 PUBLIC = [
     # train: pre-train any encoder with NeuroMoCo, fine-tune, probe, export (neuromoco.train.api)
-    "NeuroMoCo", "export_nir", "finetune", "linear_probe", "load_dataset", "pretrain",
+    "ClassifyResult", "ExportResult", "MoCoOptions", "NeuroMoCo", "PretrainResult", "Recipe", "SequenceEncoder",
+    "export_nir", "finetune", "linear_probe", "load_dataset", "norse_encoder", "pretrain", "reset_snntorch",
+    "snntorch_encoder", "spikingjelly_encoder", "supervised",
     # deploy: load a NIR graph, run it, compare targets, profile energy, export artefacts (neuromoco.deploy.api)
     "EnergyReport", "Model", "ParityReport", "RunResult", "export", "parity", "profile", "run",
 ]
@@ -31,12 +33,14 @@ def test_every_public_name_resolves_and_says_what_it_does():
         assert (obj.__doc__ or "").strip(), f"neuromoco.{name} has no docstring"
 
 
-def test_the_deploy_names_are_the_deploy_api():
+def test_the_names_are_the_train_and_deploy_apis():
     import neuromoco.deploy.api as deploy_api
+    import neuromoco.train.api as train_api
 
-    assert set(deploy_api.__all__) <= set(neuromoco.__all__)
-    for name in deploy_api.__all__:
-        assert getattr(neuromoco, name) is getattr(deploy_api, name)
+    assert sorted([*train_api.__all__, *deploy_api.__all__]) == sorted(neuromoco.__all__)
+    for api in (train_api, deploy_api):
+        for name in api.__all__:
+            assert getattr(neuromoco, name) is getattr(api, name), name
 
 
 def test_python_c_prints_the_list():

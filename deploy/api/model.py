@@ -10,6 +10,7 @@ from neuromoco.errors import UserError
 
 if TYPE_CHECKING:
     import nir
+    import numpy as np
 
     from neuromoco.deploy.card import ModelCard
 
@@ -78,6 +79,15 @@ class Model:
 
             graph = load_graph(p, input_shape=c.input_shape, shape_source=c.source)
         return cls(p, c, graph)
+
+    def samples(self, split: str = "test", *, dataset: str | None = None, root: str | None = None,
+                limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Frames ``[N, T, *input_shape]`` (float32) and labels ``[N]`` of the model card's dataset (or ``dataset``:
+        a name or a frames ``.npz``), framed as the card says the model was trained on: what the jobs run on
+        when given no frames. ``split``: ``train``, ``test`` or ``all`` (several joined with commas)."""
+        from neuromoco.deploy.api.samples import load_samples
+
+        return load_samples(self.card, dataset, split, root, limit)
 
     def require_graph(self, job: str) -> nir.NIRGraph:
         """The graph, or a one-line error for an exported folder where ``job`` needs the graph itself."""
