@@ -13,7 +13,7 @@ LAVA   := lava-nc==0.10.0 lava-dl==0.6.0
 # They serve the NeuroBench cross-check only (tests/test_neurobench_crosscheck.py, benchmarks/neurobench_check.py).
 NEUROBENCH := neurobench==2.3.0 snntorch==1.0.0
 
-.PHONY: install test demo lint typecheck bench neurobench clean
+.PHONY: install test demo lint typecheck docs bench neurobench clean
 
 install: $(STAMP)
 
@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PIP) install -q --disable-pip-version-check --no-deps $(NEUROBENCH)
 	touch $(STAMP)
 
-test: install lint typecheck
+test: install lint typecheck docs
 	$(BIN)/python -m pytest -q
 
 demo: install
@@ -42,6 +42,15 @@ typecheck: install
 	ln -s "$(CURDIR)/train" .typecheck/neuromoco/train && ln -s "$(CURDIR)/deploy" .typecheck/neuromoco/deploy
 	cd .typecheck && MYPYPATH=. ../$(BIN)/mypy --config-file ../pyproject.toml -p neuromoco
 
+# the API reference (docs/api.md, "API reference"): pdoc renders the public modules' docstrings into docs/_build/api
+# (git-ignored), offline, in ~10 s; pdoc's own warnings (an unimportable module, a broken docstring or annotation)
+# are UserWarnings, made errors here (the import-time FutureWarnings of torch and norse are not ours to fix)
+DOCS_OUT := docs/_build/api
+docs: install
+	rm -rf $(DOCS_OUT)
+	PDOC_ALLOW_EXEC=1 $(BIN)/python -W error::UserWarning -m pdoc --docformat restructuredtext -o $(DOCS_OUT) \
+		neuromoco neuromoco.deploy.api neuromoco.train.api '!neuromoco\.(?!deploy\.api|train\.api|deploy$$|train$$).*'
+
 # SpikingJelly 2.0.0 for benchmarks/spikingjelly_compare.py, here only, not by `install`: it declares torchaudio
 # (built for another torch), SciencePlots, tensorboard...; the activation_based modules need only loguru beside
 # the venv's packages. Both wheels go --no-deps into benchmarks/.deps (git-ignored), which the script puts on
@@ -57,4 +66,4 @@ neurobench: install
 	$(BIN)/python benchmarks/neurobench_check.py
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache .typecheck
+	rm -rf $(VENV) runs .pytest_cache .typecheck docs/_build
