@@ -72,7 +72,7 @@ def resolve_samples(card: ModelCard, frames: Any = None, labels: Any = None, *, 
     if shape[0] == t and shape[1] != t:
         raise UserError(f"frames of shape {shape} look like [T, N, ...] (time first); the API takes [N, T, "
                         f"*input_shape] (samples first, as in a frames .npz): pass frames.swapaxes(0, 1)")
-    check_frames_shape(frames.shape[2:], want, f"the input shape of {card.source}")
+    check_frames_shape(frames.shape[2:], tuple(want), f"the input shape of {card.source}")
     out = np.asarray(frames, dtype=np.float32)[:limit]
     check_finite_frames(out, "frames")
     if labels is not None:
