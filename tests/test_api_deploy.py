@@ -57,6 +57,7 @@ def test_run_equals_the_cli(tmp_path, npz, model):
     with np.load(npz) as z:
         frames = z["frames"]
     np.testing.assert_array_equal(run(model, frames, "onnx").output, cli_output)
+    np.testing.assert_array_equal(run(TINY, frames, "onnx").output, cli_output)  # a path is loaded as Model.load does
     from neuromoco.deploy.targets import options_class
 
     typed = run(model, frames[:2], "onnx", options_class("onnx")(opset=17))

@@ -11,6 +11,7 @@ returning objects instead of writing files::
     report.passed, report.verdicts; print(report.table()); report.write("parity_out")
     energy = profile(model, frames, target="reference")
 
+Every job takes a :class:`Model` or the path of a ``.nir`` graph (or of a folder written by :func:`export`).
 Target options are keyword arguments (``quantize="int8"``) or the target's typed options class
 (:mod:`neuromoco.deploy.targets`), checked with the same messages as ``-o KEY=VALUE``. Errors a user can fix are
 :class:`~neuromoco.errors.UserError` with one line.

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from neuromoco.deploy.api.model import Model
+from neuromoco.deploy.api.model import Model, as_model
 
 
 def export_artefact(model: Model, target: str, out_dir: str | Path, values: dict[str, Any], context: Any,
@@ -25,7 +25,7 @@ def export_artefact(model: Model, target: str, out_dir: str | Path, values: dict
     return Path(artefact), tgt
 
 
-def export(model: Model, target: str, out_dir: str | Path, options: Any = None, *, calibration: Any = None,
+def export(model: Model | str | Path, target: str, out_dir: str | Path, options: Any = None, *, calibration: Any = None,
            dataset: str | None = None, root: str | None = None, progress: bool = False,
            **option_values: Any) -> Path:
     """Write ``model`` as ``target``'s artefact under ``out_dir`` (with its model card) and return the artefact.
@@ -38,5 +38,6 @@ def export(model: Model, target: str, out_dir: str | Path, options: Any = None, 
     from neuromoco.deploy.api.options import option_values as values_of
 
     values = values_of(target, options, option_values)
+    model = as_model(model)
     artefact, _ = export_artefact(model, target, out_dir, values, run_context(dataset, root, calibration, progress))
     return artefact

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from neuromoco.deploy.api.model import Model
+from neuromoco.deploy.api.model import Model, as_model
 from neuromoco.deploy.parity import ParityAccumulator, Tolerances, check, parse_names, sample_size_note, verdict
 from neuromoco.deploy.targets import REFERENCE, TARGETS, parity_defaults, spec
 from neuromoco.errors import UserError
@@ -222,8 +222,8 @@ class ParityReport:
         return f"ParityReport({self.verdict}, {self.data['samples']} samples: {shown})"
 
 
-def parity(model: Model, frames: Any = None, targets: Sequence[str] | str | None = None, *, labels: Any = None,
-           options: Mapping[str, Any] | None = None, split: str = "test", root: str | None = None,
+def parity(model: Model | str | Path, frames: Any = None, targets: Sequence[str] | str | None = None, *,
+           labels: Any = None, options: Mapping[str, Any] | None = None, split: str = "test", root: str | None = None,
            limit: int | None = None, exactness_samples: int = 64, reference_dtype: str = "auto",
            device: str = "cpu", worst: int = 5, batch_size: int = 32, strict: bool = False,
            calibration: Any = None, progress: bool = False, exact_targets: Sequence[str] | None = None,
@@ -240,7 +240,7 @@ def parity(model: Model, frames: Any = None, targets: Sequence[str] | str | None
     """
     from neuromoco.deploy.api.context import run_context
     from neuromoco.deploy.api.options import option_values
-    from neuromoco.deploy.api.samples import resolve_samples
+    from neuromoco.deploy.api.samples import frames_label, resolve_samples
 
     added = None if targets is not None else "the default targets"
     names = parse_names(targets if targets is not None else ",".join(parity_defaults()))
@@ -255,11 +255,11 @@ def parity(model: Model, frames: Any = None, targets: Sequence[str] | str | None
         raise UserError(f"options for {', '.join(stray)}, which this parity job does not run ({', '.join(names)})")
     values = {n: option_values(n, v) for n, v in given.items()}
     selection = Selection.make(names, values, tol, exactness_samples, added)
+    model = as_model(model)  # after the names and options are checked: a typo fails before any work
     settings = ParitySettings(limit, exactness_samples, reference_dtype, device, worst, batch_size, strict, progress)
     data, labs = resolve_samples(model.card, frames, labels, split=split, root=root)
     report = selection.run(model, data, labs, settings, run_context(frames, root, calibration, progress))
-    report.data.update(dataset=str(frames) if isinstance(frames, str) else model.card.dataset.get("name", "")
-                       if frames is None else "array", split=split)
+    report.data.update(dataset=frames_label(model.card, frames), split=split)
     return report
 
 

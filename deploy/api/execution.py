@@ -5,11 +5,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from neuromoco.deploy.api.model import Model
+from neuromoco.deploy.api.model import Model, as_model
 from neuromoco.deploy.result import RunResult
 
 
@@ -61,7 +62,7 @@ def execute(model: Model, target: str, values: dict[str, Any], context: Any, sam
     return Execution(RunResult.concatenate(parts), options, t_build, seconds), frames, labels
 
 
-def run(model: Model, frames: Any = None, target: str = "reference", options: Any = None, *,
+def run(model: Model | str | Path, frames: Any = None, target: str = "reference", options: Any = None, *,
         labels: Any = None, split: str = "test", root: str | None = None, limit: int | None = None,
         batch_size: int = 64, calibration: Any = None, progress: bool = False, **option_values: Any) -> RunResult:
     """Run ``model`` on ``target`` over ``frames`` and return its outputs and spike counts.
@@ -79,6 +80,7 @@ def run(model: Model, frames: Any = None, target: str = "reference", options: An
     from neuromoco.deploy.api.samples import resolve_samples
 
     values = values_of(target, options, option_values)
+    model = as_model(model)
 
     def samples() -> tuple:
         return resolve_samples(model.card, frames, labels, split=split, root=root, limit=limit)

@@ -99,3 +99,8 @@ class Model:
         kind = "graph" if self.graph is not None else "exported folder"
         return (f"Model({str(self.path)!r}, {kind}, input_shape={self.card.input_shape}, "
                 f"time_steps={self.card.time_steps}, dt={self.card.dt})")
+
+
+def as_model(model: Model | str | Path) -> Model:
+    """``model`` itself, or the model at a path (:meth:`Model.load` with the card beside it): what every job takes."""
+    return model if isinstance(model, Model) else Model.load(model)

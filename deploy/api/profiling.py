@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from neuromoco.deploy.api.model import Model
+from neuromoco.deploy.api.model import Model, as_model
 from neuromoco.errors import UserError
 
 if TYPE_CHECKING:
@@ -120,8 +120,8 @@ def measure_energy(model: Model, target: str, values: dict[str, Any], frames: np
     return EnergyReport(data)
 
 
-def profile(model: Model, frames: Any = None, target: str = "reference", options: Any = None, *, labels: Any = None,
-            split: str = "test", root: str | None = None, limit: int | None = None,
+def profile(model: Model | str | Path, frames: Any = None, target: str = "reference", options: Any = None, *,
+            labels: Any = None, split: str = "test", root: str | None = None, limit: int | None = None,
             energy_models: str | Sequence[str] | None = None, energy_model_files: Sequence[str | Path] = (),
             core_map: bool = True, batch_size: int = 32, calibration: Any = None, progress: bool = False,
             **option_values: Any) -> EnergyReport:
@@ -134,18 +134,18 @@ def profile(model: Model, frames: Any = None, target: str = "reference", options
     """
     from neuromoco.deploy.api.context import run_context
     from neuromoco.deploy.api.options import option_values as values_of
-    from neuromoco.deploy.api.samples import resolve_samples
+    from neuromoco.deploy.api.samples import frames_label, resolve_samples
     from neuromoco.deploy.targets import TARGETS
 
     if target not in TARGETS:
         raise UserError(f"unknown target {target!r}; known: {', '.join(TARGETS)}")
     models = energy_model_table(energy_models, energy_model_files)
     values = {**values_of(target, options, option_values), "record_spikes": "true"}
+    model = as_model(model)
     data, labs = resolve_samples(model.card, frames, labels, split=split, root=root, limit=limit)
     report = measure_energy(model, target, values, data, labs, models, run_context(frames, root, calibration, progress),
                             core_map=core_map, batch_size=batch_size, progress=progress)
-    report.data.update(dataset=str(frames) if isinstance(frames, str) else model.card.dataset.get("name", "")
-                       if frames is None else "array", split=split)
+    report.data.update(dataset=frames_label(model.card, frames), split=split)
     return report
 
 

@@ -84,6 +84,15 @@ def resolve_samples(card: ModelCard, frames: Any = None, labels: Any = None, *, 
     return out, labels
 
 
+def frames_label(card: ModelCard, frames: Any) -> str:
+    """How a report names the API's ``frames``: the dataset name or path, or ``array`` for frames given as one."""
+    from pathlib import Path
+
+    if frames is None:
+        return str(card.dataset.get("name", ""))
+    return str(frames) if isinstance(frames, str | Path) else "array"
+
+
 def batches(frames: np.ndarray, labels: np.ndarray | None, size: int) -> Iterator[tuple[np.ndarray, Any]]:
     """``(frames [T, B, ...], labels [B] or None)`` batches of ``frames [N, T, ...]``."""
     if size < 1:
