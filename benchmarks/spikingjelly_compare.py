@@ -8,7 +8,8 @@ mirror the project's layer for layer with ``spikingjelly.activation_based`` mult
 
 Rows per model: the project with ``--lif-impl fused`` (the CPU default) and ``norse`` (Norse's step in a
 Python loop, the definition; eager only, as a reference), and SpikingJelly; ``--modes eager,compile`` times
-each also under ``torch.compile`` (inductor; compile time reported, not timed). Measured in one process,
+the project (fused) and SpikingJelly also under ``torch.compile`` (inductor; compile time reported, not timed;
+about half an hour for the three models on 2 CPU cores, so not the default). Measured in one process,
 interleaved: after warm-up each round times ``--steps`` training steps (forward, cross-entropy on the mean
 readout, backward, AdamW as ``train finetune`` builds it) and ``--steps`` forward passes (eval mode, no
 autograd) of every row, the order reversed every other round; medians over rounds of wall-clock samples/s,
@@ -393,7 +394,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                                  epilog="Needs SpikingJelly in benchmarks/.deps (make bench puts 2.0.0 there).")
     ap.add_argument("--models", default=",".join(MODELS), help=f"comma-separated (default {','.join(MODELS)})")
-    ap.add_argument("--modes", default="eager,compile", help="eager, compile or both (default eager,compile)")
+    ap.add_argument("--modes", default="eager", help="eager, compile or eager,compile (default eager: compiling "
+                                                     "all six models takes about half an hour on 2 CPU cores)")
     ap.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds, median reported (default 5)")
     ap.add_argument("--steps", type=int, default=3, help="training steps and forward passes per row per round "
                                                          "(default 3)")
