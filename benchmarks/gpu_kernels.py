@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -230,7 +231,12 @@ def main(argv: list[str] | None = None) -> int:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", FutureWarning)
                 if row == "sj":
-                    import spikingjelly  # noqa: F401
+                    from importlib.metadata import version
+
+                    import spikingjelly
+
+                    entry["spikingjelly"] = f"{version('spikingjelly')} from {Path(spikingjelly.__file__).parent}"
+                    entry["SJ_LIF_CUDA_IMPLEMENTATION"] = os.environ.get("SJ_LIF_CUDA_IMPLEMENTATION", "auto")
                 entry["op"] = op_row(row, x_op, device, args.rounds, args.reps)
                 if not args.skip_model:
                     entry["model"] = model_row(row, (T, B, 2, S, S), device, args.rounds, args.reps)
@@ -242,7 +248,6 @@ def main(argv: list[str] | None = None) -> int:
             torch.cuda.empty_cache()
         results[name] = entry
         print(name, json.dumps(entry), flush=True)
-    import os
 
     extra = {"device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
              "SJ_LIF_CUDA_IMPLEMENTATION": os.environ.get("SJ_LIF_CUDA_IMPLEMENTATION"),
