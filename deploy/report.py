@@ -239,7 +239,8 @@ def write_parity_report(out_dir: Path, summary: dict[str, Any], extras: dict[str
     ``extras[target]`` may hold ``rates`` ``(ref, tgt)`` arrays and ``raster`` ``(sample, ref, tgt)``.
     """
     out_dir = Path(out_dir)
-    lines = _parity_header(summary) + _parity_summary(summary)
+    drawn = (out_dir / "graph.png").exists()  # deploy parity draws it first (neuromoco.deploy.graph.draw)
+    lines = _parity_header(summary) + (["![the graph](graph.png)", ""] if drawn else []) + _parity_summary(summary)
     for name, t in summary["targets"].items():
         lines += _target_section(out_dir, name, t, extras.get(name, {}))
     path = out_dir / "report.md"

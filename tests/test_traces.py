@@ -96,7 +96,11 @@ def _parity(tmp_path: Path, name: str, frames: Path, *extra: str) -> tuple[int, 
     out = tmp_path / f"parity-{len(list(tmp_path.iterdir()))}"
     rc = main(["parity", str(TINY), "--targets", name, "--dataset", str(frames), "--no-progress", "--out", str(out),
                *extra])
-    return rc, json.loads((out / "parity.json").read_text())["targets"][name]
+    data = json.loads((out / "parity.json").read_text())
+    # the graph's picture beside the report, embedded in it
+    assert (out / "graph.png").stat().st_size > 10_000
+    assert "![the graph](graph.png)" in (out / "report.md").read_text()
+    return rc, data["targets"][name]
 
 
 @pytest.mark.parametrize("fmt", ["nir", "npz"])

@@ -93,6 +93,10 @@ def run(args: argparse.Namespace) -> int:
     report.data.update(model=str(args.model), dataset=args.dataset or model.card.dataset.get("name", ""),
                        split=args.split)
     out = Path(args.out)
+    if model.graph is not None:  # its picture, which report.md embeds
+        from neuromoco.deploy.graph.draw import draw_graph
+
+        draw_graph(model.graph, out / "graph.png", model.card.input_shape, title=Path(args.model).name)
     written = report.write(out)
     print(report.table())
     print(f"wrote {out / 'parity.json'} and {written}")
