@@ -98,7 +98,7 @@ def ssl_embedded(d: dict) -> str:
 
 def spikingjelly_compare(d: dict) -> str:
     r, q, s = d["results"], d["ratio_project_over_spikingjelly"], d["sanity_check"]
-    p, j = r["project_norse"], r["spikingjelly"]
+    p, j = r.get("project", r.get("project_norse")), r["spikingjelly"]  # "project_norse": files before the fused LIF
     sj = d["machine"].get("spikingjelly", "?")
     return (f"cnn3-34 (vgg34), T={d['time_steps']}, batch {d['batch']}, {d['machine'].get('torch_threads')} threads, "
             f"SpikingJelly {sj}: train {_f(p['train_samples_per_s'])} (project) vs {_f(j['train_samples_per_s'])} "
