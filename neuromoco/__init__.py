@@ -16,8 +16,7 @@ mapped here by ``pyproject.toml``), :mod:`neuromoco.errors` (the user-facing err
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from neuromoco.lazy import lazy_attributes
 
 __version__ = "0.1.0"
 
@@ -31,14 +30,8 @@ _HOME = {**{name: "neuromoco.train.api" for name in _TRAIN}, **{name: "neuromoco
 __all__ = [*_TRAIN, *_DEPLOY]
 
 
-def __getattr__(name: str) -> Any:
-    """A public name, imported from its API module on first access."""
-    home = _HOME.get(name)
-    if home is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(home), name)
-    globals()[name] = value
-    return value
+#: a public name, imported from its API module on first access
+__getattr__ = lazy_attributes(__name__, _HOME)
 
 
 def __dir__() -> list[str]:

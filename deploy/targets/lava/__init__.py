@@ -27,8 +27,9 @@ This ``__init__`` imports nothing heavy: ``TARGET`` is loaded on first access, s
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from neuromoco.lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from neuromoco.deploy.targets.lava.target import TARGET, LavaTarget
@@ -36,8 +37,5 @@ if TYPE_CHECKING:
 __all__ = ["TARGET", "LavaTarget"]
 
 
-def __getattr__(name: str) -> Any:
-    """``TARGET`` and ``LavaTarget`` from :mod:`.target`, imported on first access."""
-    if name in __all__:
-        return getattr(importlib.import_module(f"{__name__}.target"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+#: ``TARGET`` and ``LavaTarget`` from :mod:`.target`, imported on first access
+__getattr__ = lazy_attributes(__name__, dict.fromkeys(__all__, f"{__name__}.target"))

@@ -25,8 +25,9 @@ Lava itself is never needed: only the plan.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from neuromoco.lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from neuromoco.deploy.targets.reference_fixed.target import TARGET, ReferenceFixedTarget
@@ -34,8 +35,5 @@ if TYPE_CHECKING:
 __all__ = ["TARGET", "ReferenceFixedTarget"]
 
 
-def __getattr__(name: str) -> Any:
-    """``TARGET`` and ``ReferenceFixedTarget`` from :mod:`.target`, imported on first access."""
-    if name in __all__:
-        return getattr(importlib.import_module(f"{__name__}.target"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+#: ``TARGET`` and ``ReferenceFixedTarget`` from :mod:`.target`, imported on first access
+__getattr__ = lazy_attributes(__name__, dict.fromkeys(__all__, f"{__name__}.target"))

@@ -12,8 +12,9 @@ registry builds its spec from the file (:func:`.spec.trace_spec`): the facts of 
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from neuromoco.lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from neuromoco.deploy.targets.trace.target import TARGET, TraceTarget
@@ -21,8 +22,5 @@ if TYPE_CHECKING:
 __all__ = ["TARGET", "TraceTarget"]
 
 
-def __getattr__(name: str) -> Any:
-    """``TARGET`` and ``TraceTarget`` from :mod:`.target`, imported on first access."""
-    if name in __all__:
-        return getattr(importlib.import_module(f"{__name__}.target"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+#: ``TARGET`` and ``TraceTarget`` from :mod:`.target`, imported on first access
+__getattr__ = lazy_attributes(__name__, dict.fromkeys(__all__, f"{__name__}.target"))
