@@ -41,7 +41,7 @@ def read_faery(path: Path) -> RawEvents:
     """Prophesee ``.raw`` / ``.dat`` and Event Stream ``.es`` through ``faery``: microseconds, p 0/1
     (a ``.raw`` whose header says EVT 2.1 goes to :func:`read_evt21`)."""
     if path.suffix.lower() == ".raw":
-        header, _ = _prophesee_header(path.read_bytes()[:1 << 16])
+        header, _ = _prophesee_header(_head(path))
         if re.search(r"^% evt 2\.1\b|EVT21|EVT2\.1", header, re.MULTILINE):
             return read_evt21(path)
     try:
@@ -55,6 +55,12 @@ def read_faery(path: Path) -> RawEvents:
     sensor = None if (width, height) == _NO_SIZE else (int(width), int(height), 2)
     cols = {"x": ev["x"], "y": ev["y"], "t": ev["t"], "p": ev["on"].astype(np.int8)}
     return RawEvents(cols, sensor, "us")
+
+
+def _head(path: Path, size: int = 1 << 16) -> bytes:
+    """The first ``size`` bytes of a file (where its text header is), without reading the rest."""
+    with open(path, "rb") as f:
+        return f.read(size)
 
 
 def _prophesee_header(data: bytes) -> tuple[str, int]:
@@ -140,11 +146,11 @@ def _aedat_header(data: bytes, path: Path) -> tuple[str, list[str], int]:
 
 def read_aedat(path: Path) -> RawEvents:
     """jAER ``.aedat``: version 2.0 (DVS128-family chips) or 3.1 (polarity packets); 4.x is AEDAT 4."""
-    data = path.read_bytes()
-    if data.startswith(b"#!AER-DAT4"):
+    if _head(path, 16).startswith(b"#!AER-DAT4"):
         from neuromoco.train.data.readers import read_aedat4
 
         return read_aedat4(path)
+    data = path.read_bytes()
     version, lines, start = _aedat_header(data, path)
     if version.startswith("2."):
         return _aedat2(data[start:], lines, path)
