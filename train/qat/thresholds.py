@@ -45,6 +45,7 @@ def lift_thresholds(graph: nir.NIRGraph, config: QATConfig, input_shape: list[in
             if lay.spiking and isinstance(graph.nodes[lay.name], (nir.LIF, nir.CubaLIF, nir.IF))}
     saved = {name: graph.nodes[name].v_threshold for name in base}
     lifted: dict[str, float] = {}
+    final = before  # the plan of the graph as it stands, while no threshold was put back after compiling
     for margin in MARGINS:
         trial = [name for name in base if name not in lifted]
         if not trial:
@@ -54,13 +55,17 @@ def lift_thresholds(graph: nir.NIRGraph, config: QATConfig, input_shape: list[in
             sigma = np.broadcast_to(np.asarray(lay.scale, dtype=np.float64), (lay.size,)).reshape(lay.shape)
             vth = np.broadcast_to(np.asarray(saved[name], dtype=np.float64), lay.shape)
             graph.nodes[name].v_threshold = (vth + margin / (64.0 * sigma)).astype(np.float32)
-        after = {lay.name: lay for lay in plan_of(graph).layers}
+        final = plan_of(graph)
+        after = {lay.name: lay for lay in final.layers}
         for name in trial:
             if same_layer_integers(base[name], after[name]):
                 lifted[name] = margin
             else:
                 graph.nodes[name].v_threshold = saved[name]
-    if lifted and not same_integers(before, plan_of(graph)):  # layers are independent; checked all the same
+                final = None
+    if final is None:  # thresholds were put back: compile what stands (layers are independent; checked all the same)
+        final = plan_of(graph)
+    if lifted and not same_integers(before, final):
         for name, old in saved.items():
             graph.nodes[name].v_threshold = old
         return graph, {}
