@@ -10,6 +10,7 @@ quantized one, the emulator against the float reference on every sample (quantiz
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +21,9 @@ from neuromoco.deploy.api.model import Model, as_model
 from neuromoco.deploy.parity import ParityAccumulator, Tolerances, check, parse_names, sample_size_note, verdict
 from neuromoco.deploy.targets import REFERENCE, TARGETS, parity_defaults, spec
 from neuromoco.errors import UserError
+
+#: the formats ``--trace`` writes (the suffix of each trace file)
+TRACE_FORMATS = ("nir", "npz")
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,14 @@ class ParitySettings:
     batch_size: int = 32  # samples per runner call
     strict: bool = False  # INCONCLUSIVE counts as failing
     progress: bool = False  # a progress bar on stderr
+    trace: str | None = None  # "nir" or "npz": write each compared run as a trace in trace_dir, batch by batch
+    trace_dir: str | None = None  # the traces' folder (``deploy parity``: OUT/traces)
+
+    def __post_init__(self) -> None:
+        if self.trace not in (None, *TRACE_FORMATS):
+            raise UserError(f"trace={self.trace!r}: choose {' or '.join(TRACE_FORMATS)}")
+        if self.trace and not self.trace_dir:
+            raise UserError("trace= needs trace_dir=, the folder the traces are written to")
 
 
 @dataclass(frozen=True)
@@ -135,8 +147,9 @@ class Selection:
         return cls(names, full, tolerances, added)
 
     def run(self, model: Model, frames: Any, labels: Any, settings: ParitySettings, context: Any,
-            echo: Callable[[str], None] | None = None) -> ParityReport:
-        """Build every runner, run the samples through them, judge each comparison."""
+            echo: Callable[[str], None] | None = None, *, dataset: str = "", split: str = "") -> ParityReport:
+        """Build every runner, run the samples through them, judge each comparison (``dataset`` and ``split``
+        name the samples in the report and the traces)."""
         from neuromoco.deploy.api.options import with_card_options
         from neuromoco.deploy.graph import spiking_nodes
 
@@ -144,18 +157,31 @@ class Selection:
         comparisons = plan_comparisons(self.names, settings, self.added)
         values = with_card_options(model.card, self.values, echo)
         layers = spiking_nodes(graph)
-        entries, runners = _build(comparisons, values, model, context, settings.device)
-        accs, seconds = _compare(comparisons, runners, entries, frames, labels, layers, settings)
+        entries, runners, options = _build(comparisons, values, model, context, settings.device,
+                                           record_voltages=bool(settings.trace))
+        traces = _TraceFiles(settings, model, options, dataset, split) if settings.trace else None
+        try:
+            accs, seconds = _compare(comparisons, runners, entries, frames, labels, layers, settings, traces)
+        except BaseException:
+            if traces is not None:
+                traces.abort()
+            raise
         extras = _judge(comparisons, accs, seconds, entries, self.tolerances)
         statuses = [e["status"] for e in entries.values()]
         overall = ("FAIL" if "fail" in statuses or "error" in statuses
                    else "INCONCLUSIVE" if "inconclusive" in statuses else "OK")
         data = {
-            "model": str(model.path), "dataset": "", "split": "", "samples": len(frames), "limit": settings.limit,
-            "time_steps": int(model.card.time_steps), "layers": layers, "tolerances": self.tolerances.as_dict(),
-            "targets": entries, "verdict": overall, "strict": bool(settings.strict),
+            "model": str(model.path), "dataset": dataset, "split": split, "samples": len(frames),
+            "limit": settings.limit, "time_steps": int(model.card.time_steps), "layers": layers,
+            "tolerances": self.tolerances.as_dict(), "targets": entries, "verdict": overall,
+            "strict": bool(settings.strict),
             "passed": overall == "OK" or (overall == "INCONCLUSIVE" and not settings.strict),
         }
+        if traces is not None:
+            data["traces"] = written = traces.close()
+            for name, c in comparisons.items():
+                if c.target in written:
+                    entries[name]["trace"] = written[c.target]
         return ParityReport(data, extras)
 
 
@@ -227,7 +253,7 @@ def parity(model: Model | str | Path, frames: Any = None, targets: Sequence[str]
            limit: int | None = None, exactness_samples: int = 64, reference_dtype: str = "auto",
            device: str = "cpu", worst: int = 5, batch_size: int = 32, strict: bool = False,
            calibration: Any = None, progress: bool = False, exact_targets: Sequence[str] | None = None,
-           **tolerances: Any) -> ParityReport:
+           trace: str | None = None, trace_dir: str | Path | None = None, **tolerances: Any) -> ParityReport:
     """Compare ``targets`` with the reference executor on ``frames`` and judge each against tolerances.
 
     ``targets``: names (a list or comma-separated; default the registry's parity defaults, labelled ``added``).
@@ -236,7 +262,9 @@ def parity(model: Model | str | Path, frames: Any = None, targets: Sequence[str]
     (and ``exactness_samples`` against its bit-exact emulator). ``options``: per target, its typed options or a
     dict (``{"onnx": {"quantize": "int8"}}``). ``tolerances``: ``min_agreement``, ``max_count_rel_diff``,
     ``min_rate_cosine``, ``max_accuracy_drop`` (unknown names are an error); ``exact_targets`` are held to
-    equality. Same job as ``deploy parity``; ``report.write(dir)`` writes its files.
+    equality. ``trace`` (``"nir"`` or ``"npz"``): each run (every target, emulator and reference dtype) is also
+    written as a trace in ``trace_dir``, batch by batch (``report.data["traces"]``: the files). Same job as
+    ``deploy parity``; ``report.write(dir)`` writes its files.
     """
     from neuromoco.deploy.api.context import run_context
     from neuromoco.deploy.api.options import option_values
@@ -255,24 +283,26 @@ def parity(model: Model | str | Path, frames: Any = None, targets: Sequence[str]
         raise UserError(f"options for {', '.join(stray)}, which this parity job does not run ({', '.join(names)})")
     values = {n: option_values(n, v) for n, v in given.items()}
     selection = Selection.make(names, values, tol, exactness_samples, added)
+    settings = ParitySettings(limit, exactness_samples, reference_dtype, device, worst, batch_size, strict, progress,
+                              trace, None if trace_dir is None else str(trace_dir))
     model = as_model(model)  # after the names and options are checked: a typo fails before any work
-    settings = ParitySettings(limit, exactness_samples, reference_dtype, device, worst, batch_size, strict, progress)
     data, labs = resolve_samples(model.card, frames, labels, split=split, root=root)
-    report = selection.run(model, data, labs, settings, run_context(frames, root, calibration, progress))
-    report.data.update(dataset=frames_label(model.card, frames), split=split)
-    return report
+    return selection.run(model, data, labs, settings, run_context(frames, root, calibration, progress),
+                         dataset=frames_label(model.card, frames), split=split)
 
 
 # ------------------------------------------------------------------------------------------ the steps
 
 def _build(comparisons: dict[str, Comparison], values: dict[str, dict[str, Any]], model: Model, context: Any,
-           device: str) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
-    """One entry per comparison and one runner per target or reference dtype they need.
+           device: str, record_voltages: bool = False
+           ) -> tuple[dict[str, dict[str, Any]], dict[str, Any], dict[str, dict[str, Any]]]:
+    """One entry per comparison, one runner per target or reference dtype they need, and each runner's options.
 
-    A target that cannot build makes an ``error`` entry of every comparison that needs it.
+    A target that cannot build makes an ``error`` entry of every comparison that needs it. ``record_voltages``:
+    the runners whose target declares that option record voltages too (unless its values say otherwise).
     """
     from neuromoco.deploy.api.execution import build_runner
-    from neuromoco.deploy.api.options import target_options
+    from neuromoco.deploy.api.options import declared, target_options
 
     entries: dict[str, dict[str, Any]] = {}
     runners: dict[str, Any] = {}
@@ -283,14 +313,14 @@ def _build(comparisons: dict[str, Comparison], values: dict[str, dict[str, Any]]
             if who in runners or who in failures:
                 continue
             try:
-                if who.startswith("reference:"):
-                    ref, opts = target_options(REFERENCE, {"dtype": who.split(":", 1)[1], "device": device,
-                                                           "record_spikes": "true"})
-                    runners[who] = build_runner(ref, opts, context, model)
-                else:
-                    target, options = target_options(who, values.get(who, {"record_spikes": "true"}))
-                    runners[who] = build_runner(target, options, context, model)
-                    options_of[who] = options.as_dict()
+                target_name, given = ((REFERENCE, {"dtype": who.split(":", 1)[1], "device": device,
+                                                   "record_spikes": "true"}) if who.startswith("reference:")
+                                      else (who, values.get(who, {"record_spikes": "true"})))
+                if record_voltages and "record_voltages" in declared(target_name):
+                    given = {"record_voltages": "true", **given}
+                target, options = target_options(target_name, given)
+                runners[who] = build_runner(target, options, context, model)
+                options_of[who] = options.as_dict()
             except Exception as err:  # noqa: BLE001 - a target that cannot build is reported, not a traceback
                 failures[who] = f"could not build: {describe_error(err)}"
         entry: dict[str, Any] = {
@@ -303,7 +333,57 @@ def _build(comparisons: dict[str, Comparison], values: dict[str, dict[str, Any]]
             entry.update(status="error", verdict="ERROR", error=broken[0] if c.target in failures else
                          f"its baseline {c.baseline} {failures[c.baseline]}")
         entries[name] = entry
-    return entries, runners
+    return entries, runners, options_of
+
+
+class _TraceFiles:
+    """Each run of a parity job as a trace, ``trace_dir/<run>.<format>``, appended batch by batch (only the batch
+    at hand is in memory) and completed at :meth:`close`; a run that fails leaves no file."""
+
+    def __init__(self, settings: ParitySettings, model: Model, options: dict[str, dict[str, Any]], dataset: str,
+                 split: str) -> None:
+        from neuromoco.deploy.graph import structure
+
+        assert settings.trace and settings.trace_dir
+        self.folder, self.format = Path(settings.trace_dir), settings.trace
+        self.options = options
+        self.about: dict[str, Any] = dict(model=str(model.path), dataset=dataset, split=split, dt=model.card.dt,
+                                          output_node=structure(model.require_graph("parity")).output)
+        self.writers: dict[str, Any] = {}
+
+    def path(self, who: str) -> Path:
+        """The file of run ``who`` (a target's name, or ``reference:<dtype>``), in characters any file system takes."""
+        stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", who).strip("-.")[-100:]
+        return self.folder / f"{stem}.{self.format}"
+
+    def add(self, who: str, result: Any, labels: Any, keys: list[str]) -> None:
+        from neuromoco.deploy.traces import TraceInfo, TraceWriter
+
+        if who not in self.writers:
+            target = REFERENCE if who.startswith("reference:") else who
+            info = TraceInfo(target=target, options=self.options.get(who, {}), **self.about)
+            self.writers[who] = TraceWriter(self.path(who), info)
+        self.writers[who].append(result, labels, keys)
+
+    def drop(self, who: str) -> None:
+        if who in self.writers:
+            self.writers.pop(who).abort()
+
+    def abort(self) -> None:
+        """Drop every trace (the job did not finish)."""
+        for who in list(self.writers):
+            self.drop(who)
+
+    def close(self) -> dict[str, str]:
+        """Complete every trace; the files by run."""
+        written: dict[str, str] = {}
+        try:
+            for who, w in list(self.writers.items()):
+                written[who] = str(w.close())
+                del self.writers[who]
+        finally:
+            self.abort()
+        return written
 
 
 def describe_error(err: BaseException) -> str:
@@ -313,10 +393,12 @@ def describe_error(err: BaseException) -> str:
 
 
 def _compare(comparisons: dict[str, Comparison], runners: dict[str, Any], entries: dict[str, dict[str, Any]],
-             frames: Any, labels: Any, layers: list[str],
-             settings: ParitySettings) -> tuple[dict[str, Any], dict[str, float]]:
-    """Every batch through the runners its comparisons still need, accumulated; a failing runner is dropped."""
+             frames: Any, labels: Any, layers: list[str], settings: ParitySettings,
+             traces: _TraceFiles | None = None) -> tuple[dict[str, Any], dict[str, float]]:
+    """Every batch through the runners its comparisons still need, accumulated (and appended to each run's trace);
+    a failing runner is dropped (and its trace)."""
     from neuromoco.deploy.api.samples import batches, progress_bar
+    from neuromoco.deploy.traces import sample_key
 
     live = {n: c for n, c in comparisons.items() if entries[n]["status"] == "ok"}
     accs = {n: ParityAccumulator(layers, settings.worst) for n in live}
@@ -330,6 +412,7 @@ def _compare(comparisons: dict[str, Comparison], runners: dict[str, Any], entrie
         keep = {n: (c.limit - seen if c.limit is not None else size) for n, c in wanted.items()}
         results: dict[str, Any] = {}
         times: dict[str, float] = {}
+        keys = [sample_key(fr[:, b]) for b in range(size)] if traces is not None else []
         for who in dict.fromkeys([w for c in wanted.values() for w in (c.baseline, c.target)]):
             if who not in runners:
                 continue
@@ -340,17 +423,22 @@ def _compare(comparisons: dict[str, Comparison], runners: dict[str, Any], entrie
                 times[who] = time.perf_counter() - t0
             except Exception as err:  # noqa: BLE001 - a failing target is reported, not a traceback
                 del runners[who]
+                if traces is not None:
+                    traces.drop(who)
                 for n, c in list(live.items()):
                     if who in (c.target, c.baseline):
                         entries[n].update(status="error", verdict="ERROR",
                                           error=f"{who} failed while running: {describe_error(err)}")
                         del live[n]
+                continue
+            if traces is not None:
+                take = min(n_take, size)
+                traces.add(who, results[who], None if lab is None else lab[:take], keys[:take])
         for n, c in wanted.items():
             if n not in live or c.target not in results or c.baseline not in results:
                 continue
             k = min(keep[n], size)
-            accs[n].update(_head(results[c.baseline], k), _head(results[c.target], k),
-                           None if lab is None else lab[:k])
+            accs[n].update(results[c.baseline].head(k), results[c.target].head(k), None if lab is None else lab[:k])
             seconds[n] += times.get(c.target, 0.0)
         seen += size
         if bar is not None:
@@ -358,16 +446,6 @@ def _compare(comparisons: dict[str, Comparison], runners: dict[str, Any], entrie
     if bar is not None:
         bar.close()
     return accs, seconds
-
-
-def _head(result: Any, k: int) -> Any:
-    """The first ``k`` samples of a run result (a runner may have run more for another comparison)."""
-    if result.output.shape[1] == k:
-        return result
-    from neuromoco.deploy.result import RunResult
-
-    return RunResult(output=result.output[:, :k], spike_counts={n: v[:, :k] for n, v in result.spike_counts.items()},
-                     spikes={n: v[:, :k] for n, v in result.spikes.items()})
 
 
 def _judge(comparisons: dict[str, Comparison], accs: dict[str, Any], seconds: dict[str, float],

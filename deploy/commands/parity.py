@@ -28,7 +28,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from neuromoco.deploy.api.comparison import ParitySettings, Selection, emulated_targets
+from neuromoco.deploy.api.comparison import TRACE_FORMATS, ParitySettings, Selection, emulated_targets
 from neuromoco.deploy.commands.common import (
     add_sample_arguments,
     add_shared_arguments,
@@ -71,6 +71,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--exactness-samples", type=int, default=64,
                    help="samples on which a slow target must equal its bit-exact emulator (default 64, at most "
                         "--limit; 0: compare it with the float reference instead, on --limit samples or all)")
+    p.add_argument("--trace", choices=list(TRACE_FORMATS),
+                   help="also write each compared run (every target, emulator and the reference) as a trace, "
+                        "OUT/traces/<run>.nir (NIR graph data) or .npz, streamed batch by batch, with membrane "
+                        "voltages where the target has record_voltages (-o record_voltages=false: without); "
+                        "`deploy parity --targets trace:FILE` replays one")
     p.add_argument("--strict", action="store_true",
                    help="exit 1 for an INCONCLUSIVE target too (too few samples to decide its agreement tolerance)")
     add_shared_arguments(p)
@@ -86,20 +91,22 @@ def run(args: argparse.Namespace) -> int:
                                None if args.targets is not None else "the default --targets")
     # the whole split: --limit bounds only the slow targets' subset (Comparison.limit)
     model, frames, labels = load_model(argparse.Namespace(**{**vars(args), "limit": None}))
+    out = Path(args.out)
     settings = ParitySettings(limit=args.limit, exactness_samples=args.exactness_samples,
                               reference_dtype=args.reference_dtype, device=args.device, worst=args.worst,
-                              batch_size=args.batch_size, strict=bool(args.strict), progress=not args.no_progress)
-    report = selection.run(model, frames, labels, settings, run_context(args), echo=print)
-    report.data.update(model=str(args.model), dataset=args.dataset or model.card.dataset.get("name", ""),
-                       split=args.split)
-    out = Path(args.out)
+                              batch_size=args.batch_size, strict=bool(args.strict), progress=not args.no_progress,
+                              trace=args.trace, trace_dir=str(out / "traces") if args.trace else None)
+    report = selection.run(model, frames, labels, settings, run_context(args), echo=print,
+                           dataset=args.dataset or model.card.dataset.get("name", ""), split=args.split)
+    report.data.update(model=str(args.model))
     if model.graph is not None:  # its picture, which report.md embeds
         from neuromoco.deploy.graph.draw import draw_graph
 
         draw_graph(model.graph, out / "graph.png", model.card.input_shape, title=Path(args.model).name)
     written = report.write(out)
     print(report.table())
-    print(f"wrote {out / 'parity.json'} and {written}")
+    traces = report.data.get("traces", {})
+    print(f"wrote {out / 'parity.json'} and {written}" + (f"; traces {', '.join(traces.values())}" if traces else ""))
     bad = report.by_status("fail") + report.by_status("error")
     if bad:
         print(f"deploy parity: {len(bad)} target(s) outside tolerance or failed: {', '.join(bad)}", file=sys.stderr)
