@@ -58,13 +58,17 @@ def at_threshold(x: torch.Tensor, p: LIFBoxParameters) -> int:
     return int((torch.stack(lif_forward(x.detach(), c)[1]) == c.v_th).sum())
 
 
+CPU_IMPLS = ["fused", "native"]
+
+
+@pytest.mark.parametrize("impl", CPU_IMPLS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("v_leak,v_reset", [(0.0, 0.0), (0.25, 0.0), (0.0, -0.5), (0.125, 0.375)])
-def test_spikes_and_gradients_match_norse(dtype: torch.dtype, v_leak: float, v_reset: float) -> None:
+def test_spikes_and_gradients_match_norse(impl: str, dtype: torch.dtype, v_leak: float, v_reset: float) -> None:
     p = params(dtype, v_leak=v_leak, v_reset=v_reset)
     x = grid_input((12, 3, 5, 7), dtype)
     assert at_threshold(x, p) > 0
-    compare(x, p)
+    compare(x, p, impl)
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
@@ -76,22 +80,65 @@ def test_half_precision_spikes_identical(dtype: torch.dtype) -> None:
     compare(x, p, rtol=2e-2)
 
 
+@pytest.mark.parametrize("impl", CPU_IMPLS)
 @pytest.mark.parametrize("method", ["super", "triangle", "tanh", "circ", "heavi_erfc", "heaviside"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_every_surrogate(method: str, dtype: torch.dtype) -> None:
+def test_every_surrogate(impl: str, method: str, dtype: torch.dtype) -> None:
     p = params(dtype, v_leak=0.0625, v_reset=-0.25, method=method, alpha=3.0)
-    compare(grid_input((9, 4, 33), dtype, seed=2), p)
+    compare(grid_input((9, 4, 33), dtype, seed=2), p, impl)
 
 
+@pytest.mark.parametrize("impl", CPU_IMPLS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_random_inputs_single_step_and_strides(dtype: torch.dtype) -> None:
+def test_random_inputs_single_step_and_strides(impl: str, dtype: torch.dtype) -> None:
     g = torch.Generator().manual_seed(3)
     p = params(dtype, v_leak=0.1, v_reset=-0.2, v_th=0.7, tau_mem=3e-3)
-    compare((torch.randn(10, 4, 6, 5, generator=g) + 0.6).to(dtype), p)  # leak, dt/tau = 1/3: inexact steps
-    compare(grid_input((1, 8, 9), dtype), params(dtype))  # T = 1
+    compare((torch.randn(10, 4, 6, 5, generator=g) + 0.6).to(dtype), p, impl)  # leak, dt/tau = 1/3: inexact
+    compare(grid_input((1, 8, 9), dtype), params(dtype), impl)  # T = 1
     base = grid_input((6, 5, 8, 8), dtype, seed=4)
-    compare(base.transpose(-1, -2), params(dtype, v_reset=0.125))  # non-contiguous
-    compare(base[:, :, ::2], params(dtype))  # strided
+    compare(base.transpose(-1, -2), params(dtype, v_reset=0.125), impl)  # non-contiguous
+    compare(base[:, :, ::2], params(dtype), impl)  # strided
+    compare(grid_input((5, 3, 1500), dtype, seed=6), params(dtype, v_leak=0.0625), impl)  # blocks and a remainder
+
+
+def test_native_serves_the_default_and_builds_once(tmp_path, monkeypatch) -> None:
+    """The C library is what CPU's auto runs for SuperSpike float32/float64 (not a silent fallback), built into the
+    kernel cache once."""
+    from neuromoco.train.models.lif_kernels import native
+
+    monkeypatch.setenv("NEUROMOCO_KERNEL_CACHE", str(tmp_path))
+    native.library.cache_clear()
+    try:
+        assert resolve_impl("auto", "cpu") == "native"
+        built = list(tmp_path.glob("native_kernels-*.so"))
+        assert len(built) == 1
+        stamp = built[0].stat().st_mtime_ns
+        native.library.cache_clear()
+        native.library()
+        assert built[0].stat().st_mtime_ns == stamp  # loaded from the cache, not built again
+        x = grid_input((4, 2, 10), torch.float32).requires_grad_(True)
+        c = fused_constants(params(torch.float32), DT, torch.float32)
+        assert c is not None and native.serves(x, c)
+        assert lif_multistep(x, params(torch.float32), DT, "native").grad_fn.name() == "NativeLIFBackward"
+        assert not native.serves(x.double().half(), c)
+    finally:
+        native.library.cache_clear()
+
+
+def test_without_a_compiler_auto_is_fused_and_native_says_why(monkeypatch) -> None:
+    from neuromoco.train.models.lif_kernels import native
+
+    monkeypatch.setenv("CC", "no-such-cc")
+    monkeypatch.setenv("PATH", "")
+    native.library.cache_clear()
+    try:
+        assert resolve_impl("auto", "cpu") == "fused"
+        with pytest.raises(ValueError, match="no C compiler found"):
+            resolve_impl("native", "cpu")
+    finally:
+        native.library.cache_clear()
+    with pytest.raises(ValueError, match="CPU only"):
+        resolve_impl("native", "cuda")
 
 
 def test_a_parameter_that_requires_grad_falls_back_to_norse() -> None:
@@ -106,18 +153,18 @@ def test_module_impls_agree_and_set_lif_impl() -> None:
     net = torch.nn.Sequential(LIF(LIFConfig(v_reset=-0.25)), LIF(LIFConfig(v_threshold=0.5)))
     x = grid_input((8, 2, 16), torch.float32)
     out = {}
-    for impl in ("norse", "fused", "auto"):
+    for impl in ("norse", "fused", "native", "auto"):
         assert set_lif_impl(net, impl) == 2
         xi = x.clone().requires_grad_(True)
         s = net(xi * 2)
         s.sum().backward()
         out[impl] = (s, xi.grad)
-    for impl in ("fused", "auto"):
+    for impl in ("fused", "native", "auto"):
         assert torch.equal(out[impl][0], out["norse"][0])
         torch.testing.assert_close(out[impl][1], out["norse"][1], rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="unknown LIF implementation"):
         set_lif_impl(net, "cuda-magic")
-    assert resolve_impl("auto", "cpu") == "fused"
+    assert resolve_impl("auto", "cpu") == "native"
 
 
 def test_lif_impl_flag_reaches_the_model_the_log_and_config(tmp_path, capsys) -> None:
@@ -129,7 +176,7 @@ def test_lif_impl_flag_reaches_the_model_the_log_and_config(tmp_path, capsys) ->
 
     losses = {}
     with synthetic_dataset("synth-lif", n_train=16, n_test=8, size=8, num_classes=2):
-        for impl in ("norse", "fused"):
+        for impl in ("norse", "native"):
             out = tmp_path / impl
             assert main(["supervised", "--dataset", "synth-lif", "-T", "3", "--epochs", "1", "--batch-size", "8",
                          "--lif-impl", impl, "--out", str(out)]) == 0
@@ -139,7 +186,7 @@ def test_lif_impl_flag_reaches_the_model_the_log_and_config(tmp_path, capsys) ->
         assert main(["supervised", "--dataset", "synth-lif", "--lif-impl", "triton", "--out",
                      str(tmp_path / "t")]) == 2
         assert "triton runs on CUDA only" in capsys.readouterr().err
-    assert losses["norse"]["top1"] == losses["fused"]["top1"]
+    assert losses["norse"]["top1"] == losses["native"]["top1"]
 
 
 @pytest.fixture
@@ -210,13 +257,14 @@ def test_compilable_custom_op_matches_the_fused_op(v_reset: float) -> None:
                                                                                               "test_faketensor"))
 
 
-def test_cnn3_34_with_the_fused_op_traces_without_graph_breaks() -> None:
-    """torch.compile sees cnn3-34 (fused LIF, fast sum pooling) as one graph, LIF as custom ops."""
+@pytest.mark.parametrize("impl", CPU_IMPLS)
+def test_cnn3_34_with_the_fused_op_traces_without_graph_breaks(impl: str) -> None:
+    """torch.compile sees cnn3-34 (fused or native LIF, fast sum pooling) as one graph, LIF as custom ops."""
     from neuromoco.train.models.registry import build_classifier
 
     torch.manual_seed(0)
     model = build_classifier("cnn3-34", (2, 34, 34), 10)
-    set_lif_impl(model, "fused")
+    set_lif_impl(model, impl)
     explained = torch._dynamo.explain(model)(torch.rand(2, 2, 2, 34, 34))
     assert explained.graph_break_count == 0, explained.break_reasons
     assert explained.graph_count == 1
@@ -224,16 +272,22 @@ def test_cnn3_34_with_the_fused_op_traces_without_graph_breaks() -> None:
     assert code.count("neuromoco.lif_fused_fwd") == 3  # one opaque op per LIF layer, not an unrolled loop
 
 
+@pytest.mark.parametrize("path", ["module", "strided", "native"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("shape", [(3, 4, 34, 34), (2, 3, 17, 17), (2, 3, 8, 9), (5, 7, 7)])
-def test_fast_sum_pooling_is_avg_pool2d_bit_for_bit(dtype: torch.dtype, shape: tuple[int, ...]) -> None:
-    """SumPool2d's 2x2 fast path equals avg_pool2d(divisor_override=1) on random floats, forward and backward."""
-    from neuromoco.train.models.layers import SumPool2d
+def test_fast_sum_pooling_is_avg_pool2d_bit_for_bit(path: str, dtype: torch.dtype, shape: tuple[int, ...]) -> None:
+    """SumPool2d's 2x2 fast paths (strided adds; the native C loop, which the module runs on CPU) equal
+    avg_pool2d(divisor_override=1) on random floats, forward and backward, also for a non-contiguous input."""
+    from neuromoco.train.models.layers import SumPool2d, _NativeSumPool2x2, _SumPool2x2
 
     g = torch.Generator().manual_seed(3)
-    x = (torch.randn(shape, generator=g, dtype=dtype) * 100).requires_grad_(True)
+    x = (torch.randn(shape, generator=g, dtype=dtype) * 100)
+    x = (x.transpose(-1, -2).contiguous().transpose(-1, -2) if path == "native" else x).requires_grad_(True)
     x_ref = x.detach().clone().requires_grad_(True)
-    out = SumPool2d(2)(x)
+    pool = {"module": SumPool2d(2), "strided": _SumPool2x2.apply, "native": _NativeSumPool2x2.apply}[path]
+    out = pool(x)
+    if path == "module":
+        assert out.grad_fn is not None and out.grad_fn.name() == "_NativeSumPool2x2Backward"
     ref = torch.nn.functional.avg_pool2d(x_ref, 2, 2, 0, count_include_pad=True, divisor_override=1)
     assert torch.equal(out, ref)
     grad = torch.randn(ref.shape, generator=g, dtype=dtype)

@@ -95,6 +95,7 @@ def test_wheel_has_one_top_level_name(wheel):
     assert roots == {"neuromoco"}
     assert top in (None, ["neuromoco"])
     assert "neuromoco/deploy/energy_models.json" in names
+    assert "neuromoco/train/models/lif_kernels/native_kernels.c" in names  # the native LIF, built at first use
     shipped = {p.name for p in (ROOT / "nir_models").glob("*.nir")} | {
         p.name for p in (ROOT / "nir_models").glob("*.card.json")}
     assert len(shipped) >= 20 and {f"neuromoco/examples/{n}" for n in shipped} <= set(names)

@@ -30,9 +30,11 @@ def add_runtime_args(p: argparse.ArgumentParser, *, seed: bool = True) -> None:
     g.add_argument("--device", default="auto", help="auto (CUDA when present, else CPU), cpu, cuda, cuda:N")
     g.add_argument("--amp", default="auto", choices=["auto", "on", "off"],
                    help="float16 mixed precision (auto: on with CUDA, off on CPU)")
-    g.add_argument("--lif-impl", default="auto", choices=["auto", "norse", "fused", "triton"],
-                   help="how the LIF neurons compute, all exact to Norse's step (auto: the fastest for the device; "
-                        "docs/training.md)")
+    from neuromoco.train.models.lif_kernels import IMPLS
+
+    g.add_argument("--lif-impl", default="auto", choices=list(IMPLS),
+                   help="how the LIF neurons compute, all exact to Norse's step (auto: the fastest for the device: "
+                        "native C loops on CPU where a C compiler builds them, else fused; docs/training.md)")
     if seed:
         g.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
     g.add_argument("--workers", type=int, default=None,

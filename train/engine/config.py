@@ -64,7 +64,7 @@ class RunOptions:
     workers: int | None  # None: by device
     progress: bool
     argv: dict[str, Any]  # the command line as given (config.json's "args", the pre-training checkpoint's "config")
-    lif_impl: str = "auto"  # --lif-impl: auto, norse, fused or triton
+    lif_impl: str = "auto"  # --lif-impl: auto, norse, fused, native or triton
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,7 @@ def make_runtime(device: str = "auto", amp: str = "auto", progress: bool = True,
                  log_every: int = LOG_EVERY) -> Runtime:
     """``device``: auto | cpu | cuda | cuda:N. ``amp``: auto (on with CUDA) | on | off. ``progress``: a bar on
     a terminal, else a line every ``log_every`` steps. ``lif_impl``: auto (the fastest exact LIF for the
-    device) | norse | fused | triton."""
+    device) | norse | fused | native | triton."""
     from neuromoco.train.models.lif_kernels import resolve_impl
 
     if device == "auto":

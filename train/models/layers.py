@@ -50,11 +50,38 @@ class _SumPool2x2(torch.autograd.Function):
         return gx
 
 
+class _NativeSumPool2x2(torch.autograd.Function):
+    """:class:`_SumPool2x2` in the native C library (one pass each way, the same sums in the same order)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        from neuromoco.train.models.lif_kernels.native import native_sum_pool
+
+        ctx.in_shape = x.shape
+        return native_sum_pool(x)
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor) -> torch.Tensor:
+        from neuromoco.train.models.lif_kernels.native import native_sum_pool_backward
+
+        return native_sum_pool_backward(g, ctx.in_shape)
+
+
+def _native_pooling(x: torch.Tensor) -> bool:
+    """Whether the native library pools ``x`` (a CPU float32/float64 tensor, the library built), outside tracing."""
+    if x.device.type != "cpu" or torch.compiler.is_compiling():
+        return False
+    from neuromoco.train.models.lif_kernels import native
+
+    return native.available()
+
+
 class SumPool2d(nn.Module):
     """Sum pooling (NIR's SumPool2d): average pooling times the window area, exact for spike counts.
 
-    The common 2x2 window, stride 2, no padding, in float32/float64 runs as :class:`_SumPool2x2` (the same
-    values, faster on CPU); anything else through ``avg_pool2d``.
+    The common 2x2 window, stride 2, no padding, in float32/float64 runs in the native C library on CPU where it is
+    built (:mod:`~neuromoco.train.models.lif_kernels.native`), else as :class:`_SumPool2x2` (the same values, faster
+    than ``avg_pool2d`` on CPU); anything else through ``avg_pool2d``.
     """
 
     def __init__(self, kernel_size: int | tuple[int, int], stride: int | tuple[int, int] | None = None,
@@ -67,7 +94,7 @@ class SumPool2d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if (self.kernel_size == (2, 2) and self.stride == (2, 2) and self.padding == (0, 0) and x.dim() >= 3
                 and x.dtype in (torch.float32, torch.float64)):
-            out: torch.Tensor = _SumPool2x2.apply(x)
+            out: torch.Tensor = (_NativeSumPool2x2 if _native_pooling(x) else _SumPool2x2).apply(x)
             return out
         return nn.functional.avg_pool2d(x, self.kernel_size, self.stride, self.padding,
                                         count_include_pad=True, divisor_override=1)

@@ -13,9 +13,9 @@ executor in ``deploy/`` evaluates the same expression in the same order, so spik
 The module takes a whole sequence ``[T, N, ...]`` (multi-step mode): the stateless layers around it run on all
 time steps at once, only the neuron's state is sequential. ``LIFConfig.impl`` picks how the sequence is computed
 (:mod:`neuromoco.train.models.lif_kernels`): Norse's step in a loop (the definition), one fused op with its own
-backward, or Triton kernels on CUDA, which give the same spikes bit for bit and the same gradients to rounding;
-``auto`` is the fastest exact one for the device. :func:`set_lif_impl` sets it on a built model (the train commands'
-``--lif-impl``); it changes no weight, no state dict and no export.
+backward, C loops built at first use on CPU, or Triton kernels on CUDA, which give the same spikes bit for bit and
+the same gradients to rounding; ``auto`` is the fastest exact one for the device. :func:`set_lif_impl` sets it on
+a built model (the train commands' ``--lif-impl``); it changes no weight, no state dict and no export.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ class LIFConfig:
     v_leak: float = 0.0  # resting potential
     surrogate: str = "super"  # Norse surrogate gradient method
     alpha: float = 100.0  # surrogate sharpness
-    impl: str = "auto"  # how the sequence is computed: auto, norse, fused, triton (lif_kernels.IMPLS)
+    impl: str = "auto"  # how the sequence is computed: auto, norse, fused, native, triton (lif_kernels.IMPLS)
 
 
 class LIF(nn.Module):
@@ -82,7 +82,7 @@ class LIF(nn.Module):
 
 
 def set_lif_impl(model: nn.Module, impl: str) -> int:
-    """Compute every LIF of ``model`` with ``impl`` (auto, norse, fused, triton); returns how many it set."""
+    """Compute every LIF of ``model`` with ``impl`` (auto, norse, fused, native, triton); returns how many it set."""
     if impl not in IMPLS:
         raise ValueError(f"unknown LIF implementation {impl!r}: choose one of {', '.join(IMPLS)}")
     count = 0

@@ -2,13 +2,18 @@
 
 * ``norse``: the definition, a loop over T of Norse's ``lif_box_feed_forward_step`` (one autograd graph per step).
 * ``fused``: one autograd op in vectorised PyTorch (:mod:`.fused`), the same float arithmetic forward, the
-  reverse recurrence backward; the fastest exact implementation measured on CPU (benchmarks/lif_kernels.py).
+  reverse recurrence backward; CPU's ``auto`` where no C compiler is found, and the form ``torch.compile`` traces.
+* ``native``: the same recurrences as two C loops (:mod:`.native`), one pass over memory per direction, built at
+  first use with the system's C compiler; CPU, float32/float64, SuperSpike (or heaviside); anything else goes to
+  ``fused``. The fastest exact implementation measured on CPU (benchmarks/lif_kernels.py).
 * ``triton``: two Triton kernels, one launch per direction with the loop over T inside (:mod:`.triton_op`),
   registered as ``torch.library`` ops; CUDA only (on CPU under ``TRITON_INTERPRET=1``, for the tests); float32
   and the SuperSpike surrogate, anything else goes to ``fused``.
 
-``auto`` picks ``fused`` on every device: the Triton kernels are tested here only through Triton's
-interpreter, and become CUDA's ``auto`` once a GPU run has confirmed their spikes and timed them.
+``auto`` picks ``native`` on CPU (``fused`` where the library cannot be built) and ``fused`` on CUDA: the Triton
+kernels are tested here only through Triton's interpreter, and become CUDA's ``auto`` once a GPU run has confirmed
+their spikes and timed them. Under ``torch.compile`` every implementation but ``norse`` and ``triton`` runs as the
+``fused`` custom op (one opaque node for dynamo).
 :func:`lif_multistep` sends any call it cannot serve exactly (a neuron parameter that requires grad, a surrogate
 the fused op does not know) to Norse's loop.
 """
@@ -24,7 +29,7 @@ from norse.torch.functional.lif_box import LIFBoxFeedForwardState, LIFBoxParamet
 from neuromoco.train.models.lif_kernels.fused import FusedLIF, LIFConstants
 from neuromoco.train.models.lif_kernels.surrogates import SURROGATES
 
-IMPLS = ("auto", "norse", "fused", "triton")
+IMPLS = ("auto", "norse", "fused", "native", "triton")
 
 
 def resolve_impl(impl: str, device: torch.device | str) -> str:
@@ -37,7 +42,23 @@ def resolve_impl(impl: str, device: torch.device | str) -> str:
                              "use auto, fused or norse")
         if importlib.util.find_spec("triton") is None:
             raise ValueError("--lif-impl triton needs the triton package (installed with CUDA builds of torch)")
-    return "fused" if impl == "auto" else impl
+    if impl in ("auto", "native") and torch.compiler.is_compiling():
+        return "fused"  # what a traced model runs (the fused custom op); the library was checked before tracing
+    if impl == "native":
+        from neuromoco.train.models.lif_kernels import native
+
+        if torch.device(device).type != "cpu":
+            raise ValueError("--lif-impl native runs on CPU only; use auto, fused or norse (or triton on CUDA)")
+        why = native.unavailable_reason()
+        if why is not None:
+            raise ValueError(f"--lif-impl native: {why}; use auto, fused or norse")
+    if impl == "auto":
+        if torch.device(device).type == "cpu":
+            from neuromoco.train.models.lif_kernels import native
+
+            return "native" if native.available() else "fused"
+        return "fused"
+    return impl
 
 
 def norse_loop(x: torch.Tensor, p: LIFBoxParameters, dt: float) -> torch.Tensor:
@@ -75,6 +96,12 @@ def lif_multistep(x: torch.Tensor, p: LIFBoxParameters, dt: float, impl: str = "
         from neuromoco.train.models.lif_kernels.triton_op import lif_triton
 
         return lif_triton(x, c.a, c.v_leak, c.v_th, c.v_reset)
+    if impl == "native" and not torch.compiler.is_compiling():
+        from neuromoco.train.models.lif_kernels.native import NativeLIF, serves
+
+        if serves(x, c):
+            spikes: torch.Tensor = NativeLIF.apply(x, c)
+            return spikes
     if torch.compiler.is_compiling():  # one opaque custom op for dynamo instead of the unrolled loop over T
         from neuromoco.train.models.lif_kernels.fused_op import lif_fused_compilable
 

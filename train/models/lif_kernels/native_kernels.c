@@ -1,0 +1,160 @@
+/* The CPU kernels of the training loop's memory-bound layers, as C loops with one pass over memory each:
+ * the multi-step LIF (forward, backward) and 2x2 stride-2 sum pooling (forward, backward).
+ *
+ * Built at first use by lif_kernels/native.py (gcc/cc -O3 -ffp-contract=off, no -ffast-math, no -march:
+ * the arithmetic is IEEE single/double, operation by operation in the order of the ``fused`` op, so the
+ * spikes are bit-identical to Norse's step). Neurons are processed in blocks of BLOCK: a block's membrane
+ * stays in L1 over all T steps; blocks are shared among OpenMP threads (torch's libgomp, already loaded).
+ *
+ * Forward, per step (see fused.py):   u = v + a * ((x + v_leak) - v);  z = u > v_th;  v = (u - u z) + z v_reset
+ * Backward (SuperSpike, s = 1 / (|u - v_th| + 1)^2, Norse's ``super``), from the last step:
+ *     r[t] = g[t] s[t] + (1 - a) ((1 - z[t]) + (v_reset - u[t]) s[t]) r[t+1];   dI[t] = a r[t]
+ * The forward keeps nothing but its output; the backward recomputes the membranes from the input currents x.
+ */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#define BLOCK 1024
+
+/* Vectorised twice on x86-64 with GCC: an AVX2 clone and the baseline (SSE2), picked by the CPU at load time (the
+ * same IEEE operations either way: no FMA, -ffp-contract=off). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define CLONES
+#endif
+
+/* One step of a block (m neurons): the loop is written out per case (leak or not, membrane kept or not) so that
+ * each is vectorised. */
+#define LIF_STEP(REAL, XL, STORE_U)                                                                           \
+    for (int64_t i = 0; i < m; ++i) {                                                                        \
+        const REAL xl = XL;                                                                                  \
+        REAL d = xl - v[i];                                                                                  \
+        d = d * a;                                                                                           \
+        const REAL uu = d + v[i];                                                                            \
+        const REAL z = (REAL)(uu > v_th);                                                                    \
+        zt[i] = z;                                                                                           \
+        STORE_U;                                                                                             \
+        v[i] = (uu - uu * z) + z * v_reset;                                                                  \
+    }
+
+#define LIF_FORWARD(NAME, REAL)                                                                               \
+    CLONES void NAME(const REAL *x, REAL *spikes, int64_t steps, int64_t n, REAL a, REAL v_leak, REAL v_th,          \
+              REAL v_reset, int add_leak, int threads) {                                                     \
+        const int64_t blocks = (n + BLOCK - 1) / BLOCK;                                                      \
+        _Pragma("omp parallel for num_threads(threads) schedule(static)")                                    \
+        for (int64_t b = 0; b < blocks; ++b) {                                                               \
+            REAL v[BLOCK];                                                                                   \
+            const int64_t lo = b * BLOCK, m = n - lo < BLOCK ? n - lo : BLOCK;                               \
+            for (int64_t i = 0; i < m; ++i) v[i] = v_leak;                                                   \
+            for (int64_t t = 0; t < steps; ++t) {                                                            \
+                const REAL *restrict xt = x + t * n + lo;                                                    \
+                REAL *restrict zt = spikes + t * n + lo;                                                     \
+                if (add_leak) {                                                                              \
+                    LIF_STEP(REAL, xt[i] + v_leak, (void)0)                                                  \
+                } else {                                                                                     \
+                    LIF_STEP(REAL, xt[i], (void)0)                                                           \
+                }                                                                                            \
+            }                                                                                                \
+        }                                                                                                    \
+    }
+
+/* The backward from the input currents: each block's membranes are recomputed (into a [T, BLOCK] buffer that stays
+ * in cache) before the reverse pass, so the forward keeps no membrane record and reads and writes one stream
+ * fewer; the spikes are the recomputed u > v_th. */
+#define LIF_BACKWARD(NAME, REAL, FABS)                                                                        \
+    CLONES int NAME(const REAL *x, const REAL *g, REAL *gx, int64_t steps, int64_t n, REAL a, REAL v_leak,           \
+             REAL v_th, REAL v_reset, int add_leak, int threads) {                                           \
+        const int64_t blocks = (n + BLOCK - 1) / BLOCK;                                                      \
+        const REAL keep = (REAL)1 - a;                                                                       \
+        int failed = 0;                                                                                      \
+        _Pragma("omp parallel num_threads(threads)")                                                         \
+        {                                                                                                    \
+            REAL *ub = (REAL *)malloc(sizeof(REAL) * BLOCK * (size_t)(steps > 0 ? steps : 1));              \
+            if (!ub) {                                                                                       \
+                _Pragma("omp atomic write") failed = 1;                                                      \
+            }                                                                                                \
+            _Pragma("omp for schedule(static)")                                                              \
+            for (int64_t b = 0; b < blocks; ++b) {                                                           \
+                if (!ub) continue;                                                                           \
+                REAL v[BLOCK], r[BLOCK];                                                                     \
+                const int64_t lo = b * BLOCK, m = n - lo < BLOCK ? n - lo : BLOCK;                           \
+                for (int64_t i = 0; i < m; ++i) v[i] = v_leak;                                               \
+                for (int64_t t = 0; t < steps; ++t) {                                                        \
+                    const REAL *restrict xt = x + t * n + lo;                                                \
+                    REAL *restrict ut = ub + t * BLOCK;                                                      \
+                    REAL zt[BLOCK];                                                                          \
+                    if (add_leak) {                                                                          \
+                        LIF_STEP(REAL, xt[i] + v_leak, ut[i] = uu)                                           \
+                    } else {                                                                                 \
+                        LIF_STEP(REAL, xt[i], ut[i] = uu)                                                    \
+                    }                                                                                        \
+                }                                                                                            \
+                for (int64_t i = 0; i < m; ++i) r[i] = 0;                                                    \
+                for (int64_t t = steps - 1; t >= 0; --t) {                                                   \
+                    const REAL *restrict gt = g + t * n + lo, *restrict ut = ub + t * BLOCK;                 \
+                    REAL *restrict ot = gx + t * n + lo;                                                     \
+                    for (int64_t i = 0; i < m; ++i) {                                                        \
+                        const REAL uu = ut[i];                                                               \
+                        const REAL z = (REAL)(uu > v_th);                                                    \
+                        const REAL den = FABS(uu - v_th) + (REAL)1;                                          \
+                        const REAL s = (REAL)1 / (den * den);                                                \
+                        const REAL p = ((REAL)1 - z) + (v_reset - uu) * s;                                   \
+                        const REAL ri = gt[i] * s + keep * p * r[i];                                         \
+                        r[i] = ri;                                                                           \
+                        ot[i] = a * ri;                                                                      \
+                    }                                                                                        \
+                }                                                                                            \
+            }                                                                                                \
+            free(ub);                                                                                        \
+        }                                                                                                    \
+        return failed ? -1 : 0;                                                                              \
+    }
+
+LIF_FORWARD(lif_forward_f32, float)
+LIF_FORWARD(lif_forward_f64, double)
+LIF_BACKWARD(lif_backward_f32, float, fabsf)
+LIF_BACKWARD(lif_backward_f64, double, fabs)
+
+/* 2x2 stride-2 sum pooling of `planes` contiguous h x w planes into (h/2) x (w/2) (odd sizes drop the last row or
+ * column), summed in avg_pool2d's order ((x00 + x01) + x10) + x11, so bit-identical to it. The backward gives every
+ * input of a window its output's gradient (zero for a dropped row or column). */
+#define SUM_POOL(NAME, NAME_BWD, REAL)                                                                        \
+    CLONES void NAME(const REAL *x, REAL *y, int64_t planes, int64_t h, int64_t w, int threads) {           \
+        const int64_t ho = h / 2, wo = w / 2;                                                                \
+        _Pragma("omp parallel for num_threads(threads) schedule(static)")                                    \
+        for (int64_t p = 0; p < planes; ++p) {                                                              \
+            for (int64_t i = 0; i < ho; ++i) {                                                              \
+                const REAL *restrict r0 = x + (p * h + 2 * i) * w, *restrict r1 = r0 + w;                   \
+                REAL *restrict o = y + (p * ho + i) * wo;                                                    \
+                for (int64_t j = 0; j < wo; ++j)                                                             \
+                    o[j] = ((r0[2 * j] + r0[2 * j + 1]) + r1[2 * j]) + r1[2 * j + 1];                        \
+            }                                                                                                \
+        }                                                                                                    \
+    }                                                                                                        \
+    CLONES void NAME_BWD(const REAL *g, REAL *gx, int64_t planes, int64_t h, int64_t w, int threads) {      \
+        const int64_t ho = h / 2, wo = w / 2;                                                                \
+        _Pragma("omp parallel for num_threads(threads) schedule(static)")                                    \
+        for (int64_t p = 0; p < planes; ++p) {                                                              \
+            for (int64_t i = 0; i < ho; ++i) {                                                              \
+                const REAL *restrict gi = g + (p * ho + i) * wo;                                             \
+                REAL *restrict r0 = gx + (p * h + 2 * i) * w, *restrict r1 = r0 + w;                         \
+                for (int64_t j = 0; j < wo; ++j) {                                                           \
+                    r0[2 * j] = gi[j];                                                                       \
+                    r0[2 * j + 1] = gi[j];                                                                   \
+                    r1[2 * j] = gi[j];                                                                       \
+                    r1[2 * j + 1] = gi[j];                                                                   \
+                }                                                                                            \
+                if (w & 1) r0[w - 1] = r1[w - 1] = 0;                                                        \
+            }                                                                                                \
+            if (h & 1)                                                                                       \
+                for (int64_t j = 0; j < w; ++j) gx[(p * h + h - 1) * w + j] = 0;                             \
+        }                                                                                                    \
+    }
+
+SUM_POOL(sum_pool2x2_f32, sum_pool2x2_backward_f32, float)
+SUM_POOL(sum_pool2x2_f64, sum_pool2x2_backward_f64, double)
+
+/* The version of this file's interface: native.py refuses a library that reports another. */
+int native_kernels_abi(void) { return 3; }
