@@ -282,6 +282,7 @@ class _Pass:
     outs: dict[str, Tensor] = field(default_factory=dict)
     counts: dict[str, np.ndarray] = field(default_factory=dict)
     spikes: dict[str, np.ndarray] = field(default_factory=dict)
+    voltages: dict[str, np.ndarray] = field(default_factory=dict)
 
     def done_with(self, src: str) -> None:
         self.remaining[src] -= 1
@@ -294,15 +295,18 @@ class ReferenceExecutor:
 
     ``dt`` is the Euler step in seconds (from the model card; may be None for graphs without leaky
     neurons). ``record_spikes`` keeps the full 0/1 spike record of every spiking node in the result;
-    ``record_states`` keeps every neuron's state per step in :attr:`states` after :meth:`run`
-    (``{node: {"v": [T, B, *shape], "v_pre": voltage before reset, "i": current}}``, numpy).
+    ``record_voltages`` returns every neuron node's membrane voltage per step in the result
+    (``RunResult.voltages[node]`` ``[T, B, *shape]``, the compute dtype): ``v`` at the end of the step, after the
+    spike's reset to ``v_reset``. ``record_states`` keeps every neuron's state per step in :attr:`states` after
+    :meth:`run` (``{node: {"v": [T, B, *shape], "v_pre": voltage before reset, "i": current}}``, numpy).
     ``time_steps`` (the model card's T, where known) refuses frames given as ``[N, T, ...]``
     (:func:`~neuromoco.deploy.graph.shapes.check_time_axis`).
     """
 
     def __init__(self, graph: nir.NIRGraph, dt: float | None, device: str | torch.device = "cpu",
                  dtype: torch.dtype = torch.float32, record_spikes: bool = False, record_states: bool = False,
-                 input_shape: list[int] | None = None, time_steps: int | None = None) -> None:
+                 input_shape: list[int] | None = None, time_steps: int | None = None,
+                 record_voltages: bool = False) -> None:
         if dtype not in (torch.float32, torch.float64):
             raise UserError(f"the reference runs in float32 or float64, not {dtype}")
         self.graph = normalize_graph(graph)
@@ -312,6 +316,7 @@ class ReferenceExecutor:
         self.dtype = dtype
         self.record_spikes = record_spikes
         self.record_states = record_states
+        self.record_voltages = record_voltages
         self.time_steps = time_steps
         self.structure = structure(self.graph)
         self.io_shapes = node_io_shapes(self.graph, input_shape)
@@ -326,15 +331,14 @@ class ReferenceExecutor:
 
     def run(self, frames: np.ndarray | Tensor) -> RunResult:
         """Frames ``[T, B, ...]`` -> output ``[T, B, n_out]`` (float64) and per-step spike counts."""
-        outs, counts, spikes = self._execute(frames, keep_all=False)
-        y = outs[self.structure.output]
+        run = self._execute(frames, keep_all=False)
+        y = run.outs[self.structure.output]
         output = y.reshape(y.shape[0], y.shape[1], -1).detach().to("cpu", torch.float64).numpy()
-        return RunResult(output=output, spike_counts=counts, spikes=spikes)
+        return RunResult(output=output, spike_counts=run.counts, spikes=run.spikes, voltages=run.voltages)
 
     def trace(self, frames: np.ndarray | Tensor) -> dict[str, Tensor]:
         """Every node's output ``[T, B, *shape]`` (torch tensors on the executor's device)."""
-        outs, _, _ = self._execute(frames, keep_all=True)
-        return outs
+        return self._execute(frames, keep_all=True).outs
 
     # -- internals --------------------------------------------------------------------------------
 
@@ -349,8 +353,7 @@ class ReferenceExecutor:
             x = x.reshape(x.shape[0], x.shape[1], *want)
         return x.to(device=self.device, dtype=self.dtype)
 
-    def _execute(self, frames: np.ndarray | Tensor, keep_all: bool
-                 ) -> tuple[dict[str, Tensor], dict[str, np.ndarray], dict[str, np.ndarray]]:
+    def _execute(self, frames: np.ndarray | Tensor, keep_all: bool) -> _Pass:
         st = self.structure
         x = self._frames(frames)
         run = _Pass(int(x.shape[0]), int(x.shape[1]), keep_all, st.output, {n: len(st.succs[n]) for n in st.order})
@@ -361,7 +364,7 @@ class ReferenceExecutor:
                     self._cyclic(comp, run)
                 else:
                     self._single(comp, x, run)
-        return run.outs, run.counts, run.spikes
+        return run
 
     def _single(self, comp: list[str], x: Tensor, run: _Pass) -> None:
         """A node on no cycle, over the whole sequence; its input is the sum of its sources' outputs."""
@@ -375,12 +378,12 @@ class ReferenceExecutor:
                 inp = inp + run.outs[src]
             for src in srcs:
                 run.done_with(src)
-            run.outs[name] = self._apply_all(self.plans[name], inp, run.T, run.B)
+            run.outs[name] = self._apply_all(self.plans[name], inp, run)
         self._record(name, run)
 
     def _cyclic(self, comp: list[str], run: _Pass) -> None:
         """A strongly connected component, stepped one time step at a time."""
-        self._run_cycle(comp, run.outs, run.T, run.B)
+        self._run_cycle(comp, run)
         for name in comp:
             self._record(name, run)
         for name in comp:
@@ -396,8 +399,9 @@ class ReferenceExecutor:
             if self.record_spikes:
                 run.spikes[name] = s.to("cpu", torch.uint8).numpy()
 
-    def _apply_all(self, plan: _Plan, inp: Tensor, T: int, B: int) -> Tensor:
+    def _apply_all(self, plan: _Plan, inp: Tensor, run: _Pass) -> Tensor:
         """A node over the whole sequence: stateless with T folded into the batch, neurons looping over T."""
+        T, B = run.T, run.B
         if plan.fn is not None:
             y = plan.fn(inp.reshape(T * B, *plan.in_shape))
             return y.reshape(T, B, *plan.out_shape)
@@ -407,17 +411,21 @@ class ReferenceExecutor:
         for t in range(T):
             y, state = neuron.step(inp[t], state)
             ys.append(y)
-            if self.record_states:
+            if self.record_states or self.record_voltages:
                 trace.append(state)
-        if self.record_states:
-            self._keep_states(plan.name, trace)
+        self._keep_states(plan.name, trace, run)
         return torch.stack(ys)
 
-    def _keep_states(self, name: str, trace: list[dict[str, Tensor]]) -> None:
-        self.states[name] = {k: torch.stack([s[k] for s in trace]).to("cpu").numpy() for k in trace[0]}
+    def _keep_states(self, name: str, trace: list[dict[str, Tensor]], run: _Pass) -> None:
+        """A neuron's states per step (``trace``): all into :attr:`states`, its voltage into the run's result."""
+        if self.record_voltages:
+            run.voltages[name] = torch.stack([s["v"] for s in trace]).to("cpu").numpy()
+        if self.record_states:
+            self.states[name] = {k: torch.stack([s[k] for s in trace]).to("cpu").numpy() for k in trace[0]}
 
-    def _run_cycle(self, comp: list[str], outs: dict[str, Tensor], T: int, B: int) -> None:
+    def _run_cycle(self, comp: list[str], run: _Pass) -> None:
         """Step a strongly connected component one time step at a time (recurrent edges delayed by one)."""
+        outs, T, B = run.outs, run.T, run.B
         st = self.structure
         members = set(comp)
         prev: dict[str, Tensor] = {n: torch.zeros((B, *self.plans[n].out_shape), dtype=self.dtype,
@@ -436,7 +444,7 @@ class ReferenceExecutor:
                 assert inp is not None, f"{name} is on a cycle, so it has a source"
                 if plan.neuron is not None:
                     y, states[name] = plan.neuron.step(inp, states[name])
-                    if self.record_states:
+                    if self.record_states or self.record_voltages:
                         traces[name].append(states[name])
                 else:
                     y = plan.stateless()(inp)
@@ -445,6 +453,5 @@ class ReferenceExecutor:
             prev = cur
         for name in comp:
             outs[name] = torch.stack(seqs[name])
-        if self.record_states:
-            for name, tr in traces.items():
-                self._keep_states(name, tr)
+        for name, tr in traces.items():
+            self._keep_states(name, tr, run)

@@ -9,11 +9,12 @@ more target.
 
 NIR graph data (``.nir``, ``.h5``, ``.hdf5``; read by ``nir.read_data``): per spiking node ``spikes`` as
 ``TimeGriddedData`` of bool ``[samples, steps, neurons]`` (neurons flattened in C order; ``dt`` from the model
-card), ``v`` where the run has membrane voltages (the target's units: float, or a fixed-point target's integers),
-and on the graph's Output node ``output`` (float64 ``[samples, steps, n_out]``); every dataset gzip-compressed, as
-``nir.write_data`` writes them, and growing along the sample axis. What NIR has no place for lives in a ``neuromoco`` group beside NIR's
-``nodes`` group, which ``nir.read_data`` ignores: an ``info`` attribute (JSON), ``labels`` and ``sample_keys``.
-A trace written by another tool needs only the ``nodes`` part (``EventData`` spikes are put on the time grid).
+card), ``v`` where the run has membrane voltages (the target's units: float, or a fixed-point target's
+integers), and on the graph's Output node ``output`` (float64 ``[samples, steps, n_out]``); every dataset
+gzip-compressed, as ``nir.write_data`` writes them, and growing along the sample axis. What NIR has no place for
+lives in a ``neuromoco`` group beside NIR's ``nodes`` group, which ``nir.read_data`` ignores: an ``info``
+attribute (JSON), ``labels`` and ``sample_keys``. A trace written by another tool needs only the ``nodes`` part
+(``EventData`` spikes are put on the time grid).
 
 Project ``.npz``: the keys :meth:`RunResult.save` writes (``output [T, N, n_out]``, ``predictions``,
 ``spike_counts/<node> [T, N]``, ``labels``) plus ``spikes/<node> [T, N, *shape]`` (uint8),

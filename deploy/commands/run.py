@@ -6,9 +6,10 @@ Runs a graph on a target over a dataset split in batches (a progress bar per bat
 (accuracy, samples, time, per-layer spike totals, the options used). ``MODEL`` may also be a folder
 written by ``deploy export`` (its artefact and model card are used as they are).
 
-``--trace nir|npz`` also records every spiking layer's spikes and writes the run as a trace (``trace.nir``: NIR
-graph data, read by ``nir.read_data``; or ``trace.npz``, see :mod:`neuromoco.deploy.traces`) that
-``deploy parity --targets trace:OUT/trace.nir`` compares like any target.
+``--trace nir|npz`` also records every spiking layer's spikes (and every neuron's membrane voltage, where the target
+has the ``record_voltages`` option: ``-o record_voltages=false`` leaves them out) and writes the run as a trace
+(``trace.nir``: NIR graph data, read by ``nir.read_data``; or ``trace.npz``, see :mod:`neuromoco.deploy.traces`)
+that ``deploy parity --targets trace:OUT/trace.nir`` compares like any target.
 
 Each batch is one call of the target's runner; for Lava one batch is one Lava run (samples side by side
 and one after another, state reset between samples), so a larger ``--batch-size`` starts fewer runs.
@@ -43,8 +44,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_sample_arguments(p, batch_size=64)
     p.add_argument("--out", required=True, help="folder for predictions.npz and summary.json")
     p.add_argument("--trace", choices=["nir", "npz"],
-                   help="also record every spiking layer's spikes and write the run as OUT/trace.nir (NIR graph data) "
-                        "or OUT/trace.npz, for `deploy parity --targets trace:FILE`")
+                   help="also record every spiking layer's spikes (and membrane voltages where the target has "
+                        "record_voltages; -o record_voltages=false: without) and write the run as OUT/trace.nir (NIR "
+                        "graph data) or OUT/trace.npz, for `deploy parity --targets trace:FILE`")
     add_target_flags(p)
     add_shared_arguments(p)
 
@@ -53,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
     """``deploy run``: :func:`neuromoco.deploy.api.execution.execute` with the flags, then its files."""
     from neuromoco.deploy.api.execution import execute
     from neuromoco.deploy.api.model import Model
+    from neuromoco.deploy.api.options import declared
     from neuromoco.io import atomic_write_json
 
     path = Path(args.model)
@@ -62,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
     values = {**flag_options(args), **parse_option_items(args.option, [args.target])[args.target]}
     if args.trace:
         values["record_spikes"] = "true"
+        if "record_voltages" in declared(args.target):
+            values = {"record_voltages": "true", **values}
     model = Model.load(path, card)
     execution, frames, labels = execute(model, args.target, values, run_context(args), lambda: load_samples(card, args),
                                         batch_size=args.batch_size, progress=not args.no_progress, echo=print)

@@ -27,6 +27,8 @@ class ReferenceOptions(TargetOptions):
 
     device: str = option("cpu", "torch device: cpu, cuda, cuda:N")
     dtype: Literal["float32", "float64"] = option("float32", "compute dtype (float64 to compare with Lava float)")
+    record_voltages: bool = option(False, "also return each neuron's membrane voltage per step, after the step's "
+                                          "reset (in the graph's units; traces write it as NIR's v)")
 
 
 class ReferenceRunner:
@@ -41,7 +43,7 @@ class ReferenceRunner:
         dtype = torch.float64 if options.dtype == "float64" else torch.float32
         self.executor = ReferenceExecutor(graph, card.dt, device=options.device, dtype=dtype,
                                           record_spikes=options.record_spikes, input_shape=card.input_shape,
-                                          time_steps=card.time_steps)
+                                          time_steps=card.time_steps, record_voltages=options.record_voltages)
 
     def run(self, frames: np.ndarray) -> RunResult:
         return self.executor.run(frames)

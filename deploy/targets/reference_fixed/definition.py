@@ -109,9 +109,11 @@ def neuron_step(n: Neuron, u: torch.Tensor, v: torch.Tensor, a: np.ndarray,
     return u, v.numpy().astype(np.int64)
 
 
-def run_layer(lay: Layer, outs: dict[str, np.ndarray], T: int, B: int) -> np.ndarray:
+def run_layer(lay: Layer, outs: dict[str, np.ndarray], T: int, B: int,
+              volts: np.ndarray | None = None) -> np.ndarray:
     """Layer ``lay`` over the window: its output ``[T, B, n]`` (bool spikes or int64 voltage) from its
-    sources' outputs ``outs`` (layers earlier in the plan, and the input)."""
+    sources' outputs ``outs`` (layers earlier in the plan, and the input); the voltage after each step's reset
+    into ``volts`` ``[T, B, n]`` where given."""
     n = Neuron.from_plan(lay)
     conns = [(c, _int_matrix(c)) for c in lay.conns]
     for c, _ in conns:
@@ -129,6 +131,8 @@ def run_layer(lay: Layer, outs: dict[str, np.ndarray], T: int, B: int) -> np.nda
             src = out if c.source == lay.name else outs[c.source]
             a += a_out(w, c.weight_exp, src[t - 1 if c.recurrent else t].astype(np.int64))
         u, out[t] = neuron_step(n, u, v, a, lay.spiking)
+        if volts is not None:
+            volts[t] = v.numpy()
     return out
 
 
@@ -150,13 +154,17 @@ def readout_units(plan: LavaPlan, recorded: np.ndarray) -> np.ndarray:
     return out.astype(np.float64)
 
 
-def run(plan: LavaPlan, x: np.ndarray, record_spikes: bool = False) -> RunResult:
-    """The plan on frames ``x`` ``[T, B, n_in]`` (flat), every sample from a fresh state, step by step."""
+def run(plan: LavaPlan, x: np.ndarray, record_spikes: bool = False, record_voltages: bool = False) -> RunResult:
+    """The plan on frames ``x`` ``[T, B, n_in]`` (flat), every sample from a fresh state, step by step
+    (``record_voltages``: every layer's voltage after each step's reset, int32 ``[T, B, *shape]``)."""
     check_delays(plan)  # a connection that would not meet its target on time: not what Lava ran
     T, B = x.shape[:2]
     outs: dict[str, np.ndarray] = {plan.input_name: payload(plan, x)}
+    volts: dict[str, np.ndarray] = {}
     for lay in plan.layers:
-        outs[lay.name] = run_layer(lay, outs, T, B)
+        if record_voltages:
+            volts[lay.name] = np.zeros((T, B, lay.size), dtype=np.int32)
+        outs[lay.name] = run_layer(lay, outs, T, B, volts.get(lay.name))
     ro = plan.readout
     if ro.direct:
         recorded = outs[ro.direct].astype(np.float64)
@@ -172,4 +180,6 @@ def run(plan: LavaPlan, x: np.ndarray, record_spikes: bool = False) -> RunResult
     counts = {lay.name: np.count_nonzero(outs[lay.name], axis=2).astype(np.int64) for lay in spiking}
     spikes = ({lay.name: outs[lay.name].astype(np.uint8).reshape(T, B, *lay.shape) for lay in spiking}
               if record_spikes else {})
-    return RunResult(output=readout_units(plan, recorded), spike_counts=counts, spikes=spikes)
+    return RunResult(output=readout_units(plan, recorded), spike_counts=counts, spikes=spikes,
+                     voltages={lay.name: volts[lay.name].reshape(T, B, *lay.shape) for lay in plan.layers
+                               if lay.name in volts})

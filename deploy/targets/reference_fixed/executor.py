@@ -40,12 +40,14 @@ class FixedPointExecutor:
     layer; ``batch_size``: samples per batch (memory grows with ``T * batch_size * neurons``); ``threads``:
     torch's CPU threads during :meth:`run` (0: leave torch's setting; restored afterwards); ``strategy``: the
     fast kernels allowed (the same integers whichever); ``time_steps``: the model card's T, where known, to refuse
-    frames given as ``[N, T, ...]`` (:func:`~neuromoco.deploy.graph.shapes.check_time_axis`).
+    frames given as ``[N, T, ...]`` (:func:`~neuromoco.deploy.graph.shapes.check_time_axis`); ``record_voltages``:
+    return every layer's voltage per step after the step's reset (``RunResult.voltages``, int32 in Lava's units:
+    the ``v`` its LIF holds, spiking above ``vth << 6``).
     """
 
     def __init__(self, plan: LavaPlan, device: str = "cpu", record_spikes: bool = False,
                  batch_size: int = 256, threads: int = 0, strategy: Strategy = DEFAULT,
-                 time_steps: int | None = None) -> None:
+                 time_steps: int | None = None, record_voltages: bool = False) -> None:
         if plan.precision != "fixed":
             raise UserError(f"reference-fixed runs fixed-point plans; this one is {plan.precision} point "
                             "(export it with --target lava-fixed or reference-fixed)")
@@ -58,6 +60,7 @@ class FixedPointExecutor:
         check_delays(plan)  # a connection that would not meet its target on time: not what Lava ran
         self.plan = plan
         self.record_spikes = bool(record_spikes)
+        self.record_voltages = bool(record_voltages)
         self.batch_size = max(1, int(batch_size))
         self.threads = max(0, int(threads))
         self.strategy = strategy
@@ -76,7 +79,8 @@ class FixedPointExecutor:
         T, B = x.shape[:2]
         if not self.strategy.fast:  # the definition itself, every sample at once
             t0 = time.perf_counter()
-            result, batch, batches = definition.run(self.plan, x, self.record_spikes), max(B, 1), 1
+            result = definition.run(self.plan, x, self.record_spikes, self.record_voltages)
+            batch, batches = max(B, 1), 1
         else:
             payload = self.payload(x)
             t0 = time.perf_counter()
@@ -107,7 +111,8 @@ class FixedPointExecutor:
         one-line refusal, before anything is allocated, where not even one sample fits."""
         wanted = max(1, min(self.batch_size, B))
         avail = memory.available_bytes(self.device)
-        batch, per_sample = memory.fitting_batch(self.plan.input_size, self._memory_layers(), T, wanted, avail)
+        batch, per_sample = memory.fitting_batch(self.plan.input_size, self._memory_layers(), T, wanted, avail,
+                                                 self.record_voltages)
         if batch < 1 and avail is not None:  # (with no figure for the memory available, nothing is refused)
             raise UserError(f"reference-fixed: one sample of {T} steps needs about {per_sample / 2**30:.1f} GiB "
                             f"and {avail / 2**30:.1f} GiB are available; lower the time steps or the input "
@@ -156,17 +161,24 @@ class FixedPointExecutor:
         outs: Outputs = {plan.input_name: (x_in.to(torch.float64 if in_max >= arith.MAX_UV else torch.float32), in_max)}
         last = self._last_readers()
         counts: dict[str, np.ndarray] = {}
+        volts: dict[str, torch.Tensor] = {}
         for i, lay in enumerate(self.layers):
-            outs[lay.name] = self._run_layer(lay, outs, T, B)
+            if self.record_voltages:
+                volts[lay.name] = torch.empty((T, B, lay.size), dtype=torch.int32, device=self.device)
+            outs[lay.name] = self._run_layer(lay, outs, T, B, volts.get(lay.name))
             for done in [name for name, j in last.items() if j == i or (j < 0 and name == lay.name)]:
                 counts[done] = _counts(outs.pop(done)[0])  # read by no later layer: counted, freed
-        return self._result(outs, counts, T, B)
+        result = self._result(outs, counts, T, B)
+        result.voltages = {lay.name: volts[lay.name].cpu().numpy().reshape(T, B, *lay.shape)
+                           for lay in self.layers if lay.name in volts}
+        return result
 
-    def _run_layer(self, lay: FixedLayer, outs: Outputs, T: int, B: int) -> tuple[torch.Tensor, float]:
+    def _run_layer(self, lay: FixedLayer, outs: Outputs, T: int, B: int,
+                   volts: torch.Tensor | None = None) -> tuple[torch.Tensor, float]:
         """The layer over all steps: its output ``[T, B, n]`` (bool spikes, or the voltage) and its bound, by
         the first neuron kernel (:mod:`.neurons`) the strategy allows whose bound holds: the memoryless step
         (bounded by the weights, before any product; or by the actual inputs), the currents at once
-        (``du = 4095``), else the general step."""
+        (``du = 4095``), else the general step. ``volts``: where to write the voltage after each step's reset."""
         n = lay.size
         own_max = 1.0 if lay.spiking else float(arith.MAX_UV)
         record = torch.empty((T, B, n), dtype=torch.bool if lay.spiking else torch.float64, device=self.device)
@@ -179,7 +191,7 @@ class FixedPointExecutor:
                 return activation.feed_forward(lay.conns, outs, n, lay.name, (t0, t1))[0]
 
             self.layer_kernels[lay.name] = "memoryless"
-            neurons.run_memoryless(lay, inputs, bound, record, chunk_bytes)
+            neurons.run_memoryless(lay, inputs, bound, record, chunk_bytes, volts)
             return record, own_max
         ff, ff_bound, rec = activation.feed_forward(lay.conns, outs, n, lay.name)
         # |a| <= a_max every step; below 2**24 / 64 neither int32 wrap can happen (|u| stays <= 2**23)
@@ -191,19 +203,20 @@ class FixedPointExecutor:
         a_max = lay.b_max + ff_max + rec_max
         if memoryless and a_max * act < arith.MAX_UV:  # the actual inputs prove it
             self.layer_kernels[lay.name] = "memoryless"
-            neurons.run_memoryless(lay, lambda t0, t1: None if ff is None else ff[t0:t1], a_max, record, chunk_bytes)
+            neurons.run_memoryless(lay, lambda t0, t1: None if ff is None else ff[t0:t1], a_max, record, chunk_bytes,
+                                   volts)
             return record, own_max
         may_wrap32 = a_max * act >= 2 * arith.MAX_UV
         ff = None if ff is None else ff.to(torch.float64)
         if memoryless:
             self.layer_kernels[lay.name] = "currents at once"
-            neurons.run_currents_at_once(lay, ff, record, may_wrap32)
+            neurons.run_currents_at_once(lay, ff, record, may_wrap32, volts)
         else:
             def recurrent(t: int, prev: torch.Tensor) -> torch.Tensor | None:
                 return activation.recurrent(rec, outs, prev, own_max, lay.name, t)
 
             self.layer_kernels[lay.name] = "step"
-            neurons.run_steps(lay, ff, recurrent if rec else None, record, may_wrap32)
+            neurons.run_steps(lay, ff, recurrent if rec else None, record, may_wrap32, volts)
         return record, own_max
 
     def _result(self, outs: Outputs, counts: dict[str, np.ndarray], T: int, B: int) -> RunResult:

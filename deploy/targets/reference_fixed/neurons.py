@@ -7,7 +7,8 @@
   per step, in float32 where :meth:`.layer.FixedLayer.state_dtype` proves it exact, the feed-forward input
   computed a chunk of steps at a time.
 
-Each writes the layer's output per step into ``record`` ``[T, B, n]``: spikes (bool) or the voltage.
+Each writes the layer's output per step into ``record`` ``[T, B, n]``: spikes (bool) or the voltage; and, given
+``volts`` ``[T, B, n]``, the voltage after the step's reset (Lava's ``v``).
 """
 
 from __future__ import annotations
@@ -25,17 +26,20 @@ StepsInput = Callable[[int, int], torch.Tensor | None]
 RecurrentInput = Callable[[int, torch.Tensor], torch.Tensor | None]
 
 
-def emit(lay: FixedLayer, v: torch.Tensor, out: torch.Tensor) -> None:
-    """The step's output into ``out``: spikes ``v > vth << 6`` (and their reset), or the voltage."""
+def emit(lay: FixedLayer, v: torch.Tensor, out: torch.Tensor, volts: torch.Tensor | None = None) -> None:
+    """The step's output into ``out``: spikes ``v > vth << 6`` (and their reset), or the voltage; the voltage
+    after the reset into ``volts`` where given."""
     if lay.spiking:
         torch.gt(v, lay.vth, out=out)
         v.masked_fill_(out, 0)
     else:
         out.copy_(v)
+    if volts is not None:
+        volts.copy_(v)
 
 
 def run_steps(lay: FixedLayer, ff: torch.Tensor | None, rec: RecurrentInput | None, record: torch.Tensor,
-              may_wrap32: bool) -> None:
+              may_wrap32: bool, volts: torch.Tensor | None = None) -> None:
     """The definition's step, batched: ``ff`` the feed-forward activation ``[T, B, n]`` (float64; None: zero),
     ``rec`` the recurrent one; ``may_wrap32=False`` where the caller bounds ``|a << 6|`` so no int32 wrap can
     happen."""
@@ -55,10 +59,11 @@ def run_steps(lay: FixedLayer, ff: torch.Tensor | None, rec: RecurrentInput | No
                 a = a + lay.b1
         u = arith.current_update(u, a, lay.u_factor, may_wrap32=may_wrap32)
         arith.voltage_update_(v, u, lay.v_factor, lay.bias, may_wrap32=may_wrap32)
-        emit(lay, v, record[t])
+        emit(lay, v, record[t], None if volts is None else volts[t])
 
 
-def run_currents_at_once(lay: FixedLayer, ff: torch.Tensor | None, record: torch.Tensor, may_wrap32: bool) -> None:
+def run_currents_at_once(lay: FixedLayer, ff: torch.Tensor | None, record: torch.Tensor, may_wrap32: bool,
+                         volts: torch.Tensor | None = None) -> None:
     """A layer with ``du = 4095`` and no recurrent input (:attr:`.layer.FixedLayer.memoryless`): the current is
     this step's input alone, computed for all steps at once (``ff`` float64 ``[T, B, n]``, None: zero)."""
     T, B, n = record.shape
@@ -74,10 +79,11 @@ def run_currents_at_once(lay: FixedLayer, ff: torch.Tensor | None, record: torch
         u_all.add_(lay.bias)
     for t in range(T):
         arith.voltage_update_(v, u_all[t], lay.v_factor, None, may_wrap32=may_wrap32)
-        emit(lay, v, record[t])
+        emit(lay, v, record[t], None if volts is None else volts[t])
 
 
-def run_memoryless(lay: FixedLayer, inputs: StepsInput, a_max: float, record: torch.Tensor, chunk_bytes: int) -> None:
+def run_memoryless(lay: FixedLayer, inputs: StepsInput, a_max: float, record: torch.Tensor, chunk_bytes: int,
+                   volts: torch.Tensor | None = None) -> None:
     """A memoryless layer whose ``|a << 6|`` stays below ``2**23`` (``|a| <= a_max``): the current is ``a << 6``
     exactly (neither wrap can happen), so a step is ``v = decay(v) + (ff << 6) + bias + (b0 + b1) << 6`` then
     the saturation (skipped where :meth:`.layer.FixedLayer.voltage_bound` shows it never acts) and the spikes.
@@ -111,3 +117,5 @@ def run_memoryless(lay: FixedLayer, inputs: StepsInput, a_max: float, record: to
                 v.masked_fill_(record[t], 0)
             else:
                 record[t].copy_(v)
+            if volts is not None:
+                volts[t].copy_(v)

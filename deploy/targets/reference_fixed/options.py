@@ -35,6 +35,9 @@ class ReferenceFixedOptions(TargetOptions):
     input_max: float = _same("input_max")  # type: ignore[assignment]
     batch_size: int = option(256, "samples per batch of integer arithmetic (memory: T * batch * neurons)")
     threads: int = option(0, "torch CPU threads while running (0: torch's setting; 1 is often fastest on a busy CPU)")
+    record_voltages: bool = option(False, "also return each layer's membrane voltage per step, after the step's "
+                                          "reset, in Lava's fixed-point units (int32: the v of Lava's LIF, which "
+                                          "spikes above vth << 6), not volts; traces write it as NIR's v")
 
     def lava_options(self) -> LavaOptions:
         """The Lava target's options that compile the same plan (``lava-fixed`` with these values)."""

@@ -40,7 +40,7 @@ class ReferenceFixedRunner:
         self.plan = plan
         self.executor = FixedPointExecutor(plan, device=options.device, record_spikes=options.record_spikes,
                                            batch_size=options.batch_size, threads=options.threads,
-                                           time_steps=time_steps)
+                                           time_steps=time_steps, record_voltages=options.record_voltages)
 
     @property
     def last_run(self) -> dict:

@@ -43,7 +43,9 @@ class TraceRunner:
         counts = {k: r.spike_counts[k] if k in r.spike_counts else
                   spikes[k].reshape(*spikes[k].shape[:2], -1).sum(-1, dtype=np.int64) for k in self.layers}
         output = r.output if r.output.size else self._output_from_spikes(graph, structure(graph).output, spikes)
-        self.result = RunResult(output=np.asarray(output, np.float64), spike_counts=counts, spikes=spikes)
+        volts = {k: self._shaped(k, v, io[k][1]) for k, v in trace.voltages.items() if k in io}
+        self.result = RunResult(output=np.asarray(output, np.float64), spike_counts=counts, spikes=spikes,
+                                voltages=volts)
         self.steps, self.samples = int(output.shape[0]), int(output.shape[1])
         self.keys = {k: i for i, k in enumerate(trace.sample_keys)} if trace.sample_keys else None
         self.cursor = 0
@@ -70,7 +72,8 @@ class TraceRunner:
         idx = self._indices(frames, B)
         r = self.result
         return RunResult(output=r.output[:, idx], spike_counts={k: v[:, idx] for k, v in r.spike_counts.items()},
-                         spikes={k: v[:, idx] for k, v in r.spikes.items()})
+                         spikes={k: v[:, idx] for k, v in r.spikes.items()},
+                         voltages={k: v[:, idx] for k, v in r.voltages.items()})
 
     def _indices(self, frames: np.ndarray, B: int) -> np.ndarray:
         """Where each of the ``B`` samples is in the trace (by frame key, else the next ``B`` in order)."""
