@@ -4,7 +4,9 @@ Every named target runs the same samples as the reference executor; each compari
 prediction agreement, per-layer spike counts, firing-rate cosine, first divergence) and a verdict: OK, FAIL, or
 INCONCLUSIVE when its only broken limit is the agreement tolerance and its samples are too few to decide it. A slow
 target with a bit-exact emulator is judged against the emulator on a subset (deployment exactness) and, for a
-quantized one, the emulator against the float reference on every sample (quantization loss).
+quantized one, the emulator against the float reference on every sample (quantization loss). A recorded run of
+that emulator named among the targets (``trace:FILE``, recorded with the same plan options) stands in for it: the
+emulator does not run, the trace is the slow target's baseline and takes the emulator's quantization-loss entry.
 """
 
 from __future__ import annotations
@@ -83,28 +85,65 @@ def emulator_of(target: str) -> str | None:
     return s.emulator
 
 
-def plan_comparisons(names: list[str], settings: ParitySettings, added: str | None = None) -> dict[str, Comparison]:
+def plan_comparisons(names: list[str], settings: ParitySettings, added: str | None = None,
+                     stand_ins: Mapping[str, str] | None = None) -> dict[str, Comparison]:
     """The report's entries for the named targets, split in two for fixed-point targets with an emulator.
 
     A target with an emulator (a slow one) runs on at most ``limit`` samples (and ``exactness_samples`` when
     judged against the emulator); everything else runs the whole split. ``added``: why ``names`` are compared
     when the user did not name them (the default targets); an emulator brought in by its target says so.
+    ``stand_ins``: per emulator, the named trace used in its place (:func:`stand_ins`).
     """
+    stand_ins = stand_ins or {}
     out: dict[str, Comparison] = {}
     for name in names:
         emulator = emulator_of(name)
         if emulator and settings.exactness_samples > 0:
             subset = min(settings.exactness_samples, settings.limit or settings.exactness_samples)
-            out[name] = Comparison(name, emulator, "deployment exactness", subset, added)
+            run = stand_ins.get(emulator, emulator)  # the emulator's run: its own, or a trace of it
+            out[name] = Comparison(name, run, "deployment exactness", subset, added)
             if not emulator.startswith("reference:"):
-                why = added if emulator in names else f"the bit-exact emulator of {name}, its quantization check"
+                why = added if run in names else f"the bit-exact emulator of {name}, its quantization check"
                 dtype = reference_dtype(emulator, settings.reference_dtype)
-                out[emulator] = Comparison(emulator, f"reference:{dtype}", "quantization loss", None,
-                                           out[emulator].added if emulator in out else why)
+                out[run] = Comparison(run, f"reference:{dtype}", "quantization loss", None,
+                                      out[run].added if run in out else why)
         elif name not in out:
             out[name] = Comparison(name, f"reference:{reference_dtype(name, settings.reference_dtype)}", "parity",
                                    settings.limit if emulator else None, added)
     return out
+
+
+def stand_ins(names: Sequence[str], values: Mapping[str, Mapping[str, Any]]) -> tuple[dict[str, str], dict[str, str]]:
+    """The named recorded runs that stand in for an emulator: ``{emulator: trace name}``, and per trace of an
+    emulator that cannot, why (its notes).
+
+    A slow target's emulator that the user did not name runs only as that target's baseline (and its quantization
+    check); a trace of the emulator recorded with the options the emulator would run with now (``values``), on
+    every key both the slow target and the emulator declare but ``record_*`` (the plan's options), is that run,
+    so it is used instead. One recorded with other options is compared on its own and the emulator runs.
+    """
+    from neuromoco.deploy.targets import options_class, with_options
+
+    found: dict[str, str] = {}
+    notes: dict[str, str] = {}
+    for trace in names:
+        recorded = spec(trace).recorded
+        if recorded is None:
+            continue
+        producer, options = recorded
+        for slow in names:
+            if emulator_of(slow) != producer or producer in names or producer in found:
+                continue
+            now = with_options(producer, options_class(producer).parse(TARGETS[producer].preset, target=producer),
+                               dict(values.get(producer, {}))).as_dict()
+            shared = sorted(k for k in set(options_class(slow).fields()) & set(now) if not k.startswith("record_"))
+            differ = [f"{k}={options.get(k)!r} (now {now[k]!r})" for k in shared if options.get(k) != now[k]]
+            if differ:
+                notes[trace] = (f"not used as {slow}'s emulator {producer}: recorded with {', '.join(differ)}; "
+                                f"{producer} runs instead")
+            else:
+                found[producer] = trace
+    return found, notes
 
 
 @dataclass
@@ -154,11 +193,14 @@ class Selection:
         from neuromoco.deploy.graph import spiking_nodes
 
         graph = model.require_graph("parity")
-        comparisons = plan_comparisons(self.names, settings, self.added)
         values = with_card_options(model.card, self.values, echo)
+        emulated, notes = stand_ins(self.names, values)
+        comparisons = plan_comparisons(self.names, settings, self.added, emulated)
         layers = spiking_nodes(graph)
         entries, runners, options = _build(comparisons, values, model, context, settings.device,
                                            record_voltages=bool(settings.trace))
+        for name, note in notes.items():
+            entries[name]["note"] = note
         traces = _TraceFiles(settings, model, options, dataset, split) if settings.trace else None
         try:
             accs, seconds = _compare(comparisons, runners, entries, frames, labels, layers, settings, traces)
@@ -325,7 +367,7 @@ def _build(comparisons: dict[str, Comparison], values: dict[str, dict[str, Any]]
                 failures[who] = f"could not build: {describe_error(err)}"
         entry: dict[str, Any] = {
             "status": "ok", "verdict": "OK", "role": c.role, "added": c.added,
-            "compared_with": c.baseline.replace("reference:", "reference, "),
+            "compared_with": _baseline_label(c.baseline),
             "reference_dtype": c.baseline.split(":", 1)[1] if c.baseline.startswith("reference:") else None,
             "sample_limit": c.limit, "options": options_of.get(c.target), "violations": []}
         broken = [failures[w] for w in (c.target, c.baseline) if w in failures]
@@ -384,6 +426,15 @@ class _TraceFiles:
         finally:
             self.abort()
         return written
+
+
+def _baseline_label(baseline: str) -> str:
+    """How an entry names its baseline: ``reference, float64``, a target, or ``reference-fixed (trace:FILE)`` for a
+    recorded run standing in for its producer."""
+    if baseline.startswith("reference:"):
+        return baseline.replace("reference:", "reference, ")
+    recorded = spec(baseline).recorded
+    return f"{recorded[0]} ({baseline})" if recorded else baseline
 
 
 def describe_error(err: BaseException) -> str:
@@ -475,6 +526,7 @@ def _entry_lines(entries: dict[str, dict[str, Any]]) -> list[str]:
         added = f"(added: {e['added']}) " if e.get("added") else ""
         if e["status"] == "error":
             out.append(f"{name}: ERROR {added}{e['error']}")
+            out += [f"  note: {e['note']}"] if e.get("note") else []
             continue
         m = e["metrics"]
         role = (f"[{m['samples']} samples] " if e["role"] == "parity"
@@ -489,5 +541,7 @@ def _entry_lines(entries: dict[str, dict[str, Any]]) -> list[str]:
         out += [f"  {what}: {v}" for v in e["violations"]]
         if e.get("sample_size_note"):
             out.append(f"  note: {e['sample_size_note']}")
+        if e.get("note"):
+            out.append(f"  note: {e['note']}")
         out += [f"  DEGENERATE: {d}" for d in m.get("degenerate", [])]
     return out

@@ -56,6 +56,8 @@ class TargetSpec:
     same_as: str | None = None  # by default this name runs as that one (hardware_tests run it once, as that)
     # "module:function" a command calls before its first progress bar (Lava: its runtime fixes the start method)
     before_progress: str | None = None
+    # a recorded run (trace:FILE) of this target with these options: deploy parity may use it in that target's place
+    recorded: tuple[str, dict[str, Any]] | None = None
 
     def precision_of(self, options: dict[str, Any] | None = None) -> tuple[str, dict[str, int]]:
         """The precision name and bytes per value under ``options`` (a ``weight_bits`` option widens weights)."""

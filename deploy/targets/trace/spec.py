@@ -7,6 +7,9 @@ trace of ``lava-fixed`` is held to equality with ``reference-fixed`` (its bit-ex
 (``--exact-targets``'s default list is fixed before any trace is named). A trace that does not say which
 target made it (one written by another tool, from a chip) is judged with the tolerances; ``--exact-targets
 trace:FILE`` holds it to equality.
+
+A trace of a known target also says so (``recorded``: the producer and its options): ``deploy parity`` then uses a
+trace of a slow target's emulator (``reference-fixed`` for ``lava-fixed``) in the emulator's place.
 """
 
 from __future__ import annotations
@@ -36,11 +39,12 @@ def _spec(file: str, resolved: str, mtime_ns: int, size: int) -> TargetSpec:
 
     info = read_info(resolved)
     base = TARGETS.get(info.target) if info.target else None  # .get: a trace of a trace has no known producer
-    if base is None:
+    if base is None or info.target is None:
         made_by = f"made by {info.target}" if info.target else "its producer unknown"
         return TargetSpec(_MODULE, _OPTIONS, {"file": file}, f"a recorded run ({made_by}): judged with the tolerances")
     dtype = info.options.get("dtype")
     return TargetSpec(_MODULE, _OPTIONS, {"file": file}, f"a recorded run of {info.target}",
                       precision=base.precision, precision_when=base.precision_when, exact=base.exact,
                       reference_dtype=dtype if dtype in ("float32", "float64") else base.reference_dtype,
-                      emulator=base.emulator or (REFERENCE if base.exact else None))
+                      emulator=base.emulator or (REFERENCE if base.exact else None),
+                      recorded=(info.target, dict(info.options)))
