@@ -1,10 +1,12 @@
 """The multi-step LIF's implementations against Norse's step loop: forward and forward + backward time.
 
 Shape [T, N, C, H, W] = [16, 32, 32, 32, 32] float32 by default (16.8 M neuron-steps), the issue's figure
-(issue 23: the fused op forward + backward >= 3x Norse's loop). Rounds are interleaved (norse, fused, norse,
-...) so that load from other work on the machine hits both alike; each figure is the median over rounds. Every
-round also checks that the fused spikes equal Norse's bit for bit; ``saved_for_backward_mb`` is what each
-implementation keeps for its backward (storages counted once), the memory a training step holds per LIF layer.
+(issue 23: the op forward + backward >= 3x Norse's loop). Rows: Norse's loop, ``fused`` (vectorised PyTorch),
+``native`` (the C loops, CPU's default where a compiler builds them) and on CUDA ``triton``. Rounds are interleaved
+(norse, fused, native, norse, ...) so that load from other work on the machine hits all alike; each figure is the
+median over rounds. Every round also checks that each implementation's spikes equal Norse's bit for bit;
+``saved_for_backward_mb`` is what each implementation keeps for its backward (storages counted once), the
+memory a training step holds per LIF layer.
 One intra-op thread by default: on a machine whose cores are shared, OpenMP's barrier makes two threads slower
 than one (measured here: 8 ms against 0.35 ms for one 1M-element ``sub``). Writes
 ``benchmarks/results/lif_kernels.json``; under a minute on 2 CPU cores. Then the same for one cnn3-34 training
@@ -104,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     p = lif._params_on(torch.empty((), device=dev))
     x = (torch.randn(shape, generator=torch.Generator().manual_seed(0)) + 0.5).to(dev)
     g = torch.randn(shape, generator=torch.Generator().manual_seed(1)).to(dev)
-    impls = ("norse", "fused", "triton") if dev.startswith("cuda") else ("norse", "fused")
+    impls = ("norse", "fused", "triton") if dev.startswith("cuda") else ("norse", "fused", "native")
     times: dict[str, dict[str, list[float]]] = {i: {"forward": [], "forward_backward": []} for i in impls}
     identical = True
     for _ in range(args.rounds):
@@ -126,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
         identical &= all(torch.equal(spikes["norse"], spikes[i]) for i in impls)
     med = {i: {k: statistics.median(v) for k, v in d.items()} for i, d in times.items()}
     result: dict[str, Any] = {
-        "what": "multi-step LIF over [T, N, ...]: Norse's step loop vs the fused op (train/models/lif_kernels)",
+        "what": "multi-step LIF over [T, N, ...]: Norse's step loop vs the project's implementations "
+                "(train/models/lif_kernels)",
         "command": " ".join(["python benchmarks/lif_kernels.py", *(argv if argv is not None else sys.argv[1:])]),
         "date": now(), "machine": machine_info(threads=args.threads, device=dev), "shape": shape,
         "dtype": "float32", "rounds": args.rounds, "spikes_identical": identical,

@@ -6,16 +6,20 @@ classifier readout (``Linear`` per step, logits = mean over T), all at a CPU-siz
 mirror the project's layer for layer with ``spikingjelly.activation_based`` multi-step layers and
 ``neuron.LIFNode`` (tau 2, hard reset to 0: the project's LIF); parameter counts are asserted equal.
 
-Rows per model: the project with ``--lif-impl fused`` (the CPU default) and ``norse`` (Norse's step in a
-Python loop, the definition; eager only, as a reference), and SpikingJelly; ``--modes eager,compile`` times
-the project (fused) and SpikingJelly also under ``torch.compile`` (inductor; compile time reported, not timed;
-about half an hour for the three models on 2 CPU cores, so not the default). Measured in one process,
+Rows per model: the project with ``--lif-impl native`` (the CPU default where a C compiler builds the library),
+``fused`` (vectorised PyTorch) and ``norse`` (Norse's step in a Python loop, the definition; eager only, as a
+reference), and SpikingJelly; every project row pools with the project's ``SumPool2d`` (the native 2x2 loop;
+under ``native`` a LIF and the pooling after it run as one op). ``--modes eager,compile`` times the project
+(traced as the fused custom op) and SpikingJelly also under ``torch.compile`` (inductor; compile time reported,
+not timed; about half an hour for the three models on 2 CPU cores, so not the default). Measured in one process,
 interleaved: after warm-up each round times ``--steps`` training steps (forward, cross-entropy on the mean
 readout, backward, AdamW as ``train finetune`` builds it) and ``--steps`` forward passes (eval mode, no
 autograd) of every row, the order reversed every other round; medians over rounds of wall-clock samples/s,
 and of CPU-time samples/s (``time.process_time``: with one thread, less sensitive to other jobs on the machine).
 Peak memory: the process's VmHWM reset before each row's training block; the JSON gives the peak and its rise
-over the RSS before the block, per sample.
+over the RSS before the block, per sample. ``--allocator keep`` (default) sets glibc to keep freed memory for
+reuse, as the train commands do on CPU (:mod:`neuromoco.train.engine.allocator`), for the whole process:
+SpikingJelly's rows get it too.
 
 Surrogate gradients: the project uses Norse's SuperSpike, ``1 / (1 + |x|)^2``. SpikingJelly's closest built-in
 is ``surrogate.SoftSign(alpha=1)``, half that height at the same cost (``--surrogate softsign``, default);
@@ -215,7 +219,7 @@ def bench_model(name: str, args, torch, functional, surrogate) -> dict:
     x = torch.poisson(torch.full((T, B, 2, 34, 34), 0.1), generator=gen)
     y = torch.randint(0, 10, (B,), generator=gen)
     project = build_classifier(name, (2, 34, 34), 10)
-    set_lif_impl(project, "fused")
+    set_lif_impl(project, "native")
 
     def sj_factory(fn):
         return sj_models.BUILDERS[name](fn, 10, input_shape=(2, 34, 34))
@@ -237,7 +241,10 @@ def bench_model(name: str, args, torch, functional, surrogate) -> dict:
     rows: dict[str, dict] = {}
     compile_info: dict[str, dict] = {}
     if "eager" in args.modes:
-        rows["project_fused"] = _row(project, opt_of(project), lambda: None, "project, --lif-impl fused, eager")
+        rows["project_native"] = _row(project, opt_of(project), lambda: None, "project, --lif-impl native, eager")
+        fused = copy.deepcopy(project)
+        set_lif_impl(fused, "fused")
+        rows["project_fused"] = _row(fused, opt_of(fused), lambda: None, "project, --lif-impl fused, eager")
         norse = copy.deepcopy(project)
         set_lif_impl(norse, "norse")
         rows["project_norse"] = _row(norse, opt_of(norse), lambda: None, "project, --lif-impl norse, eager")
@@ -332,7 +339,8 @@ def bench_model(name: str, args, torch, functional, surrogate) -> dict:
                                              if row["rss_rise_mib"] else None),
         }
     ratios = {}
-    for proj_key, sj_key in (("project_fused", "spikingjelly"), ("project_norse", "spikingjelly"),
+    for proj_key, sj_key in (("project_native", "spikingjelly"), ("project_fused", "spikingjelly"),
+                             ("project_norse", "spikingjelly"),
                              ("project_fused_compile", "spikingjelly_compile"),
                              ("project_fused_compile", "spikingjelly")):
         if proj_key in rows and sj_key in rows:
@@ -372,7 +380,7 @@ def markdown_table(doc: dict) -> str:
                          f"{_f(r['train_samples_per_s'])} | {tr} | {_f(r['forward_samples_per_s'])} | {fw} | "
                          f"{_f(r['train_samples_per_cpu_s'])} | {_f(r['peak_rss_mib_during_training'])} "
                          f"({_f(r['peak_rss_rise_mib_per_sample'], 2)}) | "
-                         f"{same if key == 'project_fused' else ''} |")
+                         f"{same if key == 'project_native' else ''} |")
     return "\n".join(lines)
 
 
@@ -407,6 +415,10 @@ def main(argv: list[str] | None = None) -> int:
                          "a subclass with exactly Norse's SuperSpike gradient")
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1: the machine is "
                                                            "shared; 0: torch's default)")
+    ap.add_argument("--allocator", choices=["keep", "default"], default="keep",
+                    help="keep: glibc keeps freed memory for reuse, as the train commands set it on CPU "
+                         "(neuromoco.train.engine.allocator; the whole process, SpikingJelly too); default: leave "
+                         "the allocator as it is (default keep)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=str(OUT), help=f"JSON output (default {OUT})")
     ap.add_argument("--readme", action="store_true", help="write the table into benchmarks/README.md too")
@@ -433,6 +445,10 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    from neuromoco.train.engine.allocator import keep_freed_memory
+
+    allocator = keep_freed_memory() if args.allocator == "keep" else "system default (--allocator default)"
+    print(f"allocator: {allocator}", flush=True)
     print(f"SpikingJelly from {Path(spikingjelly.__file__).parent}; {torch.get_num_threads()} torch thread(s)",
           flush=True)
     t_start = time.perf_counter()
@@ -455,6 +471,9 @@ def main(argv: list[str] | None = None) -> int:
         "optimizer": "AdamW lr 1e-3, weight decay 1e-4 on weights of rank >= 2 "
                      "(neuromoco.train.engine.loops.build_optimizer)",
         "neurons": {
+            "project_native": "neuromoco.train.models.neurons.LIF with --lif-impl native (CPU auto): the C loops "
+                              "of lif_kernels/native_kernels.c, one pass over memory per direction, the backward "
+                              "recomputing the membranes from the saved input; exact to Norse's step",
             "project_fused": "neuromoco.train.models.neurons.LIF with --lif-impl fused: one autograd op over "
                              "[T, N, ...] (lif_kernels/fused.py), exact to Norse's lif_box_feed_forward_step; under "
                              "torch.compile the same code as torch.library custom ops (lif_kernels/fused_op.py)",
@@ -467,6 +486,7 @@ def main(argv: list[str] | None = None) -> int:
                                    "SurrogateFunctionBase subclass with Norse's SuperSpike gradient 1/(1+|x|)^2"),
         "spikingjelly_install": "wheel from PyPI with --no-deps (plus loguru) into benchmarks/.deps, put on sys.path "
                                 "by this script (make bench); torch untouched",
+        "allocator": allocator,
         "models": models,
         "timing_seconds": round(time.perf_counter() - t_start, 1),
         "peak_rss_mib_process": round(_peak_rss_mib(), 1),
@@ -479,13 +499,13 @@ def main(argv: list[str] | None = None) -> int:
                                 spikingjelly_from=str(Path(spikingjelly.__file__).parent)),
         "date": now(),
     }
-    if "cnn3-34" in models and "project_fused" in models["cnn3-34"]["results"]:
-        # the keys benchmarks/summarize.py reads (cnn3-34, eager): "project" is the project's default row (fused)
+    if "cnn3-34" in models and "project_native" in models["cnn3-34"]["results"]:
+        # the keys benchmarks/summarize.py reads (cnn3-34, eager): "project" is the project's CPU default (native)
         c = models["cnn3-34"]
         doc.update({"time_steps": c["time_steps"], "batch": c["batch"], "sanity_check": c["sanity_check"],
-                    "results": {"project": c["results"]["project_fused"],
+                    "results": {"project": c["results"]["project_native"],
                                 "spikingjelly": c["results"]["spikingjelly"]},
-                    "ratio_project_over_spikingjelly": c["ratios"]["project_fused/spikingjelly"]})
+                    "ratio_project_over_spikingjelly": c["ratios"]["project_native/spikingjelly"]})
     write_json(args.out, doc)
     print(markdown_table(doc))
     if args.readme:

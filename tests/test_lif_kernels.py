@@ -294,3 +294,67 @@ def test_fast_sum_pooling_is_avg_pool2d_bit_for_bit(path: str, dtype: torch.dtyp
     out.backward(grad)
     ref.backward(grad)
     assert x.grad is not None and x_ref.grad is not None and torch.equal(x.grad, x_ref.grad)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("shape", [(6, 3, 4, 34, 34), (5, 2, 3, 9, 7), (4, 2, 2, 3, 2)])
+@pytest.mark.parametrize("v_leak,v_reset", [(0.0, 0.0), (0.125, -0.25)])
+def test_lif_then_sum_pooling_in_one_native_op(dtype: torch.dtype, shape: tuple[int, ...], v_leak: float,
+                                               v_reset: float) -> None:
+    """LIF.forward_pooled (one C op, no full-size spikes) gives pool(lif(x)) bit for bit and its gradient to
+    rounding, odd sizes (a dropped row/column) and small planes (several per block) included."""
+    from neuromoco.train.models.layers import SumPool2d
+
+    lif, pool = LIF(LIFConfig(v_leak=v_leak, v_reset=v_reset)), SumPool2d(2)
+    set_lif_impl(lif, "native")
+    x = grid_input(shape, dtype, seed=7)
+    xa, xb = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    out = lif.forward_pooled(xa, pool)
+    assert out is not None and out.grad_fn is not None
+    assert out.grad_fn.next_functions[0][0].name() == "NativeLIFSumPoolBackward"  # under the reshape
+    set_lif_impl(lif, "norse")
+    ref = pool(lif(xb))
+    assert torch.equal(out, ref)
+    g = torch.randn(ref.shape, generator=torch.Generator().manual_seed(8)).to(dtype)
+    out.backward(g)
+    ref.backward(g)
+    assert xa.grad is not None and xb.grad is not None
+    torch.testing.assert_close(xa.grad, xb.grad, rtol=1e-5, atol=1e-5 * xb.grad.abs().max().item())
+
+
+def test_lif_pooling_fusion_only_where_it_is_the_same_computation() -> None:
+    from neuromoco.train.models.layers import SumPool2d
+
+    lif, x = LIF(LIFConfig()), grid_input((3, 2, 2, 8, 8), torch.float32)
+    set_lif_impl(lif, "native")
+    assert lif.forward_pooled(x, SumPool2d(2)) is not None
+    assert lif.forward_pooled(x, SumPool2d(3)) is None  # another window
+    assert lif.forward_pooled(x, torch.nn.AvgPool2d(2)) is None  # another module
+    assert lif.forward_pooled(x.reshape(3, 2, -1), SumPool2d(2)) is None  # not [T, B, C, H, W]
+    handle = lif.register_forward_hook(lambda *_: None)  # someone watches the spikes: they must exist
+    assert lif.forward_pooled(x, SumPool2d(2)) is None
+    handle.remove()
+    set_lif_impl(lif, "fused")
+    assert lif.forward_pooled(x, SumPool2d(2)) is None
+
+
+def test_cnn3_34_trains_the_same_with_every_cpu_implementation() -> None:
+    """A whole model (LIF + pooling fused under native): the same logits bit for bit, gradients to rounding."""
+    import copy
+
+    from neuromoco.train.models.registry import build_classifier
+
+    torch.manual_seed(0)
+    model = build_classifier("cnn3-34", (2, 34, 34), 10)
+    x = torch.poisson(torch.full((4, 3, 2, 34, 34), 0.3), generator=torch.Generator().manual_seed(1))
+    runs = {}
+    for impl in ("norse", "fused", "native"):
+        m = copy.deepcopy(model)
+        set_lif_impl(m, impl)
+        out = m(x)
+        out.sum().backward()
+        runs[impl] = (out.detach(), [p.grad for p in m.parameters()])
+    for impl in ("fused", "native"):
+        assert torch.equal(runs[impl][0], runs["norse"][0])
+        for a, b in zip(runs[impl][1], runs["norse"][1], strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6 * max(b.abs().max().item(), 1.0))

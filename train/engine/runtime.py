@@ -1,5 +1,5 @@
 """Where and how a command computes: device (CUDA when present, CPU otherwise), mixed precision, the LIF's
-implementation, DDP rank; and how it shows progress."""
+implementation, DDP rank, the C allocator's reuse of freed memory on CPU; and how it shows progress."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import torch
 
 from neuromoco.errors import UserError
+from neuromoco.train.engine.allocator import keep_freed_memory
 from neuromoco.train.engine.cliargs import LOG_EVERY
 from neuromoco.train.engine.distributed import DistInfo, init_distributed
 
@@ -23,6 +24,7 @@ class Runtime:
     progress: bool = True  # progress on stderr, a bar or lines (--no-progress: none)
     lif_impl: str = "fused"  # the LIF implementation the models compute with (--lif-impl resolved for the device)
     log_every: int = LOG_EVERY  # steps between progress lines where stderr is not a terminal (--log-every)
+    allocator: str = "system default"  # what the C allocator does (engine.allocator: kept for reuse on CPU)
 
     @property
     def shows_progress(self) -> bool:
@@ -42,7 +44,7 @@ class Runtime:
     def describe(self) -> dict:
         return {"device": str(self.device), "amp": self.amp, "lif_impl": self.lif_impl,
                 "world_size": self.dist.world_size, "rank": self.dist.rank, "torch": torch.__version__,
-                "threads": torch.get_num_threads()}
+                "threads": torch.get_num_threads(), "allocator": self.allocator}
 
 
 def make_runtime(device: str = "auto", amp: str = "auto", progress: bool = True, lif_impl: str = "auto",
@@ -74,6 +76,7 @@ def make_runtime(device: str = "auto", amp: str = "auto", progress: bool = True,
     except ValueError as err:
         raise UserError(str(err)) from None
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp) if dev.type == "cuda" else None
+    allocator = keep_freed_memory() if dev.type == "cpu" else "system default"
     if dev.type == "cpu" and "OMP_NUM_THREADS" not in os.environ and info.enabled:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // info.world_size))
-    return Runtime(dev, use_amp, info, scaler, progress, impl, log_every)
+    return Runtime(dev, use_amp, info, scaler, progress, impl, log_every, allocator)

@@ -55,15 +55,26 @@ def run_multistep(modules: list[nn.Module] | nn.ModuleList, x: torch.Tensor) -> 
     """Run a per-step module sequence on ``x [T, B, ...]``: stateless modules see ``[T*B, ...]``, LIF ``[T, B, ...]``.
 
     This is how the deployable encoders compute, so running ``deploy_modules()`` through it gives the model's
-    own output (tests check this; it is also what the exported graph means).
+    own output (tests check this; it is also what the exported graph means). A LIF followed by a 2x2 sum pooling
+    runs as one native op where :meth:`LIF.forward_pooled` applies (the same values and gradients).
     """
     t, b = x.shape[:2]
     y = x.reshape(t * b, *x.shape[2:])
-    for m in modules:
+    mods = list(modules)
+    i = 0
+    while i < len(mods):
+        m = mods[i]
         if isinstance(m, LIF):
-            y = m(y.reshape(t, b, *y.shape[1:])).reshape(t * b, *y.shape[1:])
+            z = y.reshape(t, b, *y.shape[1:])
+            pooled = m.forward_pooled(z, mods[i + 1]) if i + 1 < len(mods) else None
+            if pooled is not None:  # LIF + 2x2 sum pooling in one native op: the same values, no full-size spikes
+                y = pooled.reshape(t * b, *pooled.shape[2:])
+                i += 2
+                continue
+            y = m(z).reshape(t * b, *y.shape[1:])
         else:
             y = m(y)
+        i += 1
     return y.reshape(t, b, *y.shape[1:])
 
 

@@ -91,9 +91,13 @@ class SumPool2d(nn.Module):
         self.stride = nn.modules.utils._pair(stride if stride is not None else kernel_size)
         self.padding = nn.modules.utils._pair(padding)
 
+    @property
+    def is_fast_2x2(self) -> bool:
+        """The common 2x2 window, stride 2, no padding (the fast paths' case)."""
+        return self.kernel_size == (2, 2) and self.stride == (2, 2) and self.padding == (0, 0)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (self.kernel_size == (2, 2) and self.stride == (2, 2) and self.padding == (0, 0) and x.dim() >= 3
-                and x.dtype in (torch.float32, torch.float64)):
+        if self.is_fast_2x2 and x.dim() >= 3 and x.dtype in (torch.float32, torch.float64):
             out: torch.Tensor = (_NativeSumPool2x2 if _native_pooling(x) else _SumPool2x2).apply(x)
             return out
         return nn.functional.avg_pool2d(x, self.kernel_size, self.stride, self.padding,

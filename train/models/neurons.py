@@ -76,9 +76,39 @@ class LIF(nn.Module):
         p = self._params_on(x) if constants is None else self.p
         return lif_multistep(x, p, self.config.dt, impl, constants)
 
+    def forward_pooled(self, x: torch.Tensor, pool: nn.Module) -> torch.Tensor | None:
+        """This LIF followed by ``pool`` as one native op (the full-size spikes never written), or None where that
+        op does not apply: ``pool`` is not a 2x2 stride-2 :class:`SumPool2d`, ``x`` is not ``[T, B, C, H, W]`` on
+        CPU in float32/float64 with SuperSpike, the implementation is not ``native`` (``auto`` on CPU where the
+        library is built), a hook watches either module, or ``torch.compile`` is tracing. The result is what
+        ``pool(self(x))`` gives, gradients included."""
+        from neuromoco.train.models.layers import SumPool2d
+
+        if (not isinstance(pool, SumPool2d) or not pool.is_fast_2x2 or x.dim() != 5 or x.device.type != "cpu"
+                or torch.compiler.is_compiling() or _hooked(self) or _hooked(pool)):
+            return None
+        constants = self._constants.get(x.dtype)
+        if constants is None or resolve_impl(self.config.impl, x.device) != "native":
+            return None
+        from neuromoco.train.models.lif_kernels.native import NativeLIFSumPool, serves
+
+        if not serves(x, constants):
+            return None
+        t, b, c, h, w = x.shape
+        out: torch.Tensor = NativeLIFSumPool.apply(x.reshape(t, b * c, h, w), constants)
+        return out.reshape(t, b, c, h // 2, w // 2)
+
     def extra_repr(self) -> str:
         c = self.config
         return f"tau_mem={c.tau_mem}, dt={c.dt}, v_th={c.v_threshold}, v_reset={c.v_reset}"
+
+
+def _hooked(m: nn.Module) -> bool:
+    """Whether a forward hook (the module's own or a global one) would expect to see this module run."""
+    from torch.nn.modules import module as torch_module
+
+    return bool(m._forward_hooks or m._forward_pre_hooks or torch_module._global_forward_hooks
+                or torch_module._global_forward_pre_hooks)
 
 
 def set_lif_impl(model: nn.Module, impl: str) -> int:

@@ -4,7 +4,8 @@
 T inside and the membrane of a block of neurons kept in L1 (the ``fused`` op makes about five passes forward and
 eight backward, one PyTorch kernel each); the backward recomputes the membranes from the saved input currents, so
 the forward stores nothing but its spikes. The same library has the 2x2 sum pooling the models use
-(:class:`~neuromoco.train.models.layers.SumPool2d`).
+(:class:`~neuromoco.train.models.layers.SumPool2d`), and the two as one op (:class:`NativeLIFSumPool`: a LIF
+followed by that pooling never writes its full-size spikes).
 
 It is compiled at first use with the system's C compiler (``$CC``, else ``cc``/``gcc``/``clang``) into the user's
 cache (``$XDG_CACHE_HOME/neuromoco/kernels``, or ``$NEUROMOCO_KERNEL_CACHE``; keyed by the source, compiler and
@@ -37,7 +38,7 @@ import torch
 from neuromoco.train.models.lif_kernels.fused import LIFConstants
 
 SOURCE = Path(__file__).with_name("native_kernels.c")
-ABI = 3  # native_kernels_abi() of the library this module calls
+ABI = 4  # native_kernels_abi() of the library this module calls
 FLAGS = ("-O3", "-ffp-contract=off", "-fno-trapping-math", "-fPIC", "-shared", "-std=c11")
 METHODS = ("super", "heaviside")  # the surrogates the C backward computes (heaviside: no gradient)
 DTYPES = {torch.float32: "f32", torch.float64: "f64"}
@@ -114,6 +115,12 @@ def library() -> Any:
         for name in (f"sum_pool2x2_{suffix}", f"sum_pool2x2_backward_{suffix}"):
             getattr(lib, name).argtypes = [ptr, ptr, i64, i64, i64, i32]
             getattr(lib, name).restype = None
+        fused_pool = getattr(lib, f"lif_sum_pool_{suffix}")
+        fused_pool.argtypes = [ptr, ptr, i64, i64, i64, i64, real, real, real, real, i32, i32]
+        fused_pool.restype = i32
+        fused_pool_bwd = getattr(lib, f"lif_sum_pool_backward_{suffix}")
+        fused_pool_bwd.argtypes = [ptr, ptr, ptr, i64, i64, i64, i64, real, real, real, real, i32, i32]
+        fused_pool_bwd.restype = i32
     return lib
 
 
@@ -206,3 +213,45 @@ class NativeLIF(torch.autograd.Function):
             return torch.zeros_like(grad), None
         (x,) = ctx.saved_tensors
         return native_backward(x, grad, c), None
+
+
+def _check(failed: int, what: str) -> None:
+    if failed:
+        raise MemoryError(f"the native {what} could not allocate its per-thread buffers")
+
+
+class NativeLIFSumPool(torch.autograd.Function):
+    """``pooled = NativeLIFSumPool.apply(x, constants)``: the LIF over ``x [T, P, H, W]`` followed by 2x2 stride-2
+    sum pooling, ``[T, P, H/2, W/2]``, in one pass; the values and gradients of :class:`NativeLIF` then the pooling
+    (the spikes are 0/1, so every window's sum is exact in any order). Saves only ``x``."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, c: LIFConstants) -> torch.Tensor:
+        x = x.contiguous()
+        if ctx.needs_input_grad[0] and c.method != "heaviside":
+            ctx.save_for_backward(x)
+        ctx.constants = c
+        steps, planes, h, w = (int(v) for v in x.shape)
+        out = torch.empty((steps, planes, h // 2, w // 2), dtype=x.dtype)
+        if x.numel():
+            _check(getattr(library(), f"lif_sum_pool_{DTYPES[x.dtype]}")(
+                x.data_ptr(), out.data_ptr(), steps, planes, h, w, c.a, c.v_leak, c.v_th, c.v_reset,
+                int(c.v_leak != 0.0), torch.get_num_threads()), "LIF + sum pooling")
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, None]:
+        if not ctx.needs_input_grad[0]:
+            return None, None
+        c: LIFConstants = ctx.constants
+        if c.method == "heaviside":
+            return None, None
+        (x,) = ctx.saved_tensors
+        grad = grad.contiguous()
+        gx = torch.empty_like(x)
+        steps, planes, h, w = (int(v) for v in x.shape)
+        if x.numel():
+            _check(getattr(library(), f"lif_sum_pool_backward_{DTYPES[x.dtype]}")(
+                x.data_ptr(), grad.data_ptr(), gx.data_ptr(), steps, planes, h, w, c.a, c.v_leak, c.v_th, c.v_reset,
+                int(c.v_leak != 0.0), torch.get_num_threads()), "LIF + sum pooling backward")
+        return gx, None

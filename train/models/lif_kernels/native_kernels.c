@@ -1,5 +1,5 @@
 /* The CPU kernels of the training loop's memory-bound layers, as C loops with one pass over memory each:
- * the multi-step LIF (forward, backward) and 2x2 stride-2 sum pooling (forward, backward).
+ * the multi-step LIF (forward, backward), 2x2 stride-2 sum pooling (forward, backward) and the two in one op.
  *
  * Built at first use by lif_kernels/native.py (gcc/cc -O3 -ffp-contract=off, no -ffast-math, no -march:
  * the arithmetic is IEEE single/double, operation by operation in the order of the ``fused`` op, so the
@@ -153,8 +153,117 @@ LIF_BACKWARD(lif_backward_f64, double, fabs)
         }                                                                                                    \
     }
 
+/* The LIF followed by the 2x2 sum pooling, as one op: the full-size spike tensor is never written (the forward
+ * pools each plane's spikes as they are made; the backward recomputes membranes and spikes from x and spreads the
+ * pooled gradient over each window). x is [steps, planes, h, w]; out is [steps, planes, h/2, w/2]. Per element the
+ * same arithmetic as lif_forward / lif_backward and the pooling above, so the results are those of the two ops. */
+#define LIF_POOL(NAME, NAME_BWD, REAL, FABS)                                                                   \
+    CLONES int NAME(const REAL *x, REAL *out, int64_t steps, int64_t planes, int64_t h, int64_t w, REAL a,    \
+                    REAL v_leak, REAL v_th, REAL v_reset, int add_leak, int threads) {                       \
+        const int64_t n = h * w, ho = h / 2, wo = w / 2, no = ho * wo;                                       \
+        const int64_t group = n >= BLOCK ? 1 : BLOCK / n, items = (planes + group - 1) / group;            \
+        int failed = 0;                                                                                      \
+        _Pragma("omp parallel num_threads(threads)")                                                         \
+        {                                                                                                    \
+            REAL *v = (REAL *)malloc(sizeof(REAL) * (size_t)(2 * group * n + 1));                           \
+            REAL *zt = v ? v + group * n : NULL;                                                             \
+            if (!v) {                                                                                        \
+                _Pragma("omp atomic write") failed = 1;                                                      \
+            }                                                                                                \
+            _Pragma("omp for schedule(static)")                                                              \
+            for (int64_t q = 0; q < items; ++q) {                                                            \
+                if (!v) continue;                                                                            \
+                const int64_t p0 = q * group, pk = planes - p0 < group ? planes - p0 : group, m = pk * n;    \
+                for (int64_t i = 0; i < m; ++i) v[i] = v_leak;                                               \
+                for (int64_t t = 0; t < steps; ++t) {                                                        \
+                    const REAL *restrict xt = x + (t * planes + p0) * n;                                     \
+                    if (add_leak) {                                                                          \
+                        LIF_STEP(REAL, xt[i] + v_leak, (void)0)                                              \
+                    } else {                                                                                 \
+                        LIF_STEP(REAL, xt[i], (void)0)                                                       \
+                    }                                                                                        \
+                    for (int64_t k = 0; k < pk; ++k) {                                                       \
+                        REAL *restrict ot = out + (t * planes + p0 + k) * no;                                \
+                        for (int64_t i = 0; i < ho; ++i) {                                                   \
+                            const REAL *r0 = zt + k * n + 2 * i * w, *r1 = r0 + w;                           \
+                            for (int64_t j = 0; j < wo; ++j)                                                 \
+                                ot[i * wo + j] = ((r0[2 * j] + r0[2 * j + 1]) + r1[2 * j]) + r1[2 * j + 1];  \
+                        }                                                                                    \
+                    }                                                                                        \
+                }                                                                                            \
+            }                                                                                                \
+            free(v);                                                                                         \
+        }                                                                                                    \
+        return failed ? -1 : 0;                                                                              \
+    }                                                                                                        \
+    CLONES int NAME_BWD(const REAL *x, const REAL *gp, REAL *gx, int64_t steps, int64_t planes, int64_t h,    \
+                        int64_t w, REAL a, REAL v_leak, REAL v_th, REAL v_reset, int add_leak, int threads) {  \
+        const int64_t n = h * w, ho = h / 2, wo = w / 2, no = ho * wo;                                       \
+        const int64_t group = n >= BLOCK ? 1 : BLOCK / n, items = (planes + group - 1) / group;            \
+        const REAL keep = (REAL)1 - a;                                                                       \
+        int failed = 0;                                                                                      \
+        _Pragma("omp parallel num_threads(threads)")                                                         \
+        {                                                                                                    \
+            const size_t gn = (size_t)(group * n), ts = (size_t)(steps > 0 ? steps : 1);                     \
+            REAL *ub = (REAL *)malloc(sizeof(REAL) * gn * (ts + 4));                                         \
+            REAL *v = ub ? ub + gn * ts : NULL, *zt = v ? v + gn : NULL;                                     \
+            REAL *r = v ? v + 2 * gn : NULL, *ge = v ? v + 3 * gn : NULL;                                    \
+            if (!ub) {                                                                                       \
+                _Pragma("omp atomic write") failed = 1;                                                      \
+            }                                                                                                \
+            _Pragma("omp for schedule(static)")                                                              \
+            for (int64_t q = 0; q < items; ++q) {                                                            \
+                if (!ub) continue;                                                                           \
+                const int64_t p0 = q * group, pk = planes - p0 < group ? planes - p0 : group, m = pk * n;    \
+                for (int64_t i = 0; i < m; ++i) v[i] = v_leak;                                               \
+                for (int64_t t = 0; t < steps; ++t) {                                                        \
+                    const REAL *restrict xt = x + (t * planes + p0) * n;                                     \
+                    REAL *restrict ut = ub + t * gn;                                                         \
+                    if (add_leak) {                                                                          \
+                        LIF_STEP(REAL, xt[i] + v_leak, ut[i] = uu)                                           \
+                    } else {                                                                                 \
+                        LIF_STEP(REAL, xt[i], ut[i] = uu)                                                    \
+                    }                                                                                        \
+                }                                                                                            \
+                for (int64_t i = 0; i < m; ++i) r[i] = 0;                                                    \
+                for (int64_t t = steps - 1; t >= 0; --t) {                                                   \
+                    const REAL *restrict ut = ub + t * gn;                                                   \
+                    REAL *restrict ot = gx + (t * planes + p0) * n;                                          \
+                    for (int64_t k = 0; k < pk; ++k) { /* the pooled gradient spread over its windows */     \
+                        const REAL *gt = gp + (t * planes + p0 + k) * no;                                    \
+                        for (int64_t i = 0; i < h; ++i) {                                                    \
+                            REAL *restrict gi = ge + k * n + i * w;                                          \
+                            if (i < 2 * ho) {                                                                \
+                                const REAL *grow = gt + (i / 2) * wo;                                        \
+                                for (int64_t j = 0; j < wo; ++j) gi[2 * j] = gi[2 * j + 1] = grow[j];        \
+                                if (w & 1) gi[w - 1] = 0;                                                    \
+                            } else {                                                                         \
+                                for (int64_t j = 0; j < w; ++j) gi[j] = 0;                                   \
+                            }                                                                                \
+                        }                                                                                    \
+                    }                                                                                        \
+                    for (int64_t k = 0; k < m; ++k) {                                                        \
+                        const REAL uu = ut[k];                                                               \
+                        const REAL z = (REAL)(uu > v_th);                                                    \
+                        const REAL den = FABS(uu - v_th) + (REAL)1;                                          \
+                        const REAL s = (REAL)1 / (den * den);                                                \
+                        const REAL pz = ((REAL)1 - z) + (v_reset - uu) * s;                                  \
+                        const REAL ri = ge[k] * s + keep * pz * r[k];                                        \
+                        r[k] = ri;                                                                           \
+                        ot[k] = a * ri;                                                                      \
+                    }                                                                                        \
+                }                                                                                            \
+            }                                                                                                \
+            free(ub);                                                                                        \
+        }                                                                                                    \
+        return failed ? -1 : 0;                                                                              \
+    }
+
+LIF_POOL(lif_sum_pool_f32, lif_sum_pool_backward_f32, float, fabsf)
+LIF_POOL(lif_sum_pool_f64, lif_sum_pool_backward_f64, double, fabs)
+
 SUM_POOL(sum_pool2x2_f32, sum_pool2x2_backward_f32, float)
 SUM_POOL(sum_pool2x2_f64, sum_pool2x2_backward_f64, double)
 
 /* The version of this file's interface: native.py refuses a library that reports another. */
-int native_kernels_abi(void) { return 3; }
+int native_kernels_abi(void) { return 4; }
