@@ -60,6 +60,7 @@ def test_parity_writes_traces_that_replay_as_the_live_runs(tmp_path, capsys):
                                                                  "output")
     assert i.options["record_spikes"] is True and i.options["scale"] == "neuron" and i.model == str(TINY)
     assert i.shapes == {"lif1": [8, 16, 16], "lif2": [8, 8, 8], "lif3": [10]}
+    assert rf.voltages == {}  # without --trace-voltages: spikes only
     ref_info = read_info(folder / "reference-float32.nir")
     assert ref_info.target == "reference" and ref_info.options["dtype"] == "float32"
     data = nir.read_data(str(folder / "reference-fixed.nir"))  # NIR's own reader: [samples, steps, neurons]
@@ -91,12 +92,17 @@ def test_the_api_writes_npz_traces_and_needs_a_folder(tmp_path):
         parity(str(TINY), str(frames), "reference", trace="npz")
     with pytest.raises(UserError, match="trace='csv'"):
         parity(str(TINY), str(frames), "reference", trace="csv", trace_dir=tmp_path)
-    report = parity(str(TINY), str(frames), "reference", trace="npz", trace_dir=tmp_path / "t", batch_size=2)
+    with pytest.raises(UserError, match="needs --trace"):
+        parity(str(TINY), str(frames), "reference", trace_voltages=True)
+    report = parity(str(TINY), str(frames), "reference", trace="npz", trace_dir=tmp_path / "t", batch_size=2,
+                    trace_voltages=True)
     assert set(report.data["traces"]) == {"reference", "reference:float32"}
     ours, ref = (read(report.data["traces"][k]) for k in ("reference", "reference:float32"))
     assert ours.samples == 3 and ours.info.target == "reference" and ours.info.dataset == str(frames)
     for k, s in ref.result.spikes.items():
         np.testing.assert_array_equal(ours.result.spikes[k], s, err_msg=k)
+        np.testing.assert_array_equal(ours.voltages[k], ref.voltages[k], err_msg=k)
+        assert ours.voltages[k].shape == s.shape and ours.voltages[k].dtype == np.float32
     np.testing.assert_array_equal(ours.result.output, ref.result.output)
     assert not list((tmp_path / "t").glob(".*"))  # no temporary file or spool left
 

@@ -42,12 +42,16 @@ class ParitySettings:
     progress: bool = False  # a progress bar on stderr
     trace: str | None = None  # "nir" or "npz": write each compared run as a trace in trace_dir, batch by batch
     trace_dir: str | None = None  # the traces' folder (``deploy parity``: OUT/traces)
+    trace_voltages: bool = False  # the traces hold membrane voltages too, where a target has record_voltages
 
     def __post_init__(self) -> None:
         if self.trace not in (None, *TRACE_FORMATS):
             raise UserError(f"trace={self.trace!r}: choose {' or '.join(TRACE_FORMATS)}")
         if self.trace and not self.trace_dir:
             raise UserError("trace= needs trace_dir=, the folder the traces are written to")
+        if self.trace_voltages and not self.trace:
+            raise UserError("voltages are recorded into traces: --trace-voltages (trace_voltages=) needs --trace "
+                            "(trace=)")
 
 
 @dataclass(frozen=True)
@@ -198,7 +202,7 @@ class Selection:
         comparisons = plan_comparisons(self.names, settings, self.added, emulated)
         layers = spiking_nodes(graph)
         entries, runners, options = _build(comparisons, values, model, context, settings.device,
-                                           record_voltages=bool(settings.trace))
+                                           record_voltages=settings.trace_voltages)
         for name, note in notes.items():
             entries[name]["note"] = note
         traces = _TraceFiles(settings, model, options, dataset, split) if settings.trace else None
@@ -295,7 +299,8 @@ def parity(model: Model | str | Path, frames: Any = None, targets: Sequence[str]
            limit: int | None = None, exactness_samples: int = 64, reference_dtype: str = "auto",
            device: str = "cpu", worst: int = 5, batch_size: int = 32, strict: bool = False,
            calibration: Any = None, progress: bool = False, exact_targets: Sequence[str] | None = None,
-           trace: str | None = None, trace_dir: str | Path | None = None, **tolerances: Any) -> ParityReport:
+           trace: str | None = None, trace_dir: str | Path | None = None, trace_voltages: bool = False,
+           **tolerances: Any) -> ParityReport:
     """Compare ``targets`` with the reference executor on ``frames`` and judge each against tolerances.
 
     ``targets``: names (a list or comma-separated; default the registry's parity defaults, labelled ``added``).
@@ -305,8 +310,9 @@ def parity(model: Model | str | Path, frames: Any = None, targets: Sequence[str]
     dict (``{"onnx": {"quantize": "int8"}}``). ``tolerances``: ``min_agreement``, ``max_count_rel_diff``,
     ``min_rate_cosine``, ``max_accuracy_drop`` (unknown names are an error); ``exact_targets`` are held to
     equality. ``trace`` (``"nir"`` or ``"npz"``): each run (every target, emulator and reference dtype) is also
-    written as a trace in ``trace_dir``, batch by batch (``report.data["traces"]``: the files). Same job as
-    ``deploy parity``; ``report.write(dir)`` writes its files.
+    written as a trace in ``trace_dir``, batch by batch (``report.data["traces"]``: the files), with membrane
+    voltages where a target has ``record_voltages`` if ``trace_voltages``. Same job as ``deploy parity``;
+    ``report.write(dir)`` writes its files.
     """
     from neuromoco.deploy.api.context import run_context
     from neuromoco.deploy.api.options import option_values
@@ -326,7 +332,7 @@ def parity(model: Model | str | Path, frames: Any = None, targets: Sequence[str]
     values = {n: option_values(n, v) for n, v in given.items()}
     selection = Selection.make(names, values, tol, exactness_samples, added)
     settings = ParitySettings(limit, exactness_samples, reference_dtype, device, worst, batch_size, strict, progress,
-                              trace, None if trace_dir is None else str(trace_dir))
+                              trace, None if trace_dir is None else str(trace_dir), trace_voltages)
     model = as_model(model)  # after the names and options are checked: a typo fails before any work
     data, labs = resolve_samples(model.card, frames, labels, split=split, root=root)
     return selection.run(model, data, labs, settings, run_context(frames, root, calibration, progress),

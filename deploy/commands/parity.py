@@ -20,6 +20,11 @@ against the float64 reference. ``--exactness-samples 0`` compares such a target 
 instead. ``--limit N`` bounds only those slow targets' subset: the reference, the emulators and every target
 without an emulator (ONNX) run the whole split. A comparison the user did not ask for by name (an emulator's
 quantization loss, the default ``--targets``) is labelled ``added`` with the reason.
+
+``--targets trace:FILE`` compares a recorded run (``deploy run --trace``, or a chip's) like a target; a trace of
+a slow target's emulator stands in for the emulator, which then does not run. ``--trace nir|npz`` writes every run
+of the job as a trace in ``OUT/traces/``, streamed batch by batch (``--trace-voltages``: with membrane voltages).
+See docs/reports.md, "Traces".
 """
 
 from __future__ import annotations
@@ -44,7 +49,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     defaults, exact = ",".join(parity_defaults()), ",".join(exact_targets())
     p.add_argument("model", help="the .nir graph (its model card is model_card.json beside it, or --card)")
     p.add_argument("--targets", default=None,
-                   help=f"comma-separated targets to compare with the reference (default {defaults})")
+                   help=f"comma-separated targets to compare with the reference (default {defaults}); "
+                        "trace:FILE is a recorded run (a trace of a slow target's emulator replaces its run)")
     add_sample_arguments(p, batch_size=32, limit_help=(
         "run the slow targets (those with a bit-exact emulator: " + ", ".join(emulated_targets()) + ") on at "
         "most the first N samples; the reference, the emulators (their quantization check) and every other "
@@ -73,9 +79,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "--limit; 0: compare it with the float reference instead, on --limit samples or all)")
     p.add_argument("--trace", choices=list(TRACE_FORMATS),
                    help="also write each compared run (every target, emulator and the reference) as a trace, "
-                        "OUT/traces/<run>.nir (NIR graph data) or .npz, streamed batch by batch, with membrane "
-                        "voltages where the target has record_voltages (-o record_voltages=false: without); "
+                        "OUT/traces/<run>.nir (NIR graph data) or .npz, streamed batch by batch; "
                         "`deploy parity --targets trace:FILE` replays one")
+    p.add_argument("--trace-voltages", action="store_true",
+                   help="with --trace: the traces hold membrane voltages too, where the target has record_voltages "
+                        "(the reference, reference-fixed); 4 or 8 bytes a neuron and step, several times the spikes")
     p.add_argument("--strict", action="store_true",
                    help="exit 1 for an INCONCLUSIVE target too (too few samples to decide its agreement tolerance)")
     add_shared_arguments(p)
@@ -89,13 +97,14 @@ def run(args: argparse.Namespace) -> int:
     names, values, tol = _selection(args)
     selection = Selection.make(names, values, tol, args.exactness_samples,
                                None if args.targets is not None else "the default --targets")
-    # the whole split: --limit bounds only the slow targets' subset (Comparison.limit)
-    model, frames, labels = load_model(argparse.Namespace(**{**vars(args), "limit": None}))
     out = Path(args.out)
     settings = ParitySettings(limit=args.limit, exactness_samples=args.exactness_samples,
                               reference_dtype=args.reference_dtype, device=args.device, worst=args.worst,
                               batch_size=args.batch_size, strict=bool(args.strict), progress=not args.no_progress,
-                              trace=args.trace, trace_dir=str(out / "traces") if args.trace else None)
+                              trace=args.trace, trace_dir=str(out / "traces") if args.trace else None,
+                              trace_voltages=bool(args.trace_voltages))
+    # the whole split: --limit bounds only the slow targets' subset (Comparison.limit)
+    model, frames, labels = load_model(argparse.Namespace(**{**vars(args), "limit": None}))
     report = selection.run(model, frames, labels, settings, run_context(args), echo=print,
                            dataset=args.dataset or model.card.dataset.get("name", ""), split=args.split)
     report.data.update(model=str(args.model))
