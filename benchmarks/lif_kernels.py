@@ -91,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     ap.add_argument("--train-rounds", type=int, default=5, help="cnn3-34 training-step rounds (0: skip; default 5)")
     ap.add_argument("--device", default="cpu", help="cpu (default) or cuda (adds the Triton kernels)")
+    ap.add_argument("--allocator", choices=["keep", "default"], default="keep",
+                    help="keep: glibc keeps freed memory for reuse, as the train commands set it on CPU "
+                         "(neuromoco.train.engine.allocator); default: leave the allocator as it is (default keep)")
     ap.add_argument("--out", default=str(RESULTS / "lif_kernels.json"))
     args = ap.parse_args(argv)
 
@@ -100,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     from neuromoco.train.models.neurons import LIF, LIFConfig
 
     torch.set_num_threads(args.threads)
+    from neuromoco.train.engine.allocator import keep_freed_memory
+
+    allocator = keep_freed_memory() if args.allocator == "keep" else "system default (--allocator default)"
     dev = args.device
     shape = [int(v) for v in args.shape.split(",")]
     lif = LIF(LIFConfig())  # the project's default neuron: dt/tau = 0.5, threshold 1, reset 0, SuperSpike
@@ -132,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
                 "(train/models/lif_kernels)",
         "command": " ".join(["python benchmarks/lif_kernels.py", *(argv if argv is not None else sys.argv[1:])]),
         "date": now(), "machine": machine_info(threads=args.threads, device=dev), "shape": shape,
-        "dtype": "float32", "rounds": args.rounds, "spikes_identical": identical,
+        "dtype": "float32", "rounds": args.rounds, "spikes_identical": identical, "allocator": allocator,
         "median_ms": {i: {k: round(v * 1e3, 2) for k, v in d.items()} for i, d in med.items()},
         "min_ms": {i: {k: round(min(v) * 1e3, 2) for k, v in d.items()} for i, d in times.items()},
         "saved_for_backward_mb": {i: saved_for_backward_mb(lambda xi, i=i: lif_multistep(xi, p, 1e-3, i), x)

@@ -142,14 +142,23 @@ def serves(x: torch.Tensor, c: LIFConstants) -> bool:
     return x.device.type == "cpu" and x.dtype in DTYPES and c.method in METHODS
 
 
+def _check(failed: int, what: str) -> None:
+    if failed:
+        raise MemoryError(f"the native {what} could not allocate its per-thread buffers")
+
+
+def _lif_args(x: torch.Tensor, c: LIFConstants) -> tuple[Any, ...]:
+    """The neuron's arguments of every LIF loop in the library, after the tensors and shapes."""
+    return c.a, c.v_leak, c.v_th, c.v_reset, int(c.v_leak != 0.0), torch.get_num_threads()
+
+
 def native_forward(x: torch.Tensor, c: LIFConstants) -> torch.Tensor:
     """Spikes ``[T, ...]`` of input currents ``x [T, ...]`` (contiguous)."""
     spikes = torch.empty_like(x)
     steps = int(x.shape[0])
     if x.numel():
-        getattr(library(), f"lif_forward_{DTYPES[x.dtype]}")(
-            x.data_ptr(), spikes.data_ptr(), steps, x.numel() // steps, c.a, c.v_leak, c.v_th, c.v_reset,
-            int(c.v_leak != 0.0), torch.get_num_threads())
+        getattr(library(), f"lif_forward_{DTYPES[x.dtype]}")(x.data_ptr(), spikes.data_ptr(), steps,
+                                                             x.numel() // steps, *_lif_args(x, c))
     return spikes
 
 
@@ -160,11 +169,31 @@ def native_backward(x: torch.Tensor, grad: torch.Tensor, c: LIFConstants) -> tor
     gx = torch.empty_like(x)
     steps = int(x.shape[0])
     if x.numel():
-        failed = getattr(library(), f"lif_backward_{DTYPES[x.dtype]}")(
-            x.data_ptr(), grad.data_ptr(), gx.data_ptr(), steps, x.numel() // steps, c.a, c.v_leak, c.v_th,
-            c.v_reset, int(c.v_leak != 0.0), torch.get_num_threads())
-        if failed:
-            raise MemoryError(f"the native LIF backward could not allocate its {steps}-step buffer")
+        _check(getattr(library(), f"lif_backward_{DTYPES[x.dtype]}")(
+            x.data_ptr(), grad.data_ptr(), gx.data_ptr(), steps, x.numel() // steps, *_lif_args(x, c)),
+            "LIF backward")
+    return gx
+
+
+def native_pooled_forward(x: torch.Tensor, c: LIFConstants) -> torch.Tensor:
+    """The LIF over ``x [T, P, H, W]`` (contiguous) then 2x2 stride-2 sum pooling: ``[T, P, H/2, W/2]``."""
+    steps, planes, h, w = (int(v) for v in x.shape)
+    out = torch.empty((steps, planes, h // 2, w // 2), dtype=x.dtype)
+    if x.numel():
+        _check(getattr(library(), f"lif_sum_pool_{DTYPES[x.dtype]}")(
+            x.data_ptr(), out.data_ptr(), steps, planes, h, w, *_lif_args(x, c)), "LIF + sum pooling")
+    return out
+
+
+def native_pooled_backward(x: torch.Tensor, grad: torch.Tensor, c: LIFConstants) -> torch.Tensor:
+    """Gradient of ``x`` from the pooled spikes' gradient (membranes and spikes recomputed from ``x``)."""
+    grad = grad.contiguous()
+    gx = torch.empty_like(x)
+    steps, planes, h, w = (int(v) for v in x.shape)
+    if x.numel():
+        _check(getattr(library(), f"lif_sum_pool_backward_{DTYPES[x.dtype]}")(
+            x.data_ptr(), grad.data_ptr(), gx.data_ptr(), steps, planes, h, w, *_lif_args(x, c)),
+            "LIF + sum pooling backward")
     return gx
 
 
@@ -193,31 +222,36 @@ def native_sum_pool_backward(g: torch.Tensor, in_shape: torch.Size) -> torch.Ten
     return gx
 
 
+def _forward(ctx: Any, x: torch.Tensor, c: LIFConstants, compute: Any) -> torch.Tensor:
+    """The forward of an op that saves only its input (the backward recomputes the membranes from it)."""
+    x = x.contiguous()
+    if ctx.needs_input_grad[0] and c.method != "heaviside":
+        ctx.save_for_backward(x)
+    ctx.constants = c
+    out: torch.Tensor = compute(x, c)
+    return out
+
+
+def _backward(ctx: Any, grad: torch.Tensor, gradient: Any) -> tuple[torch.Tensor | None, None]:
+    """The backward of such an op: no gradient for ``heaviside`` (None: zeros), else ``gradient(x, grad, c)``."""
+    c: LIFConstants = ctx.constants
+    if not ctx.needs_input_grad[0] or c.method == "heaviside":
+        return None, None
+    (x,) = ctx.saved_tensors
+    return gradient(x, grad, c), None
+
+
 class NativeLIF(torch.autograd.Function):
-    """``spikes = NativeLIF.apply(x, constants)``: the whole sequence in one autograd node, computed in C."""
+    """``spikes = NativeLIF.apply(x, constants)``: the whole sequence in one autograd node, computed in C; saves only
+    ``x``."""
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, c: LIFConstants) -> torch.Tensor:
-        x = x.contiguous()
-        if ctx.needs_input_grad[0] and c.method != "heaviside":
-            ctx.save_for_backward(x)  # the input, not a membrane record: the backward recomputes the membranes
-        ctx.constants = c
-        return native_forward(x, c)
+        return _forward(ctx, x, c, native_forward)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, None]:
-        if not ctx.needs_input_grad[0]:
-            return None, None
-        c: LIFConstants = ctx.constants
-        if c.method == "heaviside":
-            return torch.zeros_like(grad), None
-        (x,) = ctx.saved_tensors
-        return native_backward(x, grad, c), None
-
-
-def _check(failed: int, what: str) -> None:
-    if failed:
-        raise MemoryError(f"the native {what} could not allocate its per-thread buffers")
+        return _backward(ctx, grad, native_backward)
 
 
 class NativeLIFSumPool(torch.autograd.Function):
@@ -227,31 +261,8 @@ class NativeLIFSumPool(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, c: LIFConstants) -> torch.Tensor:
-        x = x.contiguous()
-        if ctx.needs_input_grad[0] and c.method != "heaviside":
-            ctx.save_for_backward(x)
-        ctx.constants = c
-        steps, planes, h, w = (int(v) for v in x.shape)
-        out = torch.empty((steps, planes, h // 2, w // 2), dtype=x.dtype)
-        if x.numel():
-            _check(getattr(library(), f"lif_sum_pool_{DTYPES[x.dtype]}")(
-                x.data_ptr(), out.data_ptr(), steps, planes, h, w, c.a, c.v_leak, c.v_th, c.v_reset,
-                int(c.v_leak != 0.0), torch.get_num_threads()), "LIF + sum pooling")
-        return out
+        return _forward(ctx, x, c, native_pooled_forward)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, None]:
-        if not ctx.needs_input_grad[0]:
-            return None, None
-        c: LIFConstants = ctx.constants
-        if c.method == "heaviside":
-            return None, None
-        (x,) = ctx.saved_tensors
-        grad = grad.contiguous()
-        gx = torch.empty_like(x)
-        steps, planes, h, w = (int(v) for v in x.shape)
-        if x.numel():
-            _check(getattr(library(), f"lif_sum_pool_backward_{DTYPES[x.dtype]}")(
-                x.data_ptr(), grad.data_ptr(), gx.data_ptr(), steps, planes, h, w, c.a, c.v_leak, c.v_th, c.v_reset,
-                int(c.v_leak != 0.0), torch.get_num_threads()), "LIF + sum pooling backward")
-        return gx, None
+        return _backward(ctx, grad, native_pooled_backward)

@@ -39,6 +39,20 @@
         v[i] = (uu - uu * z) + z * v_reset;                                                                  \
     }
 
+/* One reverse step over m neurons: the spikes' gradient G[i] through the surrogate, plus the next step's r through
+ * the leak and the reset (r: the running gradient of the membrane; ut: this step's pre-reset membranes). */
+#define LIF_GRAD_STEP(REAL, FABS, G)                                                                          \
+    for (int64_t i = 0; i < m; ++i) {                                                                        \
+        const REAL uu = ut[i];                                                                               \
+        const REAL z = (REAL)(uu > v_th);                                                                    \
+        const REAL den = FABS(uu - v_th) + (REAL)1;                                                          \
+        const REAL s = (REAL)1 / (den * den);                                                                \
+        const REAL p = ((REAL)1 - z) + (v_reset - uu) * s;                                                   \
+        const REAL ri = G[i] * s + keep * p * r[i];                                                          \
+        r[i] = ri;                                                                                           \
+        ot[i] = a * ri;                                                                                      \
+    }
+
 #define LIF_FORWARD(NAME, REAL)                                                                               \
     CLONES void NAME(const REAL *x, REAL *spikes, int64_t steps, int64_t n, REAL a, REAL v_leak, REAL v_th,          \
               REAL v_reset, int add_leak, int threads) {                                                     \
@@ -95,16 +109,7 @@
                 for (int64_t t = steps - 1; t >= 0; --t) {                                                   \
                     const REAL *restrict gt = g + t * n + lo, *restrict ut = ub + t * BLOCK;                 \
                     REAL *restrict ot = gx + t * n + lo;                                                     \
-                    for (int64_t i = 0; i < m; ++i) {                                                        \
-                        const REAL uu = ut[i];                                                               \
-                        const REAL z = (REAL)(uu > v_th);                                                    \
-                        const REAL den = FABS(uu - v_th) + (REAL)1;                                          \
-                        const REAL s = (REAL)1 / (den * den);                                                \
-                        const REAL p = ((REAL)1 - z) + (v_reset - uu) * s;                                   \
-                        const REAL ri = gt[i] * s + keep * p * r[i];                                         \
-                        r[i] = ri;                                                                           \
-                        ot[i] = a * ri;                                                                      \
-                    }                                                                                        \
+                    LIF_GRAD_STEP(REAL, FABS, gt)                                                            \
                 }                                                                                            \
             }                                                                                                \
             free(ub);                                                                                        \
@@ -242,16 +247,7 @@ LIF_BACKWARD(lif_backward_f64, double, fabs)
                             }                                                                                \
                         }                                                                                    \
                     }                                                                                        \
-                    for (int64_t k = 0; k < m; ++k) {                                                        \
-                        const REAL uu = ut[k];                                                               \
-                        const REAL z = (REAL)(uu > v_th);                                                    \
-                        const REAL den = FABS(uu - v_th) + (REAL)1;                                          \
-                        const REAL s = (REAL)1 / (den * den);                                                \
-                        const REAL pz = ((REAL)1 - z) + (v_reset - uu) * s;                                  \
-                        const REAL ri = ge[k] * s + keep * pz * r[k];                                        \
-                        r[k] = ri;                                                                           \
-                        ot[k] = a * ri;                                                                      \
-                    }                                                                                        \
+                    LIF_GRAD_STEP(REAL, FABS, ge)                                                            \
                 }                                                                                            \
             }                                                                                                \
             free(ub);                                                                                        \
