@@ -4,24 +4,29 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from neuromoco.deploy.api.model import Model, as_model
 from neuromoco.deploy.result import RunResult
 
+if TYPE_CHECKING:
+    from neuromoco.deploy.traces import TraceInfo
+
 
 @dataclass
 class Execution:
-    """One run: its result, the options it ran with, and how long building and running took (seconds)."""
+    """One run: its result, the options it ran with, how long building and running took (seconds; the run without
+    writing its trace), and the trace it wrote (or None)."""
 
     result: RunResult
     options: Any
     build_seconds: float
     run_seconds: float
+    trace: Path | None = None
 
 
 def build_runner(target: Any, options: Any, context: Any, model: Model) -> Any:
@@ -31,13 +36,27 @@ def build_runner(target: Any, options: Any, context: Any, model: Model) -> Any:
     return target.runner(model.graph, model.card, options, context)
 
 
+def counts_only(result: RunResult) -> RunResult:
+    """``result`` without its per-neuron records (spikes, voltages): its outputs and per-layer counts, small."""
+    return RunResult(result.output, result.spike_counts)
+
+
 def execute(model: Model, target: str, values: dict[str, Any], context: Any, samples: Callable[[], tuple],
-            *, batch_size: int = 64, progress: bool = False,
-            echo: Callable[[str], None] | None = None) -> tuple[Execution, np.ndarray, Any]:
+            *, batch_size: int = 64, progress: bool = False, echo: Callable[[str], None] | None = None,
+            trace: tuple[str | Path, TraceInfo] | None = None,
+            keep_records: bool = True) -> tuple[Execution, np.ndarray, Any]:
     """Build ``target`` with ``values`` (over the card's options) and run it over ``samples()`` (read after the
-    build, so a target that cannot build fails before the data is read); returns the run, frames and labels."""
+    build, so a target that cannot build fails before the data is read); returns the run, frames and labels.
+
+    ``trace``: ``(path, info)``: each batch is also appended to a trace at ``path`` as it comes
+    (:class:`~neuromoco.deploy.traces.TraceWriter`: records, labels, frame keys; ``info`` with the options the
+    run used), so no more than one batch's records is ever in memory for it; a run that fails leaves no file.
+    ``keep_records=False``: the returned result keeps outputs and per-layer counts only (what ``deploy run``
+    writes), not the spikes and voltages of every batch.
+    """
     from neuromoco.deploy.api.options import target_options, with_card_options
-    from neuromoco.deploy.api.samples import batches, progress_bar
+    from neuromoco.deploy.api.samples import progress_bar
+    from neuromoco.deploy.traces import TraceWriter
 
     values = with_card_options(model.card, {target: values}, echo)[target]
     tgt, options = target_options(target, values)
@@ -45,21 +64,46 @@ def execute(model: Model, target: str, values: dict[str, Any], context: Any, sam
     runner = build_runner(tgt, options, context, model)
     t_build = time.perf_counter() - t_build
     frames, labels = samples()
+    writer = None if trace is None else TraceWriter(trace[0], replace(trace[1], options=options.as_dict()))
+    try:
+        parts, seconds = _run_batches(runner, frames, labels, batch_size, writer, keep_records,
+                                      progress_bar(len(frames), target, progress, [target]))
+        written = None if writer is None else writer.close()
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+    return Execution(RunResult.concatenate(parts), options, t_build, seconds, written), frames, labels
+
+
+def _run_batches(runner: Any, frames: np.ndarray, labels: Any, batch_size: int, writer: Any, keep_records: bool,
+                 bar: Any) -> tuple[list[RunResult], float]:
+    """Each batch through ``runner`` (and appended to ``writer``); the results kept (without per-neuron records
+    unless ``keep_records``) and the seconds spent running (not writing)."""
+    from neuromoco.deploy.api.samples import batches
+    from neuromoco.deploy.traces import sample_key
+
     parts: list[RunResult] = []
+    done = correct = 0
+    writing = 0.0
     t0 = time.perf_counter()
-    bar = progress_bar(len(frames), target, progress, [target])
-    for batch, _ in batches(frames, labels, batch_size):
-        parts.append(runner.run(batch))
+    for batch, lab in batches(frames, labels, batch_size):
+        result = runner.run(batch)
+        if writer is not None:
+            t_write = time.perf_counter()
+            writer.append(result, lab, [sample_key(batch[:, b]) for b in range(batch.shape[1])])
+            writing += time.perf_counter() - t_write
+        parts.append(result if keep_records else counts_only(result))
+        del result
+        done += batch.shape[1]
         if bar is not None:
             bar.update(batch.shape[1])
-            if labels is not None:
-                done = sum(p.output.shape[1] for p in parts)
-                predicted = np.concatenate([p.predictions for p in parts])
-                bar.set_postfix(acc=f"{np.mean(predicted == labels[:done]):.3f}")
+            if lab is not None:
+                correct += int(np.sum(parts[-1].predictions == lab))
+                bar.set_postfix(acc=f"{correct / done:.3f}")
     if bar is not None:
         bar.close()
-    seconds = time.perf_counter() - t0
-    return Execution(RunResult.concatenate(parts), options, t_build, seconds), frames, labels
+    return parts, time.perf_counter() - t0 - writing
 
 
 def run(model: Model | str | Path, frames: Any = None, target: str = "reference", options: Any = None, *,

@@ -9,7 +9,9 @@ written by ``deploy export`` (its artefact and model card are used as they are).
 ``--trace nir|npz`` also records every spiking layer's spikes (and every neuron's membrane voltage, where the target
 has the ``record_voltages`` option: ``-o record_voltages=false`` leaves them out) and writes the run as a trace
 (``trace.nir``: NIR graph data, read by ``nir.read_data``; or ``trace.npz``, see :mod:`neuromoco.deploy.traces`)
-that ``deploy parity --targets trace:OUT/trace.nir`` compares like any target.
+that ``deploy parity --targets trace:OUT/trace.nir`` compares like any target. The trace is written batch by batch
+as the run goes (only the batch at hand's records are in memory; per batch the run keeps its outputs and per-layer
+counts for ``predictions.npz``), and appears only once complete.
 
 Each batch is one call of the target's runner; for Lava one batch is one Lava run (samples side by side
 and one after another, state reset between samples), so a larger ``--batch-size`` starts fewer runs.
@@ -46,7 +48,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trace", choices=["nir", "npz"],
                    help="also record every spiking layer's spikes (and membrane voltages where the target has "
                         "record_voltages; -o record_voltages=false: without) and write the run as OUT/trace.nir (NIR "
-                        "graph data) or OUT/trace.npz, for `deploy parity --targets trace:FILE`")
+                        "graph data) or OUT/trace.npz, for `deploy parity --targets trace:FILE`; written batch by "
+                        "batch as the run goes (one batch's records in memory)")
     add_target_flags(p)
     add_shared_arguments(p)
 
@@ -68,10 +71,12 @@ def run(args: argparse.Namespace) -> int:
         if "record_voltages" in declared(args.target):
             values = {"record_voltages": "true", **values}
     model = Model.load(path, card)
-    execution, frames, labels = execute(model, args.target, values, run_context(args), lambda: load_samples(card, args),
-                                        batch_size=args.batch_size, progress=not args.no_progress, echo=print)
-    result, options, seconds = execution.result, execution.options, execution.run_seconds
     out = Path(args.out)
+    trace = (out / f"trace.{args.trace}", _trace_info(model, args)) if args.trace else None
+    execution, frames, labels = execute(model, args.target, values, run_context(args), lambda: load_samples(card, args),
+                                        batch_size=args.batch_size, progress=not args.no_progress, echo=print,
+                                        trace=trace, keep_records=False)
+    result, options, seconds = execution.result, execution.options, execution.run_seconds
     out.mkdir(parents=True, exist_ok=True)
     result.save(str(out / "predictions.npz"), labels=labels)
     acc = float(np.mean(result.predictions == labels))
@@ -85,22 +90,19 @@ def run(args: argparse.Namespace) -> int:
     }
     atomic_write_json(out / "summary.json", summary)
     written = [out / "predictions.npz", out / "summary.json"]
-    if args.trace:
-        written.append(_write_trace(out / f"trace.{args.trace}", result, frames, labels, options, model, args))
+    if execution.trace is not None:
+        written.append(execution.trace)
     print(f"{args.target}: {len(labels)} samples, accuracy {acc:.4f}, {summary['samples_per_s']:.1f} samples/s; "
           f"wrote {', '.join(map(str, written))}")
     return 0
 
 
-def _write_trace(path: Path, result: Any, frames: np.ndarray, labels: np.ndarray, options: Any, model: Any,
-                 args: argparse.Namespace) -> Path:
-    """The run as a trace: its records, the target and options, and per sample its frames' key and label."""
+def _trace_info(model: Any, args: argparse.Namespace) -> Any:
+    """What the trace states about the run besides its records (the options are added once the target is built)."""
     from neuromoco.deploy.graph import structure
-    from neuromoco.deploy.traces import Trace, TraceInfo, sample_key, write
+    from neuromoco.deploy.traces import TraceInfo
 
     card = model.card
     output_node = None if model.graph is None else structure(model.graph).output
-    info = TraceInfo(target=args.target, options=options.as_dict(), model=str(args.model),
-                     dataset=args.dataset or card.dataset.get("name"), split=args.split, dt=card.dt,
-                     output_node=output_node)
-    return write(path, Trace(result, info, labels, [sample_key(f) for f in frames]))
+    return TraceInfo(target=args.target, model=str(args.model), dataset=args.dataset or card.dataset.get("name"),
+                     split=args.split, dt=card.dt, output_node=output_node)
