@@ -111,7 +111,8 @@ def test_no_batch_spikes_are_held_across_batches(tmp_path, capsys, monkeypatch, 
     assert _run(tmp_path / "out", frames, fmt, 2) == 0
     (runner,) = made
     assert len(runner.batches) == 4
-    # at call k only batch k - 1 (the loop's last result) may still be alive; holding every batch fails here
+    # at call k no earlier batch's records are alive (k - 1 is let pass: a runner may keep its last result);
+    # a run that holds every batch until the end (as deploy run did) fails here at k = 2
     for k, alive in enumerate(runner.alive_at_call):
         assert set(alive) <= {k - 1}, (k, alive)
     assert runner.alive() == []
