@@ -234,3 +234,15 @@ def test_export_nir_of_own_deployable_model_deploys(synth, tmp_path):
     with pytest.raises(UserError, match="NIR export failed"):
         api.export_nir(PlainEncoder(), [2, SIZE, SIZE])
     assert json.loads((tmp_path / "nir" / "model_card.json").read_text())["time_steps"] == T
+
+
+def test_qat_from_python_records_the_grid_as_the_flag_does(synth, tmp_path):
+    """``qat="loihi"`` is ``--qat loihi``: the run's config, checkpoint and model card state the grid; a linear probe
+    refuses it (it trains no encoder weight)."""
+    res = api.supervised("cnn3-34", synth, out=tmp_path / "q", epochs=1, time_steps=T, qat="loihi", **FAST)
+    assert json.loads((res.run_dir / "config.json").read_text())["qat"]["scheme"] == "loihi"
+    assert torch.load(res.last_checkpoint, weights_only=True)["qat"]["min_weight_exp"] == 0
+    card = json.loads((res.run_dir / "model_card.json").read_text())
+    assert card["extra"]["qat"]["weight_bits"] == 8
+    with pytest.raises(UserError, match="trains no encoder weight"):
+        api.linear_probe(None, res.last_checkpoint, out=tmp_path / "lin", qat="loihi", **FAST)

@@ -12,11 +12,13 @@ from typing import Any
 from torch import nn
 from torch.utils.data import Dataset
 
+from neuromoco.errors import UserError
 from neuromoco.train.api.pretrain import PretrainResult
 from neuromoco.train.api.runs import PathLike, data_options, optim_options, run_options
 from neuromoco.train.engine.config import ClassifyConfig, Recipe, checked_classify
 from neuromoco.train.engine.modes import MODES, Mode
 from neuromoco.train.models.base import SpikingClassifier
+from neuromoco.train.qat import QATConfig
 
 #: labelled data: a source the commands read (a name, ``tonic:Class``, a recordings folder), or dataset objects
 #: ``(train, test)`` of ``(frames [T, C, H, W] float32, label)`` (classes 0 .. the largest label)
@@ -86,7 +88,9 @@ def supervised(encoder: nn.Module | str, data: Data = "embedded", *, out: PathLi
             ``label_fraction`` (1.0), ``augment`` ("none"), ``eval_every`` (1), ``time_steps`` (16, or the
             pre-training's), ``downsample``, ``max_samples``, ``root``, ``sensor_size``, ``time_unit``,
             ``optimizer``, ``weight_decay``, ``warmup_epochs``, ``grad_clip``, ``export`` (True: ``model.nir``
-            when the layers have NIR forms), ``export_weights`` ("last"), ``resume``, ``overwrite``, and the
+            when the layers have NIR forms), ``export_weights`` ("last"), ``qat`` (None; ``"loihi"`` or a
+            :class:`~neuromoco.train.qat.QATConfig`: train onto the Loihi plan's grid, as ``--qat loihi``; not for
+            :func:`linear_probe`, which trains no encoder weight), ``resume``, ``overwrite``, and the
             runtime's ``device``, ``amp``, ``seed``, ``workers``, ``progress``, ``log_every``, ``lif_impl``.
     """
     own = None if isinstance(encoder, str) else encoder
@@ -101,7 +105,8 @@ def _classify(mode: Mode, encoder: nn.Module | None, pretrained: PathLike | Pret
               max_samples: int | None = None, root: PathLike | None = None, sensor_size: list[int] | None = None,
               time_unit: str | None = None, optimizer: str = "adamw", weight_decay: float = 1e-4,
               warmup_epochs: float = 0.0, grad_clip: float = 0.0, export: bool = True, export_weights: str = "last",
-              resume: bool | PathLike = False, overwrite: bool = False, **runtime: Any) -> ClassifyResult:
+              qat: QATConfig | str | None = None, resume: bool | PathLike = False, overwrite: bool = False,
+              **runtime: Any) -> ClassifyResult:
     """One labelled run of ``mode``: the configs the command line would build, the task, the fit loop."""
     from neuromoco.train.engine.own_encoder import own_name
 
@@ -120,9 +125,19 @@ def _classify(mode: Mode, encoder: nn.Module | None, pretrained: PathLike | Pret
         optim=optim_options(epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
                             weight_decay=weight_decay, warmup_epochs=warmup_epochs, grad_clip=grad_clip),
         run=run_options(mode.name, out, resume=resume, overwrite=overwrite, argv=argv, **runtime),
-        label_fraction=label_fraction, augment=augment, eval_every=eval_every, recipe=recipe, qat=None,
+        label_fraction=label_fraction, augment=augment, eval_every=eval_every, recipe=recipe,
+        qat=_qat_config(qat, mode),
         export=export, export_weights=export_weights))
     return run_classify(cfg, encoder=encoder, datasets=given)
+
+
+def _qat_config(qat: QATConfig | str | None, mode: Mode) -> QATConfig | None:
+    """``qat`` as the config the run records: None, a scheme name (``"loihi"``, the flag's defaults) or a config."""
+    if qat is None or qat == "none":
+        return None
+    if mode.frozen:
+        raise UserError(f"qat={qat!r}: a {mode.name} run trains no encoder weight (QAT is for finetune and supervised)")
+    return qat if isinstance(qat, QATConfig) else QATConfig(scheme=str(qat))
 
 
 def run_classify(cfg: ClassifyConfig, encoder: nn.Module | None = None,
