@@ -3,9 +3,9 @@
 A trace holds what :class:`~neuromoco.deploy.result.RunResult` holds, per sample and time step, plus what a later
 comparison needs to know about the run (:class:`TraceInfo`: the target that produced it and its options, the
 model, dataset, split, dt, and per sample a key of its frames and its label). ``deploy run --trace nir|npz``
-writes one, ``deploy parity --trace nir|npz`` one per compared run (streamed: :class:`TraceWriter` appends batch
-by batch and holds no more than the batch at hand); ``deploy parity --targets trace:FILE`` reads one back as one
-more target.
+writes one, ``deploy parity --trace nir|npz`` one per compared run, both streamed (:class:`TraceWriter` appends
+batch by batch and holds no more than the batch at hand); ``deploy parity --targets trace:FILE`` reads one back
+as one more target.
 
 NIR graph data (``.nir``, ``.h5``, ``.hdf5``; read by ``nir.read_data``): per spiking node ``spikes`` as
 ``TimeGriddedData`` of bool ``[samples, steps, neurons]`` (neurons flattened in C order; ``dt`` from the model
