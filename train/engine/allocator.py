@@ -2,11 +2,12 @@
 
 By default glibc serves an allocation above its mmap threshold (128 KiB, rising to at most 32 MiB as such blocks are
 freed) with a fresh ``mmap`` and returns it to the system when freed, and trims the heap's free top. A training step
-allocates and frees the same large activations and gradients every time, so each step pays the kernel's page faults
-(a zeroed page per 4 KiB) again: measured on cnn3-34 (T=8, batch 32, one thread), about a fifth of the step. Raising
-the mmap threshold to its ceiling (32 MiB) and the trim threshold out of reach keeps that memory in the heap, where
-the next step finds it. The peak does not rise (the same tensors are live at the same time); the process simply
-does not give the memory back until it ends (benchmarks/README.md has the measured RSS).
+allocates and frees the same large activations and gradients every time, so a step can pay the kernel's page faults
+(a zeroed page per 4 KiB) again and again: measured in a fresh process training sew-resnet8-34 (T=8, batch 32, one
+thread), 163 ms per step against 130 ms with this setting (benchmarks/README.md). Raising the mmap threshold to its
+ceiling (32 MiB) and the trim threshold out of reach keeps that memory in the heap, where the next step finds it.
+The same tensors are live at the same time, so the peak moves little (cnn3-34's process peak RSS: 0.91-0.98 GB with
+it, 0.90-0.97 GB without, measured alike), but the process does not give the memory back until it ends.
 
 Applied once per process by the training runtime on CPU (:func:`~neuromoco.train.engine.runtime.make_runtime`);
 ``NEUROMOCO_KEEP_FREED_MEMORY=0`` leaves the allocator as it is. Other C libraries (musl, macOS) are left alone.
