@@ -248,8 +248,16 @@ def _assert_identical(lava, ours, what: str) -> None:
     np.testing.assert_array_equal(ours.predictions, lava.predictions)
 
 
-@pytest.mark.parametrize("scale,weight_bits", [("neuron", 8), ("layer", 8), ("neuron", 16), ("layer", 16)])
-@pytest.mark.parametrize("path", GRAPHS, ids=[p.stem for p in GRAPHS])
+#: every plan option pair on the graphs Lava runs in a few seconds; on the residual neuromoco_embedded_sew (23 nodes,
+#: 12-15 s per Lava run, measured 2026-12-06) the two pairs that differ in both options, the other two being held
+#: on every other graph (CI time).
+PLAN_OPTIONS = [("neuron", 8), ("layer", 8), ("neuron", 16), ("layer", 16)]
+LAVA_SLOW = {"neuromoco_embedded_sew"}
+LAVA_CASES = [pytest.param(p, s, b, id=f"{p.stem}-{s}-{b}") for p in GRAPHS for s, b in PLAN_OPTIONS
+              if p.stem not in LAVA_SLOW or (s, b) in (("neuron", 8), ("layer", 16))]
+
+
+@pytest.mark.parametrize("path,scale,weight_bits", LAVA_CASES)
 def test_reference_fixed_equals_lava_fixed_on_nir_models(path, scale, weight_bits):
     card = ModelCard.load(ModelCard.beside(path))
     graph = load_graph(path, input_shape=card.input_shape)

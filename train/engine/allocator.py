@@ -3,11 +3,12 @@
 By default glibc serves an allocation above its mmap threshold (128 KiB, rising to at most 32 MiB as such blocks are
 freed) with a fresh ``mmap`` and returns it to the system when freed, and trims the heap's free top. A training step
 allocates and frees the same large activations and gradients every time, so a step can pay the kernel's page faults
-(a zeroed page per 4 KiB) again and again: measured in a fresh process training sew-resnet8-34 (T=8, batch 32, one
-thread), 163 ms per step against 130 ms with this setting (benchmarks/README.md). Raising the mmap threshold to its
-ceiling (32 MiB) and the trim threshold out of reach keeps that memory in the heap, where the next step finds it.
-The same tensors are live at the same time, so the peak moves little (cnn3-34's process peak RSS: 0.91-0.98 GB with
-it, 0.90-0.97 GB without, measured alike), but the process does not give the memory back until it ends.
+(a zeroed page per 4 KiB) again and again. Raising the mmap threshold (to 1 GiB where glibc takes it, as 2.36
+does; else to the 32 MiB older versions allow) and the trim threshold out of reach keeps that memory in the heap,
+where the next step finds it. Measured in fresh processes (``python benchmarks/allocator.py``, one thread, T=8,
+benchmarks/README.md): sew-resnet8-34 at batch 32 and cnn3-34 at batch 128 train markedly faster, cnn3-34 at
+batch 32 with the native LIF, which allocates little, within noise. The same tensors are live at the same time,
+so the peak moves little, but the process does not give the memory back until it ends.
 
 Applied once per process by the training runtime on CPU (:func:`~neuromoco.train.engine.runtime.make_runtime`);
 ``NEUROMOCO_KEEP_FREED_MEMORY=0`` leaves the allocator as it is. Other C libraries (musl, macOS) are left alone.
@@ -20,7 +21,7 @@ import ctypes.util
 import os
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
-MMAP_THRESHOLD = 32 * 1024 * 1024  # glibc's ceiling for it on 64-bit systems (HEAP_MAX_SIZE / 2)
+MMAP_THRESHOLDS = (1 << 30, 32 << 20)  # tried in order: 1 GiB (glibc >= 2.26 takes any value), older glibc's ceiling
 TRIM_THRESHOLD = 2**31 - 1  # an int: never trim while training
 ENV = "NEUROMOCO_KEEP_FREED_MEMORY"
 
@@ -42,8 +43,9 @@ def keep_freed_memory() -> str:
         _state = "system default (no glibc mallopt)"
         return _state
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    if mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD) == 1 and mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1:
-        _state = "glibc, freed memory kept for reuse (mmap threshold 32 MiB, no trim)"
+    threshold = next((t for t in MMAP_THRESHOLDS if mallopt(M_MMAP_THRESHOLD, t) == 1), None)
+    if threshold is not None and mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD) == 1:
+        _state = f"glibc, freed memory kept for reuse (mmap threshold {threshold >> 20} MiB, no trim)"
     else:
         _state = "system default (mallopt refused)"
     return _state
