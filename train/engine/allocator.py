@@ -3,12 +3,11 @@
 By default glibc serves an allocation above its mmap threshold (128 KiB, rising to at most 32 MiB as such blocks are
 freed) with a fresh ``mmap`` and returns it to the system when freed, and trims the heap's free top. A training step
 allocates and frees the same large activations and gradients every time, so a step can pay the kernel's page faults
-(a zeroed page per 4 KiB) again and again. Raising the mmap threshold (to 1 GiB where glibc takes it, as 2.36
-does; else to the 32 MiB older versions allow) and the trim threshold out of reach keeps that memory in the heap,
-where the next step finds it. Measured in fresh processes (``python benchmarks/allocator.py``, one thread, T=8,
-benchmarks/README.md): sew-resnet8-34 at batch 32 and cnn3-34 at batch 128 train markedly faster, cnn3-34 at
-batch 32 with the native LIF, which allocates little, within noise. The same tensors are live at the same time,
-so the peak moves little, but the process does not give the memory back until it ends.
+(a zeroed page per 4 KiB) again and again. Fixing the mmap threshold at 32 MiB and the trim threshold out of reach
+keeps that memory in the heap, where the next step finds it. Measured in fresh processes
+(``python benchmarks/allocator.py``, one thread, T=8; benchmarks/README.md has the table): cnn3-34 and
+sew-resnet8-34 train markedly faster, at a process peak RSS a few percent above the default allocator's; the
+process does not give the memory back until it ends.
 
 Applied once per process by the training runtime on CPU (:func:`~neuromoco.train.engine.runtime.make_runtime`);
 ``NEUROMOCO_KEEP_FREED_MEMORY=0`` leaves the allocator as it is. Other C libraries (musl, macOS) are left alone.
@@ -21,7 +20,11 @@ import ctypes.util
 import os
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
-MMAP_THRESHOLDS = (1 << 30, 32 << 20)  # tried in order: 1 GiB (glibc >= 2.26 takes any value), older glibc's ceiling
+#: 32 MiB: glibc's own dynamic ceiling (and the highest value older versions accept). glibc 2.36 takes 1 GiB too,
+#: which made cnn3-34 at batch 128 faster still (450-560 ms per step against 710-770 ms with 32 MiB, separate runs)
+#: but raised its process peak RSS to 1.3-1.4 GB against about 1.2 GB (a fragmented heap); 32 MiB keeps the peak
+#: within about 8 % of the default allocator's (benchmarks/allocator.py).
+MMAP_THRESHOLDS = (32 << 20,)
 TRIM_THRESHOLD = 2**31 - 1  # an int: never trim while training
 ENV = "NEUROMOCO_KEEP_FREED_MEMORY"
 
