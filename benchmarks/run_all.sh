@@ -32,6 +32,8 @@ run data_throughput      "$PY" benchmarks/data_throughput.py --out "$RESULTS/dat
 run energy               "$PY" benchmarks/energy.py --out "$RESULTS/energy.json"
 run onnx_throughput      "$PY" benchmarks/onnx_throughput.py --out "$RESULTS/onnx_throughput.json"
 run spikingjelly_compare "$PY" benchmarks/spikingjelly_compare.py --out "$RESULTS/spikingjelly_compare.json"
+run lif_kernels          "$PY" benchmarks/lif_kernels.py --out "$RESULTS/lif_kernels.json"
+run allocator            "$PY" benchmarks/allocator.py --out "$RESULTS/allocator.json"
 run lava_throughput      "$PY" benchmarks/lava_throughput.py --out "$RESULTS/lava_throughput.json"
 run fixed_point_speed    "$PY" benchmarks/fixed_point_speed.py --out "$RESULTS/fixed_point_speed.json"
 if [ "${BENCH_FULL:-0}" = 1 ]; then
