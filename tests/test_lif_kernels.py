@@ -141,6 +141,21 @@ def test_without_a_compiler_auto_is_fused_and_native_says_why(monkeypatch) -> No
         resolve_impl("native", "cuda")
 
 
+def test_an_unwritable_kernel_cache_is_one_line_and_auto_stays_fused(tmp_path, monkeypatch) -> None:
+    from neuromoco.train.models.lif_kernels import native
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("NEUROMOCO_KERNEL_CACHE", str(blocker / "kernels"))
+    native.library.cache_clear()
+    try:
+        assert resolve_impl("auto", "cpu") == "fused"
+        with pytest.raises(ValueError, match="cannot write the kernel cache"):
+            resolve_impl("native", "cpu")
+    finally:
+        native.library.cache_clear()
+
+
 def test_a_parameter_that_requires_grad_falls_back_to_norse() -> None:
     p = params(torch.float32)._replace(v_th=torch.tensor(1.0, requires_grad=True))
     assert fused_constants(p, DT, torch.float32) is None

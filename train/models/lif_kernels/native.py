@@ -65,10 +65,18 @@ def _compiler() -> str:
 
 def _build(cc: str, out: Path) -> None:
     """Compile the source to ``out`` (atomically), with OpenMP where the compiler has it."""
-    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise NativeUnavailable(f"cannot write the kernel cache {out.parent} ({err}; set NEUROMOCO_KERNEL_CACHE)") \
+            from None
     errors = []
     for extra in (("-fopenmp",), ("-Wno-unknown-pragmas",)):
-        fd, tmp = tempfile.mkstemp(suffix=".so", dir=out.parent)
+        try:
+            fd, tmp = tempfile.mkstemp(suffix=".so", dir=out.parent)
+        except OSError as err:
+            raise NativeUnavailable(f"cannot write the kernel cache {out.parent} ({err}; set NEUROMOCO_KERNEL_CACHE)") \
+                from None
         os.close(fd)
         try:
             done = subprocess.run([cc, *FLAGS, *extra, str(SOURCE), "-o", tmp, "-lm"], capture_output=True,
