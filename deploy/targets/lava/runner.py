@@ -19,9 +19,12 @@ if any, added on the host (a ``Dense`` process has no bias).
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import math
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +38,23 @@ from neuromoco.deploy.targets.lava.network import Network, build_network
 from neuromoco.errors import UserError
 
 AUTO_TILE_SYNAPSES = 1 << 21
+
+
+@contextlib.contextmanager
+def _no_inherited_garbage() -> Iterator[None]:
+    """Collect, then freeze, this process's objects while Lava forks its process models.
+
+    Lava's runtime starts one forked process per process model. Garbage left uncollected here (say an onnxruntime
+    session in a reference cycle) would be inherited, and a collection in a child would run its destructor there,
+    waiting on a lock a thread of this process held at the fork: the run hung (seen once in the test suite, the
+    child in onnxruntime's ``pthread_cond_destroy``). ``gc.freeze`` keeps the children's collector off every
+    inherited object, as the ``gc`` documentation advises before a fork."""
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 class LavaRunner:
@@ -98,8 +118,9 @@ class LavaRunner:
             net = build_network(plan, self._ring_data(x, w, K, steps), T, w, steps, Path(tmp),
                                 self.record_spikes, self.select_tag)
             t0 = time.perf_counter()
-            net.source.run(condition=RunSteps(num_steps=steps),
-                           run_cfg=Loihi2SimCfg(select_tag=self.select_tag, exception_proc_model_map=net.models))
+            with _no_inherited_garbage():
+                net.source.run(condition=RunSteps(num_steps=steps),
+                               run_cfg=Loihi2SimCfg(select_tag=self.select_tag, exception_proc_model_map=net.models))
             t1 = time.perf_counter()
             net.source.stop()
             self.last_run = {"steps": steps, "tile": w, "groups": K, "samples": B, "seconds": t1 - t0}
