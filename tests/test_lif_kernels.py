@@ -337,6 +337,37 @@ def test_lif_then_sum_pooling_in_one_native_op(dtype: torch.dtype, shape: tuple[
     torch.testing.assert_close(xa.grad, xb.grad, rtol=1e-5, atol=1e-5 * xb.grad.abs().max().item())
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_native_results_do_not_depend_on_the_thread_count(dtype: torch.dtype) -> None:
+    """The C loops split blocks of 1,024 neurons among ``torch.get_num_threads()`` OpenMP threads (the suite runs
+    one thread per worker): spikes, gradients and pooled outputs are bit-identical for 1, 2 and 3 threads on a
+    shape with a block remainder."""
+    from neuromoco.train.models.layers import SumPool2d
+
+    lif, pool = LIF(LIFConfig(v_leak=0.125, v_reset=-0.25)), SumPool2d(2)
+    set_lif_impl(lif, "native")
+    x = grid_input((5, 3, 7, 18, 19), dtype, seed=11)  # 7,182 neurons: 7 blocks and a remainder
+    g = torch.randn(x.shape, generator=torch.Generator().manual_seed(12)).to(dtype)
+    results = []
+    threads = torch.get_num_threads()
+    try:
+        for n in (1, 2, 3):
+            torch.set_num_threads(n)
+            xa, xb = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+            spikes = lif(xa)
+            pooled = lif.forward_pooled(xb, pool)
+            assert pooled is not None
+            (spikes * g).sum().backward()
+            pooled.sum().backward()
+            results.append((spikes, xa.grad, pooled, xb.grad))
+    finally:
+        torch.set_num_threads(threads)
+    for other in results[1:]:
+        for a, b in zip(results[0], other, strict=True):
+            assert a is not None and b is not None and torch.equal(a, b)
+    assert results[0][0].sum() > 0 and results[0][1].abs().sum() > 0
+
+
 def test_lif_pooling_fusion_only_where_it_is_the_same_computation() -> None:
     from neuromoco.train.models.layers import SumPool2d
 
