@@ -93,9 +93,8 @@ def _build(cc: str, out: Path) -> None:
     raise NativeUnavailable(f"{cc} could not build {SOURCE.name}: {errors[-1][0]}")
 
 
-@lru_cache(maxsize=1)
-def library() -> Any:
-    """The loaded library (built on first use); NativeUnavailable where it cannot be."""
+def _load() -> Any:
+    """Build (where the cache lacks it) and load the library; NativeUnavailable where it cannot be."""
     cc = _compiler()
     try:
         version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30).stdout
@@ -132,13 +131,33 @@ def library() -> Any:
     return lib
 
 
+@lru_cache(maxsize=1)
+def _outcome() -> tuple[Any, str | None]:
+    """The library, or why there is none: decided once per process (every LIF and pooling call asks, and a failed
+    build is not retried: a compiler that failed once would otherwise run again on every forward)."""
+    try:
+        return _load(), None
+    except NativeUnavailable as err:
+        return None, str(err)
+
+
+def library() -> Any:
+    """The loaded library (built on first use); NativeUnavailable, with the reason, where it cannot be."""
+    lib, why = _outcome()
+    if lib is None:
+        raise NativeUnavailable(why)
+    return lib
+
+
+def forget() -> None:
+    """Forget the library or the reason it failed, so the next call tries again (after fixing ``CC``, ``PATH`` or
+    the kernel cache in this process; the tests)."""
+    _outcome.cache_clear()
+
+
 def unavailable_reason() -> str | None:
     """None when the library is built and loaded (building it on the first call), else why not."""
-    try:
-        library()
-    except NativeUnavailable as err:
-        return str(err)
-    return None
+    return _outcome()[1]
 
 
 def available() -> bool:
