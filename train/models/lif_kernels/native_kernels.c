@@ -39,6 +39,14 @@
         v[i] = (uu - uu * z) + z * v_reset;                                                                  \
     }
 
+/* LIF_STEP on the inputs xt, plus v_leak where add_leak (v_leak != 0): chosen once per step, outside the loop. */
+#define LIF_STEP_XT(REAL, STORE_U)                                                                            \
+    if (add_leak) {                                                                                          \
+        LIF_STEP(REAL, xt[i] + v_leak, STORE_U)                                                              \
+    } else {                                                                                                 \
+        LIF_STEP(REAL, xt[i], STORE_U)                                                                       \
+    }
+
 /* One reverse step over m neurons: the spikes' gradient G[i] through the surrogate, plus the next step's r through
  * the leak and the reset (r: the running gradient of the membrane; ut: this step's pre-reset membranes). */
 #define LIF_GRAD_STEP(REAL, FABS, G)                                                                          \
@@ -65,11 +73,7 @@
             for (int64_t t = 0; t < steps; ++t) {                                                            \
                 const REAL *restrict xt = x + t * n + lo;                                                    \
                 REAL *restrict zt = spikes + t * n + lo;                                                     \
-                if (add_leak) {                                                                              \
-                    LIF_STEP(REAL, xt[i] + v_leak, (void)0)                                                  \
-                } else {                                                                                     \
-                    LIF_STEP(REAL, xt[i], (void)0)                                                           \
-                }                                                                                            \
+                LIF_STEP_XT(REAL, (void)0)                                                                   \
             }                                                                                                \
         }                                                                                                    \
     }
@@ -99,11 +103,7 @@
                     const REAL *restrict xt = x + t * n + lo;                                                \
                     REAL *restrict ut = ub + t * BLOCK;                                                      \
                     REAL zt[BLOCK];                                                                          \
-                    if (add_leak) {                                                                          \
-                        LIF_STEP(REAL, xt[i] + v_leak, ut[i] = uu)                                           \
-                    } else {                                                                                 \
-                        LIF_STEP(REAL, xt[i], ut[i] = uu)                                                    \
-                    }                                                                                        \
+                    LIF_STEP_XT(REAL, ut[i] = uu)                                                            \
                 }                                                                                            \
                 for (int64_t i = 0; i < m; ++i) r[i] = 0;                                                    \
                 for (int64_t t = steps - 1; t >= 0; --t) {                                                   \
@@ -182,11 +182,7 @@ LIF_BACKWARD(lif_backward_f64, double, fabs)
                 for (int64_t i = 0; i < m; ++i) v[i] = v_leak;                                               \
                 for (int64_t t = 0; t < steps; ++t) {                                                        \
                     const REAL *restrict xt = x + (t * planes + p0) * n;                                     \
-                    if (add_leak) {                                                                          \
-                        LIF_STEP(REAL, xt[i] + v_leak, (void)0)                                              \
-                    } else {                                                                                 \
-                        LIF_STEP(REAL, xt[i], (void)0)                                                       \
-                    }                                                                                        \
+                    LIF_STEP_XT(REAL, (void)0)                                                               \
                     for (int64_t k = 0; k < pk; ++k) {                                                       \
                         REAL *restrict ot = out + (t * planes + p0 + k) * no;                                \
                         for (int64_t i = 0; i < ho; ++i) {                                                   \
@@ -224,11 +220,7 @@ LIF_BACKWARD(lif_backward_f64, double, fabs)
                 for (int64_t t = 0; t < steps; ++t) {                                                        \
                     const REAL *restrict xt = x + (t * planes + p0) * n;                                     \
                     REAL *restrict ut = ub + t * gn;                                                         \
-                    if (add_leak) {                                                                          \
-                        LIF_STEP(REAL, xt[i] + v_leak, ut[i] = uu)                                           \
-                    } else {                                                                                 \
-                        LIF_STEP(REAL, xt[i], ut[i] = uu)                                                    \
-                    }                                                                                        \
+                    LIF_STEP_XT(REAL, ut[i] = uu)                                                            \
                 }                                                                                            \
                 for (int64_t i = 0; i < m; ++i) r[i] = 0;                                                    \
                 for (int64_t t = steps - 1; t >= 0; --t) {                                                   \
