@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -37,6 +36,7 @@ import numpy as np
 
 from neuromoco.deploy.result import RunResult
 from neuromoco.errors import UserError
+from neuromoco.io import atomic_write, publish, temporary_beside
 
 #: file suffix -> trace format
 SUFFIXES: dict[str, str] = {".nir": "nir", ".h5": "nir", ".hdf5": "nir", ".npz": "npz"}
@@ -207,15 +207,13 @@ class TraceWriter:
 
     def close(self) -> Path:
         """Complete the file (the info, written last) and move it to :attr:`path`; returns the path."""
-        from neuromoco.io import atomic_write
-
         if self.samples == 0:
             self.abort()
             raise UserError(f"trace {self.path}: no samples were recorded")
         try:
             if isinstance(self._sink, _NirSink):
                 self._sink.finish(self.info)
-                self._sink.publish(self.path)
+                publish(self._sink.tmp, self.path)
             else:
                 atomic_write(self.path, lambda tmp: self._sink.zip_to(tmp, self.info))  # type: ignore[union-attr]
         finally:
@@ -268,7 +266,7 @@ class _NirSink:
     def __init__(self, path: Path, info: TraceInfo) -> None:
         import h5py
 
-        self.tmp = _temporary(path, ".tmp")
+        self.tmp = temporary_beside(path)
         self.dt = float(info.dt) if info.dt else 1.0  # NIR needs a step; a graph without leaky neurons has none
         self.file: Any = h5py.File(self.tmp, "w")
         self.file.attrs["__type__"] = "NIRGraphData"
@@ -313,12 +311,6 @@ class _NirSink:
     def finish(self, info: TraceInfo) -> None:
         self.file[_GROUP].attrs["info"] = json.dumps(asdict(info))
         self.file.close()
-
-    def publish(self, path: Path) -> None:
-        from neuromoco.io import _umask
-
-        os.chmod(self.tmp, 0o666 & ~_umask())
-        os.replace(self.tmp, path)
 
     def discard(self) -> None:
         if self.file.id.valid:
@@ -367,12 +359,6 @@ class _NpzSink:
 
     def discard(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
-
-
-def _temporary(path: Path, suffix: str) -> Path:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
-    os.close(fd)
-    return Path(tmp)
 
 
 # ------------------------------------------------------------------------------------------------- read

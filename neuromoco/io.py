@@ -16,18 +16,31 @@ def atomic_write(path: str | os.PathLike, write: Callable[[str], object]) -> Pat
     """Call ``write(tmp_path)`` (its return value is ignored) for a temporary file beside ``path``, then rename it
     over ``path``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = temporary_beside(path)
     try:
-        write(tmp)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; users expect their umask
-        os.replace(tmp, path)
+        write(str(tmp))
+        publish(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def temporary_beside(path: str | os.PathLike, suffix: str = ".tmp") -> Path:
+    """An empty temporary file in ``path``'s folder (made if missing), for a writer that fills it over time and then
+    :func:`publish` es it; the same folder, so the rename is atomic."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    os.close(fd)
+    return Path(tmp)
+
+
+def publish(tmp: str | os.PathLike, path: str | os.PathLike) -> Path:
+    """Rename the finished temporary file ``tmp`` over ``path``, with the user's umask (mkstemp makes 0600 files)."""
+    os.chmod(tmp, 0o666 & ~_umask())
+    os.replace(tmp, path)
+    return Path(path)
 
 
 def _umask() -> int:

@@ -28,13 +28,13 @@ import os
 import platform
 import shutil
 import subprocess
-import tempfile
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from neuromoco.io import atomic_write
 from neuromoco.train.models.lif_kernels.fused import LIFConstants
 
 SOURCE = Path(__file__).with_name("native_kernels.c")
@@ -63,34 +63,33 @@ def _compiler() -> str:
     raise NativeUnavailable("no C compiler found (set CC, or install gcc); the LIF runs as 'fused'")
 
 
+class _CompileError(Exception):
+    """The compiler ran and failed (its last line of errors), or could not run."""
+
+
+def _compile(cc: str, extra: tuple[str, ...], target: str) -> None:
+    try:
+        done = subprocess.run([cc, *FLAGS, *extra, str(SOURCE), "-o", target, "-lm"], capture_output=True,
+                              text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        raise _CompileError(str(err)) from None
+    if done.returncode != 0:
+        raise _CompileError((done.stderr.strip().splitlines() or ["?"])[-1])
+
+
 def _build(cc: str, out: Path) -> None:
     """Compile the source to ``out`` (atomically), with OpenMP where the compiler has it."""
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise NativeUnavailable(f"cannot write the kernel cache {out.parent} ({err}; set NEUROMOCO_KERNEL_CACHE)") \
-            from None
     errors = []
     for extra in (("-fopenmp",), ("-Wno-unknown-pragmas",)):
         try:
-            fd, tmp = tempfile.mkstemp(suffix=".so", dir=out.parent)
+            atomic_write(out, partial(_compile, cc, extra))
+            return
+        except _CompileError as err:
+            errors.append(str(err))
         except OSError as err:
             raise NativeUnavailable(f"cannot write the kernel cache {out.parent} ({err}; set NEUROMOCO_KERNEL_CACHE)") \
                 from None
-        os.close(fd)
-        try:
-            done = subprocess.run([cc, *FLAGS, *extra, str(SOURCE), "-o", tmp, "-lm"], capture_output=True,
-                                  text=True, timeout=120)
-            if done.returncode == 0:
-                os.replace(tmp, out)
-                return
-            errors.append(done.stderr.strip().splitlines()[-1:] or ["?"])
-        except (OSError, subprocess.TimeoutExpired) as err:
-            errors.append([str(err)])
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-    raise NativeUnavailable(f"{cc} could not build {SOURCE.name}: {errors[-1][0]}")
+    raise NativeUnavailable(f"{cc} could not build {SOURCE.name}: {errors[-1]}")
 
 
 def _load() -> Any:
